@@ -1,0 +1,155 @@
+"""Self-describing checkpoints: weights plus everything needed to rebuild and use them, in plain types."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mnist_cli import __version__
+from mnist_cli.config import Config, validate
+from mnist_cli.data import IMAGE_SIDE, Normalization
+from mnist_cli.errors import CheckpointError, ConfigError
+from mnist_cli.model import build_model
+
+FORMAT = "mnist-cli checkpoint"
+FORMAT_VERSION = 1
+CHECKPOINT_DIR_ENV = "MNIST_CHECKPOINT_DIR"
+
+
+def checkpoints_root() -> Path:
+    """$MNIST_CHECKPOINT_DIR if set, else ./checkpoints."""
+    return Path(os.environ.get(CHECKPOINT_DIR_ENV) or "checkpoints")
+
+
+def build_checkpoint(
+    *,
+    model: nn.Module,
+    config: Config,
+    normalization: Normalization,
+    classes: list[str],
+    metrics: dict[str, Any],
+    epoch: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything `eval`, `predict` and a resumed run need, loadable with weights_only=True."""
+    import torchvision
+
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "versions": {"mnist_cli": __version__, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__)},
+        "config": config.model_dump(mode="json"),
+        "input_shape": [1, IMAGE_SIDE, IMAGE_SIDE],
+        "normalization": normalization.as_dict(),
+        "classes": list(classes),
+        "metrics": dict(metrics),
+        "epoch": epoch,
+        # Weights go to the CPU so a checkpoint trained on CUDA loads anywhere.
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
+        **(extra or {}),
+    }
+
+
+def save_checkpoint(ckpt: dict[str, Any], path: Path) -> None:
+    """Write atomically: a temporary file in the same folder, fsync, then rename over `path`."""
+    atomic_write(path, lambda f: torch.save(ckpt, f))
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(file) on a temp file beside `path`, then replace `path`; a crash leaves the old file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read and check a checkpoint; never unpickles code (weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no such checkpoint: {path}")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a checkpoint (not a file written by torch.save)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        what = f"it references {found.group(1)}" if found else "it holds something other than plain data"
+        raise CheckpointError(f"{path}: refused to load, {what}; checkpoints hold only tensors and plain values") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError, KeyError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an mnist-cli checkpoint")
+    version = ckpt.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version!r} is newer than this mnist-cli reads ({FORMAT_VERSION}); upgrade mnist-cli"
+        )
+    missing = [k for k in ("config", "model_state", "normalization", "classes") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return ckpt
+
+
+def config_from_checkpoint(ckpt: dict[str, Any], path: Path | str = "checkpoint") -> Config:
+    """The resolved config stored in a checkpoint."""
+    try:
+        return validate(ckpt["config"], f"{path} (stored config)")
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], path: Path | str = "checkpoint") -> nn.Module:
+    """Rebuild the network from the stored config and load its weights (on the CPU, eval mode)."""
+    cfg = config_from_checkpoint(ckpt, path)
+    channels, height, width = ckpt.get("input_shape", [1, IMAGE_SIDE, IMAGE_SIDE])
+    model = build_model(cfg.model, channels * height * width, len(ckpt["classes"]))
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        reason = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not match the stored architecture ({reason})") from None
+    return model.eval()
+
+
+def normalization_from_checkpoint(ckpt: dict[str, Any]) -> Normalization:
+    """The input normalisation the checkpoint was trained with."""
+    norm = ckpt["normalization"]
+    return Normalization(float(norm["mean"]), float(norm["std"]))
+
+
+def newest_checkpoint(root: Path | None = None, name: str = "best.pt") -> Path:
+    """The most recently written `root/**/best.pt`."""
+    root = Path(root) if root is not None else checkpoints_root()
+    found = sorted(root.glob(f"**/{name}"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    if not found:
+        raise CheckpointError(f"no {name} under {root}/; train one with `mnist train` or pass --checkpoint")
+    return found[-1]

@@ -1,0 +1,179 @@
+"""The `mnist` command: parse, call one library function, render. torch is imported inside commands."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mnist_cli import __version__
+from mnist_cli.errors import ConfigError, MnistError
+
+app = typer.Typer(
+    name="mnist",
+    help="Train, evaluate and use MNIST digit classifiers described in YAML.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+USER_ERROR = 2
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a user's mistake into one line on stderr and exit code 2; bugs keep their traceback."""
+    try:
+        yield
+    except ConfigError as e:
+        lines = [f"error: {e.source}: {e.problems[0]}"] if len(e.problems) == 1 else [f"error: {e.source}: {len(e.problems)} problems"]
+        if len(e.problems) > 1:
+            lines += [f"  - {p}" for p in e.problems]
+        typer.echo("\n".join(lines), err=True)
+        raise typer.Exit(USER_ERROR) from None
+    except MnistError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(USER_ERROR) from None
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mnist-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Train, evaluate and use MNIST digit classifiers described in YAML."""
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config; every key is optional (defaults: see README).")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override one key, value parsed as YAML: --set model.width=512 (repeatable).")] = None,
+    device: Annotated[str | None, typer.Option(help="Shortcut for --set train.device=D (auto, cpu, cuda, cuda:N, mps).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Shortcut for --set train.epochs=N.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Shortcut for --set seed=N.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder [default: checkpoints/<config name>].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+) -> None:
+    """Train an MLP from a YAML config; writes best.pt, last.pt, config.yaml and metrics.jsonl."""
+    from mnist_cli.checkpoint import checkpoints_root
+    from mnist_cli.config import load_config
+    from mnist_cli.ui import TrainReporter, consoles, render_train_result
+
+    shortcuts = {"train.device": device, "train.epochs": epochs, "seed": seed}
+    sets = list(overrides or []) + [f"{k}={v}" for k, v in shortcuts.items() if v is not None]
+    stdout, stderr = consoles()
+    with user_errors():
+        cfg = load_config(config, sets)
+        out_dir = out or checkpoints_root() / (config.stem if config else "default")
+        from mnist_cli.train import train as run_training
+
+        with TrainReporter(stderr, quiet=quiet) as reporter:
+            result = run_training(cfg, out_dir, reporter).as_dict()
+    if as_json:
+        _print_json(result)
+    else:
+        render_train_result(stdout, result)
+
+
+@app.command("eval")
+def evaluate_checkpoint(
+    checkpoint: Annotated[Path, typer.Argument(help="A best.pt or last.pt written by `mnist train`.")],
+    split: Annotated[str, typer.Option(help="test, or val (the exact images held out in training).")] = "test",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    data_root: Annotated[Path | None, typer.Option(help="Folder holding MNIST/raw/ [default: the checkpoint's, else $MNIST_DATA_DIR, else ./data].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print accuracy, loss, n, per_class and confusion as JSON.")] = False,
+) -> None:
+    """Accuracy, loss, per-class accuracy and the confusion matrix of a checkpoint."""
+    with user_errors():
+        if split not in ("test", "val"):
+            raise MnistError(f"--split must be test or val, not {split!r}")
+        from mnist_cli.checkpoint import config_from_checkpoint, load_checkpoint, model_from_checkpoint, normalization_from_checkpoint
+        from mnist_cli.devices import resolve_device
+        from mnist_cli.evaluate import evaluate
+        from mnist_cli.train import load_split_for_eval
+
+        ckpt = load_checkpoint(checkpoint)
+        cfg = config_from_checkpoint(ckpt, checkpoint)
+        torch_device = resolve_device(device)
+        model = model_from_checkpoint(ckpt, checkpoint).to(torch_device)
+        data = load_split_for_eval(cfg, split, data_root).to(torch_device)
+        result = evaluate(model, data, normalization_from_checkpoint(ckpt), len(ckpt["classes"])).as_dict()
+    if as_json:
+        _print_json(result)
+        return
+    from mnist_cli.ui import consoles, render_evaluation
+
+    stdout, _ = consoles()
+    render_evaluation(stdout, result, ckpt["classes"], f"{split} split ({checkpoint})")
+
+
+@app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, ...).")],
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", "-m", help="[default: the newest checkpoints/**/best.pt]")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to list per image.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a list of {path, prediction, probability, top_k}.")] = False,
+) -> None:
+    """The digit in each image, with its probability and the top-k classes."""
+    _, stderr = consoles_lazy()
+    failed: list[str] = []
+    with user_errors():
+        import torch
+
+        from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint, newest_checkpoint, normalization_from_checkpoint
+        from mnist_cli.errors import ImageError
+        from mnist_cli.predict import classify, load_image, predictions
+
+        if checkpoint is None:
+            checkpoint = newest_checkpoint()
+            stderr.print(f"using checkpoint {checkpoint}", markup=False, soft_wrap=True)
+        ckpt = load_checkpoint(checkpoint)
+        model = model_from_checkpoint(ckpt, checkpoint)
+        loaded, paths = [], []
+        for path in images:
+            try:
+                loaded.append(load_image(path))
+                paths.append(str(path))
+            except ImageError as e:
+                failed.append(str(e))
+        rows = []
+        if loaded:
+            probs = classify(model, torch.stack(loaded), normalization_from_checkpoint(ckpt))
+            rows = [p.as_dict() for p in predictions(paths, probs, ckpt["classes"], top_k)]
+    for message in failed:
+        stderr.print(f"error: {message}", markup=False, soft_wrap=True)
+    if as_json:
+        _print_json(rows)
+    elif rows:
+        from mnist_cli.ui import render_predictions
+
+        render_predictions(consoles_lazy()[0], rows)
+    if failed:
+        raise typer.Exit(USER_ERROR)
+
+
+def consoles_lazy():
+    from mnist_cli.ui import consoles
+
+    return consoles()
+
+
+def main() -> None:
+    """Entry point of the `mnist` console script."""
+    app()

@@ -1,0 +1,215 @@
+"""The typed config: defaults live here, YAML overrides them, `--set a.b=v` overrides YAML."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mnist_cli.errors import ConfigError
+
+DATA_DIR_ENV = "MNIST_DATA_DIR"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    dataset: Literal["mnist", "fashion-mnist", "kmnist"] = "mnist"
+    # None means $MNIST_DATA_DIR, else ./data (resolved when the data is loaded, not stored).
+    root: str | None = None
+    # Images held out of the 60k training set for model selection; the test set is never used for it.
+    val_size: int = Field(5000, ge=0, le=50000)
+    # True: (x/255 - mean) / std with the dataset's constants; False: x/255 only.
+    normalize: bool = True
+
+
+class ModelConfig(_Section):
+    # Hidden layers; 0 gives a linear softmax model (784-10).
+    depth: int = Field(2, ge=0, le=64)
+    # One width for every hidden layer, or a list with one width per layer.
+    width: int | list[int] = 512
+    activation: Literal["relu", "gelu", "silu", "tanh", "sigmoid"] = "relu"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    norm: Literal["none", "batch", "layer"] = "none"
+    init: Literal["default", "xavier", "kaiming"] = "default"
+
+    @field_validator("width")
+    @classmethod
+    def _positive_widths(cls, v: int | list[int]) -> int | list[int]:
+        widths = v if isinstance(v, list) else [v]
+        if any(w < 1 or w > 65536 for w in widths):
+            raise ValueError("every width must be between 1 and 65536")
+        return v
+
+    @model_validator(mode="after")
+    def _width_list_matches_depth(self) -> ModelConfig:
+        if isinstance(self.width, list) and len(self.width) != self.depth:
+            raise ValueError(
+                f"width lists {len(self.width)} layers but depth is {self.depth}; "
+                "give one width per hidden layer or a single int"
+            )
+        return self
+
+    @property
+    def hidden_widths(self) -> list[int]:
+        """One width per hidden layer."""
+        return list(self.width) if isinstance(self.width, list) else [self.width] * self.depth
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(5, ge=1, le=10000)
+    batch_size: int = Field(256, ge=1, le=65536)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    schedule: Literal["none", "cosine", "onecycle"] = "none"
+    # Linear warm-up from 0 over this many epochs (fractions allowed), before the schedule.
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    device: str = "auto"
+    # bf16 autocast on CUDA; ignored on the CPU.
+    amp: bool = False
+    # Intra-op CPU threads; None keeps torch's default (one per core).
+    threads: int | None = Field(None, ge=1, le=1024)
+    eval_batch_size: int = Field(2048, ge=1, le=1 << 20)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v):
+            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+        return v
+
+    @model_validator(mode="after")
+    def _warmup_within_run(self) -> TrainConfig:
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) exceeds epochs ({self.epochs})")
+        return self
+
+
+class Config(_Section):
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def default_data_root() -> Path:
+    """$MNIST_DATA_DIR if set, else ./data."""
+    return Path(os.environ.get(DATA_DIR_ENV) or "data")
+
+
+def data_root(cfg: DataConfig) -> Path:
+    """Where the dataset lives for this config."""
+    return Path(cfg.root).expanduser() if cfg.root else default_data_root()
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split `a.b=value` into (["a", "b"], parsed YAML value)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError([f"--set {text!r}: expected KEY.PATH=VALUE"], "--set")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError([f"--set {key}: value is not valid YAML ({_one_line(e)})"], "--set") from None
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of `raw` with each `a.b=v` override set."""
+    out = _deep_copy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping from `path`, with errors a user can act on."""
+    if not path.is_file():
+        raise ConfigError([f"no such file: {path}"], str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"cannot read: {_one_line(e)}"], str(path)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError([f"invalid YAML: {_one_line(e)}"], str(path)) from None
+    except RecursionError:
+        raise ConfigError(["invalid YAML: nested too deeply"], str(path)) from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"expected a mapping of keys at the top, got {type(raw).__name__}"], str(path))
+    return raw
+
+
+def load_config(path: Path | None, overrides: list[str] = ()) -> Config:
+    """Build the config from defaults, an optional YAML file and `--set` overrides."""
+    raw = read_yaml(path) if path is not None else {}
+    return validate(apply_overrides(raw, list(overrides)), str(path) if path else "config")
+
+
+def validate(raw: dict[str, Any], source: str = "config") -> Config:
+    """Validate a raw mapping, reporting every problem at once with its key path."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError([_describe(err) for err in e.errors()], source) from None
+
+
+def to_yaml(cfg: Config) -> str:
+    """The resolved config as YAML, every key written out."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "int", "list"))]
+    key = ".".join(loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        hint = _did_you_mean(loc)
+        return f"{key}: unknown key{hint}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], dict | list):
+        msg += f" (got {err['input']!r})"
+    return f"{key}: {msg}"
+
+
+def _did_you_mean(loc: list[str]) -> str:
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (known keys: {', '.join(known)})"
+
+
+def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in raw.items()}
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())

@@ -1,0 +1,253 @@
+"""Datasets as whole uint8 tensors, the seeded train/val split, and batched loading."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mnist_cli.errors import DataError
+
+IMAGE_SIDE = 28  # pixels; every dataset here is 28x28 grayscale
+NUM_CLASSES = 10
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
+KMNIST_MEAN, KMNIST_STD = 0.1918, 0.3483
+
+# dataset name -> (torchvision class name, mean, std)
+DATASETS = {
+    "mnist": ("MNIST", MNIST_MEAN, MNIST_STD),
+    "fashion-mnist": ("FashionMNIST", FASHION_MNIST_MEAN, FASHION_MNIST_STD),
+    "kmnist": ("KMNIST", KMNIST_MEAN, KMNIST_STD),
+}
+CACHE_ENV = "MNIST_CACHE_DIR"
+DOWNLOAD_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images (N, 28, 28) uint8 and labels (N,) int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device) -> Split:
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Inputs are (pixel / 255 - mean) / std; mean 0, std 1 means x / 255."""
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "std": self.std}
+
+
+def normalization_for(dataset: str, normalize: bool) -> Normalization:
+    """The constants a dataset is normalised with, or the identity when `normalize` is off."""
+    if not normalize:
+        return Normalization()
+    _, mean, std = DATASETS[dataset]
+    return Normalization(mean, std)
+
+
+def to_inputs(images: torch.Tensor, norm: Normalization) -> torch.Tensor:
+    """uint8 (B, 28, 28) -> float32 (B, 28, 28) normalised; done per batch on the batch's device."""
+    scale = 1.0 / (255.0 * norm.std)
+    return images.float().mul_(scale).sub_(norm.mean / norm.std)
+
+
+def class_names(dataset: str) -> list[str]:
+    """Human-readable class names in label order ("0".."9" for MNIST)."""
+    if dataset == "mnist":
+        return [str(d) for d in range(NUM_CLASSES)]
+    return list(_torchvision_class(dataset).classes)
+
+
+def raw_files(dataset: str) -> list[str]:
+    """The four .gz files the dataset is made from."""
+    return [name for name, _ in _torchvision_class(dataset).resources]
+
+
+def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split, Split]:
+    """Return (train, test) for `dataset` under `root`, verifying and if needed downloading the files."""
+    cls = _torchvision_class(dataset)
+    work_root = _working_root(cls, Path(root))
+    _check_archives(cls, Path(root), work_root)
+    splits = []
+    for train in (True, False):
+        try:
+            with _quiet_network():
+                ds = cls(str(work_root), train=train, download=download)
+        except (RuntimeError, OSError) as e:
+            raise DataError(_missing_message(cls, Path(root), e)) from None
+        except (AssertionError, ValueError, TypeError, IndexError) as e:
+            part = "train" if train else "t10k"
+            raise DataError(
+                f"{Path(ds_raw_folder(cls, work_root))}/{part}-*-ubyte is not a valid IDX file ({e or type(e).__name__}); "
+                "delete the extracted files to unpack the .gz archives again"
+            ) from None
+        splits.append(Split(ds.data.contiguous(), ds.targets.long()))
+    train_split, test_split = splits
+    return train_split, test_split
+
+
+def split_train_val(train: Split, val_size: int, seed: int) -> tuple[Split, Split]:
+    """A deterministic (train, val) split of the training set from `seed`."""
+    if val_size >= len(train):
+        raise DataError(f"data.val_size ({val_size}) leaves no training images out of {len(train)}")
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(train), generator=g)
+    val_idx, train_idx = perm[:val_size].sort().values, perm[val_size:].sort().values
+    return (
+        Split(train.images[train_idx], train.labels[train_idx]),
+        Split(train.images[val_idx], train.labels[val_idx]),
+    )
+
+
+class SplitDataset(Dataset):
+    """A Split indexed by whole batches: `ds[index_tensor]` is one gather, no per-sample work."""
+
+    def __init__(self, split: Split):
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        index = index.to(self.split.images.device, non_blocking=True)
+        return self.split.images[index], self.split.labels[index]
+
+
+class ShuffledBatches(Sampler[torch.Tensor]):
+    """Yields index tensors: slices of a fresh seeded permutation each epoch (or in order)."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None = None):
+        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+
+    def __len__(self) -> int:
+        return len(self._sizes())
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
+        yield from order[: sum(self._sizes())].split(self.batch_size)
+
+    def _sizes(self) -> list[int]:
+        full, rest = divmod(self.n, self.batch_size)
+        # A trailing batch of one would break batch norm; those few images wait for the next epoch.
+        return [self.batch_size] * full + ([rest] if rest > 1 or (rest == 1 and full == 0) else [])
+
+
+def make_loader(split: Split, batch_size: int, shuffle: bool, generator: torch.Generator | None = None) -> DataLoader:
+    """A DataLoader that fetches whole batches from an in-memory Split."""
+    sampler = ShuffledBatches(len(split), batch_size, shuffle, generator)
+    # batch_size=None: the sampler already yields batches, so each fetch is one tensor gather.
+    return DataLoader(SplitDataset(split), sampler=sampler, batch_size=None, num_workers=0)
+
+
+def ds_raw_folder(cls: type, root: Path) -> Path:
+    return root / cls.__name__ / "raw"
+
+
+def cache_root() -> Path:
+    """Where datasets are unpacked when their own folder is read-only."""
+    base = os.environ.get(CACHE_ENV) or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mnist-cli" / "data"
+
+
+def _torchvision_class(dataset: str) -> type:
+    from torchvision import datasets
+
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    return getattr(datasets, DATASETS[dataset][0])
+
+
+def _working_root(cls: type, root: Path) -> Path:
+    """Where torchvision may verify, unpack and download: `root`, unless that would modify given archives.
+
+    A folder that already holds the unpacked files is used as is. A folder holding only the .gz
+    archives is left untouched (it may be shared or read-only): they are linked into a cache and
+    unpacked there. Otherwise downloads go to `root` when it is writable, else to the cache.
+    """
+    raw = ds_raw_folder(cls, root)
+    names = [name for name, _ in cls.resources]
+    if all((raw / n.removesuffix(".gz")).is_file() for n in names):
+        return root
+    if not any((raw / n).is_file() for n in names) and _writable(raw):
+        return root
+    work = cache_root()
+    work_raw = ds_raw_folder(cls, work)
+    try:
+        work_raw.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            src, link = raw / name, work_raw / name
+            if src.is_file():
+                if link.is_symlink() or link.exists():
+                    link.unlink()
+                link.symlink_to(src.resolve())
+    except OSError as e:
+        raise DataError(f"cannot prepare the dataset cache {work_raw} ({e.strerror or e}); set {CACHE_ENV} to a writable folder") from None
+    return work
+
+
+def _writable(folder: Path) -> bool:
+    """True if a file can be created in `folder` (made if missing); tries it, since root ignores modes."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def _check_archives(cls: type, root: Path, work_root: Path) -> None:
+    """Fail with the file's name if a present .gz does not match torchvision's MD5."""
+    from torchvision.datasets.utils import check_integrity
+
+    raw = ds_raw_folder(cls, work_root)
+    if all((raw / name.removesuffix(".gz")).is_file() for name, _ in cls.resources):
+        return
+    for name, md5 in cls.resources:
+        path = raw / name
+        if path.exists() and not check_integrity(str(path), md5):
+            shown = ds_raw_folder(cls, root) / name
+            raise DataError(f"{shown} is corrupt (MD5 mismatch, expected {md5}); replace it or delete it to download again")
+
+
+def _missing_message(cls: type, root: Path, e: Exception) -> str:
+    raw = ds_raw_folder(cls, root)
+    missing = [name for name, _ in cls.resources if not (raw / name).exists()]
+    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+    names = ", ".join(missing or [name for name, _ in cls.resources])
+    return (
+        f"{cls.__name__} data not found and could not be downloaded ({reason}). "
+        f"Put {names} in {raw}/, or set MNIST_DATA_DIR to the folder that holds {cls.__name__}/raw/"
+    )
+
+
+@contextlib.contextmanager
+def _quiet_network() -> Iterator[None]:
+    """torchvision prints download chatter to stdout and waits on sockets forever; the core never prints."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        socket.setdefaulttimeout(previous)

@@ -1,0 +1,32 @@
+"""Turning a device name from the config into a torch.device that exists here."""
+
+from __future__ import annotations
+
+import torch
+
+from mnist_cli.errors import DeviceError
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda, then mps, then cpu; an explicit device that is absent is an error, never a fallback."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {name!r} asked for, but CUDA is not available on this machine (use --device cpu)")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return torch.device("cuda", index)
+    if name == "mps" and not _mps_available():
+        raise DeviceError("device 'mps' asked for, but MPS is not available on this machine (use --device cpu)")
+    return torch.device(name)
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())

@@ -1,0 +1,30 @@
+"""Exception types for mistakes a user can fix; the CLI turns them into one line and exit 2."""
+
+
+class MnistError(Exception):
+    """A user-facing error: bad input, missing file, bad config. Never a bug."""
+
+
+class ConfigError(MnistError):
+    """The config file or its overrides are invalid; holds every problem found."""
+
+    def __init__(self, problems: list[str], source: str = "config"):
+        self.problems = problems
+        self.source = source
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+class DataError(MnistError):
+    """The dataset is missing, unreadable or corrupt."""
+
+
+class CheckpointError(MnistError):
+    """A file is not a usable mnist-cli checkpoint."""
+
+
+class ImageError(MnistError):
+    """An image file cannot be read or holds no digit."""
+
+
+class DeviceError(MnistError):
+    """The requested device does not exist on this machine."""

@@ -1,0 +1,46 @@
+"""Optimizers and learning-rate schedules from the train config."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from mnist_cli.config import TrainConfig
+
+ONECYCLE_DEFAULT_WARMUP = 0.25  # fraction of the run spent ramping up when warmup_epochs is 0
+ONECYCLE_START = 1 / 25  # onecycle starts at lr/25, like torch's OneCycleLR
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD with momentum over all parameters."""
+    params = list(model.parameters())
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Multiplier of the base lr after `step` optimizer steps out of `total`."""
+    if schedule == "onecycle":
+        warmup = warmup or round(ONECYCLE_DEFAULT_WARMUP * total)
+        if step < warmup:
+            return ONECYCLE_START + (1 - ONECYCLE_START) * step / warmup
+        return max(0.0, 1 - (step - warmup) / max(1, total - warmup))
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if schedule == "cosine":
+        t = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return 1.0
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """A per-step LambdaLR; its state is plain numbers, so it checkpoints with weights_only."""
+    total = cfg.epochs * steps_per_epoch
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total, warmup, cfg.schedule)
+    )

@@ -1,0 +1,139 @@
+"""Everything the terminal sees: progress, tables, plain lines when piped. Only this layer imports rich."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+def consoles() -> tuple[Console, Console]:
+    """(stdout for results, stderr for progress and messages), made per call so tests capture them."""
+    return Console(highlight=False), Console(stderr=True, highlight=False)
+
+
+def epoch_line(metrics: dict[str, Any], epochs: int, is_best: bool) -> str:
+    """One epoch's figures as a single line."""
+    val = (
+        f"val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_accuracy']:.2%}"
+        if metrics["val_accuracy"] is not None
+        else "no validation split"
+    )
+    return (
+        f"epoch {metrics['epoch']}/{epochs}  train_loss {metrics['train_loss']:.4f}  {val}  "
+        f"{metrics['seconds']:.1f}s  {metrics['samples_per_second']:,.0f} samples/s" + ("  *best" if is_best else "")
+    )
+
+
+class TrainReporter:
+    """Receives training events: a rich bar per epoch on a terminal, one plain line per epoch otherwise."""
+
+    def __init__(self, console: Console, quiet: bool = False):
+        self.console = console
+        self.quiet = quiet
+        self.rich = console.is_terminal and not quiet
+        self.progress: Progress | None = None
+        self.task = None
+        self.epochs = 0
+
+    def __enter__(self) -> TrainReporter:
+        if self.rich:
+            self.progress = Progress(
+                TextColumn("epoch {task.fields[epoch]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}"),
+                TextColumn("{task.fields[rate]:>9,.0f} samples/s"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+    def __call__(self, event: Any) -> None:
+        from mnist_cli.train import EpochDone, RunStarted, StepDone
+
+        if self.quiet:
+            return
+        if isinstance(event, RunStarted):
+            self.epochs = event.epochs
+            self._print(
+                f"training on {event.device}: {event.n_train:,} train / {event.n_val:,} val / {event.n_test:,} test images, "
+                f"{event.parameters:,} parameters, {event.steps_per_epoch:,} steps per epoch -> {event.out_dir}"
+            )
+        elif isinstance(event, StepDone) and self.progress is not None:
+            if self.task is None:
+                self.task = self.progress.add_task("", total=event.steps, epoch=f"{event.epoch}/{self.epochs}", loss=event.loss, rate=0.0)
+            self.progress.update(self.task, completed=event.step, loss=event.loss, rate=event.samples_per_second)
+        elif isinstance(event, EpochDone):
+            if self.progress is not None and self.task is not None:
+                self.progress.remove_task(self.task)
+                self.task = None
+            self._print(epoch_line(event.metrics, self.epochs, event.is_best))
+
+    def _print(self, text: str) -> None:
+        (self.progress.console if self.progress else self.console).print(text, markup=False, soft_wrap=True)
+
+
+def render_train_result(console: Console, result: dict[str, Any]) -> None:
+    """The end of a training run: where the model is and how good it is."""
+    val = f"{result['val_accuracy']:.2%}" if result["val_accuracy"] is not None else "n/a"
+    console.print(
+        f"best epoch {result['best_epoch']}: val accuracy {val}, test accuracy {result['test_accuracy']:.2%} "
+        f"(test loss {result['test_loss']:.4f})\n"
+        f"trained {result['epochs']} epochs in {result['train_seconds']:.1f}s "
+        f"({result['samples_per_second']:,.0f} samples/s) on {result['device']}\n"
+        f"checkpoint: {result['checkpoint']}",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def render_evaluation(console: Console, result: dict[str, Any], classes: list[str], title: str) -> None:
+    """Accuracy and loss, per-class accuracy, and the confusion matrix as tables."""
+    summary = Table(title=title, show_header=True)
+    for col in ("images", "accuracy", "loss"):
+        summary.add_column(col, justify="right")
+    summary.add_row(f"{result['n']:,}", f"{result['accuracy']:.2%}", f"{result['loss']:.4f}")
+    console.print(summary)
+
+    per_class = Table(title="per-class accuracy")
+    per_class.add_column("class")
+    per_class.add_column("images", justify="right")
+    per_class.add_column("accuracy", justify="right")
+    for name, row, acc in zip(classes, result["confusion"], result["per_class"], strict=True):
+        per_class.add_row(name, f"{sum(row):,}", f"{acc:.2%}")
+    console.print(per_class)
+
+    confusion = Table(title="confusion matrix (rows: true, columns: predicted)")
+    confusion.add_column("", style="bold")
+    for i in range(len(classes)):
+        confusion.add_column(str(i), justify="right")
+    for i, row in enumerate(result["confusion"]):
+        confusion.add_row(str(i), *(f"[bold]{v}[/]" if i == j else (str(v) if v else "·") for j, v in enumerate(row)))
+    console.print(confusion)
+
+
+def render_predictions(console: Console, rows: list[dict[str, Any]]) -> None:
+    """One row per image: the class, its probability and the runners-up."""
+    if not console.is_terminal:
+        for r in rows:
+            others = " ".join(f"{t['label']}:{t['probability']:.3f}" for t in r["top_k"])
+            console.print(f"{r['path']}\t{r['label']}\t{r['probability']:.4f}\t{others}", markup=False, soft_wrap=True)
+        return
+    table = Table()
+    table.add_column("image")
+    table.add_column("prediction", justify="center")
+    table.add_column("probability", justify="right")
+    table.add_column("top-k")
+    for r in rows:
+        others = "  ".join(f"{t['label']} {t['probability']:.1%}" for t in r["top_k"])
+        table.add_row(r["path"], f"[bold]{r['label']}[/]", f"{r['probability']:.1%}", others)
+    console.print(table)
