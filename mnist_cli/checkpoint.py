@@ -111,7 +111,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     version = ckpt.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: checkpoint format version {version!r} is newer than this mnist-cli reads ({FORMAT_VERSION}); upgrade mnist-cli"
+            f"{path}: checkpoint format version {version!r} is newer than this mnist-cli reads "
+            f"({FORMAT_VERSION}); upgrade mnist-cli"
         )
     missing = [k for k in ("config", "model_state", "normalization", "classes") if k not in ckpt]
     if missing:

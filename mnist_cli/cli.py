@@ -31,7 +31,11 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except ConfigError as e:
-        lines = [f"error: {e.source}: {e.problems[0]}"] if len(e.problems) == 1 else [f"error: {e.source}: {len(e.problems)} problems"]
+        lines = (
+            [f"error: {e.source}: {e.problems[0]}"]
+            if len(e.problems) == 1
+            else [f"error: {e.source}: {len(e.problems)} problems"]
+        )
         if len(e.problems) > 1:
             lines += [f"  - {p}" for p in e.problems]
         typer.echo("\n".join(lines), err=True)
@@ -54,15 +58,22 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """Train, evaluate and use MNIST digit classifiers described in YAML."""
 
 
 @app.command()
 def train(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config; every key is optional (defaults: see README).")] = None,
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override one key, value parsed as YAML: --set model.width=512 (repeatable).")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML config; every key is optional (defaults: see README).")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override one key, value parsed as YAML: --set model.width=512 (repeatable)."),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="Shortcut for --set train.device=D (auto, cpu, cuda, cuda:N, mps).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Shortcut for --set train.epochs=N.")] = None,
     seed: Annotated[int | None, typer.Option(help="Shortcut for --set seed=N.")] = None,
@@ -96,14 +107,22 @@ def evaluate_checkpoint(
     checkpoint: Annotated[Path, typer.Argument(help="A best.pt or last.pt written by `mnist train`.")],
     split: Annotated[str, typer.Option(help="test, or val (the exact images held out in training).")] = "test",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    data_root: Annotated[Path | None, typer.Option(help="Folder holding MNIST/raw/ [default: the checkpoint's, else $MNIST_DATA_DIR, else ./data].")] = None,
+    data_root: Annotated[
+        Path | None,
+        typer.Option(help="Folder holding MNIST/raw/ [default: the checkpoint's, else $MNIST_DATA_DIR, else ./data]."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print accuracy, loss, n, per_class and confusion as JSON.")] = False,
 ) -> None:
     """Accuracy, loss, per-class accuracy and the confusion matrix of a checkpoint."""
     with user_errors():
         if split not in ("test", "val"):
             raise MnistError(f"--split must be test or val, not {split!r}")
-        from mnist_cli.checkpoint import config_from_checkpoint, load_checkpoint, model_from_checkpoint, normalization_from_checkpoint
+        from mnist_cli.checkpoint import (
+            config_from_checkpoint,
+            load_checkpoint,
+            model_from_checkpoint,
+            normalization_from_checkpoint,
+        )
         from mnist_cli.devices import resolve_device
         from mnist_cli.evaluate import evaluate
         from mnist_cli.train import load_split_for_eval
@@ -126,7 +145,9 @@ def evaluate_checkpoint(
 @app.command()
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, ...).")],
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", "-m", help="[default: the newest checkpoints/**/best.pt]")] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", "-m", help="[default: the newest checkpoints/**/best.pt]")
+    ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to list per image.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print a list of {path, prediction, probability, top_k}.")] = False,
 ) -> None:

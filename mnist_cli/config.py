@@ -52,8 +52,7 @@ class ModelConfig(_Section):
     def _width_list_matches_depth(self) -> ModelConfig:
         if isinstance(self.width, list) and len(self.width) != self.depth:
             raise ValueError(
-                f"width lists {len(self.width)} layers but depth is {self.depth}; "
-                "give one width per hidden layer or a single int"
+                f"width lists {len(self.width)} layers but depth is {self.depth}; give one width per hidden layer or a single int"
             )
         return self
 

@@ -202,7 +202,9 @@ def _working_root(cls: type, root: Path) -> Path:
                     link.unlink()
                 link.symlink_to(src.resolve())
     except OSError as e:
-        raise DataError(f"cannot prepare the dataset cache {work_raw} ({e.strerror or e}); set {CACHE_ENV} to a writable folder") from None
+        raise DataError(
+            f"cannot prepare the dataset cache {work_raw} ({e.strerror or e}); set {CACHE_ENV} to a writable folder"
+        ) from None
     return work
 
 

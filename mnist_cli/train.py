@@ -110,7 +110,18 @@ def train(cfg: Config, out_dir: Path, on_event: Callable[[Event], None] = lambda
     history: list[dict[str, Any]] = []
     ckpt_info = dict(config=cfg, normalization=norm, classes=classes)
     best_acc, best_epoch, train_time, samples = -1.0, 0, 0.0, 0
-    on_event(RunStarted(str(device), count_parameters(model), len(train_split), len(val_split), len(test), steps, cfg.train.epochs, str(out_dir)))
+    on_event(
+        RunStarted(
+            str(device),
+            count_parameters(model),
+            len(train_split),
+            len(val_split),
+            len(test),
+            steps,
+            cfg.train.epochs,
+            str(out_dir),
+        )
+    )
 
     for epoch in range(1, cfg.train.epochs + 1):
         model.train()

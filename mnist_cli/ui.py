@@ -70,7 +70,9 @@ class TrainReporter:
             )
         elif isinstance(event, StepDone) and self.progress is not None:
             if self.task is None:
-                self.task = self.progress.add_task("", total=event.steps, epoch=f"{event.epoch}/{self.epochs}", loss=event.loss, rate=0.0)
+                self.task = self.progress.add_task(
+                    "", total=event.steps, epoch=f"{event.epoch}/{self.epochs}", loss=event.loss, rate=0.0
+                )
             self.progress.update(self.task, completed=event.step, loss=event.loss, rate=event.samples_per_second)
         elif isinstance(event, EpochDone):
             if self.progress is not None and self.task is not None:

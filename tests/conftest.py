@@ -1,0 +1,97 @@
+"""Shared fixtures: tiny synthetic MNIST files written by the tests, and an isolated environment."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+REAL_DATA = Path(os.environ.get("MNIST_DATA_DIR") or Path(__file__).resolve().parents[1] / "../shared/data").resolve()
+N_TRAIN, N_TEST = 600, 200
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding MNIST uses: magic (0, 0, uint8 type 8, ndim), big-endian sizes, raw bytes."""
+    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable fake digits: class k is a bright 3-pixel-high bar at rows 2k+2..2k+4, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        start = rng.integers(4, 10)
+        images[i, 2 * k + 2 : 2 * k + 5, start : start + 14] = rng.integers(180, 256)
+    return images, labels
+
+
+def write_mnist(root: Path, folder: str = "MNIST", gz: bool = False, n_train: int = N_TRAIN, n_test: int = N_TEST) -> Path:
+    """Write synthetic train/t10k IDX files under root/folder/raw (unpacked, or as .gz)."""
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, n, seed in (("train", n_train, 1), ("t10k", n_test, 2)):
+        images, labels = synthetic_digits(n, seed)
+        for kind, arr, dims in (("images", images, 3), ("labels", labels, 1)):
+            name = f"{prefix}-{kind}-idx{dims}-ubyte"
+            data = idx_bytes(arr)
+            if gz:
+                (raw / f"{name}.gz").write_bytes(gzip.compress(data))
+            else:
+                (raw / name).write_bytes(data)
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A data root holding synthetic MNIST (unpacked IDX files, as torchvision leaves them)."""
+    return write_mnist(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch, synthetic_root):
+    """Every test gets its own checkpoints and cache folders and the synthetic data by default."""
+    monkeypatch.setenv("MNIST_DATA_DIR", str(synthetic_root))
+    monkeypatch.setenv("MNIST_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv("MNIST_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+
+
+def write_config(path: Path, **sections) -> Path:
+    """A small, fast config for synthetic data, with `sections` merged over it."""
+    cfg = {
+        "seed": 0,
+        "data": {"val_size": 100},
+        "model": {"depth": 1, "width": 32},
+        "train": {"epochs": 2, "batch_size": 32, "lr": 0.003, "device": "cpu", "threads": 1},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            cfg.setdefault(key, {}).update(value)
+        else:
+            cfg[key] = value
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> Path:
+    return write_config(tmp_path / "tiny.yaml")
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory, synthetic_root) -> Path:
+    """One checkpoint trained on synthetic data, shared by tests that only read it."""
+    from mnist_cli.config import load_config
+    from mnist_cli.train import train
+
+    out = tmp_path_factory.mktemp("trained")
+    cfg = load_config(write_config(out / "tiny.yaml", data={"val_size": 100, "root": str(synthetic_root)}))
+    train(cfg, out / "run")
+    return out / "run" / "best.pt"

@@ -1,0 +1,214 @@
+"""The `mnist` command driven through typer's CliRunner on synthetic data."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import write_config
+from PIL import Image
+from typer.testing import CliRunner
+
+from mnist_cli.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_help_lists_the_commands():
+    r = invoke("--help")
+    assert r.exit_code == 0, r.output
+    for command in ("train", "eval", "predict"):
+        assert command in r.output
+
+
+def test_train_writes_every_artifact_and_reports_json(tiny_config, tmp_path):
+    r = invoke("train", "--config", tiny_config, "--json", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    for key in ("checkpoint", "val_accuracy", "test_accuracy", "epochs", "train_seconds", "samples_per_second"):
+        assert key in result
+    assert result["test_accuracy"] > 0.9, result  # synthetic bars are easy to learn
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {"best.pt", "last.pt", "config.yaml", "metrics.jsonl"}
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2]
+    assert {"train_loss", "val_loss", "val_accuracy", "seconds", "samples_per_second"} <= set(lines[0])
+
+
+def test_train_defaults_to_checkpoints_named_after_the_config(tiny_config):
+    r = invoke("train", "-c", tiny_config, "--epochs", "1", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert (Path(os.environ["MNIST_CHECKPOINT_DIR"]) / "tiny" / "best.pt").is_file()
+    assert "checkpoint:" in r.stdout
+
+
+def test_shortcuts_and_set_reach_the_resolved_config(tiny_config, tmp_path):
+    r = invoke(
+        "train", "-c", tiny_config, "--set", "model.width=[16]", "--epochs", "1", "--seed", "5", "--out", tmp_path / "o", "-q"
+    )
+    assert r.exit_code == 0, r.output
+    import yaml
+
+    resolved = yaml.safe_load((tmp_path / "o" / "config.yaml").read_text())
+    assert (resolved["model"]["width"], resolved["train"]["epochs"], resolved["seed"]) == ([16], 1, 5)
+
+
+def test_progress_is_plain_lines_when_not_a_terminal(tiny_config, tmp_path):
+    r = invoke("train", "-c", tiny_config, "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    assert "epoch 1/2  train_loss" in r.stderr and "epoch 2/2" in r.stderr
+    assert "\r" not in r.stderr and "\x1b[" not in r.stderr
+
+
+def test_same_seed_gives_identical_metrics(tiny_config, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        r = invoke("train", "-c", tiny_config, "--out", tmp_path / name, "-q")
+        assert r.exit_code == 0, r.output
+        runs.append(
+            [
+                {k: v for k, v in json.loads(x).items() if k not in ("seconds", "samples_per_second")}
+                for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+            ]
+        )
+    assert runs[0] == runs[1]
+    wa = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model_state"]
+    wb = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model_state"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_eval_json_matches_the_training_report(trained_checkpoint):
+    r = invoke("eval", trained_checkpoint, "--json", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    stored = torch.load(trained_checkpoint, weights_only=True)["metrics"]
+    assert result["accuracy"] == pytest.approx(stored["test_accuracy"])
+    assert result["n"] == 200 and len(result["per_class"]) == 10
+    assert sum(map(sum, result["confusion"])) == 200
+
+
+def test_eval_on_val_split_reproduces_the_validation_accuracy(trained_checkpoint):
+    r = invoke("eval", trained_checkpoint, "--split", "val", "--json")
+    assert r.exit_code == 0, r.output
+    stored = torch.load(trained_checkpoint, weights_only=True)["metrics"]
+    assert json.loads(r.stdout)["accuracy"] == pytest.approx(stored["val_accuracy"])
+
+
+def test_eval_renders_tables(trained_checkpoint):
+    r = invoke("eval", trained_checkpoint)
+    assert r.exit_code == 0, r.output
+    assert "per-class accuracy" in r.stdout and "confusion matrix" in r.stdout
+
+
+def bar_image(path: Path, digit: int) -> Path:
+    """A synthetic digit as the tests' fake MNIST draws it, dark on light like a photo of paper."""
+    import numpy as np
+
+    img = np.zeros((28, 28), dtype=np.uint8)
+    img[2 * digit + 2 : 2 * digit + 5, 7:21] = 230
+    Image.fromarray(255 - img).save(path)
+    return path
+
+
+def test_predict_uses_the_newest_checkpoint_and_says_which(trained_checkpoint, tmp_path):
+    root = Path(os.environ["MNIST_CHECKPOINT_DIR"]) / "run"
+    root.mkdir(parents=True)
+    (root / "best.pt").write_bytes(trained_checkpoint.read_bytes())
+    r = invoke("predict", bar_image(tmp_path / "three.png", 3), "--json")
+    assert r.exit_code == 0, r.output
+    assert "using checkpoint" in r.stderr and "run/best.pt" in r.stderr
+    [row] = json.loads(r.stdout)
+    assert row["prediction"] == 3 and len(row["top_k"]) == 3
+
+
+def test_predict_reports_bad_files_and_still_predicts_the_rest(trained_checkpoint, tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    good = bar_image(tmp_path / "five.png", 5)
+    r = invoke("predict", good, tmp_path / "notes.txt", tmp_path / "missing.png", "-m", trained_checkpoint, "--json")
+    assert r.exit_code == 2, r.output
+    assert [row["prediction"] for row in json.loads(r.stdout)] == [5]
+    assert "notes.txt: not a readable image" in r.stderr and "missing.png: no such file" in r.stderr
+
+
+def test_config_mistakes_are_one_message_and_exit_2(tmp_path):
+    r = invoke("train", "--set", "model.widht=3", "--set", "train.lr=-1")
+    assert r.exit_code == 2, r.output
+    assert "model.widht: unknown key (did you mean 'width'?)" in r.stderr
+    assert "train.lr" in r.stderr and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "-c", "nope.yaml"], "no such file: nope.yaml"),
+        (["train", "--device", "cuda:7", "--set", "train.epochs=1"], "cuda"),
+        (["eval", "missing.pt"], "no such checkpoint: missing.pt"),
+        (["eval", "{ckpt}", "--split", "train"], "--split must be test or val"),
+        (["predict", "x.png"], "no best.pt under"),
+    ],
+)
+def test_user_mistakes_exit_2_without_traceback(args, message, trained_checkpoint):
+    if torch.cuda.device_count() > 7:
+        pytest.skip("this machine really has cuda:7")
+    r = invoke(*[a.replace("{ckpt}", str(trained_checkpoint)) for a in args])
+    assert r.exit_code == 2, r.output
+    assert message in r.stderr and "Traceback" not in r.output
+
+
+def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    cfg = write_config(tmp_path / "c.yaml", data={"root": str(tmp_path / "nowhere")})
+    r = invoke("train", "-c", cfg)
+    assert r.exit_code == 2, r.output
+    assert "MNIST_DATA_DIR" in r.stderr and "train-images-idx3-ubyte.gz" in r.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 100, b"PK\x03\x04broken zip"])
+def test_not_a_checkpoint_exits_2(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    r = invoke("eval", path)
+    assert r.exit_code == 2, r.output
+    assert str(path) in r.stderr and "Traceback" not in r.output
+
+
+def test_a_pickle_that_runs_code_is_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "mnist-cli checkpoint", "payload": Exploit()}, path)
+    r = invoke("eval", path)
+    assert r.exit_code == 2, r.output
+    assert "refused to load" in r.stderr
+    assert not marker.exists()
+
+
+def test_a_checkpoint_of_a_newer_format_is_refused(trained_checkpoint, tmp_path):
+    ckpt = torch.load(trained_checkpoint, weights_only=True)
+    ckpt["format_version"] = 999
+    torch.save(ckpt, tmp_path / "future.pt")
+    r = invoke("eval", tmp_path / "future.pt")
+    assert r.exit_code == 2, r.output
+    assert "newer than this mnist-cli reads" in r.stderr
+
+
+def test_weights_that_do_not_match_the_architecture_are_refused(trained_checkpoint, tmp_path):
+    ckpt = torch.load(trained_checkpoint, weights_only=True)
+    ckpt["config"]["model"]["width"] = 999
+    torch.save(ckpt, tmp_path / "mismatch.pt")
+    r = invoke("eval", tmp_path / "mismatch.pt")
+    assert r.exit_code == 2, r.output
+    assert "do not match the stored architecture" in r.stderr

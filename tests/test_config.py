@@ -1,0 +1,95 @@
+"""The config schema: defaults, every shipped config, overrides, and errors reported all at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mnist_cli.config import Config, apply_overrides, load_config, to_yaml, validate
+from mnist_cli.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
+
+
+def test_defaults_are_valid():
+    cfg = Config()
+    assert cfg.model.hidden_widths == [512, 512]
+    assert cfg.data.val_size == 5000
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_documents_its_command(path):
+    load_config(path)
+    first_lines = path.read_text().splitlines()[:6]
+    assert any(f"mnist train --config configs/{path.name}" in line for line in first_lines), first_lines
+
+
+def test_required_shipped_configs_exist():
+    names = {p.name for p in CONFIGS}
+    assert {"default.yaml", "classic-256.yaml", "classic-64x3.yaml", "tiny.yaml"} <= names
+
+
+def test_classic_recipes_match_the_tutorials():
+    c256 = load_config(CONFIG_DIR / "classic-256.yaml")
+    assert (c256.model.hidden_widths, c256.model.init, c256.train.batch_size, c256.train.epochs) == ([256], "xavier", 64, 10)
+    assert c256.data.normalize and c256.train.optimizer == "adam" and c256.train.lr == 1e-3
+    c64 = load_config(CONFIG_DIR / "classic-64x3.yaml")
+    assert (c64.model.hidden_widths, c64.train.batch_size, c64.train.epochs, c64.data.normalize) == ([64, 64, 64], 15, 2, False)
+
+
+def test_set_overrides_parse_yaml_values(tmp_path):
+    cfg = load_config(None, ["model.width=[8, 16]", "model.depth=2", "train.amp=true", "train.lr=1e-2"])
+    assert cfg.model.hidden_widths == [8, 16] and cfg.train.amp is True and cfg.train.lr == 0.01
+
+
+def test_set_overrides_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  width: 64\ntrain:\n  epochs: 3\n")
+    cfg = load_config(path, ["train.epochs=1"])
+    assert (cfg.model.width, cfg.train.epochs) == (64, 1)
+
+
+def test_unknown_key_suggests_the_right_one():
+    with pytest.raises(ConfigError) as e:
+        validate({"model": {"widht": 3}})
+    assert e.value.problems == ["model.widht: unknown key (did you mean 'width'?)"]
+
+
+def test_unknown_section_suggests_too():
+    with pytest.raises(ConfigError) as e:
+        validate({"trian": {}})
+    assert "did you mean 'train'" in e.value.problems[0]
+
+
+def test_all_problems_reported_at_once_with_key_paths():
+    with pytest.raises(ConfigError) as e:
+        validate({"train": {"lr": -1, "optimizer": "adamax", "device": "tpu"}, "model": {"dropout": 1.5}})
+    keys = sorted(p.split(":")[0] for p in e.value.problems)
+    assert keys == ["model.dropout", "train.device", "train.lr", "train.optimizer"]
+
+
+def test_width_list_must_match_depth():
+    with pytest.raises(ConfigError, match="width lists 2 layers but depth is 3"):
+        validate({"model": {"depth": 3, "width": [4, 4]}})
+
+
+@pytest.mark.parametrize("text", ["model: [unclosed", "- a list\n- at top", "key: value: nested"])
+def test_bad_yaml_is_a_config_error(tmp_path, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError):
+        load_config(path)
+
+
+def test_bad_set_syntax():
+    with pytest.raises(ConfigError, match=r"KEY\.PATH=VALUE"):
+        apply_overrides({}, ["model.width"])
+
+
+def test_resolved_yaml_round_trips(tmp_path):
+    cfg = load_config(None, ["model.width=[8]", "model.depth=1", "train.schedule=cosine"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(to_yaml(cfg))
+    assert load_config(path) == cfg

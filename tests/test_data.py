@@ -1,0 +1,112 @@
+"""Loading, splitting and batching the data as whole tensors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import N_TEST, N_TRAIN, write_mnist
+
+from mnist_cli.data import (
+    MNIST_MEAN,
+    MNIST_STD,
+    Normalization,
+    ShuffledBatches,
+    Split,
+    load_dataset,
+    make_loader,
+    normalization_for,
+    split_train_val,
+    to_inputs,
+)
+from mnist_cli.errors import DataError
+
+
+def test_loads_synthetic_idx_files(synthetic_root):
+    train, test = load_dataset("mnist", synthetic_root)
+    assert train.images.shape == (N_TRAIN, 28, 28) and train.images.dtype == torch.uint8
+    assert test.labels.shape == (N_TEST,) and test.labels.dtype == torch.int64
+
+
+def test_split_is_deterministic_disjoint_and_complete(synthetic_root):
+    train, _ = load_dataset("mnist", synthetic_root)
+    a_train, a_val = split_train_val(train, 100, seed=3)
+    _, b_val = split_train_val(train, 100, seed=3)
+    _, c_val = split_train_val(train, 100, seed=4)
+    assert torch.equal(a_val.images, b_val.images) and not torch.equal(a_val.images, c_val.images)
+    assert len(a_train) + len(a_val) == N_TRAIN
+    rows = {bytes(x.numpy()) for x in torch.cat([a_train.images, a_val.images])}
+    assert len(rows) == N_TRAIN
+
+
+def test_val_size_must_leave_training_images(synthetic_root):
+    train, _ = load_dataset("mnist", synthetic_root)
+    with pytest.raises(DataError, match="leaves no training images"):
+        split_train_val(train, N_TRAIN, seed=0)
+
+
+def test_loader_visits_every_sample_once_per_epoch_in_seeded_order():
+    split = Split(torch.arange(103, dtype=torch.uint8).view(103, 1, 1).expand(103, 28, 28).contiguous(), torch.arange(103))
+    orders = []
+    for _ in range(2):
+        loader = make_loader(split, 10, shuffle=True, generator=torch.Generator().manual_seed(7))
+        batches = list(loader)
+        assert [len(y) for _, y in batches] == [10] * 10 + [3]
+        seen = torch.cat([y for _, y in batches])
+        assert sorted(seen.tolist()) == list(range(103))
+        assert all(torch.equal(x[:, 0, 0].long(), y) for x, y in batches)
+        orders.append(seen)
+    assert torch.equal(orders[0], orders[1])
+    assert not torch.equal(orders[0], torch.arange(103))
+
+
+def test_a_trailing_batch_of_one_is_held_back():
+    assert len(ShuffledBatches(21, 10, shuffle=True)) == 2
+    assert sum(len(b) for b in ShuffledBatches(21, 10, shuffle=True)) == 20
+
+
+def test_to_inputs_normalises_with_the_dataset_constants():
+    x = torch.tensor([[0, 255]], dtype=torch.uint8)
+    out = to_inputs(x, normalization_for("mnist", True))
+    assert torch.allclose(out, torch.tensor([[-MNIST_MEAN / MNIST_STD, (1 - MNIST_MEAN) / MNIST_STD]]))
+    assert torch.allclose(to_inputs(x, Normalization()), torch.tensor([[0.0, 1.0]]))
+
+
+def test_missing_data_says_which_files_and_where(tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    # A closed local port: the download is really attempted and fails at once, without the network.
+    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    with pytest.raises(DataError) as e:
+        load_dataset("mnist", tmp_path / "empty")
+    message = str(e.value)
+    assert "train-images-idx3-ubyte.gz" in message and "MNIST_DATA_DIR" in message
+    assert str(tmp_path / "empty" / "MNIST" / "raw") in message
+
+
+def test_gz_archives_are_checked_against_torchvisions_md5(tmp_path):
+    write_mnist(tmp_path, gz=True)  # synthetic .gz files cannot match the real MD5s
+    with pytest.raises(DataError, match="corrupt \\(MD5 mismatch"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_archives_in_a_folder_are_unpacked_into_the_cache_not_beside_them(tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    write_mnist(tmp_path / "given", gz=True)
+    raw = tmp_path / "given" / "MNIST" / "raw"
+    before = sorted(p.name for p in raw.iterdir())
+    # Accept the synthetic archives as genuine for this test: the MD5s are torchvision's to check.
+    import hashlib
+
+    resources = [(name, hashlib.md5((raw / name).read_bytes()).hexdigest()) for name, _ in datasets.MNIST.resources]
+    monkeypatch.setattr(datasets.MNIST, "resources", resources)
+    train, test = load_dataset("mnist", tmp_path / "given")
+    assert len(train) == N_TRAIN and len(test) == N_TEST
+    assert sorted(p.name for p in raw.iterdir()) == before
+    assert (tmp_path / "cache" / "mnist-cli" / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+
+def test_fashion_mnist_reads_its_own_folder(tmp_path):
+    write_mnist(tmp_path, folder="FashionMNIST")
+    train, _ = load_dataset("fashion-mnist", tmp_path)
+    assert len(train) == N_TRAIN
