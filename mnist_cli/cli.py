@@ -139,7 +139,8 @@ def evaluate_checkpoint(
     from mnist_cli.ui import consoles, render_evaluation
 
     stdout, _ = consoles()
-    render_evaluation(stdout, result, ckpt["classes"], f"{split} split ({checkpoint})")
+    stdout.print(f"{checkpoint} on the {split} split", markup=False, soft_wrap=True)
+    render_evaluation(stdout, result, ckpt["classes"], f"{split} split")
 
 
 @app.command()

@@ -1,0 +1,43 @@
+"""End to end on the real MNIST: `mnist train` then `mnist eval`, with an accuracy gate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import REAL_DATA, write_config
+from mnist_cli.cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+@pytest.fixture
+def real_data(monkeypatch):
+    assert (REAL_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file(), (
+        f"real MNIST not found under {REAL_DATA}; set MNIST_DATA_DIR"
+    )
+    monkeypatch.setenv("MNIST_DATA_DIR", str(REAL_DATA))
+
+
+def test_short_training_reaches_97_percent_and_eval_agrees(real_data, tmp_path):
+    cfg = write_config(
+        tmp_path / "short.yaml",
+        data={"val_size": 5000},
+        model={"depth": 2, "width": 256},
+        train={"epochs": 2, "batch_size": 256, "lr": 0.002, "schedule": "onecycle", "device": "cpu", "threads": None},
+    )
+    r = runner.invoke(app, ["train", "-c", str(cfg), "--json", "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["test_accuracy"] >= 0.97, result
+    assert result["val_accuracy"] >= 0.96, result
+
+    r = runner.invoke(app, ["eval", result["checkpoint"], "--json"])
+    assert r.exit_code == 0, r.output
+    evaluation = json.loads(r.stdout)
+    assert evaluation["n"] == 10_000
+    assert evaluation["accuracy"] == pytest.approx(result["test_accuracy"])
+    assert min(evaluation["per_class"]) > 0.9
