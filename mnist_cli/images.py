@@ -16,6 +16,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 MAX_FILE_BYTES = 100 * 2**20  # 100 MiB: no digit photo needs more
 MAX_IMAGE_PIXELS = 64_000_000  # larger images are refused as likely decompression bombs
 GLOB_CHARS = set("*?[")
+PLAIN_MODES = {"1", "L", "P", "RGB", "RGBA", "LA", "PA", "I", "F"}
 
 
 def expand_arguments(args: list[str]) -> list[str]:
@@ -77,10 +78,18 @@ def decode(data: bytes) -> Image.Image:
                 raise ImageError(f"{width}x{height} pixels is too large (at most {MAX_IMAGE_PIXELS:,}; a decompression bomb?)")
             img.seek(0)
             img.load()
-            return ImageOps.exif_transpose(img)
+            return plain_mode(ImageOps.exif_transpose(img))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"too large ({e})") from None
     except UnidentifiedImageError:
         raise ImageError("not a readable image (unknown format)") from None
     except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, KeyError, ZeroDivisionError) as e:
         raise ImageError(f"not a readable image ({e or type(e).__name__})") from None
+
+
+def plain_mode(img: Image.Image) -> Image.Image:
+    """Keep the modes preprocessing reads directly; convert the rest (CMYK, YCbCr, LAB, ...) to RGB or RGBA here,
+    so a conversion Pillow cannot do is reported as this file's error."""
+    if img.mode in PLAIN_MODES or img.mode.startswith("I;16"):
+        return img
+    return img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")

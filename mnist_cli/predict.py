@@ -53,11 +53,7 @@ def load_image(source: str | Path, invert: Invert = "auto", stdin: io.BufferedIO
 
 
 def _prepare(source: str, invert: Invert, stdin: io.BufferedIOBase | None) -> torch.Tensor:
-    img = read_source(source, stdin)
-    try:
-        return torch.from_numpy(to_mnist(img, invert))
-    except (OSError, ValueError) as e:  # Pillow decodes some formats lazily, on first conversion
-        raise ImageError(f"not a readable image ({e or type(e).__name__})") from None
+    return torch.from_numpy(to_mnist(read_source(source, stdin), invert))
 
 
 @torch.inference_mode()

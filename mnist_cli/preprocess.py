@@ -21,6 +21,7 @@ DIGIT_BOX = 20  # MNIST fits each digit's longer side into 20 px, then pads to 2
 WORKING_SIDE = 2048  # larger images are shrunk first: still >= 20 px for a digit 1/100 of the page
 MIN_CONTRAST = 0.1  # ink must differ from the paper by 10% of the full range, else the page is blank
 INK_THRESHOLD = 0.25  # after stretching, weaker ink (paper texture, JPEG noise, shadows) is background
+PAPER_SIDE = 64  # px; the paper's shading is estimated on a copy this small
 MIN_STROKE = 1.5  # px in the 20 px box; thinner pen strokes are thickened first, MNIST strokes are ~2-3 px
 
 
@@ -102,15 +103,33 @@ def border_is_light(gray: np.ndarray) -> bool:
 
 
 def clean(ink: np.ndarray) -> np.ndarray:
-    """Remove the paper: subtract its level, drop specks, stretch the ink to 1, zero what is below INK_THRESHOLD."""
+    """Remove the paper: subtract its local level, drop specks, stretch the ink to 1, zero what is below INK_THRESHOLD."""
     # A 3x3 median removes single-pixel specks and JPEG ringing without thinning 2+ px strokes.
     smooth = np.asarray(Image.fromarray(ink.astype(np.float32)).filter(ImageFilter.MedianFilter(3)))
-    paper = float(np.median(smooth))  # a digit covers well under half of the page
-    peak = float(smooth.max())
-    if peak - paper < MIN_CONTRAST:
+    paper = paper_level(smooth)
+    # Relative to the headroom above the paper, so ink in a shadow counts as much as ink in the light.
+    lifted = (smooth - paper) / np.maximum(1 - paper, 0.2)
+    peak = float(lifted.max())
+    if peak < MIN_CONTRAST:
         raise ImageError("no digit found (the image is blank or has too little contrast)")
-    stretched = np.clip((smooth - paper) / (peak - paper), 0, 1)
+    stretched = np.clip(lifted / peak, 0, 1)
     return np.where(stretched >= INK_THRESHOLD, stretched, 0).astype(np.float32)
+
+
+def paper_level(ink: np.ndarray) -> np.ndarray:
+    """The paper's ink level at each pixel, float32 (H, W): shadows and tints vary slowly, strokes do not.
+
+    A grey opening (min then max filter) a quarter of the image wide removes every stroke and keeps the
+    slow shading; done on a copy at most PAPER_SIDE px wide, blurred, and scaled back up.
+    """
+    h, w = ink.shape
+    scale = min(1.0, PAPER_SIDE / max(h, w))
+    # Rank filters need 8-bit pixels; 1/255 steps are fine for a level that is blurred anyway.
+    small = Image.fromarray(np.round(ink * 255).astype(np.uint8))
+    small = small.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
+    k = max(3, max(small.size) // 4 | 1)  # odd window, in small-image px
+    paper = small.filter(ImageFilter.MinFilter(k)).filter(ImageFilter.MaxFilter(k)).filter(ImageFilter.BoxBlur(k // 2))
+    return np.asarray(paper.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32) / 255
 
 
 def crop_to_ink(ink: np.ndarray) -> np.ndarray:

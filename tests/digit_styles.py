@@ -40,6 +40,18 @@ def coloured_ink_on_tinted_paper(digit: np.ndarray, rng: np.random.Generator) ->
     return _encode(Image.fromarray(rgb), "JPEG", quality=75), "jpg"
 
 
+def photo_with_a_shadow(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    """Dark ink on white paper darkened by a shadow across one side (to ~55% brightness), JPEG at quality 85."""
+    side = int(rng.integers(200, 360))
+    ramp = np.linspace(0, 1, side, dtype=np.float32) ** 2  # (S,), shade grows towards one edge
+    shade = 1 - 0.45 * (ramp[:, None] if rng.random() < 0.5 else ramp[None, :])
+    shade = shade if rng.random() < 0.5 else shade[::-1, ::-1]
+    paper = 240 * shade  # (S, S)
+    ink = enlarge(digit, side).astype(np.float32) / 255
+    gray = np.clip(paper * (1 - ink) + 25 * ink + rng.normal(0, 3, paper.shape), 0, 255).astype(np.uint8)
+    return _encode(Image.fromarray(gray), "JPEG", quality=85), "jpg"
+
+
 def small_off_centre_on_big_page(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
     """A 40-70 px digit somewhere near an edge of an 800x600 white page, PNG."""
     side = int(rng.integers(40, 70))
@@ -64,6 +76,7 @@ STYLES = {
     "coloured ink on tinted paper (JPEG)": coloured_ink_on_tinted_paper,
     "small, off-centre on a big page (PNG)": small_off_centre_on_big_page,
     "black strokes on transparent (RGBA PNG)": black_strokes_on_transparent,
+    "photo with a shadow (JPEG)": photo_with_a_shadow,
 }
 
 

@@ -17,7 +17,6 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mnist_cli.cli import app
-from mnist_cli.errors import ImageError
 from mnist_cli.images import MAX_IMAGE_PIXELS
 from mnist_cli.preprocess import preprocess_steps, to_mnist
 
@@ -216,11 +215,13 @@ def test_a_small_dark_digit_is_fitted_and_centred_like_mnist(invert):
     assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
 
 
-def test_forcing_the_wrong_polarity_finds_no_digit():
-    page = np.full((100, 100), 240, dtype=np.uint8)
-    page[30:70, 45:55] = 10
-    with pytest.raises(ImageError, match="no digit found"):
-        to_mnist(Image.fromarray(page), "no")  # the paper is taken for ink: it fills the page, nothing stands out
+def test_auto_polarity_agrees_with_the_forced_one():
+    dark_on_light = np.full((100, 100), 240, dtype=np.uint8)
+    dark_on_light[30:70, 45:55] = 10
+    light_on_dark = 255 - dark_on_light
+    assert np.array_equal(to_mnist(Image.fromarray(dark_on_light)), to_mnist(Image.fromarray(dark_on_light), "yes"))
+    assert np.array_equal(to_mnist(Image.fromarray(light_on_dark)), to_mnist(Image.fromarray(light_on_dark), "no"))
+    assert np.array_equal(to_mnist(Image.fromarray(light_on_dark)), to_mnist(Image.fromarray(dark_on_light)))
 
 
 @pytest.fixture(scope="module")
