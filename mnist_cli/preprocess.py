@@ -107,12 +107,12 @@ def clean(ink: np.ndarray) -> np.ndarray:
     # A 3x3 median removes single-pixel specks and JPEG ringing without thinning 2+ px strokes.
     smooth = np.asarray(Image.fromarray(ink.astype(np.float32)).filter(ImageFilter.MedianFilter(3)))
     paper = paper_level(smooth)
-    # Relative to the headroom above the paper, so ink in a shadow counts as much as ink in the light.
-    lifted = (smooth - paper) / np.maximum(1 - paper, 0.2)
-    peak = float(lifted.max())
-    if peak < MIN_CONTRAST:
+    lifted = smooth - paper
+    if float(lifted.max()) < MIN_CONTRAST:
         raise ImageError("no digit found (the image is blank or has too little contrast)")
-    stretched = np.clip(lifted / peak, 0, 1)
+    # Relative to the headroom above the paper, so ink in a shadow counts as much as ink in the light.
+    lifted = lifted / np.maximum(1 - paper, 0.2)
+    stretched = np.clip(lifted / float(lifted.max()), 0, 1)
     return np.where(stretched >= INK_THRESHOLD, stretched, 0).astype(np.float32)
 
 

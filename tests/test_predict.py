@@ -152,6 +152,7 @@ def test_min_confidence_marks_uncertain_predictions(trained_checkpoint, tmp_path
     [
         ("blank.png", "blank", "no digit found"),
         ("noisy-blank.jpg", "noisy", "no digit found"),
+        ("noisy-blank-rgb.jpg", "noisy-rgb", "no digit found"),
         ("empty.png", b"", "empty file"),
         ("truncated.png", "truncated", "not a readable image"),
         ("bomb.png", "bomb", "decompression bomb"),
@@ -164,6 +165,9 @@ def test_bad_files_get_an_error_entry_and_exit_2(name, content, message, trained
     elif content == "noisy":
         noise = np.random.default_rng(0).normal(230, 4, (300, 400)).clip(0, 255).astype(np.uint8)
         Image.fromarray(noise).save(path, quality=70)
+    elif content == "noisy-rgb":  # no clear border polarity: must not amplify the noise into a digit
+        noise = np.random.default_rng(7).normal(232, 5, (300, 400, 3)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(noise).save(path, quality=75)
     elif content == "truncated":
         buf = io.BytesIO()
         Image.new("L", (64, 64), 255).save(buf, "PNG")
