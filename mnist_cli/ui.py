@@ -159,7 +159,7 @@ def render_predictions(console: Console, results: list[Any], show: bool = False)
             art = block_art(result.input, color)
             words = [Text(r["path"], style="bold" if color else ""), Text(prediction_summary(r))]
             for i, line in enumerate(art):
-                console.print(Text.assemble(line, "  ", words[i] if i < len(words) else ""), soft_wrap=True)
+                console.print(Text.assemble(line, "  ", words[i]) if i < len(words) else line, soft_wrap=True)
             console.print()
         return
     if not console.is_terminal:
