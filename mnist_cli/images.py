@@ -88,8 +88,7 @@ def decode(data: bytes) -> Image.Image:
 
 
 def plain_mode(img: Image.Image) -> Image.Image:
-    """Keep the modes preprocessing reads directly; convert the rest (CMYK, YCbCr, LAB, ...) to RGB or RGBA here,
-    so a conversion Pillow cannot do is reported as this file's error."""
+    """Keep the modes preprocessing reads; convert the rest (CMYK, YCbCr, ...) here, where failing is this file's error."""
     if img.mode in PLAIN_MODES or img.mode.startswith("I;16"):
         return img
     return img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")

@@ -105,6 +105,7 @@ def predict_sources(
 
 
 def display_name(source: str) -> str:
+    """How a source is named in results and errors: `-` is <stdin>."""
     return "<stdin>" if source == "-" else source
 
 

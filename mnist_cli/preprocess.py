@@ -58,7 +58,8 @@ def shrink(img: Image.Image) -> Image.Image:
     if scale >= 1:
         return img
     size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-    mode = img.mode if img.mode in ("L", "LA", "RGB", "RGBA", "F", "I") else ("RGBA" if has_alpha(img) else "RGB")
+    keep = img.mode in ("L", "LA", "RGB", "RGBA", "F", "I") or img.mode.startswith("I;16")  # resizable as they are
+    mode = img.mode if keep else ("RGBA" if has_alpha(img) else "RGB")
     return img.convert(mode).resize(size, Image.Resampling.BOX)
 
 

@@ -219,6 +219,13 @@ def test_a_small_dark_digit_is_fitted_and_centred_like_mnist(invert):
     assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
 
 
+def test_a_large_16_bit_scan_keeps_its_range():
+    page = np.full((1200, 3000), 60000, dtype=np.uint16)  # bright paper, 16-bit, shrunk before processing
+    page[300:900, 1400:1600] = 3000
+    eight_bit = (page // 257).astype(np.uint8)
+    assert np.array_equal(to_mnist(Image.fromarray(page)), to_mnist(Image.fromarray(eight_bit)))
+
+
 def test_auto_polarity_agrees_with_the_forced_one():
     dark_on_light = np.full((100, 100), 240, dtype=np.uint8)
     dark_on_light[30:70, 45:55] = 10
