@@ -303,3 +303,13 @@ def test_arbitrary_small_images_give_a_prediction_or_an_error(mode, fmt, height,
     except (OSError, ValueError, KeyError):
         return  # this format cannot store this mode; nothing to read
     assert_prediction_or_error(predict_sources([str(path)], *synthetic_model), 1)
+
+
+def test_a_fine_pen_on_a_big_page_keeps_mnist_thick_strokes():
+    from PIL import ImageDraw
+
+    page = Image.new("L", (1200, 1000), 250)
+    ImageDraw.Draw(page).ellipse((300, 200, 700, 800), outline=0, width=2)  # a "0" 600 px tall in a 2 px pen
+    x = to_mnist(page)
+    rows = x[8:20]  # the ring's sides: two strokes per row, each should be 1.5+ px wide like MNIST's, not a faint line
+    assert (rows > 128).sum(axis=1).mean() >= 3, x
