@@ -148,7 +148,7 @@ def predict(
         list[str], typer.Argument(help="Image files, folders (every image inside), globs, or - for one image on stdin.")
     ],
     checkpoint: Annotated[
-        Path | None, typer.Option("--checkpoint", "-m", help="[default: the newest checkpoints/**/best.pt]")
+        Path | None, typer.Option("--checkpoint", "-m", help="A best.pt; default: the newest checkpoints/**/best.pt.")
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to list per image.")] = 3,
     min_confidence: Annotated[
