@@ -145,55 +145,75 @@ def evaluate_checkpoint(
 
 @app.command()
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, ...).")],
+    images: Annotated[
+        list[str], typer.Argument(help="Image files, folders (every image inside), globs, or - for one image on stdin.")
+    ],
     checkpoint: Annotated[
-        Path | None, typer.Option("--checkpoint", "-m", help="[default: the newest checkpoints/**/best.pt]")
+        Path | None, typer.Option("--checkpoint", "-m", help="A best.pt; default: the newest checkpoints/**/best.pt.")
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to list per image.")] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a list of {path, prediction, probability, top_k}.")] = False,
+    min_confidence: Annotated[
+        float, typer.Option("--min-confidence", min=0.0, max=1.0, help="Mark predictions below this probability uncertain.")
+    ] = 0.0,
+    invert: Annotated[
+        str, typer.Option(help="auto: tell dark-on-light from the border; yes: the ink is darker; no: the ink is lighter.")
+    ] = "auto",
+    show: Annotated[bool, typer.Option("--show", help="Draw each 28x28 input the network sees beside its prediction.")] = False,
+    save_inputs_to: Annotated[
+        Path | None, typer.Option("--save-inputs", help="Write each 28x28 input the network sees as a PNG in this folder.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a list of {path, prediction, probability, top_k, uncertain} or {path, error}.")
+    ] = False,
 ) -> None:
-    """The digit in each image, with its probability and the top-k classes."""
-    _, stderr = consoles_lazy()
-    failed: list[str] = []
+    """The digit in each image, with its probability and the top-k classes.
+
+    Images are prepared the way MNIST was made: transparent pixels are background, dark-on-light is
+    inverted, the paper is removed, and the ink is fitted into 20x20 and centred by mass in 28x28.
+    """
+    from mnist_cli.ui import consoles
+
+    stdout, stderr = consoles()
     with user_errors():
-        import torch
+        from mnist_cli.preprocess import INVERT_CHOICES
 
+        if invert not in INVERT_CHOICES:
+            raise MnistError(f"--invert must be auto, yes or no, not {invert!r}")
         from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint, newest_checkpoint, normalization_from_checkpoint
-        from mnist_cli.errors import ImageError
-        from mnist_cli.predict import classify, load_image, predictions
+        from mnist_cli.images import STDIN, expand_arguments
+        from mnist_cli.predict import Failure, predict_sources, save_inputs
 
+        sources = expand_arguments(images)
+        if sources.count(STDIN) > 1:
+            raise MnistError("- (stdin) can be given only once")
         if checkpoint is None:
             checkpoint = newest_checkpoint()
             stderr.print(f"using checkpoint {checkpoint}", markup=False, soft_wrap=True)
         ckpt = load_checkpoint(checkpoint)
         model = model_from_checkpoint(ckpt, checkpoint)
-        loaded, paths = [], []
-        for path in images:
-            try:
-                loaded.append(load_image(path))
-                paths.append(str(path))
-            except ImageError as e:
-                failed.append(str(e))
-        rows = []
-        if loaded:
-            probs = classify(model, torch.stack(loaded), normalization_from_checkpoint(ckpt))
-            rows = [p.as_dict() for p in predictions(paths, probs, ckpt["classes"], top_k)]
-    for message in failed:
-        stderr.print(f"error: {message}", markup=False, soft_wrap=True)
+        results = predict_sources(
+            sources,
+            model,
+            normalization_from_checkpoint(ckpt),
+            ckpt["classes"],
+            top_k=top_k,
+            min_confidence=min_confidence,
+            invert=invert,
+            stdin=sys.stdin.buffer if STDIN in sources else None,
+        )
+        if save_inputs_to is not None:
+            save_inputs(results, save_inputs_to)
+    failures = [r for r in results if isinstance(r, Failure)]
+    for failure in failures:
+        stderr.print(f"error: {failure.path}: {failure.error}", markup=False, soft_wrap=True)
     if as_json:
-        _print_json(rows)
-    elif rows:
+        _print_json([r.as_dict() for r in results])
+    else:
         from mnist_cli.ui import render_predictions
 
-        render_predictions(consoles_lazy()[0], rows)
-    if failed:
+        render_predictions(stdout, [r for r in results if not isinstance(r, Failure)], show=show)
+    if failures:
         raise typer.Exit(USER_ERROR)
-
-
-def consoles_lazy():
-    from mnist_cli.ui import consoles
-
-    return consoles()
 
 
 def main() -> None:

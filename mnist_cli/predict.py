@@ -1,17 +1,19 @@
-"""Reading a person's image into a 28x28 MNIST-like input, and classifying a batch of them."""
+"""Classifying people's digit images: read, preprocess like MNIST, one batched forward pass, rank the classes."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import io
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from mnist_cli.data import IMAGE_SIDE, Normalization, to_inputs
+from mnist_cli.data import Normalization, to_inputs
 from mnist_cli.errors import ImageError
-
-MAX_IMAGE_PIXELS = 64_000_000  # larger images are refused as likely decompression bombs
+from mnist_cli.images import read_source
+from mnist_cli.preprocess import Invert, to_mnist
 
 
 @dataclass(frozen=True)
@@ -21,49 +23,112 @@ class Prediction:
     label: str
     probability: float
     top_k: list[tuple[int, str, float]]  # (class, label, probability), most likely first
+    uncertain: bool = False  # probability below --min-confidence
+    input: np.ndarray | None = field(default=None, repr=False, compare=False)  # uint8 (28, 28) the network saw
 
     def as_dict(self) -> dict:
         d = asdict(self)
+        del d["input"]
         d["top_k"] = [{"class": c, "label": label, "probability": p} for c, label, p in self.top_k]
         return d
 
 
-def load_image(path: Path) -> torch.Tensor:
-    """An image file -> uint8 (28, 28), light digit on dark like MNIST."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+@dataclass(frozen=True)
+class Failure:
+    """A file that gave no prediction, and why."""
 
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file")
+    path: str
+    error: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_image(source: str | Path, invert: Invert = "auto", stdin: io.BufferedIOBase | None = None) -> torch.Tensor:
+    """An image file (or `-` for stdin) -> uint8 (28, 28), light digit on dark like MNIST; errors name the file."""
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-                # Transparent pixels are background: put the image on white before deciding polarity.
-                rgba = img.convert("RGBA")
-                canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(canvas, rgba)
-            gray = img.convert("L").resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.LANCZOS)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as e:
-        raise ImageError(f"{path}: not a readable image ({e})") from None
-    x = torch.frombuffer(bytearray(gray.tobytes()), dtype=torch.uint8).view(IMAGE_SIDE, IMAGE_SIDE)
-    border = torch.cat([x[0], x[-1], x[:, 0], x[:, -1]]).float().mean()
-    return 255 - x if border > 127 else x
+        return _prepare(str(source), invert, stdin)
+    except ImageError as e:
+        raise ImageError(f"{display_name(str(source))}: {e}") from None
+
+
+def _prepare(source: str, invert: Invert, stdin: io.BufferedIOBase | None) -> torch.Tensor:
+    return torch.from_numpy(to_mnist(read_source(source, stdin), invert))
 
 
 @torch.inference_mode()
 def classify(model: nn.Module, images: torch.Tensor, norm: Normalization) -> torch.Tensor:
     """uint8 (N, 28, 28) -> class probabilities (N, classes), one forward pass."""
+    model.eval()
     return torch.softmax(model(to_inputs(images, norm)), dim=1)
 
 
-def predictions(paths: list[str], probs: torch.Tensor, classes: list[str], top_k: int) -> list[Prediction]:
+def predictions(
+    paths: list[str], probs: torch.Tensor, classes: list[str], top_k: int, min_confidence: float = 0.0
+) -> list[Prediction]:
     """Pair each path with its most likely class and the top-k classes."""
     k = max(1, min(top_k, len(classes)))
     values, indices = probs.topk(k, dim=1)
     out = []
     for path, vals, idxs in zip(paths, values.tolist(), indices.tolist(), strict=True):
         top = [(i, classes[i], v) for i, v in zip(idxs, vals, strict=True)]
-        out.append(Prediction(path, top[0][0], top[0][1], top[0][2], top))
+        out.append(Prediction(path, top[0][0], top[0][1], top[0][2], top, uncertain=top[0][2] < min_confidence))
     return out
+
+
+def predict_sources(
+    sources: list[str],
+    model: nn.Module,
+    norm: Normalization,
+    classes: list[str],
+    *,
+    top_k: int = 3,
+    min_confidence: float = 0.0,
+    invert: Invert = "auto",
+    stdin: io.BufferedIOBase | None = None,
+) -> list[Prediction | Failure]:
+    """One result per source, in order: a Prediction, or a Failure naming the file and the reason."""
+    inputs: dict[int, torch.Tensor] = {}
+    results: list[Prediction | Failure | None] = [None] * len(sources)
+    for i, source in enumerate(sources):
+        try:
+            inputs[i] = _prepare(source, invert, stdin)
+        except ImageError as e:
+            results[i] = Failure(display_name(source), str(e))
+    if inputs:
+        batch = torch.stack(list(inputs.values()))  # uint8 (N, 28, 28), all images in one forward pass
+        probs = classify(model, batch, norm)
+        names = [sources[i] for i in inputs]
+        for i, p, x in zip(inputs, predictions(names, probs, classes, top_k, min_confidence), batch, strict=True):
+            results[i] = replace(p, path=display_name(sources[i]), input=x.numpy())
+    return [r for r in results if r is not None]
+
+
+def display_name(source: str) -> str:
+    """How a source is named in results and errors: `-` is <stdin>."""
+    return "<stdin>" if source == "-" else source
+
+
+def save_inputs(results: list[Prediction | Failure], folder: Path) -> list[Path]:
+    """Write each prediction's 28x28 input as a PNG named after its image; returns the files written."""
+    from PIL import Image
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ImageError(f"cannot create {folder} ({e.strerror or e})") from None
+    written: list[Path] = []
+    used: set[str] = set()
+    for r in results:
+        if not isinstance(r, Prediction) or r.input is None:
+            continue
+        stem = "stdin" if r.path == "<stdin>" else Path(r.path).stem
+        name, n = f"{stem}.png", 1
+        while name in used:
+            n += 1
+            name = f"{stem}-{n}.png"
+        used.add(name)
+        Image.fromarray(r.input).save(folder / name)
+        written.append(folder / name)
+    return written

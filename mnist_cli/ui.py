@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 
 def consoles() -> tuple[Console, Console]:
@@ -123,19 +124,59 @@ def render_evaluation(console: Console, result: dict[str, Any], classes: list[st
     console.print(confusion)
 
 
-def render_predictions(console: Console, rows: list[dict[str, Any]]) -> None:
-    """One row per image: the class, its probability and the runners-up."""
+SHADES = " ░▒▓█"  # plain-text block art: 5 levels, each pixel two characters wide so digits keep their shape
+
+
+def block_art(image: Any, color: bool) -> list[Text]:
+    """uint8 (28, 28) -> lines of block art: half blocks in 256 grays on a terminal, shade characters otherwise."""
+    pixels = image.tolist()
+    if not color:
+        # Framed, since the black background is blank characters.
+        rows = ["│" + "".join(SHADES[min(v * len(SHADES) // 256, len(SHADES) - 1)] * 2 for v in row) + "│" for row in pixels]
+        rule = "─" * (2 * len(pixels[0]))
+        return [Text(line) for line in [f"┌{rule}┐", *rows, f"└{rule}┘"]]
+    lines = []
+    for top, bottom in zip(pixels[0::2], pixels[1::2], strict=True):
+        line = Text()
+        for a, b in zip(top, bottom, strict=True):
+            line.append("▀", style=f"rgb({a},{a},{a}) on rgb({b},{b},{b})")
+        lines.append(line)
+    return lines
+
+
+def prediction_summary(r: dict[str, Any]) -> str:
+    """'7  98.2%' plus the runners-up and the uncertain flag."""
+    others = "  ".join(f"{t['label']} {t['probability']:.1%}" for t in r["top_k"])
+    return f"{r['label']}  {r['probability']:.1%}" + ("  uncertain" if r["uncertain"] else "") + f"  (top-k: {others})"
+
+
+def render_predictions(console: Console, results: list[Any], show: bool = False) -> None:
+    """One row per image: the class, its probability and the runners-up; with `show`, the 28x28 input beside it."""
+    rows = [r.as_dict() for r in results]
+    if show:
+        color = console.is_terminal
+        for r, result in zip(rows, results, strict=True):
+            art = block_art(result.input, color)
+            words = [Text(r["path"], style="bold" if color else ""), Text(prediction_summary(r))]
+            for i, line in enumerate(art):
+                console.print(Text.assemble(line, "  ", words[i]) if i < len(words) else line, soft_wrap=True)
+            console.print()
+        return
     if not console.is_terminal:
         for r in rows:
             others = " ".join(f"{t['label']}:{t['probability']:.3f}" for t in r["top_k"])
-            console.print(f"{r['path']}\t{r['label']}\t{r['probability']:.4f}\t{others}", markup=False, soft_wrap=True)
+            flag = "\tuncertain" if r["uncertain"] else ""
+            console.print(f"{r['path']}\t{r['label']}\t{r['probability']:.4f}\t{others}{flag}", markup=False, soft_wrap=True)
         return
     table = Table()
     table.add_column("image")
     table.add_column("prediction", justify="center")
     table.add_column("probability", justify="right")
     table.add_column("top-k")
+    if any(r["uncertain"] for r in rows):
+        table.add_column("")
     for r in rows:
         others = "  ".join(f"{t['label']} {t['probability']:.1%}" for t in r["top_k"])
-        table.add_row(r["path"], f"[bold]{r['label']}[/]", f"{r['probability']:.1%}", others)
+        flag = ["[yellow]uncertain[/]" if r["uncertain"] else ""] if any(x["uncertain"] for x in rows) else []
+        table.add_row(Text(r["path"]), f"[bold]{r['label']}[/]", f"{r['probability']:.1%}", others, *flag)
     console.print(table)

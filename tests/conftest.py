@@ -95,3 +95,28 @@ def trained_checkpoint(tmp_path_factory, synthetic_root) -> Path:
     cfg = load_config(write_config(out / "tiny.yaml", data={"val_size": 100, "root": str(synthetic_root)}))
     train(cfg, out / "run")
     return out / "run" / "best.pt"
+
+
+REAL_TEST_ACCURACY_GATE = 0.97
+
+
+@pytest.fixture(scope="session")
+def real_checkpoint(tmp_path_factory) -> Path:
+    """A small MLP trained on the real MNIST in a few seconds of CPU; gated at 97% test accuracy."""
+    if not (REAL_DATA / "MNIST" / "raw").is_dir():
+        pytest.skip(f"real MNIST not found under {REAL_DATA} (set MNIST_DATA_DIR)")
+    from mnist_cli.config import Config
+    from mnist_cli.train import train
+
+    out = tmp_path_factory.mktemp("real")
+    cfg = Config.model_validate(
+        {
+            "seed": 0,
+            "data": {"root": str(REAL_DATA)},
+            "model": {"depth": 2, "width": 256},
+            "train": {"epochs": 2, "batch_size": 256, "schedule": "onecycle", "lr": 0.003, "device": "cpu"},
+        }
+    )
+    result = train(cfg, out / "run")
+    assert result.test_accuracy >= REAL_TEST_ACCURACY_GATE, result
+    return out / "run" / "best.pt"

@@ -6,10 +6,11 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from conftest import write_config
-from PIL import Image
+from conftest import REAL_DATA, write_config
+from digit_styles import large_black_on_white, read_mnist_test
 from typer.testing import CliRunner
 
 from mnist_cli.cli import app
@@ -107,33 +108,37 @@ def test_eval_renders_tables(trained_checkpoint):
     assert "per-class accuracy" in r.stdout and "confusion matrix" in r.stdout
 
 
-def bar_image(path: Path, digit: int) -> Path:
-    """A synthetic digit as the tests' fake MNIST draws it, dark on light like a photo of paper."""
-    import numpy as np
+def digit_image(path: Path, index: int) -> tuple[Path, int]:
+    """Real MNIST test digit `index`, large and dark on light like a photo of paper, and its label.
 
-    img = np.zeros((28, 28), dtype=np.uint8)
-    img[2 * digit + 2 : 2 * digit + 5, 7:21] = 230
-    Image.fromarray(255 - img).save(path)
-    return path
+    (The synthetic bars encode the class by position, which MNIST-style centring rightly removes.)
+    """
+    digits, labels = read_mnist_test(REAL_DATA, index + 1)
+    path.write_bytes(large_black_on_white(digits[index], np.random.default_rng(index))[0])
+    return path, int(labels[index])
 
 
-def test_predict_uses_the_newest_checkpoint_and_says_which(trained_checkpoint, tmp_path):
+def test_predict_uses_the_newest_checkpoint_and_says_which(real_checkpoint, tmp_path):
     root = Path(os.environ["MNIST_CHECKPOINT_DIR"]) / "run"
     root.mkdir(parents=True)
-    (root / "best.pt").write_bytes(trained_checkpoint.read_bytes())
-    r = invoke("predict", bar_image(tmp_path / "three.png", 3), "--json")
+    (root / "best.pt").write_bytes(real_checkpoint.read_bytes())
+    image, label = digit_image(tmp_path / "seven.png", 0)
+    r = invoke("predict", image, "--json")
     assert r.exit_code == 0, r.output
     assert "using checkpoint" in r.stderr and "run/best.pt" in r.stderr
     [row] = json.loads(r.stdout)
-    assert row["prediction"] == 3 and len(row["top_k"]) == 3
+    assert row["prediction"] == label and len(row["top_k"]) == 3
 
 
-def test_predict_reports_bad_files_and_still_predicts_the_rest(trained_checkpoint, tmp_path):
+def test_predict_reports_bad_files_and_still_predicts_the_rest(real_checkpoint, tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
-    good = bar_image(tmp_path / "five.png", 5)
-    r = invoke("predict", good, tmp_path / "notes.txt", tmp_path / "missing.png", "-m", trained_checkpoint, "--json")
+    good, label = digit_image(tmp_path / "two.png", 1)
+    r = invoke("predict", good, tmp_path / "notes.txt", tmp_path / "missing.png", "-m", real_checkpoint, "--json")
     assert r.exit_code == 2, r.output
-    assert [row["prediction"] for row in json.loads(r.stdout)] == [5]
+    rows = json.loads(r.stdout)
+    assert [row.get("prediction") for row in rows] == [label, None, None]
+    assert [row["path"] for row in rows] == [str(good), str(tmp_path / "notes.txt"), str(tmp_path / "missing.png")]
+    assert rows[1]["error"].startswith("not a readable image") and rows[2]["error"] == "no such file"
     assert "notes.txt: not a readable image" in r.stderr and "missing.png: no such file" in r.stderr
 
 

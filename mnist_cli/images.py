@@ -1,0 +1,94 @@
+"""Finding image files from command-line arguments and reading them safely into PIL images."""
+
+from __future__ import annotations
+
+import glob
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mnist_cli.errors import ImageError
+
+STDIN = "-"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm", ".pnm"}
+MAX_FILE_BYTES = 100 * 2**20  # 100 MiB: no digit photo needs more
+MAX_IMAGE_PIXELS = 64_000_000  # larger images are refused as likely decompression bombs
+GLOB_CHARS = set("*?[")
+PLAIN_MODES = {"1", "L", "P", "RGB", "RGBA", "LA", "PA", "I", "F"}
+
+
+def expand_arguments(args: list[str]) -> list[str]:
+    """Files as given, directories as their images (sorted), globs as their matches (sorted); `-` kept for stdin.
+
+    A glob that matches nothing and a missing path are kept as given, so reading them reports the error.
+    """
+    out: list[str] = []
+    for arg in args:
+        path = Path(arg)
+        if arg == STDIN or path.is_file():
+            out.append(arg)
+        elif path.is_dir():
+            out += sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif GLOB_CHARS & set(arg):
+            out += sorted(glob.glob(arg, recursive=True)) or [arg]
+        else:
+            out.append(arg)
+    return out
+
+
+def read_source(source: str, stdin: io.BufferedIOBase | None = None) -> Image.Image:
+    """A path (or `-` with the bytes of `stdin`) -> a loaded PIL image, first frame; raises ImageError with the reason."""
+    if source == STDIN:
+        data = stdin.read(MAX_FILE_BYTES + 1) if stdin is not None else b""
+        return decode(data)
+    path = Path(source)
+    if GLOB_CHARS & set(source) and not path.exists():
+        raise ImageError("no files match")
+    if path.is_dir():
+        raise ImageError("no images in this folder")
+    if not path.is_file():
+        raise ImageError("no such file")
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ImageError(f"file too large ({size / 2**20:.0f} MiB; at most {MAX_FILE_BYTES / 2**20:.0f} MiB)")
+        data = path.read_bytes()
+    except OSError as e:
+        raise ImageError(f"cannot read ({e.strerror or e})") from None
+    return decode(data)
+
+
+def decode(data: bytes) -> Image.Image:
+    """Image bytes -> a loaded PIL image (first frame of an animation, EXIF rotation applied)."""
+    if not data:
+        raise ImageError("empty file")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"too large (more than {MAX_FILE_BYTES / 2**20:.0f} MiB)")
+    try:
+        with warnings.catch_warnings():
+            # Corrupt-EXIF and similar warnings are Pillow's business, not the user's; but Pillow only
+            # warns between 1x and 2x its pixel limit, and we refuse everything above ours.
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS or width < 1 or height < 1:
+                raise ImageError(f"{width}x{height} pixels is too large (at most {MAX_IMAGE_PIXELS:,}; a decompression bomb?)")
+            img.seek(0)
+            img.load()
+            return plain_mode(ImageOps.exif_transpose(img))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"too large ({e})") from None
+    except UnidentifiedImageError:
+        raise ImageError("not a readable image (unknown format)") from None
+    except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, KeyError, ZeroDivisionError) as e:
+        raise ImageError(f"not a readable image ({e or type(e).__name__})") from None
+
+
+def plain_mode(img: Image.Image) -> Image.Image:
+    """Keep the modes preprocessing reads; convert the rest (CMYK, YCbCr, ...) here, where failing is this file's error."""
+    if img.mode in PLAIN_MODES or img.mode.startswith("I;16"):
+        return img
+    return img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")

@@ -1,0 +1,315 @@
+"""`mnist predict` on images people actually have: real MNIST digits rendered as photos, drawings and scans."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import REAL_DATA
+from digit_styles import STYLES, large_black_on_white, read_mnist_test, write_style
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from typer.testing import CliRunner
+
+from mnist_cli.cli import app
+from mnist_cli.images import MAX_IMAGE_PIXELS
+from mnist_cli.preprocess import preprocess_steps, to_mnist
+
+runner = CliRunner()
+STYLE_IMAGES = 250  # per style: 1,000 rendered digits in all, a few seconds of CPU
+
+
+def invoke(*args, input=None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+@pytest.fixture(scope="session")
+def real_digits() -> tuple[np.ndarray, np.ndarray]:
+    if not (REAL_DATA / "MNIST" / "raw").is_dir():
+        pytest.skip(f"real MNIST not found under {REAL_DATA}")
+    return read_mnist_test(REAL_DATA, STYLE_IMAGES)
+
+
+def accuracy_on_originals(checkpoint: Path, digits: np.ndarray, labels: np.ndarray) -> float:
+    from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint, normalization_from_checkpoint
+    from mnist_cli.predict import classify
+
+    ckpt = load_checkpoint(checkpoint)
+    probs = classify(model_from_checkpoint(ckpt, checkpoint), torch.from_numpy(digits), normalization_from_checkpoint(ckpt))
+    return float((probs.argmax(1).numpy() == labels).mean())
+
+
+def write_digit(path: Path, digit: np.ndarray, mode: str, fmt: str) -> Path:
+    """One digit, dark on light, 140 px, in the given PIL mode and file format."""
+    gray = Image.fromarray(255 - np.asarray(Image.fromarray(digit).resize((140, 140), Image.Resampling.BICUBIC)))
+    if mode == "I;16":
+        img = Image.fromarray(np.asarray(gray).astype(np.uint16) * 257)
+    elif mode == "LA":
+        img = Image.merge("LA", (gray, Image.new("L", gray.size, 255)))
+    else:
+        img = gray.convert(mode)
+    img.save(path, fmt)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("style", list(STYLES))
+def test_predict_reads_rendered_digits_as_well_as_the_originals(style, real_checkpoint, real_digits, tmp_path):
+    digits, labels = real_digits
+    paths = write_style(style, digits, tmp_path / "images", seed=1)
+    r = invoke("predict", tmp_path / "images", "-m", real_checkpoint, "--json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert [row["path"] for row in rows] == [str(p) for p in paths]
+    predicted = np.array([row["prediction"] for row in rows])
+    accuracy, baseline = float((predicted == labels).mean()), accuracy_on_originals(real_checkpoint, digits, labels)
+    assert accuracy >= baseline - 0.02, f"{style}: {accuracy:.3f} on rendered digits vs {baseline:.3f} on the originals"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("mode", "fmt", "suffix"),
+    [
+        ("L", "PNG", "png"),
+        ("RGB", "JPEG", "jpg"),
+        ("RGB", "BMP", "bmp"),
+        ("P", "GIF", "gif"),
+        ("RGB", "WEBP", "webp"),
+        ("L", "TIFF", "tif"),
+        ("I;16", "PNG", "png"),
+        ("LA", "PNG", "png"),
+        ("RGBA", "TIFF", "tiff"),
+        ("1", "PNG", "png"),
+    ],
+)
+def test_every_format_and_mode_is_read(mode, fmt, suffix, real_checkpoint, real_digits, tmp_path):
+    digits, labels = real_digits
+    path = write_digit(tmp_path / f"digit.{suffix}", digits[0], mode, fmt)
+    r = invoke("predict", path, "-m", real_checkpoint, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["prediction"] == labels[0]
+
+
+@pytest.mark.slow
+def test_an_animated_gif_is_read_from_its_first_frame(real_checkpoint, real_digits, tmp_path):
+    digits, labels = real_digits
+    frames = [Image.fromarray(255 - np.asarray(Image.fromarray(d).resize((112, 112)))).convert("P") for d in digits[:3]]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    r = invoke("predict", tmp_path / "anim.gif", "-m", real_checkpoint, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["prediction"] == labels[0]
+
+
+@pytest.mark.slow
+def test_stdin_globs_and_folders_in_one_batch(real_checkpoint, real_digits, tmp_path):
+    digits, labels = real_digits
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.png").write_bytes(large_black_on_white(digits[i], np.random.default_rng(i))[0])
+    (folder / "readme.txt").write_text("not listed: folders give their images only")
+    stdin_image = large_black_on_white(digits[3], np.random.default_rng(3))[0]
+    r = invoke("predict", folder, str(folder / "[12].png"), "-", "-m", real_checkpoint, "--json", input=stdin_image)
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert [row["path"] for row in rows] == [str(folder / f"{i}.png") for i in (0, 1, 2, 1, 2)] + ["<stdin>"]
+    assert [row["prediction"] for row in rows] == [int(labels[i]) for i in (0, 1, 2, 1, 2, 3)]
+
+
+@pytest.mark.slow
+def test_show_draws_the_input_and_save_inputs_writes_it(real_checkpoint, real_digits, tmp_path):
+    digits, labels = real_digits
+    image = tmp_path / "seven.png"
+    image.write_bytes(large_black_on_white(digits[0], np.random.default_rng(0))[0])
+    r = invoke("predict", image, "-m", real_checkpoint, "--show", "--save-inputs", tmp_path / "seen")
+    assert r.exit_code == 0, r.output
+    art = r.stdout.splitlines()
+    assert str(image) in art[0] and f"{labels[0]}  " in art[1]
+    assert sum("█" in line for line in art) >= 8 and len(art) >= 30  # 28 rows of pixels and a frame
+    saved = np.asarray(Image.open(tmp_path / "seen" / "seven.png"))
+    assert saved.shape == (28, 28) and saved.dtype == np.uint8 and saved.max() == 255
+
+
+def test_min_confidence_marks_uncertain_predictions(trained_checkpoint, tmp_path):
+    Image.fromarray(np.pad(np.full((10, 6), 255, np.uint8), 9)).save(tmp_path / "blob.png")
+    r = invoke("predict", tmp_path / "blob.png", "-m", trained_checkpoint, "--min-confidence", "1.0", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["uncertain"] is True
+    r = invoke("predict", tmp_path / "blob.png", "-m", trained_checkpoint, "--min-confidence", "0")
+    assert r.exit_code == 0, r.output
+    assert "uncertain" not in r.stdout
+    r = invoke("predict", tmp_path / "blob.png", "-m", trained_checkpoint, "--min-confidence", "1")
+    assert r.stdout.rstrip().endswith("uncertain"), r.output
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("blank.png", "blank", "no digit found"),
+        ("noisy-blank.jpg", "noisy", "no digit found"),
+        ("noisy-blank-rgb.jpg", "noisy-rgb", "no digit found"),
+        ("empty.png", b"", "empty file"),
+        ("truncated.png", "truncated", "not a readable image"),
+        ("bomb.png", "bomb", "decompression bomb"),
+    ],
+)
+def test_bad_files_get_an_error_entry_and_exit_2(name, content, message, trained_checkpoint, tmp_path):
+    path = tmp_path / name
+    if content == "blank":
+        Image.new("RGB", (300, 200), (250, 248, 240)).save(path)
+    elif content == "noisy":
+        noise = np.random.default_rng(0).normal(230, 4, (300, 400)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(noise).save(path, quality=70)
+    elif content == "noisy-rgb":  # no clear border polarity: must not amplify the noise into a digit
+        noise = np.random.default_rng(7).normal(232, 5, (300, 400, 3)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(noise).save(path, quality=75)
+    elif content == "truncated":
+        buf = io.BytesIO()
+        Image.new("L", (64, 64), 255).save(buf, "PNG")
+        path.write_bytes(buf.getvalue()[:60])
+    elif content == "bomb":
+        Image.new("1", (9000, MAX_IMAGE_PIXELS // 9000 + 1)).save(path)  # a few kB that decode to 64M+ pixels
+    else:
+        path.write_bytes(content)
+    r = invoke("predict", path, "-m", trained_checkpoint, "--json")
+    assert r.exit_code == 2, r.output
+    [row] = json.loads(r.stdout)
+    assert row["path"] == str(path) and message in row["error"], row
+    assert f"error: {path}: " in r.stderr and message in r.stderr and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["x.png", "--invert", "maybe"], "--invert must be auto, yes or no"),
+        (["nothing-*.png"], "nothing-*.png: no files match"),
+    ],
+)
+def test_predict_argument_mistakes_exit_2(args, message, trained_checkpoint):
+    r = invoke("predict", "-m", trained_checkpoint, *args)
+    assert r.exit_code == 2, r.output
+    assert message in r.stderr
+
+
+def test_alpha_is_background_whatever_its_colour():
+    """Transparent pixels hold red, white and black garbage; only the alpha-drawn stroke is ink."""
+    rgba = np.zeros((100, 80, 4), dtype=np.uint8)
+    rgba[..., :3] = np.random.default_rng(0).choice([0, 255], (100, 80, 3))
+    rgba[20:80, 35:45, 3] = 255  # a vertical bar: a "1"
+    rgba[20:80, 35:45, :3] = 0
+    x = to_mnist(Image.fromarray(rgba))
+    cols = np.flatnonzero(x.any(axis=0))
+    assert x.any(axis=1).sum() == 20 and cols.size <= 6  # 20 px tall, thin, nothing else
+
+
+@pytest.mark.parametrize("invert", ["auto", "yes"])
+def test_a_small_dark_digit_is_fitted_and_centred_like_mnist(invert):
+    page = np.full((400, 600), 235, dtype=np.uint8)
+    page[30:90, 500:530] = 20  # a dark 60x30 block near the top-right corner of light paper
+    steps = preprocess_steps(Image.fromarray(page), invert)
+    assert steps.cropped.shape == (60, 30) and steps.scaled.shape == (20, 10)
+    x = steps.mnist.astype(np.float64)
+    cy = (x.sum(1) * np.arange(28)).sum() / x.sum()
+    cx = (x.sum(0) * np.arange(28)).sum() / x.sum()
+    assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+
+
+def test_a_large_16_bit_scan_keeps_its_range():
+    page = np.full((1200, 3000), 60000, dtype=np.uint16)  # bright paper, 16-bit, shrunk before processing
+    page[300:900, 1400:1600] = 3000
+    eight_bit = (page // 257).astype(np.uint8)
+    assert np.array_equal(to_mnist(Image.fromarray(page)), to_mnist(Image.fromarray(eight_bit)))
+
+
+def test_auto_polarity_agrees_with_the_forced_one():
+    dark_on_light = np.full((100, 100), 240, dtype=np.uint8)
+    dark_on_light[30:70, 45:55] = 10
+    light_on_dark = 255 - dark_on_light
+    assert np.array_equal(to_mnist(Image.fromarray(dark_on_light)), to_mnist(Image.fromarray(dark_on_light), "yes"))
+    assert np.array_equal(to_mnist(Image.fromarray(light_on_dark)), to_mnist(Image.fromarray(light_on_dark), "no"))
+    assert np.array_equal(to_mnist(Image.fromarray(light_on_dark)), to_mnist(Image.fromarray(dark_on_light)))
+
+
+@pytest.fixture(scope="module")
+def synthetic_model(trained_checkpoint):
+    from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint, normalization_from_checkpoint
+
+    ckpt = load_checkpoint(trained_checkpoint)
+    return model_from_checkpoint(ckpt, trained_checkpoint), normalization_from_checkpoint(ckpt), ckpt["classes"]
+
+
+def assert_prediction_or_error(results, n: int) -> None:
+    from mnist_cli.predict import Failure, Prediction
+
+    assert len(results) == n
+    for r in results:
+        if isinstance(r, Failure):
+            assert r.error
+        else:
+            assert isinstance(r, Prediction) and 0 <= r.prediction < 10 and 0 <= r.probability <= 1
+            assert r.input.shape == (28, 28) and r.input.dtype == np.uint8
+
+
+HEADERS = [b"", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"BM", b"\xff\xd8\xff", b"II*\x00", b"RIFF\x00\x00\x00\x00WEBPVP8 "]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.binary(max_size=2000),
+    header=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"BM", b"\xff\xd8\xff", b"II*\x00"]),
+)
+def test_arbitrary_bytes_give_a_prediction_or_an_error(data, header, synthetic_model, tmp_path):
+    from mnist_cli.predict import predict_sources
+
+    path = tmp_path / "any.img"
+    path.write_bytes(header + data)
+    assert_prediction_or_error(predict_sources([str(path)], *synthetic_model), 1)
+
+
+MODES = ["1", "L", "P", "RGB", "RGBA", "LA", "I;16", "I", "F", "CMYK"]
+FORMATS = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "GIF": "gif", "WEBP": "webp", "TIFF": "tif"}
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    mode=st.sampled_from(MODES),
+    fmt=st.sampled_from(list(FORMATS)),
+    height=st.integers(1, 48),
+    width=st.integers(1, 48),
+    seed=st.integers(0, 2**32 - 1),
+    sparse=st.booleans(),
+)
+def test_arbitrary_small_images_give_a_prediction_or_an_error(mode, fmt, height, width, seed, sparse, synthetic_model, tmp_path):
+    from mnist_cli.predict import predict_sources
+
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
+    if sparse:  # mostly one colour with a few strokes, closer to a digit than noise
+        pixels = np.where(rng.random((height, width, 1)) < 0.9, pixels[0, 0], pixels)
+    img = Image.fromarray(pixels, "RGBA").convert(mode if mode not in ("I;16", "I", "F") else "L")
+    if mode in ("I;16", "I", "F"):
+        scale = {"I;16": 257, "I": 65537, "F": 1 / 255}[mode]
+        img = Image.fromarray(
+            (np.asarray(img).astype(np.float64) * scale).astype({"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode])
+        )
+    path = tmp_path / f"any.{FORMATS[fmt]}"
+    try:
+        img.save(path, fmt)
+    except (OSError, ValueError, KeyError):
+        return  # this format cannot store this mode; nothing to read
+    assert_prediction_or_error(predict_sources([str(path)], *synthetic_model), 1)
+
+
+def test_a_fine_pen_on_a_big_page_keeps_mnist_thick_strokes():
+    from PIL import ImageDraw
+
+    page = Image.new("L", (1200, 1000), 250)
+    ImageDraw.Draw(page).ellipse((300, 200, 700, 800), outline=0, width=2)  # a "0" 600 px tall in a 2 px pen
+    x = to_mnist(page)
+    rows = x[8:20]  # the ring's sides: two strokes per row, each should be 1.5+ px wide like MNIST's, not a faint line
+    assert (rows > 128).sum(axis=1).mean() >= 3, x
