@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import REAL_DATA, require_real_data, write_config
 from typer.testing import CliRunner
 
-from conftest import REAL_DATA, write_config
 from mnist_cli.cli import app
 
 pytestmark = pytest.mark.slow
@@ -16,9 +16,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def real_data(monkeypatch):
-    assert (REAL_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file(), (
-        f"real MNIST not found under {REAL_DATA}; set MNIST_DATA_DIR"
-    )
+    require_real_data()
     monkeypatch.setenv("MNIST_DATA_DIR", str(REAL_DATA))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REAL_DATA
+from conftest import REAL_DATA, require_real_data
 from digit_styles import STYLES, large_black_on_white, read_mnist_test, write_style
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,8 +30,7 @@ def invoke(*args, input=None):
 
 @pytest.fixture(scope="session")
 def real_digits() -> tuple[np.ndarray, np.ndarray]:
-    if not (REAL_DATA / "MNIST" / "raw").is_dir():
-        pytest.skip(f"real MNIST not found under {REAL_DATA}")
+    require_real_data()
     return read_mnist_test(REAL_DATA, STYLE_IMAGES)
 
 
