@@ -45,7 +45,7 @@ def test_same_seed_same_warps():
     assert torch.equal(a, b)
 
 
-def test_whole_pixel_shift_moves_the_image_exactly():
+def test_a_shift_inside_the_frame_conserves_the_image():
     x = square_batch(64)
     y = augment(x, AugmentConfig(shift=3))
     # Shifts are uniform in +-3 px; the 8x8 square stays inside the frame, so its mass is conserved.
