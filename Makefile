@@ -28,7 +28,7 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The benchmark behind README "Performance" (~25 min; BENCH_ARGS=--quick for ~2 min while developing).
+# The benchmark behind README "Performance" (~20 min on 2 cores; BENCH_ARGS=--quick for ~1-2 min while developing).
 bench: install
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
