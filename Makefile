@@ -28,5 +28,9 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The benchmark behind README "Performance" (~20 min on 2 cores; BENCH_ARGS=--quick for ~1-2 min while developing).
+bench: install
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

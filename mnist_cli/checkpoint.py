@@ -42,12 +42,10 @@ def build_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything `eval`, `predict` and a resumed run need, loadable with weights_only=True."""
-    import torchvision
-
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "versions": {"mnist_cli": __version__, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__)},
+        "versions": {"mnist_cli": __version__, "torch": str(torch.__version__), "torchvision": _version("torchvision")},
         "config": config.model_dump(mode="json"),
         "input_shape": [1, IMAGE_SIDE, IMAGE_SIDE],
         "normalization": normalization.as_dict(),
@@ -60,6 +58,16 @@ def build_checkpoint(
         "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
         **(extra or {}),
     }
+
+
+def _version(package: str) -> str:
+    """An installed package's version from its metadata: importing torchvision just for this costs ~1 s."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def save_checkpoint(ckpt: dict[str, Any], path: Path) -> None:

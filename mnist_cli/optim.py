@@ -11,15 +11,19 @@ from mnist_cli.config import TrainConfig
 
 ONECYCLE_DEFAULT_WARMUP = 0.25  # fraction of the run spent ramping up when warmup_epochs is 0
 ONECYCLE_START = 1 / 25  # onecycle starts at lr/25, like torch's OneCycleLR
+# Devices with fused (one kernel for all parameters) optimizer steps; on a 2-core CPU fused Adam cut a
+# step by ~25% at batch 15 and ~12% at batch 256 against foreach (README, Performance).
+FUSED_DEVICES = ("cpu", "cuda")
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD with momentum over all parameters."""
+    """Adam, AdamW or SGD with momentum over all parameters, fused where the device has the kernels."""
     params = list(model.parameters())
+    fused = all(p.device.type in FUSED_DEVICES for p in params) or None
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mnist_cli.augment import augment
 from mnist_cli.checkpoint import atomic_write, build_checkpoint, save_checkpoint
 from mnist_cli.config import Config, data_root, to_yaml
 from mnist_cli.data import (
@@ -104,6 +105,8 @@ def train(cfg: Config, out_dir: Path, on_event: Callable[[Event], None] = lambda
     steps = len(loader)
     scheduler = make_scheduler(optimizer, cfg.train, steps)
     amp = cfg.train.amp and device.type == "cuda"
+    forward = torch.compile(model) if cfg.train.compile else model  # shares the weights; eval uses `model`
+    background = -norm.mean / norm.std  # an empty pixel after normalisation, for augmentation's borders
     report_every = max(1, steps // PROGRESS_UPDATES_PER_EPOCH)
 
     atomic_write(out_dir / "config.yaml", lambda f: f.write(to_yaml(cfg).encode()))
@@ -130,7 +133,7 @@ def train(cfg: Config, out_dir: Path, on_event: Callable[[Event], None] = lambda
         t0 = time.perf_counter()
         for step, (images, labels) in enumerate(loader, 1):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(to_inputs(images, norm))
+                logits = forward(augment(to_inputs(images, norm), cfg.data.augment, background))
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.train.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -110,3 +110,23 @@ def test_fashion_mnist_reads_its_own_folder(tmp_path):
     write_mnist(tmp_path, folder="FashionMNIST")
     train, _ = load_dataset("fashion-mnist", tmp_path)
     assert len(train) == N_TRAIN
+
+
+def test_unpacked_files_are_read_without_torchvision_and_match_it(synthetic_root):
+    from torchvision import datasets
+
+    from mnist_cli.data import _read_unpacked
+
+    train, test = _read_unpacked("mnist", synthetic_root)
+    reference = datasets.MNIST(str(synthetic_root), train=True, download=False)
+    assert torch.equal(train.images, reference.data) and torch.equal(train.labels, reference.targets)
+    assert test.images.shape == (200, 28, 28) and test.labels.dtype == torch.int64
+
+
+def test_a_truncated_unpacked_file_falls_back_to_the_checked_path(tmp_path):
+    from mnist_cli.data import _read_unpacked
+
+    root = write_mnist(tmp_path)
+    images = root / "MNIST/raw/train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-10])
+    assert _read_unpacked("mnist", root) is None

@@ -1,0 +1,294 @@
+"""The benchmark suite behind README "Performance": run with `make bench` (or `--quick` while developing).
+
+    .venv/bin/python benchmarks/bench.py [--quick] [--sections naive,tta,startup]
+
+Measures, on this machine, in one run: the tutorial loop against `mnist train` on the classic recipes,
+compute efficiency against this machine's matrix-multiply GFLOP/s, time to accuracy of every shipped
+recipe (whole command, process start to exit), startup and inference wall times, and peak RSS.
+Every figure is a median of >= 3 runs with min and max (--quick: fewer). Each section holds
+/tmp/mnist-cpu.lock (flock) while it computes, so measurements on a shared machine are not disturbed.
+Writes benchmarks/results/<host>-<date>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+
+from report import table  # noqa: E402
+from stats import matmul_flops, summarize, train_flops_per_sample  # noqa: E402
+
+PYTHON = sys.executable
+MNIST = [PYTHON, "-m", "mnist_cli"]
+DEFAULT_SIZES = [784, 512, 512, 10]  # configs/default.yaml
+# Shipped recipe -> the accuracy it is meant to reach.
+RECIPES = {"default": 0.980, "fast-98.5": 0.985, "mlp-99": 0.990, "mlp-99.3": 0.993}
+CLASSICS = {"classic-256": 64, "classic-64x3": 15}  # recipe -> batch size
+
+
+@contextlib.contextmanager
+def cpu_lock(path: str) -> Iterator[None]:
+    """Hold the machine's shared CPU lock (if any) while a group of measurements runs."""
+    if not path:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB, stdout) measured with os.wait4 on this very child."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.read()[-2000:]}")
+        return wall, usage.ru_maxrss / 1024, out.read()
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update(extra)
+    return env
+
+
+def metrics_of(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def unpacked_root() -> Path:
+    """A folder holding MNIST/raw/ unpacked, as torchvision's MNIST(download=False) needs."""
+    from mnist_cli.config import default_data_root
+    from mnist_cli.data import cache_root, load_dataset
+
+    root = default_data_root()
+    load_dataset("mnist", root)  # unpacks into the cache if `root` holds only archives
+    return root if (root / "MNIST/raw/train-images-idx3-ubyte").is_file() else cache_root()
+
+
+def side_by_side(args, work: Path) -> dict:
+    """The tutorial loop and `mnist train` on the classic recipes, same epochs, seconds per epoch."""
+    out = {}
+    root = unpacked_root()
+    for recipe, batch in CLASSICS.items():
+        with cpu_lock(args.lock):
+            naive_cmd = [PYTHON, str(HERE / "naive.py"), "--recipe", recipe, "--epochs", str(args.epochs), "--root", str(root)]
+            _, _, text = run_measured(naive_cmd, env_with())
+            naive = json.loads(text)
+            run_dir = work / f"classic-{recipe}"
+            ours_cmd = [*MNIST, "train", "-c", f"configs/{recipe}.yaml", "--epochs", str(args.epochs), "--out", str(run_dir)]
+            _, _, text = run_measured([*ours_cmd, "-q", "--json"], env_with())
+        ours = json.loads(text)
+        ours_epochs = [m["seconds"] for m in metrics_of(run_dir)]
+        ours_sps = [m["samples_per_second"] for m in metrics_of(run_dir)]
+        naive_sps = [naive["samples_per_epoch"] / s for s in naive["epoch_seconds"]]
+        out[recipe] = {
+            "batch_size": batch,
+            "epochs": args.epochs,
+            "naive_seconds_per_epoch": summarize(naive["epoch_seconds"]),
+            "naive_samples_per_epoch": naive["samples_per_epoch"],
+            "naive_samples_per_second": summarize(naive_sps),
+            "naive_test_accuracy": naive["test_accuracy"],
+            "mnist_seconds_per_epoch": summarize(ours_epochs),
+            "mnist_samples_per_epoch": round(ours_sps[0] * ours_epochs[0]),
+            "mnist_samples_per_second": summarize(ours_sps),
+            "mnist_test_accuracy": ours["test_accuracy"],
+            # Per sample, since the tutorial trains on all 60k images and mnist train holds 5k out for validation.
+            "speedup_per_sample": summarize(ours_sps)["median"] / summarize(naive_sps)["median"],
+            "speedup_per_epoch": summarize(naive["epoch_seconds"])["median"] / summarize(ours_epochs)["median"],
+        }
+    return out
+
+
+def matmul_gflops(batch: int, sizes: list[int], reps: int) -> list[float]:
+    """This machine's float32 GFLOP/s on the exact forward and backward matmuls of one training step."""
+    import torch
+
+    weights = [torch.randn(o, i) for i, o in pairwise(sizes)]
+    inputs = [torch.randn(batch, i) for i in sizes[:-1]]
+    grads = [torch.randn(batch, o) for o in sizes[1:]]
+
+    def step() -> None:
+        for w, x, g in zip(weights, inputs, grads, strict=True):
+            x @ w.t(), g @ w, g.t() @ x
+
+    for _ in range(5):
+        step()
+    results = []
+    for _ in range(reps):
+        n = 50
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step()
+        results.append(matmul_flops(batch, sizes) * n / (time.perf_counter() - t0) / 1e9)
+    return results
+
+
+def time_to_accuracy(args, work: Path) -> dict:
+    """Whole-command wall seconds of each shipped recipe, and what it reached."""
+    out = {}
+    for recipe, target in RECIPES.items():
+        if args.quick and recipe.startswith("mlp-"):
+            continue
+        walls, accs, rss, sps = [], [], [], []
+        for rep in range(args.reps):
+            run_dir = work / f"tta-{recipe}-{rep}"
+            with cpu_lock(args.lock):
+                wall, peak, text = run_measured(
+                    [*MNIST, "train", "-c", f"configs/{recipe}.yaml", "--out", str(run_dir), "-q", "--json"], env_with()
+                )
+            result = json.loads(text)
+            walls.append(wall)
+            accs.append(result["test_accuracy"])
+            rss.append(peak)
+            sps += [m["samples_per_second"] for m in metrics_of(run_dir)]
+        out[recipe] = {
+            "target": target,
+            "wall_seconds": summarize(walls),
+            "test_accuracy": summarize(accs),
+            "reached": all(a >= target for a in accs),
+            "peak_rss_mib": summarize(rss),
+            "samples_per_second": summarize(sps),
+        }
+    return out
+
+
+def efficiency(args, tta: dict) -> dict:
+    """Training throughput of configs/default.yaml (784-512-512-10, batch 256) against the matmul roofline."""
+    import torch
+
+    with cpu_lock(args.lock):
+        peak = matmul_gflops(256, DEFAULT_SIZES, args.reps)
+    sps = tta["default"]["samples_per_second"]
+    achieved = {k: v * train_flops_per_sample(DEFAULT_SIZES) / 1e9 for k, v in sps.items() if k != "n"}
+    achieved["n"] = sps["n"]
+    return {
+        "model": "784-512-512-10",
+        "batch_size": 256,
+        "threads": torch.get_num_threads(),
+        "samples_per_second": sps,
+        "achieved_gflops": achieved,
+        "matmul_gflops": summarize(peak),
+        "fraction_of_matmul": achieved["median"] / summarize(peak)["median"],
+    }
+
+
+def startup_and_inference(args, work: Path) -> dict:
+    """`mnist --help`, `mnist predict` on one image and `mnist eval` of the 10k test images, wall and compute."""
+    import torch
+    from PIL import Image
+
+    from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint, normalization_from_checkpoint
+    from mnist_cli.config import default_data_root
+    from mnist_cli.data import load_dataset
+    from mnist_cli.evaluate import evaluate
+
+    ckpt = work / "tta-default-0" / "best.pt"
+    if not ckpt.is_file():
+        with cpu_lock(args.lock):
+            run_measured([*MNIST, "train", "-c", "configs/default.yaml", "--out", str(ckpt.parent), "-q"], env_with())
+    _, test = load_dataset("mnist", default_data_root())
+    image = work / "digit.png"
+    Image.fromarray(test.images[0].numpy()).save(image)
+    reps = max(args.reps, 5)
+    mnist_bin = str(Path(PYTHON).parent / "mnist")
+    entry = [mnist_bin] if Path(mnist_bin).is_file() else MNIST
+    out: dict = {}
+    with cpu_lock(args.lock):
+        out["help_wall_seconds"] = summarize([run_measured([*entry, "--help"], env_with())[0] for _ in range(reps)])
+        out["predict_one_wall_seconds"] = summarize(
+            [run_measured([*entry, "predict", str(image), "-m", str(ckpt), "--json"], env_with())[0] for _ in range(reps)]
+        )
+        evals = [run_measured([*entry, "eval", str(ckpt), "--json"], env_with())[0] for _ in range(reps)]
+        out["eval_10k_wall_seconds"] = summarize(evals)
+        loaded = load_checkpoint(ckpt)
+        model, norm = model_from_checkpoint(loaded, ckpt), normalization_from_checkpoint(loaded)
+        compute = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            evaluate(model, test, norm, 10)
+            compute.append(time.perf_counter() - t0)
+        out["eval_10k_compute_seconds"] = summarize(compute)
+    out["threads"] = torch.get_num_threads()
+    return out
+
+
+def machine() -> dict:
+    import torch
+
+    info = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in info if "model name" in line), "")
+    return {
+        "host": socket.gethostname(),
+        "cpu": cpu or platform.processor(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 epoch of the classics, 1 run each, no mlp-99* recipes")
+    parser.add_argument("--sections", default="naive,tta,startup", help="comma-separated subset of naive,tta,startup")
+    parser.add_argument("--lock", default="/tmp/mnist-cpu.lock", help="flock file held per section ('' for none)")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    args.reps = 1 if args.quick else 3
+    args.epochs = 1 if args.quick else 3
+    sections = set(args.sections.split(","))
+    os.environ.setdefault("MNIST_DATA_DIR", str(REPO / "data"))
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    results: dict = {"machine": machine(), "date": now.strftime("%Y-%m-%d %H:%M UTC"), "quick": args.quick}
+    with tempfile.TemporaryDirectory(prefix="mnist-bench-") as tmp:
+        work = Path(tmp)
+        if "naive" in sections:
+            results["side_by_side"] = side_by_side(args, work)
+            print(table(results), file=sys.stderr)
+        if "tta" in sections:
+            results["time_to_accuracy"] = time_to_accuracy(args, work)
+            results["efficiency"] = efficiency(args, results["time_to_accuracy"])
+            print(table(results), file=sys.stderr)
+        if "startup" in sections:
+            results["startup"] = startup_and_inference(args, work)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"{results['machine']['host']}-{now.strftime('%Y-%m-%d')}{'-quick' if args.quick else ''}"
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(table(results))
+    print(table(results))
+    print(f"wrote {args.out / stem}.json and .md", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The markdown table of a benchmark run, as README "Performance" shows it."""
+
+from __future__ import annotations
+
+from stats import fmt
+
+
+def table(results: dict) -> str:
+    """The markdown table README "Performance" shows."""
+    lines = ["| measurement | median (min-max) | notes |", "|---|---|---|"]
+    for recipe, r in results.get("side_by_side", {}).items():
+        lines.append(
+            f"| {recipe} (batch {r['batch_size']}), tutorial loop, s/epoch | {fmt(r['naive_seconds_per_epoch'])} | "
+            f"{r['naive_samples_per_epoch']} samples/epoch; test acc after {r['epochs']} epochs {r['naive_test_accuracy']:.2%} |"
+        )
+        lines.append(
+            f"| {recipe} (batch {r['batch_size']}), `mnist train`, s/epoch | {fmt(r['mnist_seconds_per_epoch'])} | "
+            f"{r['mnist_samples_per_epoch']} samples/epoch; test acc after {r['epochs']} epochs {r['mnist_test_accuracy']:.2%} |"
+        )
+        lines.append(
+            f"| {recipe} speed-up | {r['speedup_per_sample']:.1f}x per sample | {r['speedup_per_epoch']:.1f}x per epoch |"
+        )
+    eff = results.get("efficiency")
+    if eff:
+        sps = fmt(eff["samples_per_second"], 0)
+        lines.append(f"| 784-512-512-10 batch 256 training, samples/s | {sps} | {eff['threads']} threads |")
+        lines.append(
+            f"| ... achieved GFLOP/s (6 x params/sample) | {fmt(eff['achieved_gflops'], 1)} | "
+            f"{eff['fraction_of_matmul']:.0%} of the matmul figure below |"
+        )
+        lines.append(f"| fp32 matmul GFLOP/s, same sizes (fwd+bwd) | {fmt(eff['matmul_gflops'], 1)} | measured in this run |")
+    for recipe, r in results.get("time_to_accuracy", {}).items():
+        accs = r["test_accuracy"]
+        lines.append(
+            f"| time to {r['target']:.1%}: configs/{recipe}.yaml, whole command s | {fmt(r['wall_seconds'], 1)} | "
+            f"test acc {fmt(accs, 2, 100)}%; {'reached' if r['reached'] else 'NOT reached'}; "
+            f"peak RSS {r['peak_rss_mib']['median']:.0f} MiB |"
+        )
+    s = results.get("startup")
+    if s:
+        lines.append(f"| `mnist --help` wall s | {fmt(s['help_wall_seconds'], 3)} | |")
+        lines.append(f"| `mnist predict` one image, wall s | {fmt(s['predict_one_wall_seconds'], 2)} | |")
+        lines.append(f"| `mnist eval` 10k test images, wall s | {fmt(s['eval_10k_wall_seconds'], 2)} | whole command |")
+        lines.append(f"| ... of which compute s | {fmt(s['eval_10k_compute_seconds'], 3)} | evaluate() in process |")
+    m = results["machine"]
+    gpu = m["cuda"] or "none lent to this run"
+    mode = " (quick mode)" if results["quick"] else ""
+    head = f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}, GPU: {gpu}; {results['date']}{mode}"
+    return head + "\n\n" + "\n".join(lines) + "\n"
