@@ -79,6 +79,10 @@ class TrainConfig(_Section):
     # Intra-op CPU threads; None keeps torch's default (one per core).
     threads: int | None = Field(None, ge=1, le=1024)
     eval_batch_size: int = Field(2048, ge=1, le=1 << 20)
+    # Also write last.pt every N optimizer steps, so a killed run loses at most N steps; 0: at epoch ends only.
+    save_every_steps: int = Field(0, ge=0, le=10**9)
+    # A NaN or inf loss: stop (keep the last good checkpoint, exit non-zero) or skip that batch's update.
+    on_nan: Literal["stop", "skip"] = "stop"
 
     @field_validator("device")
     @classmethod
