@@ -133,7 +133,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        # torch words it "Unsupported global: GLOBAL x.y" or "unsupported GLOBAL x.y whose module x is blocked".
+        found = re.search(r"(?i)unsupported (?:global: )?GLOBAL (\S+)", str(e))
         what = f"it references {found.group(1)}" if found else "it holds something other than plain data"
         raise CheckpointError(f"{path}: refused to load, {what}; checkpoints hold only tensors and plain values") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError, KeyError) as e:

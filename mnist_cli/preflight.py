@@ -60,15 +60,6 @@ def parameter_count(cfg: Config, in_features: int, num_classes: int) -> int:
 def check_resources(cfg: Config, out_dir: Path, device: torch.device, parameters: int) -> None:
     """Refuse a run whose checkpoints cannot fit on the disk or whose training cannot fit in memory."""
     slots = OPTIMIZER_SLOTS.get(cfg.train.optimizer, 2)
-    checkpoint = parameters * 4 * (1 + slots) + CHECKPOINT_OVERHEAD
-    # best.pt, last.pt and the temporary copy written before it replaces either; existing files are reused.
-    existing = sum((out_dir / name).stat().st_size for name in CHECKPOINT_FILES if (out_dir / name).is_file())
-    need_disk = max(checkpoint, 3 * checkpoint - existing)
-    free_disk = shutil.disk_usage(out_dir).free
-    if need_disk > free_disk:
-        raise MnistError(
-            f"not enough free space in {out_dir}: the checkpoints need about {_size(need_disk)}, {_size(free_disk)} is free"
-        )
     widest = max([*cfg.model.hidden_widths, 784])
     activations = 4 * cfg.train.batch_size * widest * (len(cfg.model.hidden_widths) + 2) * 4
     evaluation = 4 * cfg.train.eval_batch_size * widest * 3
@@ -78,6 +69,16 @@ def check_resources(cfg: Config, out_dir: Path, device: torch.device, parameters
         raise MnistError(
             f"the model ({parameters:,} parameters) needs about {_size(need_memory)} of memory on {device} to train, "
             f"{_size(free_memory)} is available; lower model.width, model.depth or train.batch_size"
+        )
+
+    checkpoint = parameters * 4 * (1 + slots) + CHECKPOINT_OVERHEAD
+    # best.pt, last.pt and the temporary copy written before it replaces either; existing files are reused.
+    existing = sum((out_dir / name).stat().st_size for name in CHECKPOINT_FILES if (out_dir / name).is_file())
+    need_disk = max(checkpoint, 3 * checkpoint - existing)
+    free_disk = shutil.disk_usage(out_dir).free
+    if need_disk > free_disk:
+        raise MnistError(
+            f"not enough free space in {out_dir}: the checkpoints need about {_size(need_disk)}, {_size(free_disk)} is free"
         )
 
 
