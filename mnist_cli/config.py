@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mnist_cli.errors import ConfigError
 
 DATA_DIR_ENV = "MNIST_DATA_DIR"
+# YAML aliases can make a small file expand into billions of values, or into a mapping that contains itself.
+MAX_YAML_VALUES = 100_000
 
 
 class _Section(BaseModel):
@@ -28,6 +30,13 @@ class DataConfig(_Section):
     val_size: int = Field(5000, ge=0, le=50000)
     # True: (x/255 - mean) / std with the dataset's constants; False: x/255 only.
     normalize: bool = True
+
+    @field_validator("root")
+    @classmethod
+    def _a_usable_path(cls, v: str | None) -> str | None:
+        if v is not None and ("\0" in v or not v.strip()):
+            raise ValueError("must be a folder path (not empty, no NUL characters)")
+        return v
 
 
 class ModelConfig(_Section):
@@ -124,6 +133,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
         raise ConfigError([f"--set {key}: value is not valid YAML ({_one_line(e)})"], "--set") from None
+    except RecursionError:
+        raise ConfigError([f"--set {key}: value is nested too deeply"], "--set") from None
+    _check_size(value, f"--set {key}")
     return key.strip().split("."), value
 
 
@@ -157,6 +169,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"invalid YAML: {_one_line(e)}"], str(path)) from None
     except RecursionError:
         raise ConfigError(["invalid YAML: nested too deeply"], str(path)) from None
+    _check_size(raw, str(path))
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -208,6 +221,23 @@ def _did_you_mean(loc: list[str]) -> str:
     if close:
         return f" (did you mean {close[0]!r}?)"
     return f" (known keys: {', '.join(known)})"
+
+
+def _check_size(value: Any, source: str) -> None:
+    """Refuse YAML whose aliases expand past MAX_YAML_VALUES values or loop back into themselves (walked without recursion)."""
+    stack, visited = [value], 0
+    while stack:
+        node = stack.pop()
+        visited += 1
+        if visited > MAX_YAML_VALUES:
+            raise ConfigError(
+                [f"expands to more than {MAX_YAML_VALUES:,} values (YAML aliases, or one that contains itself)"], source
+            )
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple | set):
+            stack.extend(node)
 
 
 def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
