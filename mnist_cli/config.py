@@ -113,6 +113,13 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
 
+    @model_validator(mode="after")
+    def _batch_norm_needs_batches(self) -> Config:
+        # Batch norm cannot normalise a batch of one sample: training would crash at the first step.
+        if self.model.norm == "batch" and self.train.batch_size < 2:
+            raise ValueError("model.norm batch needs train.batch_size of at least 2")
+        return self
+
 
 def default_data_root() -> Path:
     """$MNIST_DATA_DIR if set, else ./data."""

@@ -188,15 +188,14 @@ def test_sigkill_during_saves_leaves_the_previous_file_intact(tmp_path):
     for _ in range(3):
         before = _mtime(out / "last.pt")
         proc = start(["train", "-c", cfg, "--out", out, "--resume", "auto", "-q"], tmp_path)
-        # Kill the moment a temporary last.pt exists: mid-save, before the rename.
+        # Once this process has saved a last.pt, kill it the moment it writes the next: mid-save, before the rename.
+        assert wait_for(lambda p=proc, b=before: p.poll() is not None or _mtime(out / "last.pt") > b)
         assert wait_for(lambda p=proc: p.poll() is not None or any(out.glob(".last.pt.*.tmp")), every=0.0005)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        partial = list(out.glob(".last.pt.*.tmp"))
-        caught.append(bool(partial))
-        if (out / "last.pt").exists():
-            load_checkpoint(out / "last.pt")  # loads and passes its digest: the previous good file
-            assert _mtime(out / "last.pt") >= before
+        caught.append(bool(list(out.glob(".last.pt.*.tmp"))))
+        load_checkpoint(out / "last.pt")  # loads and passes its digest: the previous good file
+        assert _mtime(out / "last.pt") > before
         for row in (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").exists() else []:
             json.loads(row)
     assert sum(caught) >= 2, caught  # most kills really landed while a temporary file was being written
