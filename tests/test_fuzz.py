@@ -18,6 +18,8 @@ from mnist_cli.cli import app
 from mnist_cli.config import Config
 
 runner = CliRunner()
+# Pillow warns about the damaged files it is fed here; the warnings are expected, the exit codes are what is tested.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 RUNS = itertools.count()
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
