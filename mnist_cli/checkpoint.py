@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import pickle
 import re
@@ -16,12 +18,14 @@ from torch import nn
 from mnist_cli import __version__
 from mnist_cli.config import Config, validate
 from mnist_cli.data import IMAGE_SIDE, Normalization
-from mnist_cli.errors import CheckpointError, ConfigError
+from mnist_cli.errors import CheckpointError, ConfigError, MnistError
 from mnist_cli.model import build_model
 
 FORMAT = "mnist-cli checkpoint"
 FORMAT_VERSION = 1
 CHECKPOINT_DIR_ENV = "MNIST_CHECKPOINT_DIR"
+DIGEST_KEY = "digest"  # SHA-256 of everything else: torch.load does not check the zip's CRCs, so bit rot loads silently
+MAX_CLASSES = 1000
 
 
 def checkpoints_root() -> Path:
@@ -71,8 +75,34 @@ def _version(package: str) -> str:
 
 
 def save_checkpoint(ckpt: dict[str, Any], path: Path) -> None:
-    """Write atomically: a temporary file in the same folder, fsync, then rename over `path`."""
-    atomic_write(path, lambda f: torch.save(ckpt, f))
+    """Write atomically, with a digest of the contents: a temporary file in the same folder, fsync, rename over `path`."""
+    body = {k: v for k, v in ckpt.items() if k != DIGEST_KEY}
+    atomic_write(path, lambda f: torch.save({**body, DIGEST_KEY: content_digest(body)}, f))
+
+
+def content_digest(value: Any) -> str:
+    """SHA-256 over a canonical walk of plain values and tensor bytes (dtype and shape included)."""
+    h = hashlib.sha256()
+    _feed(h, value)
+    return h.hexdigest()
+
+
+def _feed(h, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        h.update(f"D{len(value)}:".encode())
+        for key in sorted(value, key=repr):
+            h.update(f"{key!r}=".encode())
+            _feed(h, value[key])
+    elif isinstance(value, list | tuple):
+        h.update(f"{type(value).__name__[0]}{len(value)}:".encode())
+        for item in value:
+            _feed(h, item)
+    else:
+        h.update(f"{type(value).__name__}:{value!r};".encode())
 
 
 def atomic_write(path: Path, write) -> None:
@@ -87,8 +117,11 @@ def atomic_write(path: Path, write) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
+            raise MnistError(f"cannot write {path} ({e.strerror or e}); {kept}") from None
         raise
 
 
@@ -108,7 +141,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        # torch words it "Unsupported global: GLOBAL x.y" or "unsupported GLOBAL x.y whose module x is blocked".
+        found = re.search(r"(?i)unsupported (?:global: )?GLOBAL (\S+)", str(e))
         what = f"it references {found.group(1)}" if found else "it holds something other than plain data"
         raise CheckpointError(f"{path}: refused to load, {what}; checkpoints hold only tensors and plain values") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError, KeyError) as e:
@@ -125,7 +159,31 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     missing = [k for k in ("config", "model_state", "normalization", "classes") if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    if DIGEST_KEY in ckpt and ckpt[DIGEST_KEY] != content_digest({k: v for k, v in ckpt.items() if k != DIGEST_KEY}):
+        raise CheckpointError(f"{path}: checkpoint is corrupt (its contents do not match the digest written with them)")
+    problem = _field_problem(ckpt)
+    if problem:
+        raise CheckpointError(f"{path}: not a usable checkpoint ({problem})")
     return ckpt
+
+
+def _field_problem(ckpt: dict[str, Any]) -> str | None:
+    """What is wrong with the fields eval and predict rely on, or None."""
+    classes, norm, state = ckpt["classes"], ckpt["normalization"], ckpt["model_state"]
+    if not isinstance(classes, list) or not 1 <= len(classes) <= MAX_CLASSES or not all(isinstance(c, str) for c in classes):
+        return f"classes must be a list of 1 to {MAX_CLASSES} names"
+    if not isinstance(norm, dict) or not all(isinstance(norm.get(k), int | float) for k in ("mean", "std")):
+        return "normalization must hold a numeric mean and std"
+    if not (math.isfinite(norm["mean"]) and math.isfinite(norm["std"]) and norm["std"] > 0):
+        return f"normalization {norm} is not finite with a positive std"
+    if ckpt.get("input_shape", [1, IMAGE_SIDE, IMAGE_SIDE]) != [1, IMAGE_SIDE, IMAGE_SIDE]:
+        return f"input_shape {ckpt.get('input_shape')!r} is not [1, {IMAGE_SIDE}, {IMAGE_SIDE}]"
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        return "model_state must map parameter names to tensors"
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        return f"weights {', '.join(bad[:3])} hold NaN or inf"
+    return None
 
 
 def config_from_checkpoint(ckpt: dict[str, Any], path: Path | str = "checkpoint") -> Config:
@@ -139,8 +197,15 @@ def config_from_checkpoint(ckpt: dict[str, Any], path: Path | str = "checkpoint"
 def model_from_checkpoint(ckpt: dict[str, Any], path: Path | str = "checkpoint") -> nn.Module:
     """Rebuild the network from the stored config and load its weights (on the CPU, eval mode)."""
     cfg = config_from_checkpoint(ckpt, path)
-    channels, height, width = ckpt.get("input_shape", [1, IMAGE_SIDE, IMAGE_SIDE])
-    model = build_model(cfg.model, channels * height * width, len(ckpt["classes"]))
+    # Compare shapes on the meta device first: a stored config can describe a model too large to allocate.
+    with torch.device("meta"):
+        shapes = build_model(cfg.model, IMAGE_SIDE * IMAGE_SIDE, len(ckpt["classes"])).state_dict()
+    expected = {k: tuple(v.shape) for k, v in shapes.items()}
+    found = {k: tuple(v.shape) for k, v in ckpt["model_state"].items()}
+    if expected != found:
+        differ = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+        raise CheckpointError(f"{path}: weights do not match the stored architecture ({', '.join(differ[:3])} differ)")
+    model = build_model(cfg.model, IMAGE_SIDE * IMAGE_SIDE, len(ckpt["classes"]))
     try:
         model.load_state_dict(ckpt["model_state"])
     except (RuntimeError, TypeError, AttributeError) as e:

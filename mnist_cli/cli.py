@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 
 USER_ERROR = 2
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C'd program
 
 
 @contextlib.contextmanager
@@ -78,24 +80,60 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Shortcut for --set train.epochs=N.")] = None,
     seed: Annotated[int | None, typer.Option(help="Shortcut for --set seed=N.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder [default: checkpoints/<config name>].")] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(help="Continue a run exactly: a last.pt, or 'auto' for the output folder's last.pt (a new run if none)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check config, device, output folder, disk, memory and data, then stop.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
-    """Train an MLP from a YAML config; writes best.pt, last.pt, config.yaml and metrics.jsonl."""
+    """Train an MLP from a YAML config; writes best.pt, last.pt, config.yaml and metrics.jsonl.
+
+    Ctrl-C finishes the current step, saves last.pt and prints the command that resumes; a second Ctrl-C quits at once.
+    """
     from mnist_cli.checkpoint import checkpoints_root
     from mnist_cli.config import load_config
+    from mnist_cli.errors import TrainingInterrupted
+    from mnist_cli.interrupt import graceful_sigint
     from mnist_cli.ui import TrainReporter, consoles, render_train_result
 
-    shortcuts = {"train.device": device, "train.epochs": epochs, "seed": seed}
+    shortcuts = {"train.epochs": epochs, "seed": seed}
     sets = list(overrides or []) + [f"{k}={v}" for k, v in shortcuts.items() if v is not None]
     stdout, stderr = consoles()
-    with user_errors():
-        cfg = load_config(config, sets)
-        out_dir = out or checkpoints_root() / (config.stem if config else "default")
+    notice = "stopping after this step and saving last.pt (Ctrl-C again to quit at once)"
+    with graceful_sigint(notice) as stop, user_errors():
+        default_out = checkpoints_root() / (config.stem if config else "default")
+        ckpt = None
+        if resume is None:
+            cfg = load_config(config, sets + ([f"train.device={device}"] if device is not None else []))
+            out_dir = out or default_out
+        else:
+            from mnist_cli.resume import plan
+
+            cfg, out_dir, ckpt, path = plan(resume, config, sets, out, default_out, device)
+            said = f"resuming from {path}" if ckpt is not None else f"no last.pt in {out_dir}: starting a new run"
+            stderr.print(said, markup=False, soft_wrap=True)
         from mnist_cli.train import train as run_training
 
-        with TrainReporter(stderr, quiet=quiet) as reporter:
-            result = run_training(cfg, out_dir, reporter).as_dict()
+        try:
+            with TrainReporter(stderr, quiet=quiet) as reporter:
+                done = run_training(cfg, out_dir, reporter, resume_from=ckpt, should_stop=stop, dry_run=dry_run)
+        except TrainingInterrupted as e:
+            stderr.print(
+                f"{e}\nresume with: mnist train --resume {shlex.quote(e.path)}", markup=False, soft_wrap=True, highlight=False
+            )
+            raise typer.Exit(INTERRUPTED) from None
+        except KeyboardInterrupt:
+            stderr.print("interrupted at once; the files in the output folder are the last complete saves", markup=False)
+            raise typer.Exit(INTERRUPTED) from None
+    if done is None:
+        result = {"dry_run": "passed", "out_dir": str(out_dir), "device": cfg.train.device}
+        _print_json(result) if as_json else stdout.print(f"preflight passed; would train into {out_dir}", markup=False)
+        return
+    result = done.as_dict()
     if as_json:
         _print_json(result)
     else:

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mnist_cli.errors import ConfigError
 
 DATA_DIR_ENV = "MNIST_DATA_DIR"
+# YAML aliases can make a small file expand into billions of values, or into a mapping that contains itself.
+MAX_YAML_VALUES = 100_000
 
 
 class _Section(BaseModel):
@@ -47,6 +49,13 @@ class DataConfig(_Section):
     normalize: bool = True
     # Random distortions of training batches (never of val/test); all off by default.
     augment: AugmentConfig = AugmentConfig()
+
+    @field_validator("root")
+    @classmethod
+    def _a_usable_path(cls, v: str | None) -> str | None:
+        if v is not None and ("\0" in v or not v.strip()):
+            raise ValueError("must be a folder path (not empty, no NUL characters)")
+        return v
 
 
 class ModelConfig(_Section):
@@ -100,6 +109,10 @@ class TrainConfig(_Section):
     # torch.compile the model: costs tens of seconds of compilation up front; off unless it pays (README, Performance).
     compile: bool = False
     eval_batch_size: int = Field(2048, ge=1, le=1 << 20)
+    # Also write last.pt every N optimizer steps, so a killed run loses at most N steps; 0: at epoch ends only.
+    save_every_steps: int = Field(0, ge=0, le=10**9)
+    # A NaN or inf loss: stop (keep the last good checkpoint, exit non-zero) or skip that batch's update.
+    on_nan: Literal["stop", "skip"] = "stop"
 
     @field_validator("device")
     @classmethod
@@ -121,6 +134,13 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
 
+    @model_validator(mode="after")
+    def _batch_norm_needs_batches(self) -> Config:
+        # Batch norm cannot normalise a batch of one sample: training would crash at the first step.
+        if self.model.norm == "batch" and self.train.batch_size < 2:
+            raise ValueError("model.norm batch needs train.batch_size of at least 2")
+        return self
+
 
 def default_data_root() -> Path:
     """$MNIST_DATA_DIR if set, else ./data."""
@@ -141,6 +161,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
         raise ConfigError([f"--set {key}: value is not valid YAML ({_one_line(e)})"], "--set") from None
+    except RecursionError:
+        raise ConfigError([f"--set {key}: value is nested too deeply"], "--set") from None
+    _check_size(value, f"--set {key}")
     return key.strip().split("."), value
 
 
@@ -174,6 +197,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"invalid YAML: {_one_line(e)}"], str(path)) from None
     except RecursionError:
         raise ConfigError(["invalid YAML: nested too deeply"], str(path)) from None
+    _check_size(raw, str(path))
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -225,6 +249,23 @@ def _did_you_mean(loc: list[str]) -> str:
     if close:
         return f" (did you mean {close[0]!r}?)"
     return f" (known keys: {', '.join(known)})"
+
+
+def _check_size(value: Any, source: str) -> None:
+    """Refuse YAML whose aliases expand past MAX_YAML_VALUES values or loop back into themselves (walked without recursion)."""
+    stack, visited = [value], 0
+    while stack:
+        node = stack.pop()
+        visited += 1
+        if visited > MAX_YAML_VALUES:
+            raise ConfigError(
+                [f"expands to more than {MAX_YAML_VALUES:,} values (YAML aliases, or one that contains itself)"], source
+            )
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple | set):
+            stack.extend(node)
 
 
 def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:

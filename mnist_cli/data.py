@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mnist_cli.errors import DataError
+from mnist_cli.idx import check_idx, unpack_gzip
 
 IMAGE_SIDE = 28  # pixels; every dataset here is 28x28 grayscale
 NUM_CLASSES = 10
@@ -99,6 +100,7 @@ def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split
     _check_archives(cls, Path(root), work_root)
     splits = []
     for train in (True, False):
+        _check_unpacked(cls, work_root, "train" if train else "t10k")
         try:
             with _quiet_network():
                 ds = cls(str(work_root), train=train, download=download)
@@ -110,7 +112,7 @@ def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split
                 f"{Path(ds_raw_folder(cls, work_root))}/{part}-*-ubyte is not a valid IDX file ({e or type(e).__name__}); "
                 "delete the extracted files to unpack the .gz archives again"
             ) from None
-        splits.append(Split(ds.data.contiguous(), ds.targets.long()))
+        splits.append(_checked_split(ds, ds_raw_folder(cls, work_root), "train" if train else "t10k"))
     train_split, test_split = splits
     return train_split, test_split
 
@@ -266,7 +268,7 @@ def _writable(folder: Path) -> bool:
 
 
 def _check_archives(cls: type, root: Path, work_root: Path) -> None:
-    """Fail with the file's name if a present .gz does not match torchvision's MD5."""
+    """Fail with the file's name if a present .gz does not match torchvision's MD5; unpack the good ones atomically."""
     from torchvision.datasets.utils import check_integrity
 
     raw = ds_raw_folder(cls, work_root)
@@ -277,6 +279,37 @@ def _check_archives(cls: type, root: Path, work_root: Path) -> None:
         if path.exists() and not check_integrity(str(path), md5):
             shown = ds_raw_folder(cls, root) / name
             raise DataError(f"{shown} is corrupt (MD5 mismatch, expected {md5}); replace it or delete it to download again")
+    for name, _ in cls.resources:
+        unpacked = raw / name.removesuffix(".gz")
+        if (raw / name).exists() and not unpacked.exists():
+            unpack_gzip(raw / name, unpacked, *_idx_layout(name))
+
+
+def _idx_layout(name: str) -> tuple[int, tuple[int, ...]]:
+    """(dims, item shape) of an MNIST-style file: images are N x 28 x 28, labels N."""
+    return (3, (IMAGE_SIDE, IMAGE_SIDE)) if "images" in name else (1, ())
+
+
+def _check_unpacked(cls: type, work_root: Path, part: str) -> None:
+    """Check the images and labels files of one split, when present, before torchvision parses them."""
+    raw = ds_raw_folder(cls, work_root)
+    images, labels = raw / f"{part}-images-idx3-ubyte", raw / f"{part}-labels-idx1-ubyte"
+    if not (images.is_file() and labels.is_file()):
+        return  # torchvision downloads them; _checked_split checks what it read
+    n_images, n_labels = check_idx(images, *_idx_layout(images.name)), check_idx(labels, *_idx_layout(labels.name))
+    if n_images != n_labels:
+        raise DataError(f"{images} holds {n_images:,} images but {labels} holds {n_labels:,} labels")
+
+
+def _checked_split(ds, raw: Path, part: str) -> Split:
+    """The loaded tensors as a Split, refusing shapes and labels no MNIST-style file has."""
+    images, labels = ds.data.contiguous(), ds.targets.long()
+    if tuple(images.shape[1:]) != (IMAGE_SIDE, IMAGE_SIDE) or len(images) != len(labels) or not len(labels):
+        raise DataError(f"{raw}/{part}-*-ubyte: {tuple(images.shape)} images for {len(labels)} labels")
+    classes = len(getattr(ds, "classes", [])) or NUM_CLASSES
+    if int(labels.min()) < 0 or int(labels.max()) >= classes:
+        raise DataError(f"{raw}/{part}-labels-idx1-ubyte holds label {int(labels.max())}, outside 0..{classes - 1}")
+    return Split(images, labels)
 
 
 def _missing_message(cls: type, root: Path, e: Exception) -> str:

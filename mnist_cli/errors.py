@@ -28,3 +28,15 @@ class ImageError(MnistError):
 
 class DeviceError(MnistError):
     """The requested device does not exist on this machine."""
+
+
+class NumericalError(MnistError):
+    """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C stopped training after a step; `path` holds the state to resume from. Not an error: exit 130."""
+
+    def __init__(self, path: str, epoch: int, step: int):
+        self.path, self.epoch, self.step = path, epoch, step
+        super().__init__(f"interrupted at epoch {epoch}, step {step}; saved {path}")

@@ -1,0 +1,46 @@
+"""Non-finite losses: found at the step they happen, without a host sync per step unless batches are skipped."""
+
+from __future__ import annotations
+
+import torch
+
+from mnist_cli.errors import NumericalError
+
+
+class LossGuard:
+    """train.on_nan: `stop` raises at the next check naming the first bad step; `skip` drops that step's update."""
+
+    def __init__(self, mode: str, device: torch.device, steps_per_epoch: int):
+        self.mode, self.steps_per_epoch = mode, steps_per_epoch
+        # The first non-finite loss: its global step (1-based; 0 while none) and value, kept on the device.
+        self.first_step = torch.zeros((), dtype=torch.long, device=device)
+        self.first_value = torch.zeros((), device=device)
+
+    def skip(self, loss: torch.Tensor) -> bool:
+        """In skip mode, True when this loss is not finite and its update must not happen (one host sync)."""
+        return self.mode == "skip" and not bool(torch.isfinite(loss.detach()))
+
+    def observe(self, loss: torch.Tensor, global_step: int) -> None:
+        """Remember the step of the first non-finite loss; queued on the device, no sync."""
+        if self.mode != "stop":
+            return
+        new = (self.first_step == 0) & ~torch.isfinite(loss.detach())
+        self.first_step = torch.where(new, global_step, self.first_step)
+        self.first_value = torch.where(new, loss.detach().float(), self.first_value)
+
+    def check(self, last_good: str) -> None:
+        """Raise NumericalError if a non-finite loss was seen; call before anything is saved."""
+        bad = int(self.first_step)
+        if bad:
+            epoch, step = divmod(bad - 1, self.steps_per_epoch)
+            raise NumericalError(
+                f"loss became {float(self.first_value)} at epoch {epoch + 1}, step {step + 1} (step {bad} of the run); "
+                f"stopped, {last_good}; lower train.lr, or set train.on_nan: skip to drop such batches"
+            )
+
+    def check_epoch(self, skipped: int, epoch: int, last_good: str) -> None:
+        """Stop when skip mode dropped every step of an epoch: the weights themselves have gone bad."""
+        if skipped and skipped >= self.steps_per_epoch:
+            raise NumericalError(
+                f"every step of epoch {epoch} had a non-finite loss and was skipped; stopped, {last_good}; lower train.lr"
+            )

@@ -1,0 +1,257 @@
+"""Exact resume: runs stopped, SIGKILLed (also in the middle of a save) and Ctrl-C'd end bit-identical to unbroken runs."""
+
+from __future__ import annotations
+
+import json
+import random
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import write_config, write_mnist
+from typer.testing import CliRunner
+
+from mnist_cli.checkpoint import load_checkpoint
+from mnist_cli.cli import app
+from mnist_cli.config import load_config
+from mnist_cli.errors import TrainingInterrupted
+from mnist_cli.train import train
+
+runner = CliRunner()
+MNIST = [sys.executable, "-m", "mnist_cli"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def metrics(run: Path) -> list[dict]:
+    """metrics.jsonl without the wall-clock fields, which no two runs share."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in ("seconds", "samples_per_second")} for row in rows]
+
+
+def assert_identical(a: Path, b: Path) -> None:
+    """Same weights, optimizer state, best model and metrics, bit for bit."""
+    for name in ("last.pt", "best.pt"):
+        x, y = torch.load(a / name, weights_only=True), torch.load(b / name, weights_only=True)
+        assert x["model_state"].keys() == y["model_state"].keys()
+        for key in x["model_state"]:
+            assert torch.equal(x["model_state"][key], y["model_state"][key]), (name, key)
+        for i, state in x["optimizer_state"]["state"].items():
+            for key, value in state.items():
+                assert torch.equal(value, y["optimizer_state"]["state"][i][key]), (name, i, key)
+        assert {k: v for k, v in x["metrics"].items() if k not in ("seconds", "samples_per_second")} == {
+            k: v for k, v in y["metrics"].items() if k not in ("seconds", "samples_per_second")
+        }
+    assert metrics(a) == metrics(b)
+
+
+def position(last: Path) -> tuple[int, int]:
+    """(epoch, step) a last.pt resumes from."""
+    state = load_checkpoint(last)["resume"]
+    return state["epoch"], state["step"]
+
+
+# Dropout, batch norm and a cosine schedule: every kind of state a resume has to restore.
+HARD = dict(model={"depth": 2, "width": 32, "dropout": 0.2, "norm": "batch"}, train={"epochs": 3, "schedule": "cosine"})
+
+
+@pytest.fixture
+def hard_config(tmp_path) -> Path:
+    return write_config(tmp_path / "hard.yaml", **HARD)
+
+
+@pytest.fixture
+def baseline(hard_config, tmp_path) -> Path:
+    train(load_config(hard_config), tmp_path / "baseline")
+    return tmp_path / "baseline"
+
+
+def test_stopping_anywhere_and_resuming_is_bit_identical(hard_config, baseline, tmp_path):
+    # 16 steps per epoch. Stops mid-epoch, on the last step of an epoch (a boundary), and just after a boundary.
+    cfg = load_config(hard_config, ["train.save_every_steps=5"])
+    run, stops = tmp_path / "stopped", []
+    for stop_after in (7, 9, 5):
+        polls = iter(range(1, 1000))
+        try:
+            resume = load_checkpoint(run / "last.pt") if (run / "last.pt").exists() else None
+            # Like Ctrl-C: once asked, the flag stays set.
+            train(cfg, run, resume_from=resume, should_stop=lambda n=stop_after, p=polls: next(p) >= n)
+        except TrainingInterrupted as e:
+            stops.append((e.epoch, e.step))
+    assert stops == [(1, 7), (2, 0), (2, 5)]
+    train(cfg, run, resume_from=load_checkpoint(run / "last.pt"))
+    assert_identical(baseline, run)
+
+
+def test_save_every_steps_bounds_what_a_crash_loses(hard_config, tmp_path):
+    cfg = load_config(hard_config, ["train.save_every_steps=4"])
+
+    def crash(event):
+        if getattr(event, "step", 0) == 11:  # dies between saves, like a kill
+            raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError):
+        train(cfg, tmp_path / "run", crash)
+    assert position(tmp_path / "run" / "last.pt") == (1, 8)
+
+
+def test_resume_auto_continues_or_starts_fresh(hard_config, baseline, tmp_path):
+    out = tmp_path / "auto"
+    r = invoke("train", "-c", hard_config, "--out", out, "--resume", "auto", "-q")
+    assert r.exit_code == 0, r.output
+    assert "no last.pt in" in r.stderr
+    assert_identical(baseline, out)
+    r = invoke("train", "-c", hard_config, "--out", out, "--resume", "auto", "-q")
+    assert r.exit_code == 0, r.output
+    assert "resuming from" in r.stderr
+
+
+def test_resume_refuses_a_different_config_and_best_pt(hard_config, baseline):
+    r = invoke("train", "--resume", baseline / "last.pt", "--set", "train.lr=0.5")
+    assert r.exit_code == 2, r.output
+    assert "train.lr: 0.003 in the checkpoint, 0.5 now" in r.stderr
+    r = invoke("train", "--resume", baseline / "best.pt")
+    assert r.exit_code == 2, r.output
+    assert "holds no resume state" in r.stderr
+    r = invoke("train", "--resume", baseline / "nothing.pt")
+    assert r.exit_code == 2, r.output
+    assert "no such checkpoint" in r.stderr
+
+
+# --- real processes ---------------------------------------------------------------------------------------------
+
+KILL_CONFIG = dict(
+    model={"depth": 2, "width": 256, "dropout": 0.1},
+    train={"epochs": 5, "batch_size": 32, "save_every_steps": 5, "schedule": "cosine"},
+)
+
+
+def start(args, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([*MNIST, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, timeout: float = 60.0, every: float = 0.002) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(every)
+    return False
+
+
+@pytest.fixture
+def kill_setup(tmp_path):
+    root = write_mnist(tmp_path / "bigger", n_train=3000)  # 87 steps per epoch
+    cfg = write_config(tmp_path / "kill.yaml", data={"val_size": 200, "root": str(root)}, **KILL_CONFIG)
+    train(load_config(cfg), tmp_path / "baseline")
+    return cfg, tmp_path / "baseline"
+
+
+def test_sigkill_at_random_points_then_resume_is_bit_identical(kill_setup, tmp_path):
+    cfg, baseline = kill_setup
+    out, rng, log = tmp_path / "killed", random.Random(), []
+    for _ in range(4):
+        proc = start(["train", "-c", cfg, "--out", out, "--resume", "auto", "-q"], tmp_path)
+        started = _mtime(out / "last.pt")
+        # Wait for a save newer than the one resumed from: training is under way. Then kill at a random moment.
+        assert wait_for(lambda p=proc, s=started: p.poll() is not None or _mtime(out / "last.pt") > s)
+        delay = rng.uniform(0.0, 0.3)  # the whole run trains for about a second
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        log.append((round(delay, 3), proc.returncode, position(out / "last.pt")))
+    r = subprocess.run([*MNIST, "train", "-c", cfg, "--out", out, "--resume", "auto", "-q"], cwd=tmp_path, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert sum(rc == -signal.SIGKILL for _, rc, _ in log) >= 3, log  # really killed, not finished first
+    assert_identical(baseline, out)
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def test_sigkill_during_saves_leaves_the_previous_file_intact(tmp_path):
+    # A wide model saved every step: most of the time goes to writing checkpoints.
+    cfg = write_config(tmp_path / "wide.yaml", model={"depth": 2, "width": 1024}, train={"epochs": 1, "save_every_steps": 1})
+    out, caught = tmp_path / "run", []
+    for _ in range(3):
+        before = _mtime(out / "last.pt")
+        proc = start(["train", "-c", cfg, "--out", out, "--resume", "auto", "-q"], tmp_path)
+        # Once this process has saved a last.pt, kill it the moment it writes the next: mid-save, before the rename.
+        assert wait_for(lambda p=proc, b=before: p.poll() is not None or _mtime(out / "last.pt") > b)
+        assert wait_for(lambda p=proc: p.poll() is not None or any(out.glob(".last.pt.*.tmp")), every=0.0005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        caught.append(bool(list(out.glob(".last.pt.*.tmp"))))
+        load_checkpoint(out / "last.pt")  # loads and passes its digest: the previous good file
+        assert _mtime(out / "last.pt") > before
+        for row in (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").exists() else []:
+            json.loads(row)
+    assert sum(caught) >= 2, caught  # most kills really landed while a temporary file was being written
+    r = subprocess.run([*MNIST, "train", "-c", cfg, "--out", out, "--resume", "auto", "-q"], cwd=tmp_path, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert not list(out.glob(".*.tmp"))  # the next run cleared the leftovers
+    train(load_config(cfg), tmp_path / "baseline")
+    assert_identical(tmp_path / "baseline", out)
+
+
+class Stderr:
+    """Collects a process's stderr lines on a thread, so the test can wait for one."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=lambda: self.lines.extend(proc.stderr), daemon=True)
+        self.thread.start()
+
+    def text(self) -> str:
+        self.thread.join(timeout=30)
+        return "".join(self.lines)
+
+
+def test_ctrl_c_saves_prints_the_resume_command_and_exits_130(kill_setup, tmp_path):
+    cfg, baseline = kill_setup
+    out = tmp_path / "interrupted"
+    proc = start(["train", "-c", cfg, "--out", out], tmp_path)
+    err = Stderr(proc)
+    assert wait_for(lambda: any("training on" in line for line in err.lines))
+    time.sleep(random.uniform(0.05, 0.4))
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    text = err.text()
+    assert "stopping after this step" in text and "Traceback" not in text
+    [command] = [line.split("resume with: ", 1)[1] for line in text.splitlines() if "resume with: " in line]
+    argv = shlex.split(command)
+    assert argv[:3] == ["mnist", "train", "--resume"] and Path(argv[3]) == out / "last.pt"
+    epoch, step = position(out / "last.pt")
+    assert f"interrupted at epoch {epoch}, step {step}" in text
+    r = subprocess.run([*MNIST, *argv[1:], "-q"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert_identical(baseline, out)
+
+
+def test_a_second_ctrl_c_quits_at_once(tmp_path):
+    cfg = write_config(tmp_path / "wide.yaml", model={"depth": 2, "width": 1024}, train={"epochs": 3, "save_every_steps": 1})
+    out = tmp_path / "run"
+    proc = start(["train", "-c", cfg, "--out", out], tmp_path)
+    err = Stderr(proc)
+    assert wait_for(lambda: (out / "last.pt").exists())
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.001)
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    assert proc.wait(timeout=60) == 130
+    assert time.monotonic() - t0 < 5
+    text = err.text()
+    assert "Traceback" not in text and ("interrupted at once" in text or "resume with:" in text), text
+    load_checkpoint(out / "last.pt")
