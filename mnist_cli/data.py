@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import os
 import socket
 import tempfile
@@ -112,7 +111,8 @@ def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split
                 f"{Path(ds_raw_folder(cls, work_root))}/{part}-*-ubyte is not a valid IDX file ({e or type(e).__name__}); "
                 "delete the extracted files to unpack the .gz archives again"
             ) from None
-        splits.append(_checked_split(ds, ds_raw_folder(cls, work_root), "train" if train else "t10k"))
+        classes = len(getattr(ds, "classes", [])) or NUM_CLASSES
+        splits.append(_checked(ds.data, ds.targets.long(), ds_raw_folder(cls, work_root), "train" if train else "t10k", classes))
     train_split, test_split = splits
     return train_split, test_split
 
@@ -172,7 +172,7 @@ def make_loader(split: Split, batch_size: int, shuffle: bool, generator: torch.G
 
 
 def _read_unpacked(dataset: str, root: Path) -> tuple[Split, Split] | None:
-    """(train, test) straight from IDX files torchvision already unpacked, else None.
+    """(train, test) straight from IDX files torchvision already unpacked, checked; None if they aren't there.
 
     Importing torchvision costs ~1 s of a ~8 s training command, so once the files are unpacked (in
     `root`, or in the cache for archives of this very `root`) they are read here without it.
@@ -186,27 +186,25 @@ def _read_unpacked(dataset: str, root: Path) -> tuple[Split, Split] | None:
     if all((cached / a).is_symlink() and (cached / a).resolve() == (root / name / "raw" / a).resolve() for a in archives):
         folders.append(cached)
     for folder in folders:
-        try:
-            images_labels = [tuple(_read_idx(folder / f) for f in IDX_FILES[train]) for train in (True, False)]
-        except (OSError, ValueError):
-            continue
-        splits = [Split(images, labels.long()) for images, labels in images_labels]
-        if all(s.images.dim() == 3 and s.labels.dim() == 1 and len(s.images) == len(s.labels) for s in splits):
-            return splits[0], splits[1]
+        if all((folder / f).is_file() for pair in IDX_FILES.values() for f in pair):
+            train, test = (_read_split(folder, IDX_FILES[part]) for part in (True, False))
+            return train, test
     return None
 
 
-def _read_idx(path: Path) -> torch.Tensor:
-    """A uint8 IDX file (magic 0, 0, 8, ndim; big-endian int32 sizes; raw bytes) as a tensor."""
+def _read_split(raw: Path, names: tuple[str, str]) -> Split:
+    """One split's images and labels files, checked by `_check_pair` and `_checked` like torchvision's path."""
+    images_path, labels_path = raw / names[0], raw / names[1]
+    _check_pair(images_path, labels_path)
+    images, labels = (_idx_tensor(p) for p in (images_path, labels_path))
+    return _checked(images, labels.long(), raw, names[0].split("-")[0], NUM_CLASSES)
+
+
+def _idx_tensor(path: Path) -> torch.Tensor:
+    """A uint8 IDX file whose header `check_idx` has accepted, as a tensor."""
     data = path.read_bytes()
-    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or not 1 <= data[3] <= 3:
-        raise ValueError(f"{path}: not a uint8 IDX file")
-    ndim = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    offset = 4 + 4 * ndim
-    if len(data) - offset != math.prod(shape):
-        raise ValueError(f"{path}: size does not match its header")
-    return torch.frombuffer(bytearray(data[offset:]), dtype=torch.uint8).view(shape)
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(data[3])]
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=4 + 4 * data[3]).view(shape)
 
 
 def ds_raw_folder(cls: type, root: Path) -> Path:
@@ -294,22 +292,25 @@ def _check_unpacked(cls: type, work_root: Path, part: str) -> None:
     """Check the images and labels files of one split, when present, before torchvision parses them."""
     raw = ds_raw_folder(cls, work_root)
     images, labels = raw / f"{part}-images-idx3-ubyte", raw / f"{part}-labels-idx1-ubyte"
-    if not (images.is_file() and labels.is_file()):
-        return  # torchvision downloads them; _checked_split checks what it read
+    if images.is_file() and labels.is_file():
+        _check_pair(images, labels)
+    # Otherwise torchvision downloads them, and _checked checks what it read.
+
+
+def _check_pair(images: Path, labels: Path) -> None:
+    """Headers, dimensions and exact lengths of an images/labels pair, and that their counts agree."""
     n_images, n_labels = check_idx(images, *_idx_layout(images.name)), check_idx(labels, *_idx_layout(labels.name))
     if n_images != n_labels:
         raise DataError(f"{images} holds {n_images:,} images but {labels} holds {n_labels:,} labels")
 
 
-def _checked_split(ds, raw: Path, part: str) -> Split:
-    """The loaded tensors as a Split, refusing shapes and labels no MNIST-style file has."""
-    images, labels = ds.data.contiguous(), ds.targets.long()
+def _checked(images: torch.Tensor, labels: torch.Tensor, raw: Path, part: str, classes: int) -> Split:
+    """The tensors as a Split, refusing shapes and labels no MNIST-style file has."""
     if tuple(images.shape[1:]) != (IMAGE_SIDE, IMAGE_SIDE) or len(images) != len(labels) or not len(labels):
         raise DataError(f"{raw}/{part}-*-ubyte: {tuple(images.shape)} images for {len(labels)} labels")
-    classes = len(getattr(ds, "classes", [])) or NUM_CLASSES
     if int(labels.min()) < 0 or int(labels.max()) >= classes:
         raise DataError(f"{raw}/{part}-labels-idx1-ubyte holds label {int(labels.max())}, outside 0..{classes - 1}")
-    return Split(images, labels)
+    return Split(images.contiguous(), labels)
 
 
 def _missing_message(cls: type, root: Path, e: Exception) -> str:

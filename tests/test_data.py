@@ -123,10 +123,9 @@ def test_unpacked_files_are_read_without_torchvision_and_match_it(synthetic_root
     assert test.images.shape == (200, 28, 28) and test.labels.dtype == torch.int64
 
 
-def test_a_truncated_unpacked_file_falls_back_to_the_checked_path(tmp_path):
-    from mnist_cli.data import _read_unpacked
-
+def test_a_truncated_unpacked_file_is_named_not_read(tmp_path):
     root = write_mnist(tmp_path)
     images = root / "MNIST/raw/train-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:-10])
-    assert _read_unpacked("mnist", root) is None
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte is truncated"):
+        load_dataset("mnist", root)
