@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from mnist_cli.errors import NumericalError
@@ -12,6 +14,8 @@ class LossGuard:
 
     def __init__(self, mode: str, device: torch.device, steps_per_epoch: int):
         self.mode, self.steps_per_epoch = mode, steps_per_epoch
+        # On the CPU reading the loss is a plain memory read, far cheaper than the ~6 queued tensor ops below.
+        self.on_cpu = device.type == "cpu"
         # The first non-finite loss: its global step (1-based; 0 while none) and value, kept on the device.
         self.first_step = torch.zeros((), dtype=torch.long, device=device)
         self.first_value = torch.zeros((), device=device)
@@ -23,6 +27,11 @@ class LossGuard:
     def observe(self, loss: torch.Tensor, global_step: int) -> None:
         """Remember the step of the first non-finite loss; queued on the device, no sync."""
         if self.mode != "stop":
+            return
+        if self.on_cpu:
+            value = loss.item()
+            if not math.isfinite(value) and not self.first_step:
+                self.first_step, self.first_value = torch.tensor(global_step), torch.tensor(value)
             return
         new = (self.first_step == 0) & ~torch.isfinite(loss.detach())
         self.first_step = torch.where(new, global_step, self.first_step)
