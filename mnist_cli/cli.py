@@ -79,7 +79,7 @@ def train(
     device: Annotated[str | None, typer.Option(help="Shortcut for --set train.device=D (auto, cpu, cuda, cuda:N, mps).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Shortcut for --set train.epochs=N.")] = None,
     seed: Annotated[int | None, typer.Option(help="Shortcut for --set seed=N.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder [default: checkpoints/<config name>].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: checkpoints/<config name>).")] = None,
     resume: Annotated[
         str | None,
         typer.Option(help="Continue a run exactly: a last.pt, or 'auto' for the output folder's last.pt (a new run if none)."),
@@ -147,7 +147,7 @@ def evaluate_checkpoint(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     data_root: Annotated[
         Path | None,
-        typer.Option(help="Folder holding MNIST/raw/ [default: the checkpoint's, else $MNIST_DATA_DIR, else ./data]."),
+        typer.Option(help="Folder holding MNIST/raw/ (default: the checkpoint's, else $MNIST_DATA_DIR, else ./data)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print accuracy, loss, n, per_class and confusion as JSON.")] = False,
 ) -> None:
