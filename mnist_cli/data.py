@@ -256,10 +256,12 @@ def _working_root(cls: type, root: Path) -> Path:
 
 
 def _writable(folder: Path) -> bool:
-    """True if a file can be created in `folder` (made if missing); tries it, since root ignores modes."""
+    """True if `folder`, or its nearest existing parent, accepts a new file; tried, since root ignores modes."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return False
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=existing):
             return True
     except OSError:
         return False
@@ -316,11 +318,13 @@ def _checked(images: torch.Tensor, labels: torch.Tensor, raw: Path, part: str, c
 def _missing_message(cls: type, root: Path, e: Exception) -> str:
     raw = ds_raw_folder(cls, root)
     missing = [name for name, _ in cls.resources if not (raw / name).exists()]
-    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+    # torchvision's message is a header ("Error downloading X:") and then what each mirror answered.
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    reason = lines[-1] if lines else type(e).__name__
     names = ", ".join(missing or [name for name, _ in cls.resources])
     return (
-        f"{cls.__name__} data not found and could not be downloaded ({reason}). "
-        f"Put {names} in {raw}/, or set MNIST_DATA_DIR to the folder that holds {cls.__name__}/raw/"
+        f"{cls.__name__} data not found in {raw}/ and the download failed ({reason}). "
+        f"Put {names} there, or set MNIST_DATA_DIR to the folder that holds {cls.__name__}/raw/"
     )
 
 

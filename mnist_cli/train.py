@@ -102,11 +102,12 @@ def train(
     """
     # Preflight: device, output folder, data, memory and disk, all before the first step.
     device = resolve_device(cfg.train.device)
+    # Data before the output folder: a run that cannot start leaves nothing behind.
+    train_full, test = load_dataset(cfg.data.dataset, data_root(cfg.data))
     out_dir = prepare_out_dir(Path(out_dir))
     lock = lock_out_dir(out_dir)  # noqa: F841 - held until train() returns
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    train_full, test = load_dataset(cfg.data.dataset, data_root(cfg.data))
     train_split, val_split = split_train_val(train_full, cfg.data.val_size, cfg.seed)
     norm = normalization_for(cfg.data.dataset, cfg.data.normalize)
     classes = class_names(cfg.data.dataset)
