@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +15,32 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mnist_cli.errors import ConfigError
 
 DATA_DIR_ENV = "MNIST_DATA_DIR"
+DEVICE_NAMES_HELP = "must be auto, cpu, cuda, cuda:N or mps"
+
+
+def is_device_name(name: str) -> bool:
+    """Whether `name` is a device this tool knows how to ask for (whether it exists here is checked later)."""
+    return re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name) is not None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a mapping with the same key twice, instead of silently keeping the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # Explicit keys only: a key that overrides one brought in by a `<<` merge is ordinary YAML.
+        explicit = [k for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]
+        keys = [self.construct_object(k, deep=deep) for k in explicit]
+        hashable = [k for k in keys if isinstance(k, Hashable)]
+        for key_node, key in zip(explicit, keys, strict=True):
+            if isinstance(key, Hashable) and hashable.count(key) > 1:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 # YAML aliases can make a small file expand into billions of values, or into a mapping that contains itself.
 MAX_YAML_VALUES = 100_000
 
@@ -117,8 +144,8 @@ class TrainConfig(_Section):
     @field_validator("device")
     @classmethod
     def _known_device(cls, v: str) -> str:
-        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v):
-            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+        if not is_device_name(v):
+            raise ValueError(DEVICE_NAMES_HELP)
         return v
 
     @model_validator(mode="after")
@@ -158,7 +185,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise ConfigError([f"--set {text!r}: expected KEY.PATH=VALUE"], "--set")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
         raise ConfigError([f"--set {key}: value is not valid YAML ({_one_line(e)})"], "--set") from None
     except RecursionError:
@@ -192,7 +219,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError([f"cannot read: {_one_line(e)}"], str(path)) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = _safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError([f"invalid YAML: {_one_line(e)}"], str(path)) from None
     except RecursionError:
@@ -225,15 +252,35 @@ def to_yaml(cfg: Config) -> str:
 
 
 def _describe(err: dict[str, Any]) -> str:
-    loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "int", "list"))]
+    loc = _key_path(err["loc"], keep_last=err["type"] == "extra_forbidden")
     key = ".".join(loc) or "(top level)"
     if err["type"] == "extra_forbidden":
-        hint = _did_you_mean(loc)
-        return f"{key}: unknown key{hint}"
+        return f"{key}: unknown key{_did_you_mean(loc)}"
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], dict | list):
         msg += f" (got {err['input']!r})"
     return f"{key}: {msg}"
+
+
+def _key_path(loc: tuple[Any, ...], keep_last: bool) -> list[str]:
+    """The user's key path in a pydantic error location, without pydantic's own union and validator tags.
+
+    A part is kept when it names a field of the section reached so far, indexes a list, or (for an
+    unknown key) is the last part; tags such as `int`, `list[int]` or `function-after[...]` are not.
+    """
+    model: type[BaseModel] | None = Config
+    path: list[str] = []
+    for i, part in enumerate(loc):
+        is_last = i == len(loc) - 1
+        if isinstance(part, int):
+            path.append(str(part))
+        elif model is not None and part in model.model_fields:
+            path.append(part)
+            annotation = model.model_fields[part].annotation
+            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        elif is_last and keep_last:
+            path.append(str(part))
+    return path
 
 
 def _did_you_mean(loc: list[str]) -> str:
@@ -245,7 +292,7 @@ def _did_you_mean(loc: list[str]) -> str:
             return ""
         model = annotation
     known = list(model.model_fields)
-    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6) if loc else []
     if close:
         return f" (did you mean {close[0]!r}?)"
     return f" (known keys: {', '.join(known)})"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from mnist_cli.config import DEVICE_NAMES_HELP, is_device_name
 from mnist_cli.errors import DeviceError
 
 
 def resolve_device(name: str) -> torch.device:
     """auto -> cuda, then mps, then cpu; an explicit device that is absent is an error, never a fallback."""
+    if not is_device_name(name):
+        raise DeviceError(f"device {name!r}: {DEVICE_NAMES_HELP}")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

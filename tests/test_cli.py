@@ -156,6 +156,8 @@ def test_config_mistakes_are_one_message_and_exit_2(tmp_path):
         (["train", "--device", "cuda:7", "--set", "train.epochs=1"], "cuda"),
         (["eval", "missing.pt"], "no such checkpoint: missing.pt"),
         (["eval", "{ckpt}", "--split", "train"], "--split must be test or val"),
+        (["eval", "{ckpt}", "--device", "foo"], "device 'foo': must be auto, cpu, cuda, cuda:N or mps"),
+        (["eval", "{ckpt}", "--device", "meta"], "device 'meta': must be"),
         (["predict", "x.png"], "no best.pt under"),
     ],
 )

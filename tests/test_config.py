@@ -93,3 +93,41 @@ def test_resolved_yaml_round_trips(tmp_path):
     path = tmp_path / "resolved.yaml"
     path.write_text(to_yaml(cfg))
     assert load_config(path) == cfg
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        # Keys that begin like pydantic's own location tags (int, list[...], function-after[...]).
+        ("internal=1", "internal: unknown key (known keys: seed, data, model, train)"),
+        ("train.interval=3", "train.interval: unknown key"),
+        ("model.list_x=1", "model.list_x: unknown key"),
+        ("model.intt=1", "model.intt: unknown key (did you mean 'init'?)"),
+    ],
+)
+def test_unknown_keys_that_look_like_pydantic_tags_keep_their_path(override, expected):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert len(e.value.problems) == 1 and e.value.problems[0].startswith(expected), e.value.problems
+
+
+def test_a_bad_width_is_reported_under_its_own_key():
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["model.width=[1, abc]", "model.depth=2"])
+    assert "model.width.1: Input should be a valid integer" in " | ".join(e.value.problems)
+
+
+def test_duplicate_yaml_keys_are_an_error_not_last_one_wins(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("train:\n  epochs: 1\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match="duplicate key 'epochs'"):
+        load_config(path)
+
+
+def test_yaml_merge_keys_may_still_override(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("model: &base {depth: 1, width: 8}\ntrain:\n  epochs: 2\n")
+    assert load_config(path).model.hidden_widths == [8]
+    from mnist_cli.config import _safe_load
+
+    assert _safe_load("a: &x {b: 1}\nc:\n  <<: *x\n  b: 2\n") == {"a": {"b": 1}, "c": {"b": 2}}
