@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 train: install
-	$(BIN)/mnist train --config $(CONFIG)
+	$(BIN)/mnist train --config $(CONFIG) --overwrite
 
 test: install
 	$(BIN)/python -m pytest

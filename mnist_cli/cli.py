@@ -87,6 +87,9 @@ def train(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check config, device, output folder, disk, memory and data, then stop.")
     ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start a new run even if the output folder holds one (its files are replaced).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
@@ -120,7 +123,9 @@ def train(
 
         try:
             with TrainReporter(stderr, quiet=quiet) as reporter:
-                done = run_training(cfg, out_dir, reporter, resume_from=ckpt, should_stop=stop, dry_run=dry_run)
+                done = run_training(
+                    cfg, out_dir, reporter, resume_from=ckpt, should_stop=stop, dry_run=dry_run, overwrite=overwrite
+                )
         except TrainingInterrupted as e:
             stderr.print(
                 f"{e}\nresume with: mnist train --resume {shlex.quote(e.path)}", markup=False, soft_wrap=True, highlight=False

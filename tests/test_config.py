@@ -131,3 +131,8 @@ def test_yaml_merge_keys_may_still_override(tmp_path):
     from mnist_cli.config import _safe_load
 
     assert _safe_load("a: &x {b: 1}\nc:\n  <<: *x\n  b: 2\n") == {"a": {"b": 1}, "c": {"b": 2}}
+
+
+def test_the_schema_defaults_are_the_recommended_recipe():
+    # `mnist train` without a config and `--config configs/default.yaml` share checkpoints/default/.
+    assert load_config(CONFIG_DIR / "default.yaml") == Config()

@@ -114,7 +114,7 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_file(tmp_p
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoint.os, "fsync", full)
-    r = invoke("train", "-c", tiny_config, "--out", tmp_path / "run", "-q")
+    r = invoke("train", "-c", tiny_config, "--out", tmp_path / "run", "-q", "--overwrite")
     assert_clean_error(r, "No space left on device", "intact")
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
     assert not list((tmp_path / "run").glob(".*.tmp"))
