@@ -35,6 +35,9 @@ def test_classic_recipes_match_the_tutorials():
     c256 = load_config(CONFIG_DIR / "classic-256.yaml")
     assert (c256.model.hidden_widths, c256.model.init, c256.train.batch_size, c256.train.epochs) == ([256], "xavier", 64, 10)
     assert c256.data.normalize and c256.train.optimizer == "adam" and c256.train.lr == 1e-3
+    for recipe in (c256, load_config(CONFIG_DIR / "classic-64x3.yaml")):
+        # The tutorials train with a constant lr and plain cross-entropy, whatever the schema defaults are.
+        assert (recipe.train.schedule, recipe.train.label_smoothing, recipe.train.optimizer) == ("none", 0.0, "adam")
     c64 = load_config(CONFIG_DIR / "classic-64x3.yaml")
     assert (c64.model.hidden_widths, c64.train.batch_size, c64.train.epochs, c64.data.normalize) == ([64, 64, 64], 15, 2, False)
 
