@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mnist_cli.checkpoint import FORMAT_VERSION, load_checkpoint, model_from_checkpoint, normalization_from_checkpoint
@@ -27,10 +28,15 @@ def test_checkpoint_holds_everything_needed_in_plain_types(trained_checkpoint):
     assert _plain(ckpt)
 
 
-def test_round_trip_gives_the_same_predictions(trained_checkpoint):
+def test_the_reloaded_model_reproduces_the_accuracy_measured_in_training(trained_checkpoint, synthetic_root):
+    from mnist_cli.data import load_dataset
+    from mnist_cli.evaluate import evaluate
+
     ckpt = load_checkpoint(trained_checkpoint)
-    a, b = model_from_checkpoint(ckpt), model_from_checkpoint(load_checkpoint(trained_checkpoint))
-    x = torch.randn(4, 28, 28)
-    assert torch.equal(a(x), b(x))
-    assert not a.training
+    model = model_from_checkpoint(ckpt)
+    assert not model.training
+    _, test = load_dataset("mnist", synthetic_root)
+    result = evaluate(model, test, normalization_from_checkpoint(ckpt), len(ckpt["classes"]))
+    assert result.accuracy == ckpt["metrics"]["test_accuracy"]
+    assert result.loss == pytest.approx(ckpt["metrics"]["test_loss"])
     assert normalization_from_checkpoint(ckpt).std == MNIST_STD
