@@ -87,7 +87,8 @@ def metrics_of(run_dir: Path) -> list[dict]:
 def unpacked_root() -> Path:
     """A folder holding MNIST/raw/ unpacked, as torchvision's MNIST(download=False) needs."""
     from mnist_cli.config import default_data_root
-    from mnist_cli.data import cache_root, load_dataset
+    from mnist_cli.data import load_dataset
+    from mnist_cli.download import cache_root
 
     root = default_data_root()
     load_dataset("mnist", root)  # unpacks into the cache if `root` holds only archives

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-import socket
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +9,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mnist_cli.download import cache_root, check_archives, ds_raw_folder, missing_message, quiet_network, working_root
 from mnist_cli.errors import DataError
-from mnist_cli.idx import check_idx, unpack_gzip
+from mnist_cli.idx import IMAGE_SIDE, check_idx, idx_layout
 
-IMAGE_SIDE = 28  # pixels; every dataset here is 28x28 grayscale
 NUM_CLASSES = 10
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
@@ -34,8 +29,6 @@ IDX_FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-CACHE_ENV = "MNIST_CACHE_DIR"
-DOWNLOAD_TIMEOUT_S = 30
 
 
 @dataclass(frozen=True)
@@ -95,16 +88,16 @@ def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split
     if unpacked is not None:
         return unpacked
     cls = _torchvision_class(dataset)
-    work_root = _working_root(cls, Path(root))
-    _check_archives(cls, Path(root), work_root)
+    work_root = working_root(cls, Path(root))
+    check_archives(cls, Path(root), work_root)
     splits = []
     for train in (True, False):
         _check_unpacked(cls, work_root, "train" if train else "t10k")
         try:
-            with _quiet_network():
+            with quiet_network():
                 ds = cls(str(work_root), train=train, download=download)
         except (RuntimeError, OSError) as e:
-            raise DataError(_missing_message(cls, Path(root), e)) from None
+            raise DataError(missing_message(cls, Path(root), e)) from None
         except (AssertionError, ValueError, TypeError, IndexError) as e:
             part = "train" if train else "t10k"
             raise DataError(
@@ -207,87 +200,12 @@ def _idx_tensor(path: Path) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=4 + 4 * data[3]).view(shape)
 
 
-def ds_raw_folder(cls: type, root: Path) -> Path:
-    return root / cls.__name__ / "raw"
-
-
-def cache_root() -> Path:
-    """Where datasets are unpacked when their own folder is read-only."""
-    base = os.environ.get(CACHE_ENV) or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mnist-cli" / "data"
-
-
 def _torchvision_class(dataset: str) -> type:
     from torchvision import datasets
 
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     return getattr(datasets, DATASETS[dataset][0])
-
-
-def _working_root(cls: type, root: Path) -> Path:
-    """Where torchvision may verify, unpack and download: `root`, unless that would modify given archives.
-
-    A folder that already holds the unpacked files is used as is. A folder holding only the .gz
-    archives is left untouched (it may be shared or read-only): they are linked into a cache and
-    unpacked there. Otherwise downloads go to `root` when it is writable, else to the cache.
-    """
-    raw = ds_raw_folder(cls, root)
-    names = [name for name, _ in cls.resources]
-    if all((raw / n.removesuffix(".gz")).is_file() for n in names):
-        return root
-    if not any((raw / n).is_file() for n in names) and _writable(raw):
-        return root
-    work = cache_root()
-    work_raw = ds_raw_folder(cls, work)
-    try:
-        work_raw.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            src, link = raw / name, work_raw / name
-            if src.is_file():
-                if link.is_symlink() or link.exists():
-                    link.unlink()
-                link.symlink_to(src.resolve())
-    except OSError as e:
-        raise DataError(
-            f"cannot prepare the dataset cache {work_raw} ({e.strerror or e}); set {CACHE_ENV} to a writable folder"
-        ) from None
-    return work
-
-
-def _writable(folder: Path) -> bool:
-    """True if `folder`, or its nearest existing parent, accepts a new file; tried, since root ignores modes."""
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if existing is None or not existing.is_dir():
-        return False
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            return True
-    except OSError:
-        return False
-
-
-def _check_archives(cls: type, root: Path, work_root: Path) -> None:
-    """Fail with the file's name if a present .gz does not match torchvision's MD5; unpack the good ones atomically."""
-    from torchvision.datasets.utils import check_integrity
-
-    raw = ds_raw_folder(cls, work_root)
-    if all((raw / name.removesuffix(".gz")).is_file() for name, _ in cls.resources):
-        return
-    for name, md5 in cls.resources:
-        path = raw / name
-        if path.exists() and not check_integrity(str(path), md5):
-            shown = ds_raw_folder(cls, root) / name
-            raise DataError(f"{shown} is corrupt (MD5 mismatch, expected {md5}); replace it or delete it to download again")
-    for name, _ in cls.resources:
-        unpacked = raw / name.removesuffix(".gz")
-        if (raw / name).exists() and not unpacked.exists():
-            unpack_gzip(raw / name, unpacked, *_idx_layout(name))
-
-
-def _idx_layout(name: str) -> tuple[int, tuple[int, ...]]:
-    """(dims, item shape) of an MNIST-style file: images are N x 28 x 28, labels N."""
-    return (3, (IMAGE_SIDE, IMAGE_SIDE)) if "images" in name else (1, ())
 
 
 def _check_unpacked(cls: type, work_root: Path, part: str) -> None:
@@ -301,7 +219,7 @@ def _check_unpacked(cls: type, work_root: Path, part: str) -> None:
 
 def _check_pair(images: Path, labels: Path) -> None:
     """Headers, dimensions and exact lengths of an images/labels pair, and that their counts agree."""
-    n_images, n_labels = check_idx(images, *_idx_layout(images.name)), check_idx(labels, *_idx_layout(labels.name))
+    n_images, n_labels = check_idx(images, *idx_layout(images.name)), check_idx(labels, *idx_layout(labels.name))
     if n_images != n_labels:
         raise DataError(f"{images} holds {n_images:,} images but {labels} holds {n_labels:,} labels")
 
@@ -313,28 +231,3 @@ def _checked(images: torch.Tensor, labels: torch.Tensor, raw: Path, part: str, c
     if int(labels.min()) < 0 or int(labels.max()) >= classes:
         raise DataError(f"{raw}/{part}-labels-idx1-ubyte holds label {int(labels.max())}, outside 0..{classes - 1}")
     return Split(images.contiguous(), labels)
-
-
-def _missing_message(cls: type, root: Path, e: Exception) -> str:
-    raw = ds_raw_folder(cls, root)
-    missing = [name for name, _ in cls.resources if not (raw / name).exists()]
-    # torchvision's message is a header ("Error downloading X:") and then what each mirror answered.
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    reason = lines[-1] if lines else type(e).__name__
-    names = ", ".join(missing or [name for name, _ in cls.resources])
-    return (
-        f"{cls.__name__} data not found in {raw}/ and the download failed ({reason}). "
-        f"Put {names} there, or set MNIST_DATA_DIR to the folder that holds {cls.__name__}/raw/"
-    )
-
-
-@contextlib.contextmanager
-def _quiet_network() -> Iterator[None]:
-    """torchvision prints download chatter to stdout and waits on sockets forever; the core never prints."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        socket.setdefaulttimeout(previous)

@@ -13,9 +13,15 @@ from pathlib import Path
 
 from mnist_cli.errors import DataError
 
+IMAGE_SIDE = 28  # pixels; every MNIST-style dataset here holds 28x28 grayscale images
 UBYTE = 0x08  # IDX type code of unsigned bytes, the only type MNIST-style files use
 CHUNK = 1 << 20
 FIX = "replace it, or delete it to have its .gz unpacked (or downloaded) again"
+
+
+def idx_layout(name: str) -> tuple[int, tuple[int, ...]]:
+    """(dims, item shape) of an MNIST-style file: images are N x 28 x 28, labels N."""
+    return (3, (IMAGE_SIDE, IMAGE_SIDE)) if "images" in name else (1, ())
 
 
 def check_idx(path: Path, ndim: int, item_shape: tuple[int, ...] = (), shown: Path | str | None = None) -> int:

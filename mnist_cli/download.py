@@ -1,0 +1,112 @@
+"""The dataset's files: where they are unpacked, verified against torchvision's MD5s, and downloaded."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from mnist_cli.errors import DataError
+from mnist_cli.idx import idx_layout, unpack_gzip
+
+CACHE_ENV = "MNIST_CACHE_DIR"
+DOWNLOAD_TIMEOUT_S = 30
+
+
+def ds_raw_folder(cls: type, root: Path) -> Path:
+    return root / cls.__name__ / "raw"
+
+
+def cache_root() -> Path:
+    """Where datasets are unpacked when their own folder is read-only."""
+    base = os.environ.get(CACHE_ENV) or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mnist-cli" / "data"
+
+
+def working_root(cls: type, root: Path) -> Path:
+    """Where torchvision may verify, unpack and download: `root`, unless that would modify given archives.
+
+    A folder that already holds the unpacked files is used as is. A folder holding only the .gz
+    archives is left untouched (it may be shared or read-only): they are linked into a cache and
+    unpacked there. Otherwise downloads go to `root` when it is writable, else to the cache.
+    """
+    raw = ds_raw_folder(cls, root)
+    names = [name for name, _ in cls.resources]
+    if all((raw / n.removesuffix(".gz")).is_file() for n in names):
+        return root
+    if not any((raw / n).is_file() for n in names) and writable(raw):
+        return root
+    work = cache_root()
+    work_raw = ds_raw_folder(cls, work)
+    try:
+        work_raw.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            src, link = raw / name, work_raw / name
+            if src.is_file():
+                if link.is_symlink() or link.exists():
+                    link.unlink()
+                link.symlink_to(src.resolve())
+    except OSError as e:
+        raise DataError(
+            f"cannot prepare the dataset cache {work_raw} ({e.strerror or e}); set {CACHE_ENV} to a writable folder"
+        ) from None
+    return work
+
+
+def writable(folder: Path) -> bool:
+    """True if `folder`, or its nearest existing parent, accepts a new file; tried, since root ignores modes."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            return True
+    except OSError:
+        return False
+
+
+def check_archives(cls: type, root: Path, work_root: Path) -> None:
+    """Fail with the file's name if a present .gz does not match torchvision's MD5; unpack the good ones atomically."""
+    from torchvision.datasets.utils import check_integrity
+
+    raw = ds_raw_folder(cls, work_root)
+    if all((raw / name.removesuffix(".gz")).is_file() for name, _ in cls.resources):
+        return
+    for name, md5 in cls.resources:
+        path = raw / name
+        if path.exists() and not check_integrity(str(path), md5):
+            shown = ds_raw_folder(cls, root) / name
+            raise DataError(f"{shown} is corrupt (MD5 mismatch, expected {md5}); replace it or delete it to download again")
+    for name, _ in cls.resources:
+        unpacked = raw / name.removesuffix(".gz")
+        if (raw / name).exists() and not unpacked.exists():
+            unpack_gzip(raw / name, unpacked, *idx_layout(name))
+
+
+def missing_message(cls: type, root: Path, e: Exception) -> str:
+    raw = ds_raw_folder(cls, root)
+    missing = [name for name, _ in cls.resources if not (raw / name).exists()]
+    # torchvision's message is a header ("Error downloading X:") and then what each mirror answered.
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    reason = lines[-1] if lines else type(e).__name__
+    names = ", ".join(missing or [name for name, _ in cls.resources])
+    return (
+        f"{cls.__name__} data not found in {raw}/ and the download failed ({reason}). "
+        f"Put {names} there, or set MNIST_DATA_DIR to the folder that holds {cls.__name__}/raw/"
+    )
+
+
+@contextlib.contextmanager
+def quiet_network() -> Iterator[None]:
+    """torchvision prints download chatter to stdout and waits on sockets forever; the core never prints."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        socket.setdefaulttimeout(previous)
