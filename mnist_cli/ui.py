@@ -144,10 +144,16 @@ def block_art(image: Any, color: bool) -> list[Text]:
     return lines
 
 
+def top_k_text(r: dict[str, Any], plain: bool = False) -> str:
+    """The top-k classes: '7 98.2%  1 1.1%' for people, '7:0.982 1:0.011' in plain lines for scripts."""
+    if plain:
+        return " ".join(f"{t['label']}:{t['probability']:.3f}" for t in r["top_k"])
+    return "  ".join(f"{t['label']} {t['probability']:.1%}" for t in r["top_k"])
+
+
 def prediction_summary(r: dict[str, Any]) -> str:
     """'7  98.2%' plus the runners-up and the uncertain flag."""
-    others = "  ".join(f"{t['label']} {t['probability']:.1%}" for t in r["top_k"])
-    return f"{r['label']}  {r['probability']:.1%}" + ("  uncertain" if r["uncertain"] else "") + f"  (top-k: {others})"
+    return f"{r['label']}  {r['probability']:.1%}" + ("  uncertain" if r["uncertain"] else "") + f"  (top-k: {top_k_text(r)})"
 
 
 def render_predictions(console: Console, results: list[Any], show: bool = False) -> None:
@@ -164,9 +170,8 @@ def render_predictions(console: Console, results: list[Any], show: bool = False)
         return
     if not console.is_terminal:
         for r in rows:
-            others = " ".join(f"{t['label']}:{t['probability']:.3f}" for t in r["top_k"])
-            flag = "\tuncertain" if r["uncertain"] else ""
-            console.print(f"{r['path']}\t{r['label']}\t{r['probability']:.4f}\t{others}{flag}", markup=False, soft_wrap=True)
+            line = f"{r['path']}\t{r['label']}\t{r['probability']:.4f}\t{top_k_text(r, plain=True)}"
+            console.print(line + ("\tuncertain" if r["uncertain"] else ""), markup=False, soft_wrap=True)
         return
     table = Table()
     table.add_column("image")
@@ -176,7 +181,6 @@ def render_predictions(console: Console, results: list[Any], show: bool = False)
     if any(r["uncertain"] for r in rows):
         table.add_column("")
     for r in rows:
-        others = "  ".join(f"{t['label']} {t['probability']:.1%}" for t in r["top_k"])
         flag = ["[yellow]uncertain[/]" if r["uncertain"] else ""] if any(x["uncertain"] for x in rows) else []
-        table.add_row(Text(r["path"]), f"[bold]{r['label']}[/]", f"{r['probability']:.1%}", others, *flag)
+        table.add_row(Text(r["path"]), f"[bold]{r['label']}[/]", f"{r['probability']:.1%}", top_k_text(r), *flag)
     console.print(table)
