@@ -195,6 +195,65 @@ def test_predict_argument_mistakes_exit_2(args, message, trained_checkpoint):
     assert message in r.stderr
 
 
+def write_blob(path: Path) -> Path:
+    """A small white bar on black: enough of a digit for the synthetic model to answer."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.pad(np.full((10, 6), 255, np.uint8), 9)).save(path)
+    return path
+
+
+@pytest.fixture
+def image_tree(tmp_path) -> Path:
+    """image.png beside imgs/ (a.png, b.png, notes.txt, empty/, sub/c.png) and an empty folder."""
+    for name in ("image.png", "imgs/a.png", "imgs/b.png", "imgs/sub/c.png"):
+        write_blob(tmp_path / name)
+    (tmp_path / "imgs" / "notes.txt").write_text("not an image")
+    (tmp_path / "imgs" / "empty").mkdir()
+    (tmp_path / "nothing").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("im*", ["image.png", "imgs/a.png", "imgs/b.png"]),  # a matched folder gives its images, like a folder argument
+        ("imgs/**", ["imgs/a.png", "imgs/b.png", "imgs/sub/c.png"]),  # each image once, folders and notes.txt skipped
+        ("imgs/*", ["imgs/a.png", "imgs/b.png", "imgs/sub/c.png"]),  # as the shell would pass imgs/sub as a folder
+        ("imgs/*/", ["imgs/sub/c.png"]),
+    ],
+)
+def test_globs_that_match_folders_give_their_images(pattern, expected, image_tree, trained_checkpoint):
+    r = invoke("predict", f"{image_tree}/{pattern}", "-m", trained_checkpoint, "--json")
+    assert r.exit_code == 0, r.output
+    assert [row["path"] for row in json.loads(r.stdout)] == [str(image_tree / p) for p in expected]
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("nothing", "no images in this folder"),
+        ("imgs/empty", "no images in this folder"),
+        ("imgs/*.txt", "no image files match"),
+        ("imgs/empty/**", "no image files match"),
+        ("", "no such file"),
+    ],
+)
+def test_an_argument_that_gives_no_images_is_an_error_entry(arg, message, image_tree, trained_checkpoint):
+    path = str(image_tree / arg) if arg else arg
+    r = invoke("predict", path, image_tree / "image.png", "-m", trained_checkpoint, "--json")
+    assert r.exit_code == 2, r.output
+    rows = json.loads(r.stdout)
+    assert rows[0] == {"path": path, "error": message} and rows[1]["path"] == str(image_tree / "image.png"), rows
+    assert r.stderr.splitlines() == [f"error: {path}: {message}"]
+
+
+def test_predict_without_images_exits_2(trained_checkpoint):
+    r = invoke("predict", "-m", trained_checkpoint)
+    assert r.exit_code == 2, r.output
+    assert "Missing argument" in r.stderr
+
+
 def test_alpha_is_background_whatever_its_colour():
     """Transparent pixels hold red, white and black garbage; only the alpha-drawn stroke is ink."""
     rgba = np.zeros((100, 80, 4), dtype=np.uint8)
