@@ -239,18 +239,23 @@ def predict(
             invert=invert,
             stdin=sys.stdin.buffer if STDIN in sources else None,
         )
-        if save_inputs_to is not None:
+    errors = [f"error: {r.path}: {r.error}" for r in results if isinstance(r, Failure)]
+    if save_inputs_to is not None:
+        from mnist_cli.errors import SaveError
+
+        try:
             save_inputs(results, save_inputs_to)
-    failures = [r for r in results if isinstance(r, Failure)]
-    for failure in failures:
-        stderr.print(f"error: {failure.path}: {failure.error}", markup=False, soft_wrap=True)
+        except SaveError as e:  # the predictions are made: print them, then say what was not saved
+            errors.append(f"error: {e}")
+    for error in errors:
+        stderr.print(error, markup=False, soft_wrap=True)
     if as_json:
         _print_json([r.as_dict() for r in results])
     else:
         from mnist_cli.ui import render_predictions
 
         render_predictions(stdout, [r for r in results if not isinstance(r, Failure)], show=show)
-    if failures:
+    if errors:
         raise typer.Exit(USER_ERROR)
 
 

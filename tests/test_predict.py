@@ -254,6 +254,31 @@ def test_predict_without_images_exits_2(trained_checkpoint):
     assert "Missing argument" in r.stderr
 
 
+def test_save_inputs_never_overwrites_a_file(image_tree, trained_checkpoint):
+    imgs = image_tree / "imgs"
+    before = {p: p.read_bytes() for p in imgs.rglob("*") if p.is_file()}
+    write_blob(image_tree / "other" / "a.png")
+    r = invoke("predict", imgs, image_tree / "other" / "a.png", "-m", trained_checkpoint, "--save-inputs", imgs)
+    assert r.exit_code == 0, r.output
+    assert {p: p.read_bytes() for p in before} == before  # the input images, saved into their own folder
+    saved = sorted(p.name for p in imgs.glob("*.png") if p not in before)
+    assert saved == ["a-2.png", "a-3.png", "b-2.png"]  # imgs/a.png and other/a.png both read, neither overwritten
+    assert all(np.asarray(Image.open(imgs / name)).shape == (28, 28) for name in saved)
+
+
+def test_a_failed_save_still_prints_the_predictions_and_exits_2(image_tree, trained_checkpoint):
+    target = image_tree / "imgs" / "notes.txt"
+    r = invoke("predict", image_tree / "image.png", image_tree / "nothing", "-m", trained_checkpoint, "--save-inputs", target)
+    assert r.exit_code == 2, r.output
+    [line] = r.stdout.splitlines()
+    assert line.startswith(f"{image_tree / 'image.png'}\t"), r.stdout
+    assert r.stderr.splitlines() == [
+        f"error: {image_tree / 'nothing'}: no images in this folder",
+        f"error: cannot save inputs to {target}: it is a file, not a folder",
+    ]
+    assert target.read_text() == "not an image"
+
+
 def test_alpha_is_background_whatever_its_colour():
     """Transparent pixels hold red, white and black garbage; only the alpha-drawn stroke is ink."""
     rgba = np.zeros((100, 80, 4), dtype=np.uint8)
