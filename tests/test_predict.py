@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -277,6 +280,19 @@ def test_a_failed_save_still_prints_the_predictions_and_exits_2(image_tree, trai
         f"error: cannot save inputs to {target}: it is a file, not a folder",
     ]
     assert target.read_text() == "not an image"
+
+
+@pytest.mark.parametrize("json_output", [False, True])
+def test_a_reader_that_goes_away_ends_predict_quietly_with_141(json_output, image_tree, trained_checkpoint):
+    """`mnist predict many/ | head -1`: exit 128 + SIGPIPE, as `grep` or `cat` would, with no traceback."""
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
+    args = [sys.executable, "-m", "mnist_cli", "predict", image_tree / "imgs", "-m", trained_checkpoint]
+    proc = subprocess.Popen(args + ["--json"] * json_output, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # gone before the first line is written: every write meets a closed pipe
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, stderr
+    assert stderr == ""
 
 
 def test_alpha_is_background_whatever_its_colour():
