@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 import sys
 from collections.abc import Iterator
@@ -15,7 +16,31 @@ import typer
 from mnist_cli import __version__
 from mnist_cli.errors import ConfigError, MnistError
 
+
+class MnistGroup(typer.core.TyperGroup):
+    """Every command, but a closed stdout ends it quietly with exit 141 (typer itself would exit 1)."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(BROKEN_PIPE) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the flush at exit meets no closed pipe (the recipe in Python's `signal` docs)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured stdout (CliRunner) has no descriptor to replace
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 app = typer.Typer(
+    cls=MnistGroup,
     name="mnist",
     help="Train, evaluate and use MNIST digit classifiers described in YAML.",
     no_args_is_help=True,
@@ -25,6 +50,9 @@ app = typer.Typer(
 
 USER_ERROR = 2
 INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C'd program
+# 128 + SIGPIPE: what shells report for `grep` or `cat` when the reader of their output goes away (`| head -1`);
+# `set -o pipefail` scripts see mnist as they see those, and a cut-short output is never mistaken for a full one.
+BROKEN_PIPE = 141
 
 
 @contextlib.contextmanager
@@ -244,21 +272,33 @@ def predict(
             invert=invert,
             stdin=sys.stdin.buffer if STDIN in sources else None,
         )
-        if save_inputs_to is not None:
+    errors = [f"error: {r.path}: {r.error}" for r in results if isinstance(r, Failure)]
+    if save_inputs_to is not None:
+        from mnist_cli.errors import SaveError
+
+        try:
             save_inputs(results, save_inputs_to)
-    failures = [r for r in results if isinstance(r, Failure)]
-    for failure in failures:
-        stderr.print(f"error: {failure.path}: {failure.error}", markup=False, soft_wrap=True)
+        except SaveError as e:  # the predictions are made: print them, then say what was not saved
+            errors.append(f"error: {e}")
+    for error in errors:
+        stderr.print(error, markup=False, soft_wrap=True)
     if as_json:
         _print_json([r.as_dict() for r in results])
     else:
         from mnist_cli.ui import render_predictions
 
         render_predictions(stdout, [r for r in results if not isinstance(r, Failure)], show=show)
-    if failures:
+    if errors:
         raise typer.Exit(USER_ERROR)
 
 
 def main() -> None:
     """Entry point of the `mnist` console script."""
-    app()
+    try:
+        try:
+            app()
+        finally:
+            sys.stdout.flush()  # here, not at exit, so a reader that went away is caught below
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(BROKEN_PIPE)

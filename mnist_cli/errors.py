@@ -26,6 +26,10 @@ class ImageError(MnistError):
     """An image file cannot be read or holds no digit."""
 
 
+class SaveError(MnistError):
+    """A result cannot be written where the user asked."""
+
+
 class DeviceError(MnistError):
     """The requested device does not exist on this machine."""
 

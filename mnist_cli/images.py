@@ -20,22 +20,43 @@ PLAIN_MODES = {"1", "L", "P", "RGB", "RGBA", "LA", "PA", "I", "F"}
 
 
 def expand_arguments(args: list[str]) -> list[str]:
-    """Files as given, directories as their images (sorted), globs as their matches (sorted); `-` kept for stdin.
+    """Files as given, folders as their images (sorted), globs as the images they match (sorted, each once); `-` for stdin.
 
-    A glob that matches nothing and a missing path are kept as given, so reading them reports the error.
+    A folder a glob matches gives its images, like a folder argument; other files a glob matches are left out,
+    as in a folder. An argument that gives no image is kept as given, so reading it reports why: a missing
+    path, a glob that matches no image, a folder without images.
     """
     out: list[str] = []
     for arg in args:
         path = Path(arg)
-        if arg == STDIN or path.is_file():
-            out.append(arg)
+        if not arg:
+            found = []  # Path("") is the current folder; an empty argument is a mistake, not "."
+        elif arg == STDIN or path.is_file():
+            found = [arg]
         elif path.is_dir():
-            out += sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found = folder_images(path)
         elif GLOB_CHARS & set(arg):
-            out += sorted(glob.glob(arg, recursive=True)) or [arg]
+            found = sorted({image for match in glob.glob(arg, recursive=True) for image in match_images(Path(match))})
         else:
-            out.append(arg)
+            found = []
+        out += found or [arg]
     return out
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
+def folder_images(folder: Path) -> list[str]:
+    """The image files directly inside `folder`, sorted."""
+    return sorted(str(p) for p in folder.iterdir() if is_image_file(p))
+
+
+def match_images(match: Path) -> list[str]:
+    """What a glob match stands for: a folder its images, an image file itself, anything else nothing."""
+    if match.is_dir():
+        return folder_images(match)
+    return [str(match)] if is_image_file(match) else []
 
 
 def read_source(source: str, stdin: io.BufferedIOBase | None = None) -> Image.Image:
@@ -44,8 +65,10 @@ def read_source(source: str, stdin: io.BufferedIOBase | None = None) -> Image.Im
         data = stdin.read(MAX_FILE_BYTES + 1) if stdin is not None else b""
         return decode(data)
     path = Path(source)
+    if not source:
+        raise ImageError("no such file")
     if GLOB_CHARS & set(source) and not path.exists():
-        raise ImageError("no files match")
+        raise ImageError("no image files match" if glob.glob(source, recursive=True) else "no files match")
     if path.is_dir():
         raise ImageError("no images in this folder")
     if not path.is_file():

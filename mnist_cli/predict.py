@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from mnist_cli.data import Normalization, to_inputs
-from mnist_cli.errors import ImageError
+from mnist_cli.errors import ImageError, SaveError
 from mnist_cli.images import read_source
 from mnist_cli.preprocess import Invert, to_mnist
 
@@ -110,25 +110,42 @@ def display_name(source: str) -> str:
 
 
 def save_inputs(results: list[Prediction | Failure], folder: Path) -> list[Path]:
-    """Write each prediction's 28x28 input as a PNG named after its image; returns the files written."""
+    """Write each prediction's 28x28 input as a PNG named after its image; returns the files written.
+
+    Never over an existing file (the input images may be in `folder`): seven.png, else seven-2.png, seven-3.png, ...
+    """
     from PIL import Image
 
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise SaveError(f"cannot save inputs to {folder}: it is a file, not a folder") from None
     except OSError as e:
-        raise ImageError(f"cannot create {folder} ({e.strerror or e})") from None
+        raise SaveError(f"cannot save inputs to {folder}: {e.strerror or e}") from None
     written: list[Path] = []
-    used: set[str] = set()
     for r in results:
         if not isinstance(r, Prediction) or r.input is None:
             continue
-        stem = "stdin" if r.path == "<stdin>" else Path(r.path).stem
-        name, n = f"{stem}.png", 1
-        while name in used:
-            n += 1
-            name = f"{stem}-{n}.png"
-        used.add(name)
-        Image.fromarray(r.input).save(folder / name)
-        written.append(folder / name)
+        path = None
+        try:
+            path, file = create_new(folder, "stdin" if r.path == "<stdin>" else Path(r.path).stem, ".png")
+            with file:
+                Image.fromarray(r.input).save(file, "PNG")
+        except OSError as e:
+            if path is not None:
+                path.unlink(missing_ok=True)  # a partial PNG is worse than none
+            raise SaveError(f"cannot save inputs to {path or folder}: {e.strerror or e}") from None
+        written.append(path)
     return written
+
+
+def create_new(folder: Path, stem: str, suffix: str) -> tuple[Path, io.BufferedWriter]:
+    """Open the first of stem.png, stem-2.png, ... that does not exist, exclusively: no race overwrites a file."""
+    path, n = folder / f"{stem}{suffix}", 1
+    while True:
+        try:
+            return path, open(path, "xb")
+        except FileExistsError:
+            n += 1
+            path = folder / f"{stem}-{n}{suffix}"

@@ -11,8 +11,11 @@ from rich.text import Text
 
 
 def consoles() -> tuple[Console, Console]:
-    """(stdout for results, stderr for progress and messages), made per call so tests capture them."""
-    return Console(highlight=False), Console(stderr=True, highlight=False)
+    """(stdout for results, stderr for progress and messages), made per call so tests capture them.
+
+    No emoji codes: a path or class name like `:x:` is printed as written.
+    """
+    return Console(highlight=False, emoji=False), Console(stderr=True, highlight=False, emoji=False)
 
 
 def epoch_line(metrics: dict[str, Any], epochs: int, is_best: bool) -> str:
@@ -82,26 +85,28 @@ class TrainReporter:
             self._print(epoch_line(event.metrics, self.epochs, event.is_best))
 
     def _print(self, text: str) -> None:
-        (self.progress.console if self.progress else self.console).print(text, markup=False, soft_wrap=True)
+        (self.progress.console if self.progress else self.console).print(Text(text), soft_wrap=True)
 
 
 def render_train_result(console: Console, result: dict[str, Any]) -> None:
     """The end of a training run: where the model is and how good it is."""
     val = f"{result['val_accuracy']:.2%}" if result["val_accuracy"] is not None else "n/a"
-    console.print(
+    text = (
         f"best epoch {result['best_epoch']}: val accuracy {val}, test accuracy {result['test_accuracy']:.2%} "
         f"(test loss {result['test_loss']:.4f})\n"
         f"trained {result['epochs']} epochs in {result['train_seconds']:.1f}s "
         f"({result['samples_per_second']:,.0f} samples/s) on {result['device']}\n"
-        f"checkpoint: {result['checkpoint']}",
-        markup=False,
-        soft_wrap=True,
+        f"checkpoint: {result['checkpoint']}"
     )
+    console.print(Text(text), soft_wrap=True)
 
 
 def render_evaluation(console: Console, result: dict[str, Any], classes: list[str], title: str) -> None:
-    """Accuracy and loss, per-class accuracy, and the confusion matrix as tables."""
-    summary = Table(title=title, show_header=True)
+    """Accuracy and loss, per-class accuracy, and the confusion matrix as tables.
+
+    Class names come from the checkpoint, so they are Text: `[/]` in a name is printed, never parsed as markup.
+    """
+    summary = Table(title=Text(title), show_header=True)
     for col in ("images", "accuracy", "loss"):
         summary.add_column(col, justify="right")
     summary.add_row(f"{result['n']:,}", f"{result['accuracy']:.2%}", f"{result['loss']:.4f}")
@@ -112,15 +117,16 @@ def render_evaluation(console: Console, result: dict[str, Any], classes: list[st
     per_class.add_column("images", justify="right")
     per_class.add_column("accuracy", justify="right")
     for name, row, acc in zip(classes, result["confusion"], result["per_class"], strict=True):
-        per_class.add_row(name, f"{sum(row):,}", f"{acc:.2%}")
+        per_class.add_row(Text(name), f"{sum(row):,}", f"{acc:.2%}")
     console.print(per_class)
 
     confusion = Table(title="confusion matrix (rows: true, columns: predicted)")
     confusion.add_column("", style="bold")
-    for i in range(len(classes)):
-        confusion.add_column(str(i), justify="right")
-    for i, row in enumerate(result["confusion"]):
-        confusion.add_row(str(i), *(f"[bold]{v}[/]" if i == j else (str(v) if v else "·") for j, v in enumerate(row)))
+    for name in classes:
+        confusion.add_column(Text(name), justify="right")
+    for i, (name, row) in enumerate(zip(classes, result["confusion"], strict=True)):
+        cells = (Text(str(v), style="bold") if i == j else (str(v) if v else "·") for j, v in enumerate(row))
+        confusion.add_row(Text(name), *cells)
     console.print(confusion)
 
 
@@ -144,14 +150,23 @@ def block_art(image: Any, color: bool) -> list[Text]:
     return lines
 
 
+def top_k_text(r: dict[str, Any], plain: bool = False) -> str:
+    """The top-k classes: '7 98.2%  1 1.1%' for people, '7:0.982 1:0.011' in plain lines for scripts."""
+    if plain:
+        return " ".join(f"{t['label']}:{t['probability']:.3f}" for t in r["top_k"])
+    return "  ".join(f"{t['label']} {t['probability']:.1%}" for t in r["top_k"])
+
+
 def prediction_summary(r: dict[str, Any]) -> str:
     """'7  98.2%' plus the runners-up and the uncertain flag."""
-    others = "  ".join(f"{t['label']} {t['probability']:.1%}" for t in r["top_k"])
-    return f"{r['label']}  {r['probability']:.1%}" + ("  uncertain" if r["uncertain"] else "") + f"  (top-k: {others})"
+    return f"{r['label']}  {r['probability']:.1%}" + ("  uncertain" if r["uncertain"] else "") + f"  (top-k: {top_k_text(r)})"
 
 
 def render_predictions(console: Console, results: list[Any], show: bool = False) -> None:
-    """One row per image: the class, its probability and the runners-up; with `show`, the 28x28 input beside it."""
+    """One row per image: the class, its probability and the runners-up; with `show`, the 28x28 input beside it.
+
+    Paths and class names are Text, never markup; plain lines go to the file as they are (tabs kept for `cut`).
+    """
     rows = [r.as_dict() for r in results]
     if show:
         color = console.is_terminal
@@ -164,9 +179,9 @@ def render_predictions(console: Console, results: list[Any], show: bool = False)
         return
     if not console.is_terminal:
         for r in rows:
-            others = " ".join(f"{t['label']}:{t['probability']:.3f}" for t in r["top_k"])
-            flag = "\tuncertain" if r["uncertain"] else ""
-            console.print(f"{r['path']}\t{r['label']}\t{r['probability']:.4f}\t{others}{flag}", markup=False, soft_wrap=True)
+            line = f"{r['path']}\t{r['label']}\t{r['probability']:.4f}\t{top_k_text(r, plain=True)}"
+            console.file.write(line + ("\tuncertain" if r["uncertain"] else "") + "\n")
+        console.file.flush()
         return
     table = Table()
     table.add_column("image")
@@ -176,7 +191,6 @@ def render_predictions(console: Console, results: list[Any], show: bool = False)
     if any(r["uncertain"] for r in rows):
         table.add_column("")
     for r in rows:
-        others = "  ".join(f"{t['label']} {t['probability']:.1%}" for t in r["top_k"])
-        flag = ["[yellow]uncertain[/]" if r["uncertain"] else ""] if any(x["uncertain"] for x in rows) else []
-        table.add_row(Text(r["path"]), f"[bold]{r['label']}[/]", f"{r['probability']:.1%}", others, *flag)
+        flag = [Text("uncertain" if r["uncertain"] else "", style="yellow")] if any(x["uncertain"] for x in rows) else []
+        table.add_row(Text(r["path"]), Text(r["label"], style="bold"), f"{r['probability']:.1%}", Text(top_k_text(r)), *flag)
     console.print(table)

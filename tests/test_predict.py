@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +198,103 @@ def test_predict_argument_mistakes_exit_2(args, message, trained_checkpoint):
     assert message in r.stderr
 
 
+def write_blob(path: Path) -> Path:
+    """A small white bar on black: enough of a digit for the synthetic model to answer."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.pad(np.full((10, 6), 255, np.uint8), 9)).save(path)
+    return path
+
+
+@pytest.fixture
+def image_tree(tmp_path) -> Path:
+    """image.png beside imgs/ (a.png, b.png, notes.txt, empty/, sub/c.png) and an empty folder."""
+    for name in ("image.png", "imgs/a.png", "imgs/b.png", "imgs/sub/c.png"):
+        write_blob(tmp_path / name)
+    (tmp_path / "imgs" / "notes.txt").write_text("not an image")
+    (tmp_path / "imgs" / "empty").mkdir()
+    (tmp_path / "nothing").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("im*", ["image.png", "imgs/a.png", "imgs/b.png"]),  # a matched folder gives its images, like a folder argument
+        ("imgs/**", ["imgs/a.png", "imgs/b.png", "imgs/sub/c.png"]),  # each image once, folders and notes.txt skipped
+        ("imgs/*", ["imgs/a.png", "imgs/b.png", "imgs/sub/c.png"]),  # as the shell would pass imgs/sub as a folder
+        ("imgs/*/", ["imgs/sub/c.png"]),
+    ],
+)
+def test_globs_that_match_folders_give_their_images(pattern, expected, image_tree, trained_checkpoint):
+    r = invoke("predict", f"{image_tree}/{pattern}", "-m", trained_checkpoint, "--json")
+    assert r.exit_code == 0, r.output
+    assert [row["path"] for row in json.loads(r.stdout)] == [str(image_tree / p) for p in expected]
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("nothing", "no images in this folder"),
+        ("imgs/empty", "no images in this folder"),
+        ("imgs/*.txt", "no image files match"),
+        ("imgs/empty/**", "no image files match"),
+        ("", "no such file"),
+    ],
+)
+def test_an_argument_that_gives_no_images_is_an_error_entry(arg, message, image_tree, trained_checkpoint):
+    path = str(image_tree / arg) if arg else arg
+    r = invoke("predict", path, image_tree / "image.png", "-m", trained_checkpoint, "--json")
+    assert r.exit_code == 2, r.output
+    rows = json.loads(r.stdout)
+    assert rows[0] == {"path": path, "error": message} and rows[1]["path"] == str(image_tree / "image.png"), rows
+    assert r.stderr.splitlines() == [f"error: {path}: {message}"]
+
+
+def test_predict_without_images_exits_2(trained_checkpoint):
+    r = invoke("predict", "-m", trained_checkpoint)
+    assert r.exit_code == 2, r.output
+    assert "Missing argument" in r.stderr
+
+
+def test_save_inputs_never_overwrites_a_file(image_tree, trained_checkpoint):
+    imgs = image_tree / "imgs"
+    before = {p: p.read_bytes() for p in imgs.rglob("*") if p.is_file()}
+    write_blob(image_tree / "other" / "a.png")
+    r = invoke("predict", imgs, image_tree / "other" / "a.png", "-m", trained_checkpoint, "--save-inputs", imgs)
+    assert r.exit_code == 0, r.output
+    assert {p: p.read_bytes() for p in before} == before  # the input images, saved into their own folder
+    saved = sorted(p.name for p in imgs.glob("*.png") if p not in before)
+    assert saved == ["a-2.png", "a-3.png", "b-2.png"]  # imgs/a.png and other/a.png both read, neither overwritten
+    assert all(np.asarray(Image.open(imgs / name)).shape == (28, 28) for name in saved)
+
+
+def test_a_failed_save_still_prints_the_predictions_and_exits_2(image_tree, trained_checkpoint):
+    target = image_tree / "imgs" / "notes.txt"
+    r = invoke("predict", image_tree / "image.png", image_tree / "nothing", "-m", trained_checkpoint, "--save-inputs", target)
+    assert r.exit_code == 2, r.output
+    [line] = r.stdout.splitlines()
+    assert line.startswith(f"{image_tree / 'image.png'}\t"), r.stdout
+    assert r.stderr.splitlines() == [
+        f"error: {image_tree / 'nothing'}: no images in this folder",
+        f"error: cannot save inputs to {target}: it is a file, not a folder",
+    ]
+    assert target.read_text() == "not an image"
+
+
+@pytest.mark.parametrize("json_output", [False, True])
+def test_a_reader_that_goes_away_ends_predict_quietly_with_141(json_output, image_tree, trained_checkpoint):
+    """`mnist predict many/ | head -1`: exit 128 + SIGPIPE, as `grep` or `cat` would, with no traceback."""
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
+    args = [sys.executable, "-m", "mnist_cli", "predict", image_tree / "imgs", "-m", trained_checkpoint]
+    proc = subprocess.Popen(args + ["--json"] * json_output, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # gone before the first line is written: every write meets a closed pipe
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, stderr
+    assert stderr == ""
+
+
 def test_alpha_is_background_whatever_its_colour():
     """Transparent pixels hold red, white and black garbage; only the alpha-drawn stroke is ink."""
     rgba = np.zeros((100, 80, 4), dtype=np.uint8)
@@ -258,10 +358,7 @@ HEADERS = [b"", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"BM", b"\xff\xd8\xff", b"II*\x
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    data=st.binary(max_size=2000),
-    header=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"BM", b"\xff\xd8\xff", b"II*\x00"]),
-)
+@given(data=st.binary(max_size=2000), header=st.sampled_from(HEADERS))
 def test_arbitrary_bytes_give_a_prediction_or_an_error(data, header, synthetic_model, tmp_path):
     from mnist_cli.predict import predict_sources
 

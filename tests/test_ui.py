@@ -1,0 +1,140 @@
+"""What the terminal sees: rich rendering with strings from checkpoints and file paths, and the training progress bar."""
+
+from __future__ import annotations
+
+import re
+from io import StringIO
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from rich.console import Console
+from typer.testing import CliRunner
+
+from mnist_cli.checkpoint import save_checkpoint
+from mnist_cli.cli import app
+from mnist_cli.predict import Prediction
+from mnist_cli.ui import TrainReporter, render_evaluation, render_predictions
+
+runner = CliRunner()
+# Rich markup, an emoji code and a markup escape: each must come out exactly as written.
+HOSTILE = ["[/]", "[bold]b", ":smile:", "c\\[d]"]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def terminal() -> tuple[Console, StringIO]:
+    buf = StringIO()
+    return Console(file=buf, force_terminal=True, width=80), buf
+
+
+def text_of(buf: StringIO) -> str:
+    return ANSI.sub("", buf.getvalue())
+
+
+def evaluation(n_classes: int) -> dict:
+    confusion = [[5 if i == j else i for j in range(n_classes)] for i in range(n_classes)]
+    per_class = [row[i] / sum(row) for i, row in enumerate(confusion)]
+    return {"n": sum(map(sum, confusion)), "accuracy": 0.9, "loss": 0.25, "per_class": per_class, "confusion": confusion}
+
+
+def test_eval_tables_print_class_names_as_written_and_use_them_as_matrix_headers():
+    console, buf = terminal()
+    render_evaluation(console, evaluation(len(HOSTILE)), HOSTILE, "test split")
+    out = text_of(buf)
+    per_class, confusion = out.split("per-class accuracy")[1].split("confusion matrix")
+    for name in HOSTILE:
+        assert re.search(rf"│ {re.escape(name)} +│", per_class), out
+    header = next(line for line in confusion.splitlines() if "┃" in line)
+    assert [cell.strip() for cell in header.split("┃")[2:-1]] == HOSTILE, out
+    assert [line.split("│")[1].strip() for line in confusion.splitlines()[-len(HOSTILE) - 1 : -1]] == HOSTILE, out
+
+
+@pytest.fixture
+def hostile_checkpoint(trained_checkpoint, tmp_path) -> tuple[str, list[str]]:
+    """The trained checkpoint with class names that are rich markup."""
+    ckpt = torch.load(trained_checkpoint, weights_only=True)
+    ckpt["classes"] = [*HOSTILE, *(f"[red]{i}" for i in range(len(HOSTILE), 10))]
+    save_checkpoint(ckpt, tmp_path / "hostile.pt")
+    return str(tmp_path / "hostile.pt"), ckpt["classes"]
+
+
+def test_eval_of_a_checkpoint_with_hostile_class_names_prints_them(hostile_checkpoint):
+    path, classes = hostile_checkpoint
+    r = runner.invoke(app, ["eval", path])
+    assert r.exit_code == 0, r.output
+    assert all(name in r.stdout for name in classes), r.stdout
+
+
+def prediction(path: str, label: int, uncertain: bool = False) -> Prediction:
+    top = [(label, HOSTILE[label], 0.75), (3, HOSTILE[3], 0.25)]
+    return Prediction(path, label, HOSTILE[label], 0.75, top, uncertain, np.zeros((28, 28), np.uint8))
+
+
+RESULTS = [prediction("[/].png", 0), prediction("[b].png", 2, uncertain=True)]
+
+
+def test_the_predict_table_prints_paths_and_labels_as_written():
+    console, buf = terminal()
+    render_predictions(console, RESULTS)
+    rows = [line for line in text_of(buf).splitlines() if ".png" in line]
+    assert len(rows) == 2, text_of(buf)
+    for row, r in zip(rows, RESULTS, strict=True):
+        cells = [c.strip() for c in row.split("│")[1:-1]]
+        assert cells[:4] == [r.path, r.label, "75.0%", f"{r.label} 75.0%  c\\[d] 25.0%"], row
+    assert rows[1].split("│")[-2].strip() == "uncertain"
+
+
+def test_show_captions_print_paths_and_labels_as_written():
+    console, buf = terminal()
+    render_predictions(console, RESULTS, show=True)
+    lines = text_of(buf).splitlines()
+    assert lines[0].endswith(f"  {RESULTS[0].path}"), lines[0]
+    assert lines[1].endswith("  [/]  75.0%  (top-k: [/] 75.0%  c\\[d] 25.0%)"), lines[1]
+    assert lines[16].endswith("  :smile:  75.0%  uncertain  (top-k: :smile: 75.0%  c\\[d] 25.0%)"), lines[16]
+
+
+def test_plain_lines_print_paths_and_labels_as_written():
+    buf = StringIO()
+    render_predictions(Console(file=buf, width=80), RESULTS)
+    assert buf.getvalue().splitlines() == [
+        "[/].png\t[/]\t0.7500\t[/]:0.750 c\\[d]:0.250",
+        "[b].png\t:smile:\t0.7500\t:smile::0.750 c\\[d]:0.250\tuncertain",
+    ]
+
+
+def test_train_reporter_draws_a_bar_per_epoch_and_prints_lines_above_it():
+    from mnist_cli.train import EpochDone, RunStarted, StepDone
+
+    console, buf = terminal()
+    metrics = {
+        "epoch": 1,
+        "train_loss": 0.5,
+        "val_loss": 0.4,
+        "val_accuracy": 0.875,
+        "seconds": 1.5,
+        "samples_per_second": 2000.0,
+    }
+    with TrainReporter(console) as report:
+        report(RunStarted("cpu", 1234, 600, 100, 200, 10, 2, "runs/[/]:smile:"))
+        for step in (1, 5):
+            report(StepDone(1, step, 10, 0.75, 1000.0))
+        report.progress.refresh()
+        assert re.search(r"epoch 1/2 .* 5/10 loss 0\.7500 +1,000 samples/s", text_of(buf)), text_of(buf)
+        report(EpochDone(metrics, is_best=True))
+        assert report.progress.tasks == []
+    out = text_of(buf)
+    started = "training on cpu: 600 train / 100 val / 200 test images, 1,234 parameters, 10 steps per epoch -> runs/[/]:smile:"
+    assert started + "\n" in out
+    assert "epoch 1/2  train_loss 0.5000  val_loss 0.4000  val_acc 87.50%  1.5s  2,000 samples/s  *best" in out
+
+
+def test_predict_with_hostile_class_names_prints_tab_separated_lines_as_written(hostile_checkpoint, tmp_path):
+    path, classes = hostile_checkpoint
+    Image.fromarray(np.pad(np.full((16, 4), 255, np.uint8), 6)).save(tmp_path / "[b]:x:.png")
+    r = runner.invoke(app, ["predict", str(tmp_path / "[b]:x:.png"), "-m", path, "--top-k", "10"])
+    assert r.exit_code == 0, r.output
+    [line] = r.stdout.splitlines()
+    image, label, probability, top_k = line.split("\t")
+    assert image == str(tmp_path / "[b]:x:.png") and label in classes and float(probability) > 0
+    assert sorted(t.rpartition(":")[0] for t in top_k.split(" ")) == sorted(classes), line
