@@ -176,7 +176,9 @@ def _field_problem(ckpt: dict[str, Any]) -> str | None:
         return "normalization must hold a numeric mean and std"
     if not (math.isfinite(norm["mean"]) and math.isfinite(norm["std"]) and norm["std"] > 0):
         return f"normalization {norm} is not finite with a positive std"
-    if ckpt.get("input_shape", [1, IMAGE_SIDE, IMAGE_SIDE]) != [1, IMAGE_SIDE, IMAGE_SIDE]:
+    shape = ckpt.get("input_shape", [1, IMAGE_SIDE, IMAGE_SIDE])
+    # Types first: `!=` against a list holding a tensor raises instead of answering.
+    if not (isinstance(shape, list) and all(type(d) is int for d in shape) and shape == [1, IMAGE_SIDE, IMAGE_SIDE]):
         return f"input_shape {ckpt.get('input_shape')!r} is not [1, {IMAGE_SIDE}, {IMAGE_SIDE}]"
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         return "model_state must map parameter names to tensors"

@@ -233,3 +233,14 @@ def test_a_new_run_does_not_silently_replace_another(tiny_config, tmp_path):
     r = invoke("train", "-c", tiny_config, "--out", out, "-q", "--set", "model.width=8", "--overwrite", "--json")
     assert r.exit_code == 0, r.output
     assert torch.load(out / "best.pt", weights_only=True)["config"]["model"]["width"] == 8
+
+
+def test_an_input_shape_holding_a_tensor_is_refused_not_a_traceback(trained_checkpoint, tmp_path):
+    # Found by hypothesis: comparing such a list with `!=` raises inside the field check.
+    ckpt = torch.load(trained_checkpoint, weights_only=True)
+    ckpt.pop("digest", None)
+    ckpt["input_shape"] = [True, torch.zeros(0), None]
+    torch.save(ckpt, tmp_path / "shape.pt")
+    r = invoke("eval", tmp_path / "shape.pt")
+    assert r.exit_code == 2, r.output
+    assert "input_shape" in r.stderr and "Traceback" not in r.output
