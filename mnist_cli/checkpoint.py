@@ -134,6 +134,8 @@ def _umask() -> int:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read and check a checkpoint; never unpickles code (weights_only=True)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give a checkpoint file in it, such as {path / 'best.pt'}")
     if not path.is_file():
         raise CheckpointError(f"no such checkpoint: {path}")
     if not zipfile.is_zipfile(path):

@@ -184,13 +184,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """Split `a.b=value` into (["a", "b"], parsed YAML value)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError([f"--set {text!r}: expected KEY.PATH=VALUE"], "--set")
+        raise ConfigError([f"{text!r}: expected KEY.PATH=VALUE"], "--set")
     try:
         value = _safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
-        raise ConfigError([f"--set {key}: value is not valid YAML ({_one_line(e)})"], "--set") from None
+        raise ConfigError([f"{key}: value is not valid YAML ({_one_line(e)})"], "--set") from None
     except RecursionError:
-        raise ConfigError([f"--set {key}: value is nested too deeply"], "--set") from None
+        raise ConfigError([f"{key}: value is nested too deeply"], "--set") from None
     _check_size(value, f"--set {key}")
     return key.strip().split("."), value
 
@@ -214,7 +214,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping from `path`, with errors a user can act on."""
     if not path.is_file():
-        raise ConfigError([f"no such file: {path}"], str(path))
+        raise ConfigError(["no such file"], str(path))
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -19,16 +20,28 @@ DATASET_BYTES = 70_000 * 28 * 28  # the whole dataset as uint8, on the training 
 OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "sgd": 1}  # per-parameter state tensors
 
 
-def prepare_out_dir(out_dir: Path) -> Path:
-    """Create the output folder and prove a file can be written there (root ignores permission bits)."""
+def prepare_out_dir(out_dir: Path, create: bool = True) -> Path:
+    """Create the output folder and prove a file can be written there (root ignores permission bits).
+
+    With `create` false (a dry run) nothing is made: the nearest existing folder on the way must take a file.
+    """
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
+        if create:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        base = nearest_existing(out_dir)
+        if not base.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{base} is a file")
+        with tempfile.TemporaryFile(dir=base):
             pass
     except (OSError, ValueError) as e:
         reason = getattr(e, "strerror", None) or str(e)
         raise MnistError(f"output directory {out_dir} cannot be created or written to ({reason})") from None
     return out_dir
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path` itself if it exists, else its closest existing parent."""
+    return next(p for p in (path, *path.parents) if p.exists())
 
 
 def refuse_to_replace(out_dir: Path) -> None:
@@ -84,7 +97,7 @@ def check_resources(cfg: Config, out_dir: Path, device: torch.device, parameters
     # best.pt, last.pt and the temporary copy written before it replaces either; existing files are reused.
     existing = sum((out_dir / name).stat().st_size for name in CHECKPOINT_FILES if (out_dir / name).is_file())
     need_disk = max(checkpoint, 3 * checkpoint - existing)
-    free_disk = shutil.disk_usage(out_dir).free
+    free_disk = shutil.disk_usage(nearest_existing(out_dir)).free
     if need_disk > free_disk:
         raise MnistError(
             f"not enough free space in {out_dir}: the checkpoints need about {_size(need_disk)}, {_size(free_disk)} is free"

@@ -106,10 +106,10 @@ def train(
     device = resolve_device(cfg.train.device)
     # Data before the output folder: a run that cannot start leaves nothing behind.
     train_full, test = load_dataset(cfg.data.dataset, data_root(cfg.data))
-    out_dir = prepare_out_dir(Path(out_dir))
+    out_dir = prepare_out_dir(Path(out_dir), create=not dry_run)  # a dry run writes nothing
     if resume_from is None and not overwrite:
         refuse_to_replace(out_dir)
-    lock = lock_out_dir(out_dir)
+    lock = None if dry_run else lock_out_dir(out_dir)
     try:
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)

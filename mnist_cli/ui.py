@@ -94,7 +94,7 @@ def render_train_result(console: Console, result: dict[str, Any]) -> None:
     text = (
         f"best epoch {result['best_epoch']}: val accuracy {val}, test accuracy {result['test_accuracy']:.2%} "
         f"(test loss {result['test_loss']:.4f})\n"
-        f"trained {result['epochs']} epochs in {result['train_seconds']:.1f}s "
+        f"trained {result['epochs']} epoch{'s' if result['epochs'] != 1 else ''} in {result['train_seconds']:.1f}s "
         f"({result['samples_per_second']:,.0f} samples/s) on {result['device']}\n"
         f"checkpoint: {result['checkpoint']}"
     )

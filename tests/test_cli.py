@@ -152,7 +152,7 @@ def test_config_mistakes_are_one_message_and_exit_2(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "-c", "nope.yaml"], "no such file: nope.yaml"),
+        (["train", "-c", "nope.yaml"], "nope.yaml: no such file"),
         (["train", "--device", "cuda:7", "--set", "train.epochs=1"], "cuda"),
         (["eval", "missing.pt"], "no such checkpoint: missing.pt"),
         (["eval", "{ckpt}", "--split", "train"], "--split must be test or val"),
@@ -244,3 +244,16 @@ def test_an_input_shape_holding_a_tensor_is_refused_not_a_traceback(trained_chec
     r = invoke("eval", tmp_path / "shape.pt")
     assert r.exit_code == 2, r.output
     assert "input_shape" in r.stderr and "Traceback" not in r.output
+
+
+def test_a_dry_run_writes_nothing(tiny_config, tmp_path):
+    r = invoke("train", "-c", tiny_config, "--out", tmp_path / "a" / "b", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "preflight passed" in r.stdout
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_folder_given_as_checkpoint_is_named_as_a_folder(tmp_path):
+    r = invoke("eval", tmp_path)
+    assert r.exit_code == 2, r.output
+    assert "is a folder; give a checkpoint file in it" in r.stderr
