@@ -234,7 +234,11 @@ def predict(
         Path | None, typer.Option("--save-inputs", help="Write each 28x28 input the network sees as a PNG in this folder.")
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print a list of {path, prediction, probability, top_k, uncertain} or {path, error}.")
+        bool,
+        typer.Option(
+            "--json",
+            help="Print a list of {path, prediction, label, probability, top_k, uncertain}, or {path, error} per failed file.",
+        ),
     ] = False,
 ) -> None:
     """The digit in each image, with its probability and the top-k classes.
