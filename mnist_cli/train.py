@@ -135,7 +135,7 @@ def train(
         background = -norm.mean / norm.std  # an empty pixel after normalisation, for augmentation's borders
         report_every = max(1, steps // PROGRESS_UPDATES_PER_EPOCH)
         run = RunState() if resume_from is None else restore(resume_from, model, optimizer, scheduler, out_dir / "last.pt")
-        guard = LossGuard(cfg.train.on_nan, device, steps)
+        guard = LossGuard(cfg.train.on_nan, device, steps, kept=lambda: _kept(out_dir))
         save_every = cfg.train.save_every_steps
 
         atomic_write(out_dir / "config.yaml", lambda f: f.write(to_yaml(cfg).encode()))
@@ -143,7 +143,7 @@ def train(
 
         def save_last(epoch: int) -> None:
             """last.pt: the weights after `epoch` finished epochs plus where the run stands inside the next."""
-            guard.check(_kept(out_dir))  # never overwrite a good checkpoint with weights a NaN has reached
+            guard.check()  # never overwrite a good checkpoint with weights a NaN has reached
             state = build_checkpoint(
                 model=model,
                 metrics=run.history[-1] if run.history else {},
@@ -189,7 +189,7 @@ def train(
                 scheduler.step()
                 guard.observe(loss, (epoch - 1) * steps + step)
                 if step % report_every == 0 or step == steps:
-                    guard.check(_kept(out_dir))
+                    guard.check()
                     on_event(StepDone(epoch, step, steps, loss.item(), seen / (time.perf_counter() - t0)))
                 stop = should_stop()
                 if step < steps and (stop or (save_every and ((epoch - 1) * steps + step) % save_every == 0)):
@@ -198,8 +198,8 @@ def train(
                     save_last(epoch - 1)
                     if stop:
                         raise TrainingInterrupted(str(out_dir / "last.pt"), epoch, step)
-            guard.check(_kept(out_dir))
-            guard.check_epoch(skipped, epoch, _kept(out_dir))
+            guard.check()
+            guard.check_epoch(skipped, epoch)
             epoch_seconds = time.perf_counter() - t0
             run.train_time += epoch_seconds
             run.samples += seen
