@@ -178,9 +178,11 @@ def evaluate_checkpoint(
     checkpoint: Annotated[Path, typer.Argument(help="A best.pt or last.pt written by `mnist train`.")],
     split: Annotated[str, typer.Option(help="test, or val (the exact images held out in training).")] = "test",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    data_root: Annotated[
+    data_root_option: Annotated[
         Path | None,
-        typer.Option(help="Folder holding MNIST/raw/ (default: the checkpoint's, else $MNIST_DATA_DIR, else ./data)."),
+        typer.Option(
+            "--data-root", help="Folder holding MNIST/raw/ (default: the checkpoint's, else $MNIST_DATA_DIR, else ./data)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print accuracy, loss, n, per_class and confusion as JSON.")] = False,
 ) -> None:
@@ -194,15 +196,17 @@ def evaluate_checkpoint(
             model_from_checkpoint,
             normalization_from_checkpoint,
         )
+        from mnist_cli.config import data_root
+        from mnist_cli.data import load_split
         from mnist_cli.devices import resolve_device
         from mnist_cli.evaluate import evaluate
-        from mnist_cli.train import load_split_for_eval
 
         ckpt = load_checkpoint(checkpoint)
         cfg = config_from_checkpoint(ckpt, checkpoint)
         torch_device = resolve_device(device)
         model = model_from_checkpoint(ckpt, checkpoint).to(torch_device)
-        data = load_split_for_eval(cfg, split, data_root).to(torch_device)
+        root = data_root_option or data_root(cfg.data)
+        data = load_split(cfg.data.dataset, root, split, cfg.data.val_size, cfg.seed).to(torch_device)
         result = evaluate(model, data, normalization_from_checkpoint(ckpt), len(ckpt["classes"])).as_dict()
     if as_json:
         _print_json(result)

@@ -110,6 +110,17 @@ def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split
     return train_split, test_split
 
 
+def load_split(dataset: str, root: Path, split: str, val_size: int, seed: int) -> Split:
+    """The test split, or the exact validation split a run with this val_size and seed held out."""
+    train_full, test = load_dataset(dataset, root)
+    if split == "test":
+        return test
+    _, val = split_train_val(train_full, val_size, seed)
+    if not len(val):
+        raise DataError("this checkpoint was trained with data.val_size 0: it has no validation split")
+    return val
+
+
 def split_train_val(train: Split, val_size: int, seed: int) -> tuple[Split, Split]:
     """A deterministic (train, val) split of the training set from `seed`."""
     if val_size >= len(train):

@@ -18,7 +18,6 @@ from mnist_cli.checkpoint import atomic_write, build_checkpoint, save_checkpoint
 from mnist_cli.config import Config, data_root, to_yaml
 from mnist_cli.data import (
     IMAGE_SIDE,
-    Split,
     class_names,
     load_dataset,
     make_loader,
@@ -27,7 +26,7 @@ from mnist_cli.data import (
     to_inputs,
 )
 from mnist_cli.devices import resolve_device
-from mnist_cli.errors import MnistError, TrainingInterrupted
+from mnist_cli.errors import TrainingInterrupted
 from mnist_cli.evaluate import evaluate
 from mnist_cli.model import build_model, count_parameters
 from mnist_cli.numerics import LossGuard
@@ -266,14 +265,3 @@ def _kept(out_dir: Path) -> str:
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     text = "".join(json.dumps(row) + "\n" for row in rows)
     atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def load_split_for_eval(cfg: Config, split: str, root: Path | None = None) -> Split:
-    """The test split, or the exact validation split a run with `cfg` held out."""
-    train_full, test = load_dataset(cfg.data.dataset, root or data_root(cfg.data))
-    if split == "test":
-        return test
-    _, val = split_train_val(train_full, cfg.data.val_size, cfg.seed)
-    if not len(val):
-        raise MnistError("this checkpoint was trained with data.val_size 0: it has no validation split")
-    return val
