@@ -61,14 +61,10 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except ConfigError as e:
-        lines = (
-            [f"error: {e.source}: {e.problems[0]}"]
-            if len(e.problems) == 1
-            else [f"error: {e.source}: {len(e.problems)} problems"]
-        )
-        if len(e.problems) > 1:
-            lines += [f"  - {p}" for p in e.problems]
-        typer.echo("\n".join(lines), err=True)
+        if len(e.problems) == 1:
+            typer.echo(f"error: {e.source}: {e.problems[0]}", err=True)
+        else:
+            typer.echo("\n".join([f"error: {e.source}: {len(e.problems)} problems", *(f"  - {p}" for p in e.problems)]), err=True)
         raise typer.Exit(USER_ERROR) from None
     except MnistError as e:
         typer.echo(f"error: {e}", err=True)

@@ -77,11 +77,6 @@ def class_names(dataset: str) -> list[str]:
     return list(_torchvision_class(dataset).classes)
 
 
-def raw_files(dataset: str) -> list[str]:
-    """The four .gz files the dataset is made from."""
-    return [name for name, _ in _torchvision_class(dataset).resources]
-
-
 def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split, Split]:
     """Return (train, test) for `dataset` under `root`, verifying and if needed downloading the files."""
     unpacked = _read_unpacked(dataset, Path(root))
@@ -90,22 +85,22 @@ def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split
     cls = _torchvision_class(dataset)
     work_root = working_root(cls, Path(root))
     check_archives(cls, Path(root), work_root)
+    raw = ds_raw_folder(cls, work_root)
     splits = []
-    for train in (True, False):
-        _check_unpacked(cls, work_root, "train" if train else "t10k")
+    for train, part in ((True, "train"), (False, "t10k")):
+        _check_unpacked(cls, work_root, part)
         try:
             with quiet_network():
                 ds = cls(str(work_root), train=train, download=download)
         except (RuntimeError, OSError) as e:
             raise DataError(missing_message(cls, Path(root), e)) from None
         except (AssertionError, ValueError, TypeError, IndexError) as e:
-            part = "train" if train else "t10k"
             raise DataError(
-                f"{Path(ds_raw_folder(cls, work_root))}/{part}-*-ubyte is not a valid IDX file ({e or type(e).__name__}); "
+                f"{raw}/{part}-*-ubyte is not a valid IDX file ({e or type(e).__name__}); "
                 "delete the extracted files to unpack the .gz archives again"
             ) from None
         classes = len(getattr(ds, "classes", [])) or NUM_CLASSES
-        splits.append(_checked(ds.data, ds.targets.long(), ds_raw_folder(cls, work_root), "train" if train else "t10k", classes))
+        splits.append(_checked(ds.data, ds.targets.long(), raw, part, classes))
     train_split, test_split = splits
     return train_split, test_split
 
