@@ -87,8 +87,8 @@ def metrics_of(run_dir: Path) -> list[dict]:
 def unpacked_root() -> Path:
     """A folder holding MNIST/raw/ unpacked, as torchvision's MNIST(download=False) needs."""
     from mnist_cli.config import default_data_root
-    from mnist_cli.data import load_dataset
-    from mnist_cli.download import cache_root
+    from mnist_cli.data.datasets import load_dataset
+    from mnist_cli.data.files import cache_root
 
     root = default_data_root()
     load_dataset("mnist", root)  # unpacks into the cache if `root` holds only archives
@@ -207,10 +207,10 @@ def startup_and_inference(args, work: Path) -> dict:
     import torch
     from PIL import Image
 
-    from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint, normalization_from_checkpoint
     from mnist_cli.config import default_data_root
-    from mnist_cli.data import load_dataset
+    from mnist_cli.data.datasets import load_dataset
     from mnist_cli.evaluate import evaluate
+    from mnist_cli.inference.trained import load_trained
 
     ckpt = work / "tta-default-0" / "best.pt"
     if not ckpt.is_file():
@@ -230,8 +230,8 @@ def startup_and_inference(args, work: Path) -> dict:
         )
         evals = [run_measured([*entry, "eval", str(ckpt), "--json"], env_with())[0] for _ in range(reps)]
         out["eval_10k_wall_seconds"] = summarize(evals)
-        loaded = load_checkpoint(ckpt)
-        model, norm = model_from_checkpoint(loaded, ckpt), normalization_from_checkpoint(loaded)
+        trained = load_trained(ckpt)
+        model, norm = trained.model, trained.normalization
         compute = []
         for _ in range(reps):
             t0 = time.perf_counter()

@@ -28,7 +28,7 @@ from digit_styles import (  # noqa: E402
 )
 
 from mnist_cli.config import default_data_root  # noqa: E402
-from mnist_cli.preprocess import preprocess_steps  # noqa: E402
+from mnist_cli.inference.preprocess import preprocess_steps  # noqa: E402
 
 IMAGES, EXAMPLES = ROOT / "docs" / "images", ROOT / "docs" / "examples"
 WIDTH = 224  # px of every picture in the README

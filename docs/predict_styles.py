@@ -26,16 +26,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from digit_styles import STYLES, read_mnist_test, write_style  # noqa: E402
 
-from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint, normalization_from_checkpoint  # noqa: E402
 from mnist_cli.config import Config, default_data_root  # noqa: E402
-from mnist_cli.predict import classify  # noqa: E402
+from mnist_cli.inference.predict import classify  # noqa: E402
+from mnist_cli.inference.trained import load_trained  # noqa: E402
 
 SHOW_STYLES = ["coloured ink on tinted paper (JPEG)", "small, off-centre on a big page (PNG)", "photo with a shadow (JPEG)"]
 
 
 def train_small(data: Path, out: Path) -> Path:
     """The tests' real_checkpoint recipe."""
-    from mnist_cli.train import train
+    from mnist_cli.training.loop import train
 
     cfg = Config.model_validate(
         {
@@ -62,11 +62,10 @@ def main() -> None:
     digits, labels = read_mnist_test(data, args.n)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint or train_small(data, Path(tmp) / "run")
-        ckpt = load_checkpoint(checkpoint)
-        model = model_from_checkpoint(ckpt, checkpoint)
-        originals = classify(model, torch.from_numpy(digits), normalization_from_checkpoint(ckpt)).argmax(1).numpy()
+        trained = load_trained(checkpoint)
+        originals = classify(trained.model, torch.from_numpy(digits), trained.normalization).argmax(1).numpy()
         baseline = float((originals == labels).mean())
-        print(f"checkpoint {checkpoint} (test accuracy {ckpt['metrics'].get('test_accuracy', float('nan')):.2%})\n")
+        print(f"checkpoint {checkpoint} (test accuracy {trained.metrics.get('test_accuracy', float('nan')):.2%})\n")
         print("| style | images | `mnist predict` | same checkpoint on the original 28x28 |")
         print("|---|---:|---:|---:|")
         shown = []

@@ -1,3 +1,3 @@
-from mnist_cli.cli import main
+from mnist_cli.cli.app import main
 
 main()

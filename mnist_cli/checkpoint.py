@@ -7,7 +7,6 @@ import math
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,12 +16,14 @@ from torch import nn
 
 from mnist_cli import __version__
 from mnist_cli.config import Config, validate
-from mnist_cli.data import IMAGE_SIDE, Normalization
-from mnist_cli.errors import CheckpointError, ConfigError, MnistError
-from mnist_cli.model import build_model
+from mnist_cli.data.datasets import IMAGE_SIDE, Normalization
+from mnist_cli.disk import atomic_write
+from mnist_cli.errors import CheckpointError, ConfigError, first_line
+from mnist_cli.model import legacy_key_map
 
 FORMAT = "mnist-cli checkpoint"
-FORMAT_VERSION = 1
+# 2: the model's state-dict keys are named (hidden.0.linear.weight, output.bias); 1: an anonymous Sequential's (1.weight).
+FORMAT_VERSION = 2
 CHECKPOINT_DIR_ENV = "MNIST_CHECKPOINT_DIR"
 DIGEST_KEY = "digest"  # SHA-256 of everything else: torch.load does not check the zip's CRCs, so bit rot loads silently
 MAX_CLASSES = 1000
@@ -105,32 +106,6 @@ def _feed(h, value: Any) -> None:
         h.update(f"{type(value).__name__}:{value!r};".encode())
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call write(file) on a temp file beside `path`, then replace `path`; a crash leaves the old file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
-            raise MnistError(f"cannot write {path} ({e.strerror or e}); {kept}") from None
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read and check a checkpoint; never unpickles code (weights_only=True)."""
     path = Path(path)
@@ -148,8 +123,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         what = f"it references {found.group(1)}" if found else "it holds something other than plain data"
         raise CheckpointError(f"{path}: refused to load, {what}; checkpoints hold only tensors and plain values") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError, KeyError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an mnist-cli checkpoint")
     version = ckpt.get("format_version")
@@ -166,7 +140,21 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     problem = _field_problem(ckpt)
     if problem:
         raise CheckpointError(f"{path}: not a usable checkpoint ({problem})")
+    if version < FORMAT_VERSION:
+        ckpt = _upgrade(ckpt, path)
     return ckpt
+
+
+def _upgrade(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A format-1 checkpoint as this release writes it: the Sequential's keys renamed to the MLP's.
+
+    Parameters keep their order, so the optimizer state (indexed by position) stays valid and a run can resume.
+    """
+    mapping = legacy_key_map(config_from_checkpoint(ckpt, path).model)
+    state = ckpt["model_state"]
+    if set(state) != set(mapping):
+        raise CheckpointError(f"{path}: weights do not match the stored architecture (format 1 keys {sorted(state)[:3]})")
+    return {**ckpt, "format_version": FORMAT_VERSION, "model_state": {mapping[k]: v for k, v in state.items()}}
 
 
 def _field_problem(ckpt: dict[str, Any]) -> str | None:
@@ -196,38 +184,3 @@ def config_from_checkpoint(ckpt: dict[str, Any], path: Path | str = "checkpoint"
         return validate(ckpt["config"], f"{path} (stored config)")
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
-
-
-def model_from_checkpoint(ckpt: dict[str, Any], path: Path | str = "checkpoint") -> nn.Module:
-    """Rebuild the network from the stored config and load its weights (on the CPU, eval mode)."""
-    cfg = config_from_checkpoint(ckpt, path)
-    # Compare shapes on the meta device first: a stored config can describe a model too large to allocate.
-    with torch.device("meta"):
-        shapes = build_model(cfg.model, IMAGE_SIDE * IMAGE_SIDE, len(ckpt["classes"])).state_dict()
-    expected = {k: tuple(v.shape) for k, v in shapes.items()}
-    found = {k: tuple(v.shape) for k, v in ckpt["model_state"].items()}
-    if expected != found:
-        differ = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
-        raise CheckpointError(f"{path}: weights do not match the stored architecture ({', '.join(differ[:3])} differ)")
-    model = build_model(cfg.model, IMAGE_SIDE * IMAGE_SIDE, len(ckpt["classes"]))
-    try:
-        model.load_state_dict(ckpt["model_state"])
-    except (RuntimeError, TypeError, AttributeError) as e:
-        reason = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not match the stored architecture ({reason})") from None
-    return model.eval()
-
-
-def normalization_from_checkpoint(ckpt: dict[str, Any]) -> Normalization:
-    """The input normalisation the checkpoint was trained with."""
-    norm = ckpt["normalization"]
-    return Normalization(float(norm["mean"]), float(norm["std"]))
-
-
-def newest_checkpoint(root: Path | None = None, name: str = "best.pt") -> Path:
-    """The most recently written `root/**/best.pt`."""
-    root = Path(root) if root is not None else checkpoints_root()
-    found = sorted(root.glob(f"**/{name}"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
-    if not found:
-        raise CheckpointError(f"no {name} under {root}/; train one with `mnist train` or pass --checkpoint")
-    return found[-1]

@@ -1,6 +1,12 @@
 """Exception types for mistakes a user can fix; the CLI turns them into one line and exit 2."""
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 class MnistError(Exception):
     """A user-facing error: bad input, missing file, bad config. Never a bug."""
 

@@ -1,7 +1,10 @@
-"""The MLP, built from the model config alone: no I/O, no devices."""
+"""The MLP, built from the model config alone: no I/O, no devices. Its layers have names a report can use."""
 
 from __future__ import annotations
 
+import itertools
+
+import torch
 from torch import nn
 
 from mnist_cli.config import ModelConfig
@@ -15,22 +18,49 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def build_model(cfg: ModelConfig, in_features: int, num_classes: int) -> nn.Sequential:
-    """Flatten -> [Linear -> norm -> activation -> dropout] x depth -> Linear, giving logits (B, classes)."""
-    layers: list[nn.Module] = [nn.Flatten()]
-    fan_in = in_features
-    for width in cfg.hidden_widths:
-        layers.append(nn.Linear(fan_in, width, bias=cfg.norm != "batch"))
+class HiddenLayer(nn.Module):
+    """linear -> norm -> act -> dropout; `norm` and `dropout` are Identity when off."""
+
+    def __init__(self, fan_in: int, width: int, cfg: ModelConfig):
+        super().__init__()
+        self.linear = nn.Linear(fan_in, width, bias=cfg.norm != "batch")  # batch norm's shift replaces the bias
         if cfg.norm == "batch":
-            layers.append(nn.BatchNorm1d(width))
+            self.norm: nn.Module = nn.BatchNorm1d(width)
         elif cfg.norm == "layer":
-            layers.append(nn.LayerNorm(width))
-        layers.append(ACTIVATIONS[cfg.activation]())
-        if cfg.dropout > 0:
-            layers.append(nn.Dropout(cfg.dropout))
-        fan_in = width
-    layers.append(nn.Linear(fan_in, num_classes))
-    model = nn.Sequential(*layers)
+            self.norm = nn.LayerNorm(width)
+        else:
+            self.norm = nn.Identity()
+        self.act = ACTIVATIONS[cfg.activation]()
+        self.dropout: nn.Module = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.act(self.norm(self.linear(x))))
+
+
+class MLP(nn.Module):
+    """Flatten -> hidden[0..depth-1] -> output, giving logits (B, classes)."""
+
+    def __init__(self, cfg: ModelConfig, in_features: int, num_classes: int):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        widths = [in_features, *cfg.hidden_widths]
+        self.hidden = nn.ModuleList(HiddenLayer(a, b, cfg) for a, b in itertools.pairwise(widths))
+        self.output = nn.Linear(widths[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.flatten(x)
+        for layer in self.hidden:
+            x = layer(x)
+        return self.output(x)
+
+    def linears(self) -> list[nn.Linear]:
+        """Every Linear, input to output: hidden[0].linear, ..., output."""
+        return [layer.linear for layer in self.hidden] + [self.output]
+
+
+def build_model(cfg: ModelConfig, in_features: int, num_classes: int) -> MLP:
+    """The configured MLP, initialised as `cfg.init` says."""
+    model = MLP(cfg, in_features, num_classes)
     _initialise(model, cfg)
     return model
 
@@ -40,13 +70,34 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _initialise(model: nn.Sequential, cfg: ModelConfig) -> None:
+def architecture(in_features: int, hidden_widths: list[int], num_classes: int) -> str:
+    """'784-512-512-10': the sizes of the layers, input to output."""
+    return "-".join(str(n) for n in (in_features, *hidden_widths, num_classes))
+
+
+def legacy_key_map(cfg: ModelConfig) -> dict[str, str]:
+    """Format-1 state-dict keys (an anonymous Sequential: 0 Flatten, then per layer Linear, [norm], act, [dropout],
+    then the output Linear) -> this module's names."""
+    mapping: dict[str, str] = {}
+    index = 1  # 0 is the Flatten
+    norm_params = {"batch": ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"), "layer": ("weight", "bias")}
+    for i, _ in enumerate(cfg.hidden_widths):
+        linear_params = ("weight",) if cfg.norm == "batch" else ("weight", "bias")  # batch norm replaces the bias
+        mapping.update({f"{index}.{p}": f"hidden.{i}.linear.{p}" for p in linear_params})
+        index += 1
+        if cfg.norm in norm_params:
+            mapping.update({f"{index}.{p}": f"hidden.{i}.norm.{p}" for p in norm_params[cfg.norm]})
+            index += 1
+        index += 1 + (cfg.dropout > 0)  # the activation, and the dropout when there is one
+    mapping.update({f"{index}.{p}": f"output.{p}" for p in ("weight", "bias")})
+    return mapping
+
+
+def _initialise(model: MLP, cfg: ModelConfig) -> None:
     if cfg.init == "default":
         return
     nonlinearity = "relu" if cfg.activation in ("relu", "gelu", "silu") else "tanh"
-    for layer in model:
-        if not isinstance(layer, nn.Linear):
-            continue
+    for layer in model.linears():
         if cfg.init == "xavier":
             nn.init.xavier_uniform_(layer.weight)
         else:

@@ -98,7 +98,7 @@ def tiny_config(tmp_path) -> Path:
 def trained_checkpoint(tmp_path_factory, synthetic_root) -> Path:
     """One checkpoint trained on synthetic data, shared by tests that only read it."""
     from mnist_cli.config import load_config
-    from mnist_cli.train import train
+    from mnist_cli.training.loop import train
 
     out = tmp_path_factory.mktemp("trained")
     cfg = load_config(write_config(out / "tiny.yaml", data={"val_size": 100, "root": str(synthetic_root)}))
@@ -124,7 +124,7 @@ def real_checkpoint(tmp_path_factory) -> Path:
     """A small MLP trained on the real MNIST in a few seconds of CPU; gated at 97% test accuracy."""
     require_real_data()
     from mnist_cli.config import Config
-    from mnist_cli.train import train
+    from mnist_cli.training.loop import train
 
     out = tmp_path_factory.mktemp("real")
     cfg = Config.model_validate(

@@ -73,7 +73,7 @@ def test_compile_key_defaults_off():
 
 def test_training_with_augmentation_is_seeded_and_leaves_labels_alone(tmp_path):
     from mnist_cli.config import load_config
-    from mnist_cli.train import train
+    from mnist_cli.training.loop import train
 
     aug = {"rotate": 8, "shift": 1.5, "scale": 0.1, "elastic_alpha": 1}
     cfg = load_config(write_config(tmp_path / "c.yaml", data={"val_size": 100, "augment": aug}))

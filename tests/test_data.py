@@ -6,18 +6,8 @@ import pytest
 import torch
 from conftest import N_TEST, N_TRAIN, write_mnist
 
-from mnist_cli.data import (
-    MNIST_MEAN,
-    MNIST_STD,
-    Normalization,
-    ShuffledBatches,
-    Split,
-    load_dataset,
-    make_loader,
-    normalization_for,
-    split_train_val,
-    to_inputs,
-)
+from mnist_cli.data.datasets import MNIST_MEAN, MNIST_STD, Normalization, Split, load_dataset, normalization_for, split_train_val
+from mnist_cli.data.loader import ShuffledBatches, make_loader, to_inputs
 from mnist_cli.errors import DataError
 
 
@@ -115,7 +105,7 @@ def test_fashion_mnist_reads_its_own_folder(tmp_path):
 def test_unpacked_files_are_read_without_torchvision_and_match_it(synthetic_root):
     from torchvision import datasets
 
-    from mnist_cli.data import _read_unpacked
+    from mnist_cli.data.datasets import _read_unpacked
 
     train, test = _read_unpacked("mnist", synthetic_root)
     reference = datasets.MNIST(str(synthetic_root), train=True, download=False)

@@ -46,7 +46,7 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoin
 
 
 def test_on_nan_skip_drops_the_bad_batches_and_finishes(tmp_path, monkeypatch):
-    import mnist_cli.train as train_module
+    import mnist_cli.training.loop as train_module
 
     real, calls = train_module.F.cross_entropy, iter(range(10_000))
 
@@ -72,7 +72,7 @@ def test_an_output_dir_that_cannot_be_created_is_refused(tmp_path, tiny_config):
 
 
 def test_not_enough_disk_for_the_checkpoints_is_refused(tmp_path, tiny_config, monkeypatch):
-    import mnist_cli.preflight as preflight
+    import mnist_cli.training.preflight as preflight
 
     monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 5000, 5000))
     r = invoke("train", "-c", tiny_config, "--out", tmp_path / "run")
@@ -87,14 +87,11 @@ def test_a_model_too_big_for_memory_is_refused_before_allocating_it(tmp_path, ti
 
 
 def test_two_runs_into_one_folder_are_refused(tmp_path, tiny_config):
-    from mnist_cli.preflight import lock_out_dir
+    from mnist_cli.training.rundir import RunDir
 
     (tmp_path / "run").mkdir()
-    held = lock_out_dir(tmp_path / "run")
-    try:
+    with RunDir(tmp_path / "run").locked():
         assert_clean_error(invoke("train", "-c", tiny_config, "--out", tmp_path / "run"), "another `mnist train` is writing")
-    finally:
-        held.close()
 
 
 def test_dry_run_checks_everything_and_trains_nothing(tmp_path, tiny_config):
@@ -104,7 +101,7 @@ def test_dry_run_checks_everything_and_trains_nothing(tmp_path, tiny_config):
 
 
 def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_file(tmp_path, tiny_config, monkeypatch):
-    import mnist_cli.checkpoint as checkpoint
+    import mnist_cli.disk as disk
 
     r = invoke("train", "-c", tiny_config, "--out", tmp_path / "run", "-q", "--set", "train.epochs=1")
     assert r.exit_code == 0, r.output
@@ -113,7 +110,7 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_file(tmp_p
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.os, "fsync", full)
+    monkeypatch.setattr(disk.os, "fsync", full)
     r = invoke("train", "-c", tiny_config, "--out", tmp_path / "run", "-q", "--overwrite")
     assert_clean_error(r, "No space left on device", "intact")
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
@@ -247,7 +244,7 @@ def resaved(trained_checkpoint: Path, tmp_path: Path, change) -> Path:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda c: c["model_state"]["1.weight"].fill_(float("nan")), "hold NaN or inf"),
+        (lambda c: c["model_state"]["hidden.0.linear.weight"].fill_(float("nan")), "hold NaN or inf"),
         (lambda c: c.update(normalization={"mean": 0.1, "std": 0.0}), "positive std"),
         (lambda c: c.update(classes="0123456789"), "classes must be a list"),
         (lambda c: c.update(input_shape=[3, 32, 32]), "input_shape"),
@@ -265,7 +262,7 @@ def test_checkpoints_with_bad_fields_are_refused(trained_checkpoint, tmp_path, c
 
 def test_a_digest_mismatch_is_called_corruption(trained_checkpoint, tmp_path):
     ckpt = torch.load(trained_checkpoint, weights_only=True)
-    ckpt["model_state"]["1.weight"][0, 0] += 1e-3
+    ckpt["model_state"]["hidden.0.linear.weight"][0, 0] += 1e-3
     torch.save(ckpt, tmp_path / "tampered.pt")
     assert_clean_error(invoke("eval", tmp_path / "tampered.pt"), "checkpoint is corrupt")
 

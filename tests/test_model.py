@@ -1,4 +1,4 @@
-"""The MLP built from the model config."""
+"""The MLP built from the model config: named layers, widths, norms, activations, initialisation."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import torch
 from torch import nn
 
 from mnist_cli.config import ModelConfig
-from mnist_cli.model import build_model, count_parameters
+from mnist_cli.model import ACTIVATIONS, architecture, build_model, count_parameters, legacy_key_map
 
 
 def test_depth_zero_is_linear_softmax():
     model = build_model(ModelConfig(depth=0), 784, 10)
+    assert len(model.hidden) == 0
     assert count_parameters(model) == 784 * 10 + 10
 
 
@@ -20,24 +21,52 @@ def test_classic_256_has_the_tutorial_parameter_count():
     assert count_parameters(model) == 784 * 256 + 256 + 256 * 10 + 10
 
 
+def test_layers_are_named_hidden_i_and_output():
+    model = build_model(ModelConfig(depth=2, width=8, norm="layer"), 784, 10)
+    assert list(model.state_dict()) == [
+        "hidden.0.linear.weight",
+        "hidden.0.linear.bias",
+        "hidden.0.norm.weight",
+        "hidden.0.norm.bias",
+        "hidden.1.linear.weight",
+        "hidden.1.linear.bias",
+        "hidden.1.norm.weight",
+        "hidden.1.norm.bias",
+        "output.weight",
+        "output.bias",
+    ]
+
+
 def test_per_layer_widths_and_output_shape():
     model = build_model(ModelConfig(depth=3, width=[64, 32, 16]), 784, 10)
-    linears = [m for m in model if isinstance(m, nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in linears] == [(784, 64), (64, 32), (32, 16), (16, 10)]
+    assert [(m.in_features, m.out_features) for m in model.linears()] == [(784, 64), (64, 32), (32, 16), (16, 10)]
     assert model(torch.zeros(5, 28, 28)).shape == (5, 10)
+    assert architecture(784, [64, 32, 16], 10) == "784-64-32-16-10"
 
 
-@pytest.mark.parametrize(("norm", "layer"), [("batch", nn.BatchNorm1d), ("layer", nn.LayerNorm)])
+@pytest.mark.parametrize(("norm", "layer"), [("batch", nn.BatchNorm1d), ("layer", nn.LayerNorm), ("none", nn.Identity)])
 def test_norm_layers(norm, layer):
     model = build_model(ModelConfig(depth=2, width=8, norm=norm), 784, 10)
-    assert sum(isinstance(m, layer) for m in model) == 2
+    assert [type(h.norm) for h in model.hidden] == [layer, layer]
+    # Batch norm's shift makes the Linear's bias redundant.
+    assert all((h.linear.bias is None) == (norm == "batch") for h in model.hidden)
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", "silu", "tanh", "sigmoid"])
 def test_activations(activation):
-    model = build_model(ModelConfig(depth=1, width=8, activation=activation, dropout=0.1), 784, 10)
-    assert sum(isinstance(m, nn.Dropout) for m in model) == 1
-    assert torch.isfinite(model(torch.randn(3, 784))).all()
+    model = build_model(ModelConfig(depth=2, width=8, activation=activation, dropout=0.1), 784, 10)
+    assert [type(h.act) for h in model.hidden] == [ACTIVATIONS[activation]] * 2
+    assert [type(h.dropout) for h in model.hidden] == [nn.Dropout] * 2
+    x = torch.randn(3, 784)
+    model.eval()
+    # The hidden layer computes act(linear(x)): checked against the activation's own function.
+    expected = ACTIVATIONS[activation]()(model.hidden[0].linear(x))
+    assert torch.allclose(model.hidden[0](x), expected)
+
+
+def test_no_dropout_is_identity():
+    model = build_model(ModelConfig(depth=1, width=8), 784, 10)
+    assert isinstance(model.hidden[0].dropout, nn.Identity)
 
 
 def test_xavier_and_kaiming_zero_the_biases_and_change_weights():
@@ -46,9 +75,39 @@ def test_xavier_and_kaiming_zero_the_biases_and_change_weights():
     for init in ("xavier", "kaiming"):
         torch.manual_seed(0)
         model = build_model(ModelConfig(depth=1, width=256, init=init), 784, 10)
-        assert torch.count_nonzero(model[1].bias) == 0
-        assert not torch.equal(model[1].weight, default[1].weight)
+        assert torch.count_nonzero(model.hidden[0].linear.bias) == 0
+        assert torch.count_nonzero(model.output.bias) == 0
+        assert not torch.equal(model.hidden[0].linear.weight, default.hidden[0].linear.weight)
     torch.manual_seed(0)
     xavier = build_model(ModelConfig(depth=1, width=256, init="xavier"), 784, 10)
     bound = (6 / (784 + 256)) ** 0.5
-    assert xavier[1].weight.abs().max() <= bound
+    assert xavier.hidden[0].linear.weight.abs().max() <= bound
+
+
+@pytest.mark.parametrize(
+    ("cfg", "expected"),
+    [
+        (ModelConfig(depth=0), {"1.weight": "output.weight", "1.bias": "output.bias"}),
+        (
+            ModelConfig(depth=1, width=8, dropout=0.1),
+            {
+                "1.weight": "hidden.0.linear.weight",
+                "1.bias": "hidden.0.linear.bias",
+                "4.weight": "output.weight",
+                "4.bias": "output.bias",
+            },
+        ),
+    ],
+)
+def test_format_1_keys_map_to_the_named_layers(cfg, expected):
+    assert legacy_key_map(cfg) == expected
+
+
+def test_format_1_keys_of_batch_norm_cover_its_buffers():
+    cfg = ModelConfig(depth=2, width=8, norm="batch")
+    mapping = legacy_key_map(cfg)
+    # Sequential: 0 Flatten, 1 Linear, 2 BatchNorm, 3 ReLU, 4 Linear, 5 BatchNorm, 6 ReLU, 7 Linear.
+    assert mapping["2.running_var"] == "hidden.0.norm.running_var"
+    assert mapping["5.num_batches_tracked"] == "hidden.1.norm.num_batches_tracked"
+    assert mapping["7.weight"] == "output.weight"
+    assert set(mapping.values()) == set(build_model(cfg, 784, 10).state_dict())

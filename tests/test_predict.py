@@ -20,8 +20,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mnist_cli.cli import app
-from mnist_cli.images import MAX_IMAGE_PIXELS
-from mnist_cli.preprocess import preprocess_steps, to_mnist
+from mnist_cli.inference.image_files import MAX_IMAGE_PIXELS
+from mnist_cli.inference.preprocess import preprocess_steps, to_mnist
 
 runner = CliRunner()
 STYLE_IMAGES = 250  # per style: 1,000 rendered digits in all, a few seconds of CPU
@@ -38,11 +38,11 @@ def real_digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def accuracy_on_originals(checkpoint: Path, digits: np.ndarray, labels: np.ndarray) -> float:
-    from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint, normalization_from_checkpoint
-    from mnist_cli.predict import classify
+    from mnist_cli.inference.predict import classify
+    from mnist_cli.inference.trained import load_trained
 
-    ckpt = load_checkpoint(checkpoint)
-    probs = classify(model_from_checkpoint(ckpt, checkpoint), torch.from_numpy(digits), normalization_from_checkpoint(ckpt))
+    trained = load_trained(checkpoint)
+    probs = classify(trained.model, torch.from_numpy(digits), trained.normalization)
     return float((probs.argmax(1).numpy() == labels).mean())
 
 
@@ -336,14 +336,14 @@ def test_auto_polarity_agrees_with_the_forced_one():
 
 @pytest.fixture(scope="module")
 def synthetic_model(trained_checkpoint):
-    from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint, normalization_from_checkpoint
+    from mnist_cli.inference.trained import load_trained
 
-    ckpt = load_checkpoint(trained_checkpoint)
-    return model_from_checkpoint(ckpt, trained_checkpoint), normalization_from_checkpoint(ckpt), ckpt["classes"]
+    trained = load_trained(trained_checkpoint)
+    return trained.model, trained.normalization, trained.classes
 
 
 def assert_prediction_or_error(results, n: int) -> None:
-    from mnist_cli.predict import Failure, Prediction
+    from mnist_cli.inference.predict import Failure, Prediction
 
     assert len(results) == n
     for r in results:
@@ -360,7 +360,7 @@ HEADERS = [b"", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"BM", b"\xff\xd8\xff", b"II*\x
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=2000), header=st.sampled_from(HEADERS))
 def test_arbitrary_bytes_give_a_prediction_or_an_error(data, header, synthetic_model, tmp_path):
-    from mnist_cli.predict import predict_sources
+    from mnist_cli.inference.predict import predict_sources
 
     path = tmp_path / "any.img"
     path.write_bytes(header + data)
@@ -381,7 +381,7 @@ FORMATS = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "GIF": "gif", "WEBP": "web
     sparse=st.booleans(),
 )
 def test_arbitrary_small_images_give_a_prediction_or_an_error(mode, fmt, height, width, seed, sparse, synthetic_model, tmp_path):
-    from mnist_cli.predict import predict_sources
+    from mnist_cli.inference.predict import predict_sources
 
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)

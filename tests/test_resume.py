@@ -21,7 +21,7 @@ from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.cli import app
 from mnist_cli.config import load_config
 from mnist_cli.errors import TrainingInterrupted
-from mnist_cli.train import train
+from mnist_cli.training.loop import train
 
 runner = CliRunner()
 MNIST = [sys.executable, "-m", "mnist_cli"]

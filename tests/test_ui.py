@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from mnist_cli.checkpoint import save_checkpoint
 from mnist_cli.cli import app
-from mnist_cli.predict import Prediction
-from mnist_cli.ui import TrainReporter, render_evaluation, render_predictions
+from mnist_cli.cli.ui import TrainReporter, render_evaluation, render_predictions
+from mnist_cli.inference.predict import Prediction
 
 runner = CliRunner()
 # Rich markup, an emoji code and a markup escape: each must come out exactly as written.
@@ -104,17 +104,13 @@ def test_plain_lines_print_paths_and_labels_as_written():
 
 
 def test_train_reporter_draws_a_bar_per_epoch_and_prints_lines_above_it():
-    from mnist_cli.train import EpochDone, RunStarted, StepDone
+    from mnist_cli.training.events import EpochDone, RunStarted, StepDone
+    from mnist_cli.training.metrics import EpochMetrics
 
     console, buf = terminal()
-    metrics = {
-        "epoch": 1,
-        "train_loss": 0.5,
-        "val_loss": 0.4,
-        "val_accuracy": 0.875,
-        "seconds": 1.5,
-        "samples_per_second": 2000.0,
-    }
+    metrics = EpochMetrics(
+        epoch=1, train_loss=0.5, val_loss=0.4, val_accuracy=0.875, lr=0.001, seconds=1.5, samples_per_second=2000.0
+    )
     with TrainReporter(console) as report:
         report(RunStarted("cpu", 1234, 600, 100, 200, 10, 2, "runs/[/]:smile:"))
         for step in (1, 5):

@@ -1,4 +1,4 @@
-"""The dataset's files: where they are unpacked, verified against torchvision's MD5s, and downloaded."""
+"""The dataset's files: the cache they are unpacked into, their MD5 check against torchvision's list, and the download."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import contextlib
 import io
 import os
 import socket
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from mnist_cli.data.idx import idx_layout, unpack_gzip
+from mnist_cli.disk import accepts_new_file
 from mnist_cli.errors import DataError
-from mnist_cli.idx import idx_layout, unpack_gzip
 
 CACHE_ENV = "MNIST_CACHE_DIR"
 DOWNLOAD_TIMEOUT_S = 30
@@ -38,7 +38,7 @@ def working_root(cls: type, root: Path) -> Path:
     names = [name for name, _ in cls.resources]
     if all((raw / n.removesuffix(".gz")).is_file() for n in names):
         return root
-    if not any((raw / n).is_file() for n in names) and writable(raw):
+    if not any((raw / n).is_file() for n in names) and accepts_new_file(raw):
         return root
     work = cache_root()
     work_raw = ds_raw_folder(cls, work)
@@ -55,18 +55,6 @@ def working_root(cls: type, root: Path) -> Path:
             f"cannot prepare the dataset cache {work_raw} ({e.strerror or e}); set {CACHE_ENV} to a writable folder"
         ) from None
     return work
-
-
-def writable(folder: Path) -> bool:
-    """True if `folder`, or its nearest existing parent, accepts a new file; tried, since root ignores modes."""
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if existing is None or not existing.is_dir():
-        return False
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            return True
-    except OSError:
-        return False
 
 
 def check_archives(cls: type, root: Path, work_root: Path) -> None:

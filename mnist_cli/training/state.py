@@ -1,7 +1,8 @@
-"""Exact resume: where a run stands and every RNG state, saved in last.pt so a killed run continues bit for bit."""
+"""Where a run stands (RunState) and every RNG state: saved in last.pt so a killed run continues bit for bit."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import sys
@@ -12,13 +13,11 @@ from typing import Any
 
 import torch
 
-from mnist_cli.checkpoint import config_from_checkpoint, load_checkpoint
-from mnist_cli.config import Config, validate
-from mnist_cli.errors import CheckpointError, ConfigError
+from mnist_cli.errors import CheckpointError, first_line
+from mnist_cli.training.metrics import EpochMetrics
 
 RESUME_KEY = "resume"
-# Keys that may differ between a run and its resumption: where it runs, not what it computes.
-MAY_DIFFER = {("train", "device")}
+NO_RESUME_STATE = "holds no resume state (only last.pt does; best.pt is for eval and predict)"
 
 
 @dataclass
@@ -33,7 +32,7 @@ class RunState:
     seen: int = 0  # samples trained on in this epoch
     skipped: int = 0  # steps of this epoch dropped for a non-finite loss (train.on_nan: skip)
     epoch_seconds: float = 0.0
-    history: list[dict[str, Any]] = field(default_factory=list)  # one metrics row per finished epoch
+    history: list[EpochMetrics] = field(default_factory=list)  # one row per finished epoch
     best_acc: float = -1.0
     best_epoch: int = 0
     train_time: float = 0.0
@@ -58,7 +57,7 @@ def snapshot(run: RunState, generator: torch.Generator, device: torch.device) ->
         "seen": run.seen,
         "skipped": run.skipped,
         "epoch_seconds": run.epoch_seconds,
-        "history": [dict(row) for row in run.history],
+        "history": [row.as_dict() for row in run.history],
         "best_acc": run.best_acc,
         "best_epoch": run.best_epoch,
         "train_time": run.train_time,
@@ -68,23 +67,29 @@ def snapshot(run: RunState, generator: torch.Generator, device: torch.device) ->
 
 def restore(ckpt: dict[str, Any], model, optimizer, scheduler, path: Path | str) -> RunState:
     """Load weights, optimizer and schedule from a last.pt and return where its run stood."""
-    payload = ckpt.get(RESUME_KEY)
-    if not isinstance(payload, dict):
-        raise CheckpointError(f"{path} holds no resume state (only last.pt does; best.pt is for eval and predict)")
+    payload = resume_payload(ckpt, path)
     try:
         model.load_state_dict(ckpt["model_state"])
         optimizer.load_state_dict(ckpt["optimizer_state"])
         scheduler.load_state_dict(ckpt["scheduler_state"])
         run = RunState(**payload)
+        run.history = [EpochMetrics.from_dict(row) for row in run.history]
         for name in ("epoch", "step", "seen", "skipped", "best_epoch", "samples"):
             if not isinstance(getattr(run, name), int) or getattr(run, name) < 0:
                 raise ValueError(f"{name} is {getattr(run, name)!r}")
         if not isinstance(run.epoch_generator_state, torch.Tensor) or not isinstance(run.rng, dict):
             raise ValueError("RNG states are missing")
     except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: resume state does not fit this run ({reason})") from None
+        raise CheckpointError(f"{path}: resume state does not fit this run ({first_line(e)})") from None
     return run
+
+
+def resume_payload(ckpt: dict[str, Any], path: Path | str) -> dict[str, Any]:
+    """The resume state a last.pt holds; any other checkpoint is refused."""
+    payload = ckpt.get(RESUME_KEY)
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path} {NO_RESUME_STATE}")
+    return payload
 
 
 def enter_epoch(run: RunState, loader, generator: torch.Generator, device: torch.device) -> Iterator:
@@ -135,61 +140,15 @@ def restore_rng(state: dict[str, Any], device: torch.device) -> None:
         raise CheckpointError(f"resume state holds unusable RNG states ({e})") from None
 
 
-def plan(
-    resume: str, config_path: Path | None, overrides: list[str], out: Path | None, default_out: Path, device: str | None = None
-) -> tuple[Config, Path, dict[str, Any] | None, Path | None]:
-    """Resolve `--resume PATH|auto` into (config, output folder, checkpoint or None, its path or None).
-
-    The stored config is the run's; a config given as well must match it, except for the device.
-    """
-    cfg, out_dir, ckpt, path = _plan(resume, config_path, overrides, out, default_out)
-    if device is not None:
-        cfg = validate({**cfg.model_dump(mode="json"), "train": {**cfg.train.model_dump(mode="json"), "device": device}})
-    return cfg, out_dir, ckpt, path
-
-
-def _plan(resume: str, config_path: Path | None, overrides: list[str], out: Path | None, default_out: Path):
-    from mnist_cli.config import load_config
-
-    given = config_path is not None or bool(overrides)
-    if resume == "auto":
-        cfg = load_config(config_path, overrides)
-        out_dir = out or default_out
-        path = out_dir / "last.pt"
-        if not path.exists():
-            return cfg, out_dir, None, None
-    else:
-        path = Path(resume)
-        out_dir = out or path.parent
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt.get(RESUME_KEY), dict):
-        raise CheckpointError(f"{path} holds no resume state (only last.pt does; best.pt is for eval and predict)")
-    stored = config_from_checkpoint(ckpt, path)
-    if not given:
-        return stored, out_dir, ckpt, path
-    cfg = load_config(config_path, overrides)
-    differ = config_differences(stored, cfg)
-    if differ:
-        raise ConfigError(
-            [f"{key}: {a!r} in the checkpoint, {b!r} now" for key, a, b in differ]
-            + ["a resumed run keeps its config; drop --config/--set, or train into another --out"],
-            f"--resume {path}",
-        )
-    return cfg, out_dir, ckpt, path
-
-
-def config_differences(stored: Config, given: Config) -> list[tuple[str, Any, Any]]:
-    """(key, stored, given) for every key that differs, except those in MAY_DIFFER."""
-    a, b = stored.model_dump(mode="json"), given.model_dump(mode="json")
-    out = []
-    for section in sorted(set(a) | set(b)):
-        x, y = a.get(section), b.get(section)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += [
-                (f"{section}.{k}", x.get(k), y.get(k))
-                for k in sorted(set(x) | set(y))
-                if x.get(k) != y.get(k) and (section, k) not in MAY_DIFFER
-            ]
-        elif x != y:
-            out.append((section, x, y))
-    return out
+@contextlib.contextmanager
+def isolated_process_state(device: torch.device, threads: int | None) -> Iterator[None]:
+    """Set torch's CPU threads for a run, and put them and every RNG state back when it ends."""
+    saved_rng, saved_threads = capture_rng(device), torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != saved_threads:
+            torch.set_num_threads(saved_threads)
+        restore_rng(saved_rng, device)

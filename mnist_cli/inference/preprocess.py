@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageFilter
 
-from mnist_cli.data import IMAGE_SIDE
+from mnist_cli.data.datasets import IMAGE_SIDE
 from mnist_cli.errors import ImageError
 
 Invert = Literal["auto", "yes", "no"]

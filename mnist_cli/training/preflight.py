@@ -1,74 +1,19 @@
-"""Checks made before any training starts: the output folder, the disk and the memory a run will need."""
+"""Checks made before any training starts: the memory and the disk a run will need."""
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
-import tempfile
-from pathlib import Path
-from typing import IO
 
 import torch
 
 from mnist_cli.config import Config
+from mnist_cli.disk import nearest_existing
 from mnist_cli.errors import MnistError
+from mnist_cli.training.rundir import CHECKPOINT_FILES, RunDir
 
-CHECKPOINT_FILES = ("best.pt", "last.pt")
 CHECKPOINT_OVERHEAD = 1 << 20  # bytes of config, metrics and pickle framing per checkpoint, generously
-DATASET_BYTES = 70_000 * 28 * 28  # the whole dataset as uint8, on the training device
 OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "sgd": 1}  # per-parameter state tensors
-
-
-def prepare_out_dir(out_dir: Path, create: bool = True) -> Path:
-    """Create the output folder and prove a file can be written there (root ignores permission bits).
-
-    With `create` false (a dry run) nothing is made: the nearest existing folder on the way must take a file.
-    """
-    try:
-        if create:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        base = nearest_existing(out_dir)
-        if not base.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, f"{base} is a file")
-        with tempfile.TemporaryFile(dir=base):
-            pass
-    except (OSError, ValueError) as e:
-        reason = getattr(e, "strerror", None) or str(e)
-        raise MnistError(f"output directory {out_dir} cannot be created or written to ({reason})") from None
-    return out_dir
-
-
-def nearest_existing(path: Path) -> Path:
-    """`path` itself if it exists, else its closest existing parent."""
-    return next(p for p in (path, *path.parents) if p.exists())
-
-
-def refuse_to_replace(out_dir: Path) -> None:
-    """A new run must not silently replace another run's checkpoints."""
-    if (out_dir / "last.pt").exists():
-        raise MnistError(
-            f"{out_dir} already holds a run (last.pt); continue it with --resume auto, "
-            "replace it with --overwrite, or choose another --out"
-        )
-
-
-def lock_out_dir(out_dir: Path) -> IO[bytes] | None:
-    """Hold out_dir/.lock so two runs cannot write the same checkpoints; the lock lasts while the file stays open."""
-    try:
-        import fcntl
-    except ImportError:  # not on POSIX: no lock, as before
-        return None
-    handle = open(out_dir / ".lock", "a+b")  # noqa: SIM115 - kept open for the whole run on purpose
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise MnistError(f"another `mnist train` is writing to {out_dir}; wait for it or use another --out") from None
-    # Under the lock no save is in flight, so temporary files are leftovers of a killed run.
-    for stale in out_dir.glob(".*.tmp"):
-        stale.unlink(missing_ok=True)
-    return handle
 
 
 def parameter_count(cfg: Config, in_features: int, num_classes: int) -> int:
@@ -79,13 +24,19 @@ def parameter_count(cfg: Config, in_features: int, num_classes: int) -> int:
         return count_parameters(build_model(cfg.model, in_features, num_classes))
 
 
-def check_resources(cfg: Config, out_dir: Path, device: torch.device, parameters: int) -> None:
-    """Refuse a run whose checkpoints cannot fit on the disk or whose training cannot fit in memory."""
+def check_resources(
+    cfg: Config, run_dir: RunDir, device: torch.device, parameters: int, in_features: int, dataset_bytes: int
+) -> None:
+    """Refuse a run whose checkpoints cannot fit on the disk or whose training cannot fit in memory.
+
+    `dataset_bytes`: the whole dataset as uint8, which lives on the training device.
+    """
+    out_dir = run_dir.path
     slots = OPTIMIZER_SLOTS.get(cfg.train.optimizer, 2)
-    widest = max([*cfg.model.hidden_widths, 784])
+    widest = max([*cfg.model.hidden_widths, in_features])
     activations = 4 * cfg.train.batch_size * widest * (len(cfg.model.hidden_widths) + 2) * 4
     evaluation = 4 * cfg.train.eval_batch_size * widest * 3
-    need_memory = parameters * 4 * (2 + slots) + activations + evaluation + DATASET_BYTES
+    need_memory = parameters * 4 * (2 + slots) + activations + evaluation + dataset_bytes
     free_memory = available_memory(device)
     if free_memory is not None and need_memory > free_memory:
         raise MnistError(

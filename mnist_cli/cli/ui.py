@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from mnist_cli.training.metrics import EpochMetrics
 
 
 def consoles() -> tuple[Console, Console]:
@@ -18,16 +21,16 @@ def consoles() -> tuple[Console, Console]:
     return Console(highlight=False, emoji=False), Console(stderr=True, highlight=False, emoji=False)
 
 
-def epoch_line(metrics: dict[str, Any], epochs: int, is_best: bool) -> str:
+def epoch_line(metrics: EpochMetrics, epochs: int, is_best: bool) -> str:
     """One epoch's figures as a single line."""
     val = (
-        f"val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_accuracy']:.2%}"
-        if metrics["val_accuracy"] is not None
+        f"val_loss {metrics.val_loss:.4f}  val_acc {metrics.val_accuracy:.2%}"
+        if metrics.val_accuracy is not None and metrics.val_loss is not None
         else "no validation split"
     )
     return (
-        f"epoch {metrics['epoch']}/{epochs}  train_loss {metrics['train_loss']:.4f}  {val}  "
-        f"{metrics['seconds']:.1f}s  {metrics['samples_per_second']:,.0f} samples/s" + ("  *best" if is_best else "")
+        f"epoch {metrics.epoch}/{epochs}  train_loss {metrics.train_loss:.4f}  {val}  "
+        f"{metrics.seconds:.1f}s  {metrics.samples_per_second:,.0f} samples/s" + ("  *best" if is_best else "")
     )
 
 
@@ -62,7 +65,7 @@ class TrainReporter:
             self.progress.__exit__(*exc)
 
     def __call__(self, event: Any) -> None:
-        from mnist_cli.train import EpochDone, RunStarted, StepDone
+        from mnist_cli.training.events import EpochDone, RunStarted, StepDone
 
         if self.quiet:
             return

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import gzip
 import math
-import os
 import shutil
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
+from mnist_cli.disk import atomic_write
 from mnist_cli.errors import DataError
 
 IMAGE_SIDE = 28  # pixels; every MNIST-style dataset here holds 28x28 grayscale images
 UBYTE = 0x08  # IDX type code of unsigned bytes, the only type MNIST-style files use
 CHUNK = 1 << 20
 FIX = "replace it, or delete it to have its .gz unpacked (or downloaded) again"
+
+
+def idx_names(part: str) -> tuple[str, str]:
+    """The unpacked (images, labels) files of one split, `train` or `t10k`, as torchvision names them (add .gz)."""
+    return f"{part}-images-idx3-ubyte", f"{part}-labels-idx1-ubyte"
 
 
 def idx_layout(name: str) -> tuple[int, tuple[int, ...]]:
@@ -54,18 +58,13 @@ def check_idx(path: Path, ndim: int, item_shape: tuple[int, ...] = (), shown: Pa
 
 def unpack_gzip(archive: Path, dest: Path, ndim: int, item_shape: tuple[int, ...]) -> None:
     """Decompress `archive` to `dest` through a temporary file, checked before it replaces `dest`; a kill leaves no half file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, gzip.open(archive, "rb") as src:
-            shutil.copyfileobj(src, out, CHUNK)
-            out.flush()
-            os.fsync(out.fileno())
-        check_idx(Path(tmp), ndim, item_shape, shown=f"{archive} (unpacked)")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the dataset is not
-        os.replace(tmp, dest)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise DataError(f"{archive} is not a complete gzip archive ({e}); replace it or delete it to download again") from None
-    except OSError as e:
-        raise DataError(f"cannot unpack {archive} into {dest.parent} ({e.strerror or e})") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+
+    def write(out) -> None:
+        try:
+            with gzip.open(archive, "rb") as src:
+                shutil.copyfileobj(src, out, CHUNK)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+            raise DataError(f"{archive} is not a complete gzip archive ({e}); replace it or delete it to download again") from None
+
+    # 0o644: the dataset is not private, whatever the umask of the run that unpacked it.
+    atomic_write(dest, write, mode=0o644, check=lambda tmp: check_idx(tmp, ndim, item_shape, shown=f"{archive} (unpacked)"))

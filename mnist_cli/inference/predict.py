@@ -10,10 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnist_cli.data import Normalization, to_inputs
+from mnist_cli.data.datasets import Normalization
+from mnist_cli.data.loader import to_inputs
 from mnist_cli.errors import ImageError, SaveError
-from mnist_cli.images import read_source
-from mnist_cli.preprocess import Invert, to_mnist
+from mnist_cli.inference.image_files import read_source
+from mnist_cli.inference.preprocess import Invert, to_mnist
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,15 @@
-"""Datasets as whole uint8 tensors, the seeded train/val split, and batched loading."""
+"""Datasets as whole uint8 tensors (checked, read without torchvision when unpacked) and the seeded train/val split."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mnist_cli.download import cache_root, check_archives, ds_raw_folder, missing_message, quiet_network, working_root
+from mnist_cli.data.files import cache_root, check_archives, ds_raw_folder, missing_message, quiet_network, working_root
+from mnist_cli.data.idx import IMAGE_SIDE, check_idx, idx_layout, idx_names
 from mnist_cli.errors import DataError
-from mnist_cli.idx import IMAGE_SIDE, check_idx, idx_layout
 
 NUM_CLASSES = 10
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -23,11 +21,6 @@ DATASETS = {
     "mnist": ("MNIST", MNIST_MEAN, MNIST_STD),
     "fashion-mnist": ("FashionMNIST", FASHION_MNIST_MEAN, FASHION_MNIST_STD),
     "kmnist": ("KMNIST", KMNIST_MEAN, KMNIST_STD),
-}
-# The unpacked IDX files every dataset here is made of (torchvision's names, without .gz).
-IDX_FILES = {
-    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 
 
@@ -64,12 +57,6 @@ def normalization_for(dataset: str, normalize: bool) -> Normalization:
     return Normalization(mean, std)
 
 
-def to_inputs(images: torch.Tensor, norm: Normalization) -> torch.Tensor:
-    """uint8 (B, 28, 28) -> float32 (B, 28, 28) normalised; done per batch on the batch's device."""
-    scale = 1.0 / (255.0 * norm.std)
-    return images.float().mul_(scale).sub_(norm.mean / norm.std)
-
-
 def class_names(dataset: str) -> list[str]:
     """Human-readable class names in label order ("0".."9" for MNIST)."""
     if dataset == "mnist":
@@ -88,7 +75,7 @@ def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split
     raw = ds_raw_folder(cls, work_root)
     splits = []
     for train, part in ((True, "train"), (False, "t10k")):
-        _check_unpacked(cls, work_root, part)
+        _check_unpacked(raw, part)
         try:
             with quiet_network():
                 ds = cls(str(work_root), train=train, download=download)
@@ -129,47 +116,6 @@ def split_train_val(train: Split, val_size: int, seed: int) -> tuple[Split, Spli
     )
 
 
-class SplitDataset(Dataset):
-    """A Split indexed by whole batches: `ds[index_tensor]` is one gather, no per-sample work."""
-
-    def __init__(self, split: Split):
-        self.split = split
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        index = index.to(self.split.images.device, non_blocking=True)
-        return self.split.images[index], self.split.labels[index]
-
-
-class ShuffledBatches(Sampler[torch.Tensor]):
-    """Yields index tensors: slices of a fresh seeded permutation each epoch (or in order)."""
-
-    def __init__(self, n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None = None):
-        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
-        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
-
-    def __len__(self) -> int:
-        return len(self._sizes())
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
-        yield from order[: sum(self._sizes())].split(self.batch_size)
-
-    def _sizes(self) -> list[int]:
-        full, rest = divmod(self.n, self.batch_size)
-        # A trailing batch of one would break batch norm; those few images wait for the next epoch.
-        return [self.batch_size] * full + ([rest] if rest > 1 or (rest == 1 and full == 0) else [])
-
-
-def make_loader(split: Split, batch_size: int, shuffle: bool, generator: torch.Generator | None = None) -> DataLoader:
-    """A DataLoader that fetches whole batches from an in-memory Split."""
-    sampler = ShuffledBatches(len(split), batch_size, shuffle, generator)
-    # batch_size=None: the sampler already yields batches, so each fetch is one tensor gather.
-    return DataLoader(SplitDataset(split), sampler=sampler, batch_size=None, num_workers=0)
-
-
 def _read_unpacked(dataset: str, root: Path) -> tuple[Split, Split] | None:
     """(train, test) straight from IDX files torchvision already unpacked, checked; None if they aren't there.
 
@@ -181,22 +127,23 @@ def _read_unpacked(dataset: str, root: Path) -> tuple[Split, Split] | None:
     name = DATASETS[dataset][0]
     folders = [root / name / "raw"]
     cached = cache_root() / name / "raw"
-    archives = [f"{f}.gz" for pair in IDX_FILES.values() for f in pair]
+    files = [f for part in ("train", "t10k") for f in idx_names(part)]
+    archives = [f"{f}.gz" for f in files]
     if all((cached / a).is_symlink() and (cached / a).resolve() == (root / name / "raw" / a).resolve() for a in archives):
         folders.append(cached)
     for folder in folders:
-        if all((folder / f).is_file() for pair in IDX_FILES.values() for f in pair):
-            train, test = (_read_split(folder, IDX_FILES[part]) for part in (True, False))
+        if all((folder / f).is_file() for f in files):
+            train, test = (_read_split(folder, part) for part in ("train", "t10k"))
             return train, test
     return None
 
 
-def _read_split(raw: Path, names: tuple[str, str]) -> Split:
+def _read_split(raw: Path, part: str) -> Split:
     """One split's images and labels files, checked by `_check_pair` and `_checked` like torchvision's path."""
-    images_path, labels_path = raw / names[0], raw / names[1]
+    images_path, labels_path = (raw / name for name in idx_names(part))
     _check_pair(images_path, labels_path)
     images, labels = (_idx_tensor(p) for p in (images_path, labels_path))
-    return _checked(images, labels.long(), raw, names[0].split("-")[0], NUM_CLASSES)
+    return _checked(images, labels.long(), raw, part, NUM_CLASSES)
 
 
 def _idx_tensor(path: Path) -> torch.Tensor:
@@ -214,10 +161,9 @@ def _torchvision_class(dataset: str) -> type:
     return getattr(datasets, DATASETS[dataset][0])
 
 
-def _check_unpacked(cls: type, work_root: Path, part: str) -> None:
+def _check_unpacked(raw: Path, part: str) -> None:
     """Check the images and labels files of one split, when present, before torchvision parses them."""
-    raw = ds_raw_folder(cls, work_root)
-    images, labels = raw / f"{part}-images-idx3-ubyte", raw / f"{part}-labels-idx1-ubyte"
+    images, labels = (raw / name for name in idx_names(part))
     if images.is_file() and labels.is_file():
         _check_pair(images, labels)
     # Otherwise torchvision downloads them, and _checked checks what it read.

@@ -1,0 +1,101 @@
+"""The `mnist` app: its commands' shared parts (exit codes, user errors, JSON output) and the entry point."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import typer
+
+from mnist_cli import __version__
+from mnist_cli.errors import ConfigError, MnistError
+
+
+class MnistGroup(typer.core.TyperGroup):
+    """Every command, but a closed stdout ends it quietly with exit 141 (typer itself would exit 1)."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(BROKEN_PIPE) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the flush at exit meets no closed pipe (the recipe in Python's `signal` docs)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured stdout (CliRunner) has no descriptor to replace
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+app = typer.Typer(
+    cls=MnistGroup,
+    name="mnist",
+    help="Train, evaluate and use MNIST digit classifiers described in YAML.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+USER_ERROR = 2
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C'd program
+# 128 + SIGPIPE: what shells report for `grep` or `cat` when the reader of their output goes away (`| head -1`);
+# `set -o pipefail` scripts see mnist as they see those, and a cut-short output is never mistaken for a full one.
+BROKEN_PIPE = 141
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a user's mistake into one line on stderr and exit code 2; bugs keep their traceback."""
+    try:
+        yield
+    except ConfigError as e:
+        if len(e.problems) == 1:
+            typer.echo(f"error: {e.source}: {e.problems[0]}", err=True)
+        else:
+            typer.echo("\n".join([f"error: {e.source}: {len(e.problems)} problems", *(f"  - {p}" for p in e.problems)]), err=True)
+        raise typer.Exit(USER_ERROR) from None
+    except MnistError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(USER_ERROR) from None
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mnist-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Train, evaluate and use MNIST digit classifiers described in YAML."""
+
+
+def main() -> None:
+    """Entry point of the `mnist` console script."""
+    try:
+        try:
+            app()
+        finally:
+            sys.stdout.flush()  # here, not at exit, so a reader that went away is caught below
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(BROKEN_PIPE)

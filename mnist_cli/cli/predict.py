@@ -1,0 +1,93 @@
+"""`mnist predict`: the digit in people's own images, prepared the way MNIST was made."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mnist_cli.cli.app import USER_ERROR, app, print_json, user_errors
+from mnist_cli.errors import MnistError
+
+
+@app.command()
+def predict(
+    images: Annotated[
+        list[str], typer.Argument(help="Image files, folders (every image inside), globs, or - for one image on stdin.")
+    ],
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", "-m", help="A best.pt; default: the newest checkpoints/**/best.pt.")
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to list per image.")] = 3,
+    min_confidence: Annotated[
+        float, typer.Option("--min-confidence", min=0.0, max=1.0, help="Mark predictions below this probability uncertain.")
+    ] = 0.0,
+    invert: Annotated[
+        str, typer.Option(help="auto: tell dark-on-light from the border; yes: the ink is darker; no: the ink is lighter.")
+    ] = "auto",
+    show: Annotated[bool, typer.Option("--show", help="Draw each 28x28 input the network sees beside its prediction.")] = False,
+    save_inputs_to: Annotated[
+        Path | None, typer.Option("--save-inputs", help="Write each 28x28 input the network sees as a PNG in this folder.")
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print a list of {path, prediction, label, probability, top_k, uncertain}, or {path, error} per failed file.",
+        ),
+    ] = False,
+) -> None:
+    """The digit in each image, with its probability and the top-k classes.
+
+    Images are prepared the way MNIST was made: transparent pixels are background, dark-on-light is
+    inverted, the paper is removed, and the ink is fitted into 20x20 and centred by mass in 28x28.
+    """
+    from mnist_cli.cli.ui import consoles
+
+    stdout, stderr = consoles()
+    with user_errors():
+        from mnist_cli.inference.preprocess import INVERT_CHOICES
+
+        if invert not in INVERT_CHOICES:
+            raise MnistError(f"--invert must be auto, yes or no, not {invert!r}")
+        from mnist_cli.inference.image_files import STDIN, expand_arguments
+        from mnist_cli.inference.predict import Failure, predict_sources, save_inputs
+        from mnist_cli.inference.trained import load_trained, newest_checkpoint
+
+        sources = expand_arguments(images)
+        if sources.count(STDIN) > 1:
+            raise MnistError("- (stdin) can be given only once")
+        if checkpoint is None:
+            checkpoint = newest_checkpoint()
+            stderr.print(f"using checkpoint {checkpoint}", markup=False, soft_wrap=True)
+        trained = load_trained(checkpoint)
+        results = predict_sources(
+            sources,
+            trained.model,
+            trained.normalization,
+            trained.classes,
+            top_k=top_k,
+            min_confidence=min_confidence,
+            invert=invert,
+            stdin=sys.stdin.buffer if STDIN in sources else None,
+        )
+    errors = [f"error: {r.path}: {r.error}" for r in results if isinstance(r, Failure)]
+    if save_inputs_to is not None:
+        from mnist_cli.errors import SaveError
+
+        try:
+            save_inputs(results, save_inputs_to)
+        except SaveError as e:  # the predictions are made: print them, then say what was not saved
+            errors.append(f"error: {e}")
+    for error in errors:
+        stderr.print(error, markup=False, soft_wrap=True)
+    if as_json:
+        print_json([r.as_dict() for r in results])
+    else:
+        from mnist_cli.cli.ui import render_predictions
+
+        render_predictions(stdout, [r for r in results if not isinstance(r, Failure)], show=show)
+    if errors:
+        raise typer.Exit(USER_ERROR)

@@ -1,0 +1,104 @@
+"""A trained model ready to use: the one way eval, predict, report, serve, the bench and the tests load a checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mnist_cli.checkpoint import checkpoints_root, config_from_checkpoint, load_checkpoint
+from mnist_cli.config import Config
+from mnist_cli.data.datasets import IMAGE_SIDE, Normalization
+from mnist_cli.errors import CheckpointError, first_line
+from mnist_cli.model import MLP, architecture, build_model, count_parameters
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A checkpoint's network in eval mode on `device`, with everything needed to feed it and name its answers."""
+
+    path: Path
+    model: MLP
+    normalization: Normalization
+    classes: list[str]
+    config: Config
+    metrics: dict[str, Any]  # the saved epoch's metrics; best.pt adds test_accuracy and test_loss
+    epoch: int
+    device: torch.device
+    checkpoint: dict[str, Any] = field(repr=False)  # the file's contents as loaded (weights on the CPU)
+
+    @property
+    def in_features(self) -> int:
+        return self.model.hidden[0].linear.in_features if len(self.model.hidden) else self.model.output.in_features
+
+    @property
+    def parameters(self) -> int:
+        return count_parameters(self.model)
+
+    @property
+    def architecture(self) -> str:
+        """'784-512-512-10'."""
+        return architecture(self.in_features, self.config.model.hidden_widths, len(self.classes))
+
+    @property
+    def test_accuracy(self) -> float | None:
+        value = self.metrics.get("test_accuracy")
+        return float(value) if isinstance(value, int | float) else None
+
+    def describe(self) -> str:
+        """'784-64-10, test accuracy 94.99%': what the model is, in a few words."""
+        acc = self.test_accuracy
+        return self.architecture + (f", test accuracy {acc:.2%}" if acc is not None else ", not yet tested")
+
+
+def load_trained(path: Path | str, device: torch.device | str = "cpu") -> TrainedModel:
+    """Load and check a checkpoint and rebuild its model on `device` (eval mode)."""
+    path = Path(path)
+    ckpt = load_checkpoint(path)
+    cfg = config_from_checkpoint(ckpt, path)
+    device = torch.device(device)
+    model = _rebuild(ckpt, cfg, path).to(device)
+    norm = ckpt["normalization"]
+    metrics = ckpt.get("metrics")
+    epoch = ckpt.get("epoch")
+    return TrainedModel(
+        path=path,
+        model=model,
+        normalization=Normalization(float(norm["mean"]), float(norm["std"])),
+        classes=list(ckpt["classes"]),
+        config=cfg,
+        metrics=dict(metrics) if isinstance(metrics, dict) else {},
+        epoch=epoch if isinstance(epoch, int) else 0,
+        device=device,
+        checkpoint=ckpt,
+    )
+
+
+def _rebuild(ckpt: dict[str, Any], cfg: Config, path: Path) -> MLP:
+    """The stored architecture with the stored weights, on the CPU in eval mode."""
+    num_classes, in_features = len(ckpt["classes"]), IMAGE_SIDE * IMAGE_SIDE
+    # Compare shapes on the meta device first: a stored config can describe a model too large to allocate.
+    with torch.device("meta"):
+        shapes = build_model(cfg.model, in_features, num_classes).state_dict()
+    expected = {k: tuple(v.shape) for k, v in shapes.items()}
+    found = {k: tuple(v.shape) for k, v in ckpt["model_state"].items()}
+    if expected != found:
+        differ = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+        raise CheckpointError(f"{path}: weights do not match the stored architecture ({', '.join(differ[:3])} differ)")
+    model = build_model(cfg.model, in_features, num_classes)
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: weights do not match the stored architecture ({first_line(e)})") from None
+    return model.eval()
+
+
+def newest_checkpoint(root: Path | None = None, name: str = "best.pt") -> Path:
+    """The most recently written `root/**/best.pt`."""
+    root = Path(root) if root is not None else checkpoints_root()
+    found = sorted(root.glob(f"**/{name}"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    if not found:
+        raise CheckpointError(f"no {name} under {root}/; train one with `mnist train` or pass --checkpoint")
+    return found[-1]

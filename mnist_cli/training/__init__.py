@@ -1,0 +1,1 @@
+"""A training run: set-up, epochs, checkpoints, resume, and the run folder it writes."""

@@ -1,0 +1,276 @@
+"""The training run in phases that read top to bottom: preflight, set-up, epochs (train, then end the epoch), final test."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mnist_cli.augment import augment
+from mnist_cli.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
+from mnist_cli.config import Config, data_root, to_yaml
+from mnist_cli.data.datasets import Normalization, Split, class_names, load_dataset, normalization_for, split_train_val
+from mnist_cli.data.loader import make_loader, to_inputs
+from mnist_cli.devices import resolve_device
+from mnist_cli.disk import atomic_write
+from mnist_cli.errors import TrainingInterrupted
+from mnist_cli.evaluate import evaluate
+from mnist_cli.model import MLP, build_model, count_parameters
+from mnist_cli.optim import make_optimizer, make_scheduler
+from mnist_cli.training.events import EpochDone, Event, RunStarted, StepDone, TrainResult
+from mnist_cli.training.guard import LossGuard
+from mnist_cli.training.metrics import EpochMetrics
+from mnist_cli.training.preflight import check_resources, parameter_count
+from mnist_cli.training.rundir import RunDir
+from mnist_cli.training.state import RESUME_KEY, RunState, enter_epoch, isolated_process_state, restore, snapshot
+
+PROGRESS_UPDATES_PER_EPOCH = 50  # step events per epoch; each reads the loss (a host sync on CUDA)
+
+
+@dataclass
+class Run:
+    """Everything set-up makes, which the phases below share."""
+
+    cfg: Config
+    run_dir: RunDir
+    device: torch.device
+    train_split: Split
+    val_split: Split
+    test_split: Split
+    norm: Normalization
+    classes: list[str]
+    model: MLP
+    forward: Callable[[torch.Tensor], torch.Tensor]  # the model, or its torch.compile'd twin sharing the weights
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    generator: torch.Generator  # the sampler's; its state at each epoch start is saved for resume
+    loader: Any
+    steps: int  # per epoch
+    guard: LossGuard
+    state: RunState
+    amp: bool
+
+    @property
+    def in_features(self) -> int:
+        return self.train_split.images[0].numel()
+
+    def checkpoint(self, metrics: dict[str, Any], epoch: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return build_checkpoint(
+            model=self.model,
+            config=self.cfg,
+            normalization=self.norm,
+            classes=self.classes,
+            metrics=metrics,
+            epoch=epoch,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            extra=extra,
+        )
+
+
+def train(
+    cfg: Config,
+    out_dir: Path | RunDir,
+    on_event: Callable[[Event], None] = lambda event: None,
+    *,
+    resume_from: dict[str, Any] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    dry_run: bool = False,
+    overwrite: bool = False,
+) -> TrainResult | None:
+    """Train the configured MLP, writing best.pt, last.pt, config.yaml and metrics.jsonl into `out_dir`.
+
+    `resume_from` is a loaded last.pt to continue exactly; `should_stop` is polled after every step (Ctrl-C) and
+    makes the run save last.pt and raise TrainingInterrupted; `dry_run` stops after the preflight checks; a new run
+    into a folder that holds another run's last.pt is refused unless `overwrite`. Threads and RNG states the run
+    changes are put back when it returns, so runs in one process do not affect each other.
+    """
+    run_dir = out_dir if isinstance(out_dir, RunDir) else RunDir(Path(out_dir))
+    device, splits = preflight(cfg, run_dir, new_run=resume_from is None and not overwrite, dry_run=dry_run)
+    if dry_run:
+        return None
+    with run_dir.locked(), isolated_process_state(device, cfg.train.threads):
+        run = set_up(cfg, run_dir, device, splits, resume_from)
+        on_event(
+            RunStarted(
+                str(device),
+                count_parameters(run.model),
+                len(run.train_split),
+                len(run.val_split),
+                len(run.test_split),
+                run.steps,
+                cfg.train.epochs,
+                str(run_dir),
+            )
+        )
+        for epoch in range(run.state.epoch, cfg.train.epochs + 1):
+            train_epoch(run, epoch, on_event, should_stop)
+            end_epoch(run, epoch, on_event)
+            if should_stop() and epoch < cfg.train.epochs:
+                raise TrainingInterrupted(str(run_dir.last), epoch + 1, 0)
+        return final_test(run)
+
+
+def preflight(cfg: Config, run_dir: RunDir, new_run: bool, dry_run: bool) -> tuple[torch.device, tuple[Split, Split, Split]]:
+    """Device, data, output folder, memory and disk, all checked before the first step; a dry run writes nothing."""
+    device = resolve_device(cfg.train.device)
+    # Data before the output folder: a run that cannot start leaves nothing behind.
+    train_full, test = load_dataset(cfg.data.dataset, data_root(cfg.data))
+    run_dir.prepare(create=not dry_run)
+    if new_run:
+        run_dir.refuse_to_replace()
+    train_split, val_split = split_train_val(train_full, cfg.data.val_size, cfg.seed)
+    in_features = train_full.images[0].numel()
+    parameters = parameter_count(cfg, in_features, len(class_names(cfg.data.dataset)))
+    check_resources(cfg, run_dir, device, parameters, in_features, train_full.images.nbytes + test.images.nbytes)
+    return device, (train_split, val_split, test)
+
+
+def set_up(
+    cfg: Config, run_dir: RunDir, device: torch.device, splits: tuple[Split, Split, Split], resume_from: dict[str, Any] | None
+) -> Run:
+    """Data on the device, a seeded model, optimizer, schedule and sampler; a resumed run's state put back."""
+    # The whole dataset lives on the training device as uint8; batches are gathers from it.
+    train_split, val_split, test_split = (s.to(device) for s in splits)
+    classes = class_names(cfg.data.dataset)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, train_split.images[0].numel(), len(classes)).to(device)
+    optimizer = make_optimizer(model, cfg.train)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    loader = make_loader(train_split, cfg.train.batch_size, shuffle=True, generator=generator)
+    steps = len(loader)
+    scheduler = make_scheduler(optimizer, cfg.train, steps)
+    state = RunState() if resume_from is None else restore(resume_from, model, optimizer, scheduler, run_dir.last)
+    atomic_write(run_dir.config, lambda f: f.write(to_yaml(cfg).encode()))
+    return Run(
+        cfg=cfg,
+        run_dir=run_dir,
+        device=device,
+        train_split=train_split,
+        val_split=val_split,
+        test_split=test_split,
+        norm=normalization_for(cfg.data.dataset, cfg.data.normalize),
+        classes=classes,
+        model=model,
+        forward=torch.compile(model) if cfg.train.compile else model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        generator=generator,
+        loader=loader,
+        steps=steps,
+        guard=LossGuard(cfg.train.on_nan, device, steps, kept=run_dir.kept),
+        state=state,
+        amp=cfg.train.amp and device.type == "cuda",
+    )
+
+
+def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_stop: Callable[[], bool]) -> None:
+    """The optimizer steps of one epoch (or what is left of it on a resumed run); saves last.pt when asked to."""
+    cfg, state, guard, steps = run.cfg, run.state, run.guard, run.steps
+    run.model.train()
+    batches = enter_epoch(state, run.loader, run.generator, run.device)
+    loss_sum = state.loss_sum.to(run.device) if state.loss_sum is not None else torch.zeros((), device=run.device)
+    seen, skipped = state.seen, state.skipped
+    background = -run.norm.mean / run.norm.std  # an empty pixel after normalisation, for augmentation's borders
+    report_every = max(1, steps // PROGRESS_UPDATES_PER_EPOCH)
+    save_every = cfg.train.save_every_steps
+    t0 = time.perf_counter() - state.epoch_seconds
+    for step, (images, labels) in enumerate(batches, state.step + 1):
+        with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
+            logits = run.forward(augment(to_inputs(images, run.norm), cfg.data.augment, background))
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.train.label_smoothing)
+        run.optimizer.zero_grad(set_to_none=True)
+        if guard.skip(loss):
+            skipped += 1
+        else:
+            loss.backward()
+            run.optimizer.step()
+            loss_sum += loss.detach() * len(labels)
+            seen += len(labels)
+        run.scheduler.step()
+        guard.observe(loss, (epoch - 1) * steps + step)
+        if step % report_every == 0 or step == steps:
+            guard.check()
+            on_event(StepDone(epoch, step, steps, loss.item(), seen / (time.perf_counter() - t0)))
+        stop = should_stop()
+        if step < steps and (stop or (save_every and ((epoch - 1) * steps + step) % save_every == 0)):
+            state.step, state.loss_sum, state.seen, state.skipped = step, loss_sum, seen, skipped
+            state.epoch_seconds = time.perf_counter() - t0
+            save_last(run, epoch - 1)
+            if stop:
+                raise TrainingInterrupted(str(run.run_dir.last), epoch, step)
+    guard.check()
+    guard.check_epoch(skipped, epoch)
+    state.loss_sum, state.seen, state.skipped = loss_sum, seen, skipped
+    state.epoch_seconds = time.perf_counter() - t0
+
+
+def end_epoch(run: Run, epoch: int, on_event: Callable[[Event], None]) -> None:
+    """Validate, keep the best model, write metrics and last.pt: the epoch is then committed."""
+    state = run.state
+    state.train_time += state.epoch_seconds
+    state.samples += state.seen
+    val = (
+        evaluate(run.model, run.val_split, run.norm, len(run.classes), run.cfg.train.eval_batch_size, run.amp)
+        if len(run.val_split)
+        else None
+    )
+    # Without a validation set the newest epoch counts as best.
+    is_best = val is None or val.accuracy > state.best_acc
+    metrics = EpochMetrics(
+        epoch=epoch,
+        train_loss=state.loss_sum.item() / max(state.seen, 1),
+        val_loss=val.loss if val else None,
+        val_accuracy=val.accuracy if val else None,
+        lr=run.scheduler.get_last_lr()[0],
+        seconds=state.epoch_seconds,
+        samples_per_second=state.seen / state.epoch_seconds,
+        skipped_steps=state.skipped,
+    )
+    state.history.append(metrics)
+    # best.pt and metrics.jsonl first, last.pt last: last.pt is the commit point a resumed run starts from.
+    if is_best:
+        state.best_acc, state.best_epoch = (val.accuracy if val else state.best_acc), epoch
+        save_checkpoint(run.checkpoint(metrics.as_dict(), epoch), run.run_dir.best)
+    run.run_dir.write_metrics(state.history)
+    state.next_epoch()
+    save_last(run, epoch)
+    on_event(EpochDone(metrics, is_best))
+
+
+def save_last(run: Run, epoch: int) -> None:
+    """last.pt: the weights after `epoch` finished epochs plus where the run stands inside the next."""
+    run.guard.check()  # never overwrite a good checkpoint with weights a NaN has reached
+    metrics = run.state.history[-1].as_dict() if run.state.history else {}
+    extra = {RESUME_KEY: snapshot(run.state, run.generator, run.device)}
+    save_checkpoint(run.checkpoint(metrics, epoch, extra), run.run_dir.last)
+
+
+def final_test(run: Run) -> TrainResult:
+    """The test set is touched once, by the model validation picked; its figures are added to best.pt."""
+    best = load_checkpoint(run.run_dir.best)
+    run.model.load_state_dict(best["model_state"])
+    test = evaluate(run.model, run.test_split, run.norm, len(run.classes), run.cfg.train.eval_batch_size, run.amp)
+    best["metrics"].update(test_accuracy=test.accuracy, test_loss=test.loss)
+    save_checkpoint(best, run.run_dir.best)
+    state = run.state
+    return TrainResult(
+        checkpoint=str(run.run_dir.best),
+        out_dir=str(run.run_dir),
+        device=str(run.device),
+        epochs=run.cfg.train.epochs,
+        best_epoch=state.best_epoch,
+        val_accuracy=state.best_acc if len(run.val_split) else None,
+        test_accuracy=test.accuracy,
+        test_loss=test.loss,
+        train_seconds=state.train_time,
+        samples_per_second=state.samples / state.train_time if state.train_time else 0.0,
+        parameters=count_parameters(run.model),
+    )

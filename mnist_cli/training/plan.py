@@ -1,0 +1,102 @@
+"""From what the user typed to one typed plan: the config, the run folder and, for --resume, the state to continue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnist_cli.checkpoint import checkpoints_root, config_from_checkpoint, load_checkpoint
+from mnist_cli.config import Config, load_config, validate
+from mnist_cli.errors import ConfigError
+from mnist_cli.training.rundir import RunDir
+from mnist_cli.training.state import resume_payload
+
+# Keys that may differ between a run and its resumption: where it runs, not what it computes.
+MAY_DIFFER = {("train", "device")}
+DEFAULT_CONFIG_NAME = "default"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What `mnist train` will do."""
+
+    config: Config
+    run_dir: RunDir
+    resume_from: dict[str, Any] | None = None  # a loaded last.pt to continue
+    resume_path: Path | None = None
+    resume_asked: bool = False  # --resume was given (auto may find nothing and start a new run)
+
+    @property
+    def resuming(self) -> bool:
+        return self.resume_from is not None
+
+
+def plan_run(
+    config_path: Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    shortcuts: dict[str, Any] | None = None,
+    resume: str | None = None,
+    out: Path | None = None,
+) -> RunPlan:
+    """Config file + `--set` overrides + shortcuts (`{"train.epochs": 3}`, None for not given) + --resume + --out.
+
+    A resumed run keeps its stored config; a config given as well must match it, except for the device.
+    """
+    shortcuts = {k: v for k, v in (shortcuts or {}).items() if v is not None}
+    device = shortcuts.pop("train.device", None)
+    sets = list(overrides or []) + [f"{k}={v}" for k, v in shortcuts.items()]
+    default_dir = RunDir(out or default_out_dir(config_path))
+    if resume is None:
+        return RunPlan(load_config(config_path, sets + ([f"train.device={device}"] if device is not None else [])), default_dir)
+    given = config_path is not None or bool(sets)
+    if resume == "auto":
+        cfg = load_config(config_path, sets)
+        path = default_dir.last
+        if not path.exists():
+            return RunPlan(_with_device(cfg, device), default_dir, resume_asked=True)
+        run_dir = default_dir
+    else:
+        path = Path(resume)
+        run_dir = RunDir(out or path.parent)
+    ckpt = load_checkpoint(path)
+    resume_payload(ckpt, path)
+    stored = config_from_checkpoint(ckpt, path)
+    if given:
+        differ = config_differences(stored, load_config(config_path, sets))
+        if differ:
+            raise ConfigError(
+                [f"{key}: {a!r} in the checkpoint, {b!r} now" for key, a, b in differ]
+                + ["a resumed run keeps its config; drop --config/--set, or train into another --out"],
+                f"--resume {path}",
+            )
+    return RunPlan(_with_device(stored, device), run_dir, ckpt, path, resume_asked=True)
+
+
+def default_out_dir(config_path: Path | None) -> Path:
+    """checkpoints/<config name>/ (or $MNIST_CHECKPOINT_DIR/<config name>/)."""
+    return checkpoints_root() / (config_path.stem if config_path else DEFAULT_CONFIG_NAME)
+
+
+def _with_device(cfg: Config, device: str | None) -> Config:
+    if device is None:
+        return cfg
+    return validate({**cfg.model_dump(mode="json"), "train": {**cfg.train.model_dump(mode="json"), "device": device}})
+
+
+def config_differences(stored: Config, given: Config) -> list[tuple[str, Any, Any]]:
+    """(key, stored, given) for every key that differs, except those in MAY_DIFFER."""
+    a, b = stored.model_dump(mode="json"), given.model_dump(mode="json")
+    out = []
+    for section in sorted(set(a) | set(b)):
+        x, y = a.get(section), b.get(section)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += [
+                (f"{section}.{k}", x.get(k), y.get(k))
+                for k in sorted(set(x) | set(y))
+                if x.get(k) != y.get(k) and (section, k) not in MAY_DIFFER
+            ]
+        elif x != y:
+            out.append((section, x, y))
+    return out
