@@ -22,28 +22,40 @@ def evaluate_checkpoint(
             "--data-root", help="Folder holding MNIST/raw/ (default: the checkpoint's, else $MNIST_DATA_DIR, else ./data)."
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print accuracy, loss, n, per_class and confusion as JSON.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print accuracy, loss, n, per_class and confusion (and truth_table) as JSON."),
+    ] = False,
 ) -> None:
-    """Accuracy, loss, per-class accuracy and the confusion matrix of a checkpoint."""
+    """Accuracy, loss, per-class accuracy and the confusion matrix of a checkpoint.
+
+    For a truth-table checkpoint (xor, and, or), also each of the four points with the network's output.
+    """
     with user_errors():
         if split not in ("test", "val"):
             raise MnistError(f"--split must be test or val, not {split!r}")
         from mnist_cli.config import data_root
         from mnist_cli.data.datasets import load_split
         from mnist_cli.devices import resolve_device
-        from mnist_cli.evaluate import evaluate
+        from mnist_cli.evaluate import predict_split, summarize, truth_table
         from mnist_cli.inference.trained import load_trained
 
         trained = load_trained(checkpoint, resolve_device(device))
         cfg = trained.config
         root = data_root_option or data_root(cfg.data)
         data = load_split(cfg.data.dataset, root, split, cfg.data.val_size, cfg.seed).to(trained.device)
-        result = evaluate(trained.model, data, trained.normalization, len(trained.classes)).as_dict()
+        per_example = predict_split(trained.model, data, trained.normalization)
+        result = summarize(per_example, len(trained.classes)).as_dict()
+        table = truth_table(data, per_example) if trained.dataset.kind == "table" else None
+        if table is not None:
+            result["truth_table"] = [row.as_dict() for row in table]
     if as_json:
         print_json(result)
         return
-    from mnist_cli.cli.ui import consoles, render_evaluation
+    from mnist_cli.cli.ui import consoles, render_evaluation, render_truth_table
 
     stdout, _ = consoles()
     stdout.print(f"{checkpoint} on the {split} split", markup=False, soft_wrap=True)
+    if table is not None:
+        render_truth_table(stdout, table, cfg.data.dataset)
     render_evaluation(stdout, result, trained.classes, f"{split} split")

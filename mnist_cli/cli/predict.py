@@ -27,9 +27,12 @@ def predict(
     invert: Annotated[
         str, typer.Option(help="auto: tell dark-on-light from the border; yes: the ink is darker; no: the ink is lighter.")
     ] = "auto",
-    show: Annotated[bool, typer.Option("--show", help="Draw each 28x28 input the network sees beside its prediction.")] = False,
+    show: Annotated[
+        bool, typer.Option("--show", help="Draw each input the network sees (28x28; 8x8 for digits) beside it.")
+    ] = False,
     save_inputs_to: Annotated[
-        Path | None, typer.Option("--save-inputs", help="Write each 28x28 input the network sees as a PNG in this folder.")
+        Path | None,
+        typer.Option("--save-inputs", help="Write each input the network sees (28x28; 8x8 for digits) as a PNG here."),
     ] = None,
     as_json: Annotated[
         bool,
@@ -43,6 +46,8 @@ def predict(
 
     Images are prepared the way MNIST was made: transparent pixels are background, dark-on-light is
     inverted, the paper is removed, and the ink is fitted into 20x20 and centred by mass in 28x28.
+    For a checkpoint trained on scikit-learn's digits, the ink is fitted into a 32x32 bitmap and the inked
+    pixels of each 4x4 block counted: 8x8 inputs with 17 grey levels, as that dataset was made.
     """
     from mnist_cli.cli.ui import consoles
 
@@ -63,6 +68,13 @@ def predict(
             checkpoint = newest_checkpoint()
             stderr.print(f"using checkpoint {checkpoint}", markup=False, soft_wrap=True)
         trained = load_trained(checkpoint)
+        if trained.dataset.kind != "images":
+            raise MnistError(
+                f"{checkpoint} was trained on the {trained.dataset.name} truth table: predict takes no images; "
+                f"`mnist eval {checkpoint}` prints its outputs for the four points"
+            )
+        from mnist_cli.inference.preprocess import preparer_for
+
         results = predict_sources(
             sources,
             trained.model,
@@ -72,6 +84,7 @@ def predict(
             min_confidence=min_confidence,
             invert=invert,
             stdin=sys.stdin.buffer if STDIN in sources else None,
+            prepare=preparer_for(trained.dataset.name),
         )
     errors = [f"error: {r.path}: {r.error}" for r in results if isinstance(r, Failure)]
     if save_inputs_to is not None:

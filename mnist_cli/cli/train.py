@@ -23,6 +23,7 @@ def train(
     device: Annotated[str | None, typer.Option(help="Shortcut for --set train.device=D (auto, cpu, cuda, cuda:N, mps).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Shortcut for --set train.epochs=N.")] = None,
     seed: Annotated[int | None, typer.Option(help="Shortcut for --set seed=N.")] = None,
+    depth: Annotated[int | None, typer.Option(help="Shortcut for --set model.depth=N (0: no hidden layer).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: checkpoints/<config name>).")] = None,
     resume: Annotated[
         str | None,
@@ -49,7 +50,7 @@ def train(
     stdout, stderr = consoles()
     notice = "stopping after this step and saving last.pt (Ctrl-C again to quit at once)"
     with graceful_sigint(notice) as stop, user_errors():
-        shortcuts = {"train.epochs": epochs, "seed": seed, "train.device": device}
+        shortcuts = {"train.epochs": epochs, "seed": seed, "model.depth": depth, "train.device": device}
         plan = plan_run(config, overrides, shortcuts=shortcuts, resume=resume, out=out)
         if plan.resume_asked:
             said = f"resuming from {plan.resume_path}" if plan.resuming else f"no last.pt in {plan.run_dir}: starting a new run"

@@ -1,4 +1,4 @@
-"""Classifying people's digit images: read, preprocess like MNIST, one batched forward pass, rank the classes."""
+"""Classifying people's digit images: read, preprocess like the training set, one batched forward pass, rank the classes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from mnist_cli.data.datasets import Normalization
 from mnist_cli.data.loader import to_inputs
 from mnist_cli.errors import ImageError, SaveError
 from mnist_cli.inference.image_files import read_source
-from mnist_cli.inference.preprocess import Invert, to_mnist
+from mnist_cli.inference.preprocess import Invert, Preparer, to_mnist
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class Prediction:
     probability: float
     top_k: list[tuple[int, str, float]]  # (class, label, probability), most likely first
     uncertain: bool = False  # probability below --min-confidence
-    input: np.ndarray | None = field(default=None, repr=False, compare=False)  # uint8 (28, 28) the network saw
+    # What the network saw as a 0-255 picture: uint8 (28, 28), or (8, 8) for digits (its 0..16 counts x 255/16).
+    input: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -53,13 +54,13 @@ def load_image(source: str | Path, invert: Invert = "auto", stdin: io.BufferedIO
         raise ImageError(f"{display_name(str(source))}: {e}") from None
 
 
-def _prepare(source: str, invert: Invert, stdin: io.BufferedIOBase | None) -> torch.Tensor:
-    return torch.from_numpy(to_mnist(read_source(source, stdin), invert))
+def _prepare(source: str, invert: Invert, stdin: io.BufferedIOBase | None, prepare: Preparer = to_mnist) -> torch.Tensor:
+    return torch.from_numpy(prepare(read_source(source, stdin), invert))
 
 
 @torch.inference_mode()
 def classify(model: nn.Module, images: torch.Tensor, norm: Normalization) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> class probabilities (N, classes), one forward pass."""
+    """uint8 (N, *input) raw values -> class probabilities (N, classes), one forward pass."""
     model.eval()
     return torch.softmax(model(to_inputs(images, norm)), dim=1)
 
@@ -87,20 +88,25 @@ def predict_sources(
     min_confidence: float = 0.0,
     invert: Invert = "auto",
     stdin: io.BufferedIOBase | None = None,
+    prepare: Preparer = to_mnist,
 ) -> list[Prediction | Failure]:
-    """One result per source, in order: a Prediction, or a Failure naming the file and the reason."""
+    """One result per source, in order: a Prediction, or a Failure naming the file and the reason.
+
+    `prepare` makes an image into the model's input (`preprocess.preparer_for(dataset)`), raw values 0..norm.scale.
+    """
     inputs: dict[int, torch.Tensor] = {}
     results: list[Prediction | Failure | None] = [None] * len(sources)
     for i, source in enumerate(sources):
         try:
-            inputs[i] = _prepare(source, invert, stdin)
+            inputs[i] = _prepare(source, invert, stdin, prepare)
         except ImageError as e:
             results[i] = Failure(display_name(source), str(e))
     if inputs:
-        batch = torch.stack(list(inputs.values()))  # uint8 (N, 28, 28), all images in one forward pass
+        batch = torch.stack(list(inputs.values()))  # uint8 (N, side, side), all images in one forward pass
         probs = classify(model, batch, norm)
         names = [sources[i] for i in inputs]
-        for i, p, x in zip(inputs, predictions(names, probs, classes, top_k, min_confidence), batch, strict=True):
+        pictures = batch if norm.scale == 255 else (batch.float() * (255 / norm.scale)).round().to(torch.uint8)
+        for i, p, x in zip(inputs, predictions(names, probs, classes, top_k, min_confidence), pictures, strict=True):
             results[i] = replace(p, path=display_name(sources[i]), input=x.numpy())
     return [r for r in results if r is not None]
 
@@ -111,7 +117,7 @@ def display_name(source: str) -> str:
 
 
 def save_inputs(results: list[Prediction | Failure], folder: Path) -> list[Path]:
-    """Write each prediction's 28x28 input as a PNG named after its image; returns the files written.
+    """Write each prediction's input picture (28x28, or 8x8 for digits) as a PNG named after its image; returns the files written.
 
     Never over an existing file (the input images may be in `folder`): seven.png, else seven-2.png, seven-3.png, ...
     """

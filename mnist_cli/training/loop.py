@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from mnist_cli.augment import augment
 from mnist_cli.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
@@ -21,6 +20,7 @@ from mnist_cli.devices import resolve_device
 from mnist_cli.disk import atomic_write
 from mnist_cli.errors import TrainingInterrupted
 from mnist_cli.evaluate import evaluate
+from mnist_cli.losses import Loss, make_loss
 from mnist_cli.model import MLP, build_model, count_parameters
 from mnist_cli.optim import make_optimizer, make_scheduler
 from mnist_cli.training.events import EpochDone, Event, RunStarted, StepDone, TrainResult
@@ -47,6 +47,7 @@ class Run:
     classes: list[str]
     model: MLP
     forward: Callable[[torch.Tensor], torch.Tensor]  # the model, or its torch.compile'd twin sharing the weights
+    loss: Loss  # train.loss: (logits, labels) -> the batch's mean loss
     optimizer: torch.optim.Optimizer
     scheduler: Any
     generator: torch.Generator  # the sampler's; its state at each epoch start is saved for resume
@@ -111,8 +112,10 @@ def train(
         )
         for epoch in range(run.state.epoch, cfg.train.epochs + 1):
             train_epoch(run, epoch, on_event, should_stop)
-            end_epoch(run, epoch, on_event)
+            saved = end_epoch(run, epoch, on_event)
             if should_stop() and epoch < cfg.train.epochs:
+                if not saved:
+                    save_last(run, epoch)
                 raise TrainingInterrupted(str(run_dir.last), epoch + 1, 0)
         return final_test(run)
 
@@ -156,10 +159,11 @@ def set_up(
         train_split=train_split,
         val_split=val_split,
         test_split=test_split,
-        norm=normalization_for(cfg.data.dataset, cfg.data.normalize),
+        norm=normalization_for(cfg.data.dataset, cfg.data.normalize, train_split),
         classes=classes,
         model=model,
         forward=torch.compile(model) if cfg.train.compile else model,
+        loss=make_loss(cfg.train),
         optimizer=optimizer,
         scheduler=scheduler,
         generator=generator,
@@ -185,7 +189,7 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
     for step, (images, labels) in enumerate(batches, state.step + 1):
         with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
             logits = run.forward(augment(to_inputs(images, run.norm), cfg.data.augment, background))
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.train.label_smoothing)
+        loss = run.loss(logits.float(), labels)
         run.optimizer.zero_grad(set_to_none=True)
         if guard.skip(loss):
             skipped += 1
@@ -212,11 +216,25 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
     state.epoch_seconds = time.perf_counter() - t0
 
 
-def end_epoch(run: Run, epoch: int, on_event: Callable[[Event], None]) -> None:
-    """Validate, keep the best model, write metrics and last.pt: the epoch is then committed."""
-    state = run.state
+def end_epoch(run: Run, epoch: int, on_event: Callable[[Event], None]) -> bool:
+    """Validate, keep the best model, write metrics and last.pt: the epoch is then committed. Returns whether
+    last.pt was written.
+
+    Only every train.log_every_epochs-th epoch (and the last) is validated and logged, and every
+    save_every_epochs-th (and the last) saved: for a run of 10,000 four-example epochs this work would
+    otherwise cost far more than the training. Which epochs these are depends on the config alone, so a
+    resumed run logs and saves the same epochs.
+    """
+    state, train_cfg = run.state, run.cfg.train
     state.train_time += state.epoch_seconds
     state.samples += state.seen
+    last = epoch == train_cfg.epochs
+    if not (last or epoch % train_cfg.log_every == 0):
+        saved = epoch % train_cfg.save_every == 0
+        state.next_epoch()
+        if saved:
+            save_last(run, epoch)
+        return saved
     val = (
         evaluate(run.model, run.val_split, run.norm, len(run.classes), run.cfg.train.eval_batch_size, run.amp)
         if len(run.val_split)
@@ -241,8 +259,11 @@ def end_epoch(run: Run, epoch: int, on_event: Callable[[Event], None]) -> None:
         save_checkpoint(run.checkpoint(metrics.as_dict(), epoch), run.run_dir.best)
     run.run_dir.write_metrics(state.history)
     state.next_epoch()
-    save_last(run, epoch)
+    saved = last or epoch % train_cfg.save_every == 0
+    if saved:
+        save_last(run, epoch)
     on_event(EpochDone(metrics, is_best))
+    return saved
 
 
 def save_last(run: Run, epoch: int) -> None:
