@@ -116,7 +116,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is a folder; give a checkpoint file in it, such as {path / 'best.pt'}")
     if not path.is_file():
         raise CheckpointError(f"no such checkpoint: {path}")
-    if not zipfile.is_zipfile(path):
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except zipfile.BadZipFile as e:  # is_zipfile raises on some damaged end records ("span multiple disks")
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line(e)})") from None
+    if not is_zip:
         raise CheckpointError(f"{path}: not a checkpoint (not a file written by torch.save)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)

@@ -46,15 +46,15 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoin
 
 
 def test_on_nan_skip_drops_the_bad_batches_and_finishes(tmp_path, monkeypatch):
-    import mnist_cli.training.loop as train_module
+    import mnist_cli.losses as losses_module  # the training loss lives there (train.loss)
 
-    real, calls = train_module.F.cross_entropy, iter(range(10_000))
+    real, calls = losses_module.F.cross_entropy, iter(range(10_000))
 
     def sometimes_nan(*args, **kwargs):
         loss = real(*args, **kwargs)
         return loss * float("nan") if next(calls) in (3, 20) else loss  # two poisoned batches
 
-    monkeypatch.setattr(train_module.F, "cross_entropy", sometimes_nan)
+    monkeypatch.setattr(losses_module.F, "cross_entropy", sometimes_nan)
     cfg = write_config(tmp_path / "c.yaml", train={"epochs": 2, "on_nan": "skip"})
     r = invoke("train", "-c", cfg, "--out", tmp_path / "run", "-q", "--json")
     assert r.exit_code == 0, r.output
