@@ -208,3 +208,19 @@ def stopped_run(folder: Path, root: Path) -> Path:
 
 def test_report_on_a_run_stopped_before_its_first_epoch_is_one_error_line(tmp_path, synthetic_root):
     assert_clean_error(invoke("report", stopped_run(tmp_path / "killed", synthetic_root)), "before finishing its first epoch")
+
+
+def test_verdicts_are_printed_with_their_evidence_and_suggestion_and_land_in_html_and_json(tmp_path, synthetic_root):
+    run = train_run(tmp_path / "stuck", synthetic_root, train={"lr": 1e-7})  # too small a step to learn anything
+    r = invoke("report", run)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    first = lines.index("warning: best validation accuracy 10.0% after 2 epoch(s), chance is 10%: the network is not learning")
+    assert lines[first + 1] == "    evidence: best_accuracy 0.1, source validation, chance 0.1, epochs 2"
+    assert lines[first + 2].startswith("    try: ")
+    page = (run / "report" / "report.html").read_text()
+    assert "the network is not learning" in page and "evidence:" in page
+    r = invoke("report", run, "--json")
+    verdict = next(v for v in json.loads(r.stdout)["verdicts"] if v["code"] == "not_learning")
+    assert verdict["evidence"] == {"best_accuracy": 0.1, "source": "validation", "chance": 0.1, "epochs": 2}
+    assert verdict["severity"] == "warning" and verdict["suggestion"]

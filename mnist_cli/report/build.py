@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from mnist_cli.evaluate import Evaluation, predict_split, summarize
 from mnist_cli.inference.trained import TrainedModel, load_trained
 from mnist_cli.report import figures, pages, series
 from mnist_cli.report.run import RunRecord, load_run
+from mnist_cli.report.verdicts import Verdict, verdicts
 
 REPORT_FOLDER = "report"  # default output: <run dir>/report/
 HTML, MARKDOWN = "report.html", "report.md"
@@ -31,7 +31,7 @@ class Report:
     out_dir: Path
     html: Path
     files: list[Path]  # every file written: the PNGs, report.html, report.md
-    verdicts: list[Any]  # Verdict objects, most severe first
+    verdicts: list[Verdict]  # warnings first
     test_accuracy: float
     test_images: int
     mistakes: int
@@ -43,7 +43,7 @@ class Report:
             "out_dir": str(self.out_dir),
             "html": str(self.html),
             "files": [str(p) for p in self.files],
-            "verdicts": [verdict_dict(v) for v in self.verdicts],
+            "verdicts": [v.as_dict() for v in self.verdicts],
             "test_accuracy": self.test_accuracy,
             "test_images": self.test_images,
             "mistakes": self.mistakes,
@@ -62,7 +62,7 @@ def build_report(path: Path | str, out: Path | None = None, root: Path | None = 
     evaluation = summarize(predictions, len(trained.classes))
     wrong = (predictions.predictions != predictions.labels).nonzero().flatten()
     wrong = wrong[predictions.confidence[wrong].argsort(descending=True)]  # most confident mistakes first
-    found = run_verdicts(run)
+    found = verdicts(run)
 
     out_dir = Path(out) if out is not None else run.run_dir.path / REPORT_FOLDER
     pictures = []
@@ -75,8 +75,8 @@ def build_report(path: Path | str, out: Path | None = None, root: Path | None = 
 
     facts = _facts(run, trained, evaluation, len(wrong))
     title = f"mnist report: {run.name}"
-    html = pages.html_page(title, facts, [verdict_dict(v) for v in found], pictures)
-    markdown = pages.markdown_page(title, facts, [verdict_dict(v) for v in found], pictures)
+    html = pages.html_page(title, facts, [v.as_dict() for v in found], pictures)
+    markdown = pages.markdown_page(title, facts, [v.as_dict() for v in found], pictures)
     atomic_write(out_dir / HTML, lambda f: f.write(html.encode()))
     atomic_write(out_dir / MARKDOWN, lambda f: f.write(markdown.encode()))
     return Report(
@@ -90,22 +90,6 @@ def build_report(path: Path | str, out: Path | None = None, root: Path | None = 
         test_images=evaluation.n,
         mistakes=len(wrong),
     )
-
-
-def run_verdicts(run: RunRecord) -> list[Any]:
-    """The verdicts on a run, most severe first ([] until verdict logic is present)."""
-    try:
-        from mnist_cli.report.verdicts import verdicts
-    except ImportError:
-        return []
-    return verdicts(run)
-
-
-def verdict_dict(verdict: Any) -> dict[str, Any]:
-    """A Verdict as plain data (for --json, the HTML and the Markdown)."""
-    if hasattr(verdict, "as_dict"):
-        return verdict.as_dict()
-    return dataclasses.asdict(verdict)
 
 
 # figure key -> (file, title, what to look for)

@@ -44,8 +44,11 @@ def evidence_text(evidence: Any) -> str:
 
 
 def _number(value: Any) -> str:
+    """0.000012 -> 1.2e-05, nested mappings in parentheses, lists in brackets."""
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return "(" + evidence_text(value) + ")"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_number(v) for v in value) + "]"
     return str(value)
