@@ -27,7 +27,7 @@ SIZES = {
     "curves.png": (1200, 400),
     "health.png": (1200, 400),
     "confusion.png": (1100, 480),
-    "weights.png": (800, 860),
+    "weights.png": (800, 464),  # 32 units (the runs here are 32 wide): 4 rows of 8 tiles
     "mistakes.png": (1000, 640),
 }
 MIN_COLOURS = 20  # a blank or single-colour picture has 1-3
@@ -159,7 +159,7 @@ def test_a_linear_model_shows_each_class_output_weights(tmp_path, synthetic_root
     run = train_run(tmp_path / "linear", synthetic_root, model={"depth": 0})
     r = invoke("report", run, "--out", tmp_path / "out")
     assert r.exit_code == 0, r.output
-    assert_picture((tmp_path / "out" / "weights.png").read_bytes(), (800, 400))  # 2 rows of 5 class tiles
+    assert_picture((tmp_path / "out" / "weights.png").read_bytes(), (800, 388))  # 2 rows of 5 class tiles
 
 
 def test_figures_are_not_blank_when_drawn_from_data():
@@ -172,11 +172,13 @@ def test_figures_are_not_blank_when_drawn_from_data():
         "health.png": figures.layer_health(
             hidden, figures.LayerCurve("output", [0.5, 1, 1.5, 2], [1, 1, 1, 1], [None] * 4, [None] * 4)
         ),
-        "weights.png": figures.weight_tiles(rng.normal(size=(100, 784)), "tiles"),
+        "weights.png": figures.weight_tiles(rng.normal(size=(32, 784)), "tiles"),
         "mistakes.png": figures.mistakes(rng.integers(0, 255, (3, 28, 28)), ["1", "2", "3"], ["7", "7", "8"], [0.9, 0.8, 0.7], 3),
     }
     for name, fig in drawn.items():
         assert_picture(figures.png_bytes(fig), SIZES[name])
+    # Up to 64 tiles, 8 to a row; the figure is as tall as its rows.
+    assert_picture(figures.png_bytes(figures.weight_tiles(rng.normal(size=(100, 784)), "tiles")), (800, 865))
 
 
 def test_report_on_a_missing_path_is_one_error_line(tmp_path):
@@ -217,7 +219,7 @@ def test_verdicts_are_printed_with_their_evidence_and_suggestion_and_land_in_htm
     lines = r.stdout.splitlines()
     first = lines.index("warning: best validation accuracy 10.0% after 2 epoch(s), chance is 10%: the network is not learning")
     assert lines[first + 1] == "    evidence: best_accuracy 0.1, source validation, chance 0.1, epochs 2"
-    assert lines[first + 2].startswith("    try: ")
+    assert lines[first + 2].startswith("    suggestion: ")
     page = (run / "report" / "report.html").read_text()
     assert "the network is not learning" in page and "evidence:" in page
     r = invoke("report", run, "--json")

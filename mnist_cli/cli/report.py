@@ -71,5 +71,5 @@ def verdict_lines(verdicts: list[dict[str, Any]]) -> list[Any]:
         if evidence := evidence_text(v.get("evidence")):
             lines.append(Text(f"    evidence: {evidence}"))
         if v.get("suggestion"):
-            lines.append(Text(f"    try: {v['suggestion']}"))
+            lines.append(Text(f"    suggestion: {v['suggestion']}"))
     return lines

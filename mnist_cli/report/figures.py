@@ -22,7 +22,8 @@ from mnist_cli.training.metrics import EpochMetrics
 DPI = 100
 CURVES_SIZE = (12.0, 4.0)  # inches: loss, accuracy and learning rate side by side
 CONFUSION_SIZE = (11.0, 4.8)
-WEIGHTS_SIZE = (8.0, 8.6)  # up to 8x8 tiles plus a title
+WEIGHTS_WIDTH = 8.0  # inches; the height follows from the number of tile rows (64 tiles: 8.65)
+TILE_MARGIN, TILE_TITLE = 0.08, 0.55  # inches around the tiles, and above them for the title
 MISTAKES_SIZE = (10.0, 6.4)  # 4 rows of 8 digits with a two-line caption each
 HEALTH_SIZE = (12.0, 4.0)
 COMPARE_SIZE = (11.0, 4.2)
@@ -152,13 +153,18 @@ def weight_tiles(weights: np.ndarray, title: str, labels: Sequence[str] | None =
     rows = -(-n // cols)
     # Each tile on its own scale, -1..1: the pattern a unit looks for matters here, not its size.
     limits = np.abs(weights).max(axis=(1, 2), keepdims=True)
-    tiles = weights / np.where(limits > 0, limits, 1.0)
-    fig = new_figure(WEIGHTS_SIZE if n > 10 else (WEIGHTS_SIZE[0], WEIGHTS_SIZE[0] * rows / cols + 0.8), layout=None)
-    fig.suptitle(title)
-    ax = fig.add_axes((0.01, 0.01, 0.98, 0.92 if n > 10 else 0.84))
+    mosaic = _mosaic(weights / np.where(limits > 0, limits, 1.0), rows, cols, TILE_GAP, TILE_GAP)
+    # As tall as the tiles need: the mosaic's own aspect over the figure's width, plus the title.
+    width = WEIGHTS_WIDTH - 2 * TILE_MARGIN
+    height = round((width * mosaic.shape[0] / mosaic.shape[1] + TILE_MARGIN + TILE_TITLE) * DPI) / DPI
+    fig = new_figure((WEIGHTS_WIDTH, height), layout=None)
+    fig.suptitle(title, y=1 - 0.1 / height, va="top")
+    ax = fig.add_axes(
+        (TILE_MARGIN / WEIGHTS_WIDTH, TILE_MARGIN / height, width / WEIGHTS_WIDTH, 1 - (TILE_MARGIN + TILE_TITLE) / height)
+    )
     ax.set_axis_off()
     cmap = colormaps[WEIGHT_CMAP].with_extremes(bad="#d0d0d0")  # the gaps between tiles
-    ax.imshow(_mosaic(tiles, rows, cols, TILE_GAP, TILE_GAP), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+    ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
     for i in range(n):
         r, c = divmod(i, cols)
         label = labels[i] if labels is not None else f"unit {i + 1}"

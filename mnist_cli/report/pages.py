@@ -90,7 +90,7 @@ def _verdict_html(v: dict[str, Any]) -> str:
     if evidence := evidence_text(v.get("evidence")):
         lines.append(f'<div class="evidence"><span class="label">evidence:</span> {e(evidence)}</div>')
     if v.get("suggestion"):
-        lines.append(f'<div class="suggestion"><span class="label">try:</span> {e(str(v["suggestion"]))}</div>')
+        lines.append(f'<div class="suggestion"><span class="label">suggestion:</span> {e(str(v["suggestion"]))}</div>')
     return "\n".join([*lines, "</div>"])
 
 
@@ -102,7 +102,7 @@ def markdown_page(title: str, facts: list[tuple[str, str]], verdicts: list[dict[
         if evidence := evidence_text(v.get("evidence")):
             lines.append(f"  - evidence: {evidence}")
         if v.get("suggestion"):
-            lines.append(f"  - try: {v['suggestion']}")
+            lines.append(f"  - suggestion: {v['suggestion']}")
     if not verdicts:
         lines.append("No warnings: nothing in this run's records crossed a threshold.")
     for picture in pictures:
