@@ -30,8 +30,10 @@ SATURATED_FRACTION = 0.25
 OVERFIT_GAP = 0.02
 # Validation loss this far (relative) above its lowest epoch while training goes on: the model grows confidently wrong.
 VAL_LOSS_RISE = 0.20
-# Accuracy under twice chance (10 classes: 20%) after a full epoch: the network is not learning at all.
-NOT_LEARNING_FACTOR = 2.0
+# Best accuracy under five times chance (10 classes: 50%) after a full epoch: on MNIST, Fashion-MNIST and KMNIST even
+# a linear model passes 70% within one epoch, so the network is not learning (under twice chance) or barely is.
+NOT_LEARNING_FACTOR = 5.0
+CHANCE_FACTOR = 2.0
 # Validation accuracy still rising by this much (a fraction: half a point) in the last epoch: more epochs would help.
 STILL_IMPROVING = 0.005
 
@@ -67,34 +69,49 @@ def verdicts(run: RunRecord) -> list[Verdict]:
 
 
 def vanishing_gradients(run: RunRecord) -> Verdict | None:
-    """Hidden layers whose median gradient ratio to the output layer, over every probe, is below VANISHING_RATIO."""
-    medians = _median_by_layer(run.health, lambda layer: layer.grad_ratio)
-    low = [name for name, ratio in medians.items() if ratio < VANISHING_RATIO]
+    """Hidden layers whose median gradient ratio to the output layer, over the first or the last epoch's probes, is
+    below VANISHING_RATIO: the medians, as a layer's gradient swings by orders of magnitude from step to step."""
+    if not run.health:
+        return None
+    first_epoch, last_epoch = run.health[0].epoch, run.health[-1].epoch
+    first = _median_by_layer([r for r in run.health if r.epoch == first_epoch], lambda layer: layer.grad_ratio)
+    last = _median_by_layer([r for r in run.health if r.epoch == last_epoch], lambda layer: layer.grad_ratio)
+    low = sorted(
+        {n for n, ratio in first.items() if ratio < VANISHING_RATIO}
+        | {n for n, ratio in last.items() if ratio < VANISHING_RATIO},
+        key=_layer_order,
+    )
     if not low:
         return None
-    first_epoch = [r for r in run.health if r.epoch == 1]
-    from_start = all((g := r.layer(name).grad_ratio) is not None and g < VANISHING_RATIO for r in first_epoch for name in low)
+    from_start = all(first.get(n, 1.0) < VANISHING_RATIO for n in low)
+    to_end = all(last.get(n, 1.0) < VANISHING_RATIO for n in low)
+    when = {
+        (True, True): " from the first epoch to the last",
+        (True, False): " in the first epoch",
+        (False, True): " in the last epoch",
+    }.get((from_start, to_end), "")
     activation = run.config.model.activation
     why = {
-        "sigmoid": "sigmoid's slope is at most 1/4, so every layer shrinks the gradient",
-        "tanh": "tanh saturates and every layer shrinks the gradient",
-    }.get(activation, "every layer shrinks the gradient")
-    since = " from the first epoch" if from_start and first_epoch else ""
-    smallest = min(medians[name] for name in low)
+        "sigmoid": "sigmoid's slope is at most 1/4, and less where it saturates",
+        "tanh": "tanh's slope falls where it saturates",
+    }.get(activation, "each layer scales the gradient down")
+    medians = first if from_start else last
+    shown = [medians[n] for n in low if n in medians]
     return Verdict(
         code="vanishing_gradients",
         severity="warning",
         layers=low,
         message=(
-            f"{_layer_span(low, len(medians))}: gradients are below 1/{round(1 / VANISHING_RATIO)} of the output "
-            f"layer's{since} (median ratio down to {_sci(smallest)}; vanishing: {why})"
+            f"{_layer_span(low, len(first) or len(last))}: gradients are below 1/{round(1 / VANISHING_RATIO)} of the "
+            f"output layer's{when} (median ratio {_sci(min(shown))} to {_sci(max(shown))}; vanishing: {why})"
         ),
         suggestion=_vanishing_suggestion(activation, run.config.model.init, run.config.model.norm),
         evidence={
-            "grad_ratio_median": {name: medians[name] for name in low},
+            "grad_ratio_median_first_epoch": {n: first[n] for n in low if n in first},
+            "grad_ratio_median_last_epoch": {n: last[n] for n in low if n in last},
+            "first_epoch": first_epoch,
+            "last_epoch": last_epoch,
             "threshold": VANISHING_RATIO,
-            "from_first_epoch": bool(since),
-            "probes": len(run.health),
             "activation": activation,
         },
     )
@@ -198,13 +215,13 @@ def not_learning(run: RunRecord) -> Verdict | None:
     chance = 1 / _classes(run)
     if best >= NOT_LEARNING_FACTOR * chance:
         return None
+    how = "not learning" if best < CHANCE_FACTOR * chance else "barely learning"
     return Verdict(
         code="not_learning",
         severity="warning",
         layers=[],
         message=(
-            f"best {source} accuracy {best:.1%} after {run.epochs_done} epoch(s), chance is {chance:.0%}: "
-            "the network is not learning"
+            f"best {source} accuracy {best:.1%} after {run.epochs_done} epoch(s), chance is {chance:.0%}: the network is {how}"
         ),
         suggestion="look at the layer-health verdicts; else try a lower train.lr, model.activation: relu, or fewer layers",
         evidence={"best_accuracy": best, "source": source, "chance": chance, "epochs": run.epochs_done},

@@ -1,7 +1,7 @@
 """Layer health recorded while training: per-layer gradients, update sizes, dead and saturated units, on a probe batch.
 
 Two JSON-lines files in the run folder, both appended to as the run goes and cut back to last.pt's position on resume:
-- health.jsonl: one HealthRecord per probe (`train.health_probes_per_epoch` a epoch, always at an epoch's last step,
+- health.jsonl: one HealthRecord per probe (`train.health_probes_per_epoch` times an epoch, always at an epoch's last step,
   and at the run's first step), each with one LayerHealth per hidden layer (`hidden.0`, ...) and one for `output`.
 - steps.jsonl: one StepRecord (training loss and learning rate of that step) at the progress-report cadence.
 """
@@ -58,8 +58,7 @@ class LayerHealth:
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> LayerHealth:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in row.items() if k in known})
+        return cls(**known_fields(cls, row))
 
 
 @dataclass(frozen=True)
@@ -97,8 +96,7 @@ class HealthRecord:
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> HealthRecord:
         """A row read back; keys a newer release added are ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        fields = {k: v for k, v in row.items() if k in known}
+        fields = known_fields(cls, row)
         fields["layers"] = [LayerHealth.from_dict(layer) for layer in row["layers"]]
         return cls(**fields)
 
@@ -119,8 +117,13 @@ class StepRecord:
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> StepRecord:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in row.items() if k in known})
+        return cls(**known_fields(cls, row))
+
+
+def known_fields(cls: type, row: dict[str, Any]) -> dict[str, Any]:
+    """The entries of `row` that name fields of dataclass `cls`: keys a newer release added are ignored."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in row.items() if k in known}
 
 
 def to_jsonl(rows: list[HealthRecord] | list[StepRecord]) -> str:
