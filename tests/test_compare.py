@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_clean_error, invoke
 from rich.console import Console
-from test_report import assert_clean_error, assert_picture, invoke, stopped_run, train_run
+from test_report import assert_picture, stopped_run, train_run
 
 from mnist_cli.cli.compare import render_comparison
 from mnist_cli.report.compare import ComparedRun, Comparison, differing_keys, flatten, run_names

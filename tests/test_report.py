@@ -12,15 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_config
+from conftest import assert_clean_error, invoke, write_config
 from PIL import Image
-from typer.testing import CliRunner
 
-from mnist_cli.cli import app
 from mnist_cli.errors import TrainingInterrupted
 from mnist_cli.report import figures
-
-runner = CliRunner()
 
 # Pixel sizes the figures are drawn at: figures.*_SIZE inches at figures.DPI.
 SIZES = {
@@ -31,18 +27,6 @@ SIZES = {
     "mistakes.png": (1000, 640),
 }
 MIN_COLOURS = 20  # a blank or single-colour picture has 1-3
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_clean_error(r, *needles: str) -> None:
-    assert r.exit_code == 2, r.output
-    assert isinstance(r.exception, SystemExit), r.exception
-    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    for needle in needles:
-        assert needle in r.stderr, r.stderr
 
 
 def assert_picture(data: bytes, size: tuple[int, int]) -> None:
