@@ -175,6 +175,10 @@ class TrainConfig(_Section):
     log_every_epochs: int = Field(0, ge=0, le=10000)
     # Write last.pt every N epochs (and at the last); 0: with every logged epoch.
     save_every_epochs: int = Field(0, ge=0, le=10000)
+    # Record layer health (gradients, update sizes, dead and saturated units) into health.jsonl while training, on a
+    # fixed batch of 512 validation images: health_probes_per_epoch times an epoch plus each epoch's last step.
+    health: bool = True
+    health_probes_per_epoch: int = Field(4, ge=1, le=1000)
 
     @field_validator("device")
     @classmethod

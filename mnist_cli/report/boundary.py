@@ -134,19 +134,16 @@ def digit_tiles(weights: np.ndarray, side: int, title: str) -> Figure:
     return fig
 
 
-def dataset_figures(trained: TrainedModel, split: Split) -> dict[str, Figure]:
-    """The pictures this module draws for a trained model: for a 2-input table the decision boundary and the
-    hidden units' responses, for 8x8 digits the first layer's weights as tiles; `split` holds the points shown."""
+def dataset_figures(trained: TrainedModel, points: Split) -> dict[str, Figure]:
+    """For a 2-input model: its decision boundary and its hidden units' responses over the input square,
+    with `points` (the truth table) drawn on them; {} for any other model."""
     info = trained.dataset
-    if info.in_features == 2:
-        grid = input_grid(trained.model, trained.normalization)
-        predictions = predict_split(trained.model, split.to(trained.device), trained.normalization).predictions.tolist()
-        name = f"{info.name}, {trained.architecture}"
-        return {
-            "boundary": decision_boundary(grid, split, predictions, f"{name}: decision boundary"),
-            "hidden-units": hidden_units(grid, split, f"{name}: each hidden unit over the input square"),
-        }
-    if info.kind == "images" and info.image_side != 28 and len(trained.model.hidden):
-        weights = trained.model.hidden[0].linear.weight.detach().cpu().numpy()
-        return {"weights": digit_tiles(weights, info.image_side, f"{trained.architecture}: first-layer weights")}
-    return {}
+    if info.in_features != 2:
+        return {}
+    grid = input_grid(trained.model, trained.normalization)
+    predictions = predict_split(trained.model, points.to(trained.device), trained.normalization).predictions.tolist()
+    name = f"{info.name}, {trained.architecture}"
+    return {
+        "boundary": decision_boundary(grid, points, predictions, f"{name}: decision boundary"),
+        "hidden-units": hidden_units(grid, points, f"{name}: each hidden unit over the input square"),
+    }
