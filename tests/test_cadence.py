@@ -30,8 +30,12 @@ def test_automatic_cadence_logs_at_most_about_100_epochs(tmp_path):
     assert load_config(None, ["train.epochs=101"]).train.log_every == 2
     cfg = load_config(write_config(tmp_path / "x.yaml", **XOR))
     done = []
-    train(cfg, tmp_path / "run", lambda e: done.append(e.metrics.epoch) if isinstance(e, EpochDone) else None)
+    result = train(cfg, tmp_path / "run", lambda e: done.append(e.metrics.epoch) if isinstance(e, EpochDone) else None)
     assert epochs_logged(tmp_path / "run") == done == list(range(3, 301, 3))
+    # Each row's seconds and samples cover the epochs since the row before, so they add up to the run's.
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r["seconds"] for r in rows) == pytest.approx(result.train_seconds)
+    assert sum(round(r["seconds"] * r["samples_per_second"]) for r in rows) == 300 * 4
 
 
 def test_explicit_cadence_and_the_last_epoch_always_logged(tmp_path):

@@ -270,6 +270,7 @@ def end_epoch(run: Run, epoch: int, on_event: Callable[[Event], None]) -> bool:
         if saved:
             save_last(run, epoch)
         return saved
+    seconds, samples = since_last_row(state, epoch)
     val = (
         evaluate(run.model, run.val_split, run.norm, len(run.classes), run.cfg.train.eval_batch_size, run.amp)
         if len(run.val_split)
@@ -283,8 +284,8 @@ def end_epoch(run: Run, epoch: int, on_event: Callable[[Event], None]) -> bool:
         val_loss=val.loss if val else None,
         val_accuracy=val.accuracy if val else None,
         lr=run.scheduler.get_last_lr()[0],
-        seconds=state.epoch_seconds,
-        samples_per_second=state.seen / state.epoch_seconds,
+        seconds=seconds,
+        samples_per_second=samples / seconds,
         skipped_steps=state.skipped,
         train_accuracy=state.correct.item() / state.seen if state.seen else None,
     )
@@ -300,6 +301,16 @@ def end_epoch(run: Run, epoch: int, on_event: Callable[[Event], None]) -> bool:
         save_last(run, epoch)
     on_event(EpochDone(metrics, is_best))
     return saved
+
+
+def since_last_row(state: RunState, epoch: int) -> tuple[float, int]:
+    """Training seconds and samples since the previous metrics row, so the rows' seconds add up to the run's
+    even when only every Nth epoch has a row (train_loss is still the logged epoch's own)."""
+    if epoch - (state.history[-1].epoch if state.history else 0) == 1:
+        return state.epoch_seconds, state.seen
+    logged_seconds = sum(row.seconds for row in state.history)
+    logged_samples = sum(round(row.seconds * row.samples_per_second) for row in state.history)
+    return state.train_time - logged_seconds, state.samples - logged_samples
 
 
 def save_last(run: Run, epoch: int) -> None:
