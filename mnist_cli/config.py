@@ -84,7 +84,8 @@ class DataConfig(_Section):
     @classmethod
     def _dataset_defaults(cls, data: Any) -> Any:
         if isinstance(data, dict) and "val_size" not in data:
-            info = DATASETS.get(data.get("dataset", "mnist"))
+            name = data.get("dataset", "mnist")
+            info = DATASETS.get(name) if isinstance(name, str) else None  # anything else: the field check says so
             if info is not None:
                 data = {**data, "val_size": info.default_val_size}
         return data
