@@ -54,7 +54,7 @@ def test_dataset_dependent_defaults_and_refusals():
         load_config(None, ["data.dataset=xor", "data.val_size=10"])
     with pytest.raises(ConfigError, match="augment warps images; or is a truth table"):
         load_config(None, ["data.dataset=or", "data.augment.rotate=10"])
-    with pytest.raises(ConfigError, match="data.dataset: Input should be"):  # not a name: refused, not a TypeError
+    with pytest.raises(ConfigError, match=r"data\.dataset: Input should be"):  # not a name: refused, not a TypeError
         load_config(None, ["data.dataset=[]"])
     held_out = split_train_val(load_dataset("digits", "unused")[0], 144, 0)
     assert [len(s) for s in held_out] == [1293, 144]
