@@ -50,7 +50,7 @@ def table(results: dict) -> str:
         )
         lines.append(
             f"| ... train.health off | {fmt(h['seconds_per_epoch_off'])} | "
-            f"overhead {h['overhead_of_medians']:+.1%} of medians, {fmt(h['overhead_paired_runs'], 3, 100)}% per run pair |"
+            f"overhead {h['overhead_of_medians']:+.1%} of medians, {fmt(h['overhead_paired_runs'], 1, 100)}% per run pair |"
         )
         lines.append(
             f"| ... one probe, in process, ms | {h['probe_seconds'] * 1000:.1f} | {h['probes_per_epoch']} per epoch, a step "

@@ -210,3 +210,13 @@ def test_verdicts_are_printed_with_their_evidence_and_suggestion_and_land_in_htm
     verdict = next(v for v in json.loads(r.stdout)["verdicts"] if v["code"] == "not_learning")
     assert verdict["evidence"] == {"best_accuracy": 0.1, "source": "validation", "chance": 0.1, "epochs": 2}
     assert verdict["severity"] == "warning" and verdict["suggestion"]
+
+
+def test_a_step_whose_loss_was_not_finite_is_left_out_of_the_curves(run_copy, tmp_path):
+    steps = run_copy / "steps.jsonl"
+    rows = [json.loads(line) for line in steps.read_text().splitlines()]
+    rows[3]["loss"] = None  # how a NaN/inf loss is recorded (train.on_nan: skip)
+    steps.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    r = invoke("report", run_copy, "--out", tmp_path, "--json")
+    assert r.exit_code == 0, r.output
+    assert_picture((tmp_path / "curves.png").read_bytes(), SIZES["curves.png"])

@@ -25,11 +25,11 @@ def steps_per_epoch(run: RunRecord) -> int | None:
 
 
 def step_loss(run: RunRecord) -> Series | None:
-    """The training loss at each recorded step (non-finite losses left out), or None if none was recorded."""
+    """The training loss at each recorded step (non-finite ones, recorded as null, left out), or None if none was recorded."""
     per_epoch = steps_per_epoch(run)
     if not per_epoch:
         return None
-    points = [(s.global_step / per_epoch, s.loss) for s in run.steps if math.isfinite(s.loss)]
+    points = [(s.global_step / per_epoch, s.loss) for s in run.steps if s.loss is not None and math.isfinite(s.loss)]
     return Series(*zip(*points, strict=True)) if points else None
 
 
