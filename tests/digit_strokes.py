@@ -50,7 +50,7 @@ def strokes(digit: np.ndarray, threshold: int = 100) -> list[Stroke]:
     while todo:
         # Start where the line ends (fewest undrawn neighbours), joined to what is drawn so branches connect.
         start = min(todo, key=lambda p: (len(near(p, todo)), p))
-        path = near(start, drawn)[:1] + [start]
+        path = [*near(start, drawn)[:1], start]
         todo.discard(start)
         while nxt := near(path[-1], todo):
             path.append(nxt[0])

@@ -11,10 +11,6 @@ import io
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +19,14 @@ from conftest import REAL_DATA
 from digit_strokes import place, strokes
 from digit_styles import read_mnist_test
 from PIL import Image
+from server_process import interrupt, start_serve
 from typer.testing import CliRunner
 
 from mnist_cli.cli import app
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 CANVAS = 280  # px, the page's canvas
 DRAWN = 24  # real test digits drawn; the gate is 90% read right
-READY_S = 60  # seconds for the server to print its URL
 
 
 def chromium() -> str:
@@ -57,35 +52,16 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def served(browser, real_checkpoint, tmp_path_factory):
+def served(browser, real_checkpoint):
     """(url, checkpoint) of a real `mnist serve --port 0` subprocess; Ctrl-C at the end must stop it with exit 0."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    env["MNIST_CHECKPOINT_DIR"] = str(tmp_path_factory.mktemp("no-checkpoints"))
-    cmd = [sys.executable, "-m", "mnist_cli", "serve", "--port", "0", "-m", str(real_checkpoint)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc, url = start_serve("-m", real_checkpoint)
     try:
-        url = read_url(proc)
         yield url, real_checkpoint
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            out, err = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-    assert proc.returncode == 0, err
+        code, err = interrupt(proc)
+    assert code == 0, err
     assert "Traceback" not in err, err
     assert err.rstrip().endswith("stopped"), err
-
-
-def read_url(proc: subprocess.Popen) -> str:
-    """The URL `mnist serve` prints on its first stdout line."""
-    deadline = time.monotonic() + READY_S
-    line = ""
-    while time.monotonic() < deadline and proc.poll() is None and not line:
-        line = proc.stdout.readline()
-    assert line.startswith("serving on http://127.0.0.1:"), (line, proc.poll(), proc.stderr.read() if proc.poll() else "")
-    return line.split()[2]
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from pathlib import Path
 from typing import Annotated
@@ -40,8 +41,8 @@ def serve(
         if checkpoint is None:
             checkpoint = newest_checkpoint()
         trained = load_trained(checkpoint)
-        stderr.print(f"using checkpoint {checkpoint} ({trained.describe()})", markup=False, soft_wrap=True)
         sock = listen(host, port)
+    stderr.print(f"using checkpoint {checkpoint} ({trained.describe()})", markup=False, soft_wrap=True)
     web_app = create_app(trained, min_confidence=min_confidence)
     url = page_url(host, sock.getsockname()[1])
     if not is_loopback(host):
@@ -64,7 +65,8 @@ def listen(host: str, port: int) -> socket.socket:
     except socket.gaierror as e:
         raise MnistError(f"cannot listen on {host}: {e.strerror or e}") from None
     except OSError as e:
-        raise MnistError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+        reason = os.strerror(e.errno) if e.errno else str(e)  # create_server's own message repeats the address
+        raise MnistError(f"cannot listen on {host}:{port}: {reason}") from None
 
 
 def is_loopback(host: str) -> bool:
