@@ -152,6 +152,11 @@ def test_clear_empties_the_canvas_and_the_answer(page, test_digits):
     draw(page, place(strokes(digits[0]), 10.0, (0.0, 0.0)))
     assert shown(page) == str(labels[0])
     assert page.get_attribute("#input", "src")
+    top_bar = page.evaluate(
+        "() => { const li = document.querySelector('#bars li.top');"
+        " return li.querySelector('.fill').offsetWidth / li.querySelector('.track').offsetWidth; }"
+    )
+    assert top_bar == pytest.approx(float(page.inner_text("#confidence").split("%")[0]) / 100, abs=0.02)
     clear(page)
     assert shown(page) == "draw a digit"
     assert page.get_attribute("#input", "src") is None

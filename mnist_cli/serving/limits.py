@@ -57,7 +57,7 @@ def declared_length(scope: Scope) -> int | None:
 
 
 async def refuse(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": too_large_message(limit)}).encode()
+    body = json.dumps({"detail": too_large_message(limit)}, separators=(",", ":")).encode()  # as FastAPI writes JSON
     headers: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": 413, "headers": headers})
