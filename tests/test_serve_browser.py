@@ -134,8 +134,8 @@ def test_drawn_mnist_digits_are_read_right(page, test_digits):
     total = {kind: sum(k == kind for k, _, _ in rows) for kind, _, _ in rows}
     score = sum(right.values())
     summary = ", ".join(f"{kind} {right[kind]}/{total[kind]}" for kind in total)
-    print(f"\ndrawn digits read right: {score}/{len(rows)} ({summary})")
     wrong = [(i, k, lab, got) for i, (k, lab, got) in enumerate(rows) if str(lab) != got]
+    print(f"\ndrawn digits read right: {score}/{len(rows)} ({summary}); wrong (index, kind, label, shown): {wrong}")
     assert score >= 0.9 * len(rows), f"{score}/{len(rows)} right ({summary}); wrong (index, kind, label, shown): {wrong}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,6 +16,9 @@ from mnist_cli.data.loader import to_inputs
 from mnist_cli.errors import ImageError, SaveError
 from mnist_cli.inference.image_files import decode, read_source
 from mnist_cli.inference.preprocess import Invert, to_mnist
+
+if TYPE_CHECKING:
+    from mnist_cli.inference.trained import TrainedModel
 
 
 @dataclass(frozen=True)
@@ -58,15 +62,7 @@ def _prepare(source: str, invert: Invert, stdin: io.BufferedIOBase | None) -> to
 
 
 def predict_bytes(
-    data: bytes,
-    name: str,
-    model: nn.Module,
-    norm: Normalization,
-    classes: list[str],
-    *,
-    top_k: int = 3,
-    min_confidence: float = 0.0,
-    invert: Invert = "auto",
+    data: bytes, name: str, trained: TrainedModel, *, top_k: int = 3, min_confidence: float = 0.0, invert: Invert = "auto"
 ) -> tuple[Prediction, torch.Tensor]:
     """An image file's bytes -> (its Prediction, probabilities of every class (classes,)), as `predict_sources` makes them.
 
@@ -74,8 +70,8 @@ def predict_bytes(
     raises ImageError with predict's message when the bytes are not an image or hold no digit.
     """
     x = torch.from_numpy(to_mnist(decode(data), invert))  # uint8 (28, 28)
-    probs = classify(model, x[None], norm)  # (1, classes)
-    (p,) = predictions([name], probs, classes, top_k, min_confidence)
+    probs = classify(trained.model, x[None], trained.normalization)  # (1, classes)
+    (p,) = predictions([name], probs, trained.classes, top_k, min_confidence)
     return replace(p, input=x.numpy()), probs[0]
 
 

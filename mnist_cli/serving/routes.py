@@ -16,6 +16,7 @@ from PIL import Image
 
 from mnist_cli.errors import ImageError
 from mnist_cli.inference.predict import predict_bytes
+from mnist_cli.inference.trained import TrainedModel
 from mnist_cli.serving.schemas import ErrorResponse, Health, ModelResponse, PredictResponse
 
 page = APIRouter()
@@ -77,11 +78,9 @@ async def predict(
         raise HTTPException(422, str(e)) from None
 
 
-def predict_json(data: bytes, name: str, trained, *, top_k: int, min_confidence: float) -> PredictResponse:
+def predict_json(data: bytes, name: str, trained: TrainedModel, *, top_k: int, min_confidence: float) -> PredictResponse:
     """predict_bytes's answer as the API's response: predict's JSON entry + probabilities + the 28x28 input."""
-    p, probs = predict_bytes(
-        data, name, trained.model, trained.normalization, trained.classes, top_k=top_k, min_confidence=min_confidence
-    )
+    p, probs = predict_bytes(data, name, trained, top_k=top_k, min_confidence=min_confidence)
     return PredictResponse(**p.as_dict(), probabilities=probs.tolist(), input=png_base64(p.input))
 
 
