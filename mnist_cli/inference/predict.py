@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -13,8 +14,11 @@ from torch import nn
 from mnist_cli.data.datasets import Normalization
 from mnist_cli.data.loader import to_inputs
 from mnist_cli.errors import ImageError, SaveError
-from mnist_cli.inference.image_files import read_source
-from mnist_cli.inference.preprocess import Invert, Preparer, to_mnist
+from mnist_cli.inference.image_files import decode, read_source
+from mnist_cli.inference.preprocess import Invert, Preparer, preparer_for, to_mnist
+
+if TYPE_CHECKING:
+    from mnist_cli.inference.trained import TrainedModel
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,22 @@ def load_image(source: str | Path, invert: Invert = "auto", stdin: io.BufferedIO
 
 def _prepare(source: str, invert: Invert, stdin: io.BufferedIOBase | None, prepare: Preparer = to_mnist) -> torch.Tensor:
     return torch.from_numpy(prepare(read_source(source, stdin), invert))
+
+
+def predict_bytes(
+    data: bytes, name: str, trained: TrainedModel, *, top_k: int = 3, min_confidence: float = 0.0, invert: Invert = "auto"
+) -> tuple[Prediction, torch.Tensor]:
+    """An image file's bytes -> (its Prediction, probabilities of every class (classes,)), as `predict_sources` makes them.
+
+    The same reading (`decode`), preprocessing (`to_mnist`; `to_digits` for digits) and forward pass as `mnist predict`;
+    raises ImageError with predict's message when the bytes are not an image or hold no digit.
+    """
+    if trained.dataset.kind != "images":
+        raise ImageError(f"this model was trained on the {trained.dataset.name} truth table: it takes no images")
+    x = torch.from_numpy(preparer_for(trained.dataset.name)(decode(data), invert))  # uint8 (28, 28), (8, 8) for digits
+    probs = classify(trained.model, x[None], trained.normalization)  # (1, classes)
+    (p,) = predictions([name], probs, trained.classes, top_k, min_confidence)
+    return replace(p, input=picture(x, trained.normalization).numpy()), probs[0]
 
 
 @torch.inference_mode()
@@ -105,10 +125,14 @@ def predict_sources(
         batch = torch.stack(list(inputs.values()))  # uint8 (N, side, side), all images in one forward pass
         probs = classify(model, batch, norm)
         names = [sources[i] for i in inputs]
-        pictures = batch if norm.scale == 255 else (batch.float() * (255 / norm.scale)).round().to(torch.uint8)
-        for i, p, x in zip(inputs, predictions(names, probs, classes, top_k, min_confidence), pictures, strict=True):
+        for i, p, x in zip(inputs, predictions(names, probs, classes, top_k, min_confidence), picture(batch, norm), strict=True):
             results[i] = replace(p, path=display_name(sources[i]), input=x.numpy())
     return [r for r in results if r is not None]
+
+
+def picture(inputs: torch.Tensor, norm: Normalization) -> torch.Tensor:
+    """Raw inputs (0..norm.scale) as a 0-255 uint8 picture: MNIST's as they are, digits' 0..16 counts stretched."""
+    return inputs if norm.scale == 255 else (inputs.float() * (255 / norm.scale)).round().to(torch.uint8)
 
 
 def display_name(source: str) -> str:
