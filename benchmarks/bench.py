@@ -1,11 +1,11 @@
 """The benchmark suite behind README "Performance": run with `make bench` (or `--quick` while developing).
 
-    .venv/bin/python benchmarks/bench.py [--quick] [--sections naive,tta,startup,health]
+    .venv/bin/python benchmarks/bench.py [--quick] [--sections naive,tta,startup,serve,health]
 
 Measures, on this machine, in one run: the tutorial loop against `mnist train` on the classic recipes,
 compute efficiency against this machine's matrix-multiply GFLOP/s, time to accuracy of every shipped
-recipe (whole command, process start to exit), startup and inference wall times, peak RSS, and what recording
-layer health (train.health) costs per epoch.
+recipe (whole command, process start to exit), startup and inference wall times, peak RSS,
+`mnist serve` under load (500 requests from 8 clients), and what recording layer health (train.health) costs per epoch.
 Every figure is a median of >= 3 runs with min and max (--quick: fewer). Each section holds
 /tmp/mnist-cpu.lock (flock) while it computes, so measurements on a shared machine are not disturbed.
 Writes benchmarks/results/<host>-<date>.json and .md.
@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 from report import table  # noqa: E402
+from serve_load import serve_load  # noqa: E402
 from stats import matmul_flops, summarize, train_flops_per_sample  # noqa: E402
 
 PYTHON = sys.executable
@@ -246,6 +247,21 @@ def startup_and_inference(args, work: Path) -> dict:
     return out
 
 
+def serve_section(args, work: Path) -> dict:
+    """500 POST /api/predict of real test-digit PNGs from 8 concurrent clients against `mnist serve` on 127.0.0.1."""
+    from mnist_cli.config import default_data_root
+    from mnist_cli.data.datasets import load_dataset
+
+    ckpt = work / "tta-default-0" / "best.pt"
+    if not ckpt.is_file():  # latency depends on the architecture, not on how long it trained
+        ckpt = work / "serve-default" / "best.pt"
+        with cpu_lock(args.lock):
+            train = [*MNIST, "train", "-c", "configs/default.yaml", "--epochs", "1", "--set", "train.threads=1"]
+            train += ["--out", str(ckpt.parent), "-q"]
+            run_measured(train, env_with())
+    _, test = load_dataset("mnist", default_data_root())
+    with cpu_lock(args.lock):
+        return serve_load(ckpt, test.images[:100].numpy(), env_with(), requests=500, clients=8)
 def health_overhead(args, work: Path) -> dict:
     """configs/default.yaml (2 epochs a run; --quick: 1) with train.health on and off, run after run in alternating order, seconds
     per epoch; and the probe alone, timed in process against one training step (steady even when the machine is not)."""
@@ -338,9 +354,8 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 epoch of the classics, 1 run each, no mlp-99* recipes")
-    parser.add_argument(
-        "--sections", default="naive,tta,startup,health", help="comma-separated subset of naive,tta,startup,health"
-    )
+    every = "naive,tta,startup,serve,health"
+    parser.add_argument("--sections", default=every, help=f"comma-separated subset of {every}")
     parser.add_argument("--lock", default="/tmp/mnist-cpu.lock", help="flock file held per section ('' for none)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
@@ -362,6 +377,8 @@ def main() -> None:
             print(table(results), file=sys.stderr)
         if "startup" in sections:
             results["startup"] = startup_and_inference(args, work)
+        if "serve" in sections:
+            results["serve"] = serve_section(args, work)
         if "health" in sections:
             results["health"] = health_overhead(args, work)
 
