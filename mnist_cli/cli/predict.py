@@ -43,7 +43,12 @@ def predict(
         typer.Option(help="auto: tell dark-on-light from the border; yes: the ink is darker; no: the ink is lighter."),
     ] = InvertChoice.auto,
     device: Annotated[
-        str, typer.Option(metavar=DEVICE_METAVAR, help="The device to run the network on (a few images are fastest on the cpu).", autocompletion=complete_device)
+        str,
+        typer.Option(
+            metavar=DEVICE_METAVAR,
+            help="The device to run the network on (a few images are fastest on the cpu).",
+            autocompletion=complete_device,
+        ),
     ] = "cpu",
     show: Annotated[bool, typer.Option("--show", help="Draw each 28x28 input the network sees beside its prediction.")] = False,
     save_inputs_to: Annotated[

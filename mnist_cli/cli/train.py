@@ -50,9 +50,7 @@ def train(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(
-            "--out", "-o", help="Output folder (default: checkpoints/<config name>/<the overrides that change it>/)."
-        ),
+        typer.Option("--out", "-o", help="Output folder (default: checkpoints/<config name>/<the overrides that change it>/)."),
     ] = None,
     resume: Annotated[
         str | None,

@@ -120,9 +120,7 @@ def train(
         return final_test(run)
 
 
-def preflight(
-    cfg: Config, run_dir: RunDir, new_run: bool, dry_run: bool
-) -> tuple[torch.device, tuple[Split, Split, Split], int]:
+def preflight(cfg: Config, run_dir: RunDir, new_run: bool, dry_run: bool) -> tuple[torch.device, tuple[Split, Split, Split], int]:
     """Device, data, output folder, memory and disk, all checked before the first step; a dry run writes nothing.
 
     Returns the device, the (train, val, test) splits and the model's parameter count.

@@ -54,7 +54,9 @@ def plan_run(
     sets = list(overrides or []) + [f"{k}={json.dumps(v)}" for k, v in shortcuts.items()]
     default_dir = RunDir(out or default_out_dir(config_path, sets))
     if resume is None:
-        return RunPlan(load_config(config_path, sets + ([f"train.device={json.dumps(device)}"] if device is not None else [])), default_dir)
+        return RunPlan(
+            load_config(config_path, sets + ([f"train.device={json.dumps(device)}"] if device is not None else [])), default_dir
+        )
     given = config_path is not None or bool(sets)
     if resume == "auto":
         cfg = load_config(config_path, sets)
