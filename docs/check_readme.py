@@ -27,7 +27,6 @@ import fcntl
 import gzip
 import os
 import re
-import shlex
 import shutil
 import struct
 import subprocess
