@@ -42,6 +42,9 @@ FLAGS = {
     "train": ["--dry-run", "--overwrite", "--json", "--quiet", "--help"],
     "eval": ["--json", "--help"],
     "predict": ["--show", "--json", "--help"],
+    "report": ["--json", "--help"],
+    "compare": ["--json", "--help"],
+    "serve": ["--open", "--help"],
 }
 
 
