@@ -133,7 +133,6 @@ def test_config_mistakes_are_one_message_and_exit_2(tmp_path):
         (["train", "-c", "nope.yaml"], "nope.yaml: no such file"),
         (["train", "--device", "cuda:7", "--set", "train.epochs=1"], "cuda"),
         (["eval", "missing.pt"], "no such checkpoint: missing.pt"),
-        (["eval", "{ckpt}", "--split", "train"], "Invalid value for '--split'"),
         (["eval", "{ckpt}", "--device", "foo"], "device 'foo': must be auto, cpu, cuda, cuda:N or mps"),
         (["eval", "{ckpt}", "--device", "meta"], "device 'meta': must be"),
         (["predict", "x.png"], "no best.pt under"),

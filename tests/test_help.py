@@ -95,3 +95,13 @@ def test_options_with_fixed_choices_list_them(command, option, choices):
 def test_flags_after_a_positional_config_stay_flags(tiny_config):
     r = runner.invoke(app, ["train", str(tiny_config), "--dry-run", "--json"])
     assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [(["eval", "x.pt", "--split", "train"], "--split"), (["predict", "x.png", "--invert", "maybe"], "--invert")],
+)
+def test_a_value_outside_the_choices_is_a_usage_error_naming_them(args, option):
+    r = runner.invoke(app, args, env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert r.exit_code == 2, r.output
+    assert f"Invalid value for '{option}'" in r.stderr and "is not one of" in r.stderr, r.stderr
