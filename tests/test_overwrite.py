@@ -46,6 +46,7 @@ def test_an_overwriting_run_stopped_by_ctrl_c_leaves_only_its_own_files(tmp_path
     train(load_config(old_cfg), out)  # a finished run: best.pt, last.pt, config.yaml, metrics.jsonl
     assert {p.name for p in out.iterdir()} >= set(RUN_FILES)
 
+    started = time.time_ns()
     proc = subprocess.Popen(
         mnist("train", "-c", new_cfg, "--out", out, "--overwrite"),
         cwd=tmp_path,
@@ -69,5 +70,9 @@ def test_an_overwriting_run_stopped_by_ctrl_c_leaves_only_its_own_files(tmp_path
     assert load_checkpoint(out / "last.pt")["resume"]["epoch"] == 1, "Ctrl-C landed after epoch 1: make the epoch longer"
     # Stopped inside its first epoch, the new run has no best.pt and no metrics yet; the old run's must be gone,
     # or `mnist eval run/best.pt` would silently evaluate the old model.
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["config.yaml", "last.pt"]
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert "best.pt" not in names and "metrics.jsonl" not in names, names
+    assert {"config.yaml", "last.pt"} <= set(names) <= set(RUN_FILES), names
+    # Whatever else is there (health.jsonl, steps.jsonl: written from the first step) was written by the new run.
+    assert all((out / name).stat().st_mtime_ns >= started for name in names), names
     assert load_checkpoint(out / "last.pt")["config"]["model"]["width"] == 1024
