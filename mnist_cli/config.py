@@ -240,8 +240,13 @@ def default_data_root() -> Path:
 
 
 def data_root(cfg: DataConfig) -> Path:
-    """Where the dataset lives for this config."""
-    return Path(cfg.root).expanduser() if cfg.root else default_data_root()
+    """Where the dataset lives for this config; an explicit data.root that exists must be a folder."""
+    if not cfg.root:
+        return default_data_root()
+    root = Path(cfg.root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise ConfigError([f"data.root: {root} is not a folder (it should hold MNIST/raw/)"])
+    return root
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -277,6 +282,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping from `path`, with errors a user can act on."""
+    if path.is_dir():
+        raise ConfigError(["is a folder; give a YAML file (such as configs/default.yaml)"], str(path))
     if not path.is_file():
         raise ConfigError(["no such file"], str(path))
     try:

@@ -90,8 +90,11 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_file(tmp_p
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(disk.os, "fsync", full)
-    r = invoke("train", "-c", tiny_config, "--out", tmp_path / "run", "-q", "--overwrite")
-    assert_clean_error(r, "No space left on device", "intact")
+    # --resume, not --overwrite: an overwriting run removes the old run's files before its first save (by design).
+    r = invoke("train", "-c", tiny_config, "--out", tmp_path / "run", "-q", "--set", "train.epochs=1", "--resume", "auto")
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.output
+    error = r.stderr.strip().splitlines()[-1]  # after the "resuming from" line
+    assert "No space left on device" in error and "intact" in error, r.stderr
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
     assert not list((tmp_path / "run").glob(".*.tmp"))
 

@@ -80,9 +80,10 @@ def predict_bytes(
 
 @torch.inference_mode()
 def classify(model: nn.Module, images: torch.Tensor, norm: Normalization) -> torch.Tensor:
-    """uint8 (N, *input) raw values -> class probabilities (N, classes), one forward pass."""
+    """uint8 (N, *input) raw values -> class probabilities (N, classes) on the CPU, one forward pass on the model's device."""
     model.eval()
-    return torch.softmax(model(to_inputs(images, norm)), dim=1)
+    images = images.to(next(model.parameters()).device)
+    return torch.softmax(model(to_inputs(images, norm)).float(), dim=1).cpu()
 
 
 def predictions(

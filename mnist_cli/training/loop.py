@@ -24,7 +24,7 @@ from mnist_cli.evaluate import evaluate
 from mnist_cli.losses import Loss, make_loss
 from mnist_cli.model import MLP, build_model, count_parameters
 from mnist_cli.optim import make_optimizer, make_scheduler
-from mnist_cli.training.events import EpochDone, Event, RunStarted, StepDone, TrainResult
+from mnist_cli.training.events import DryRun, EpochDone, Event, RunStarted, StepDone, TrainResult
 from mnist_cli.training.guard import LossGuard
 from mnist_cli.training.health import StepRecord
 from mnist_cli.training.metrics import EpochMetrics
@@ -88,19 +88,22 @@ def train(
     should_stop: Callable[[], bool] = lambda: False,
     dry_run: bool = False,
     overwrite: bool = False,
-) -> TrainResult | None:
+) -> TrainResult | DryRun:
     """Train the configured MLP, writing best.pt, last.pt, config.yaml and metrics.jsonl into `out_dir`.
 
     `resume_from` is a loaded last.pt to continue exactly; `should_stop` is polled after every step (Ctrl-C) and
-    makes the run save last.pt and raise TrainingInterrupted; `dry_run` stops after the preflight checks; a new run
-    into a folder that holds another run's last.pt is refused unless `overwrite`. Threads and RNG states the run
-    changes are put back when it returns, so runs in one process do not affect each other.
+    makes the run save last.pt and raise TrainingInterrupted; `dry_run` stops after the preflight checks and returns
+    what would run. A new run into a folder that holds another run's last.pt is refused unless `overwrite`, which
+    removes that run's files before the first save. Threads and RNG states the run changes are put back when it
+    returns, so runs in one process do not affect each other.
     """
     run_dir = out_dir if isinstance(out_dir, RunDir) else RunDir(Path(out_dir))
-    device, splits = preflight(cfg, run_dir, new_run=resume_from is None and not overwrite, dry_run=dry_run)
+    device, splits, parameters = preflight(cfg, run_dir, new_run=resume_from is None and not overwrite, dry_run=dry_run)
     if dry_run:
-        return None
+        return DryRun(str(run_dir), str(device), parameters)
     with run_dir.locked(), isolated_process_state(device, cfg.train.threads):
+        if overwrite and resume_from is None:
+            run_dir.remove_previous_run()  # under the lock: never another live run's files
         run = set_up(cfg, run_dir, device, splits, resume_from)
         on_event(
             RunStarted(
@@ -124,8 +127,11 @@ def train(
         return final_test(run)
 
 
-def preflight(cfg: Config, run_dir: RunDir, new_run: bool, dry_run: bool) -> tuple[torch.device, tuple[Split, Split, Split]]:
-    """Device, data, output folder, memory and disk, all checked before the first step; a dry run writes nothing."""
+def preflight(cfg: Config, run_dir: RunDir, new_run: bool, dry_run: bool) -> tuple[torch.device, tuple[Split, Split, Split], int]:
+    """Device, data, output folder, memory and disk, all checked before the first step; a dry run writes nothing.
+
+    Returns the device, the (train, val, test) splits and the model's parameter count.
+    """
     device = resolve_device(cfg.train.device)
     # Data before the output folder: a run that cannot start leaves nothing behind.
     train_full, test = load_dataset(cfg.data.dataset, data_root(cfg.data))
@@ -136,7 +142,7 @@ def preflight(cfg: Config, run_dir: RunDir, new_run: bool, dry_run: bool) -> tup
     in_features = train_full.images[0].numel()
     parameters = parameter_count(cfg, in_features, len(class_names(cfg.data.dataset)))
     check_resources(cfg, run_dir, device, parameters, in_features, train_full.images.nbytes + test.images.nbytes)
-    return device, (train_split, val_split, test)
+    return device, (train_split, val_split, test), parameters
 
 
 def set_up(
