@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REAL_DATA, write_config
+from conftest import REAL_DATA, sign, write_config
 from digit_styles import large_black_on_white, read_mnist_test
 from typer.testing import CliRunner
 
@@ -215,8 +215,7 @@ def test_a_checkpoint_of_a_newer_format_is_refused(trained_checkpoint, tmp_path)
 def test_weights_that_do_not_match_the_architecture_are_refused(trained_checkpoint, tmp_path):
     ckpt = torch.load(trained_checkpoint, weights_only=True)
     ckpt["config"]["model"]["width"] = 999
-    del ckpt["digest"]  # as if written by hand or by an older mnist-cli; with it, the edit reads as corruption
-    torch.save(ckpt, tmp_path / "mismatch.pt")
+    torch.save(sign(ckpt), tmp_path / "mismatch.pt")  # re-signed: only the field checks can catch it
     r = invoke("eval", tmp_path / "mismatch.pt")
     assert r.exit_code == 2, r.output
     assert "do not match the stored architecture" in r.stderr
@@ -238,9 +237,8 @@ def test_a_new_run_does_not_silently_replace_another(tiny_config, tmp_path):
 def test_an_input_shape_holding_a_tensor_is_refused_not_a_traceback(trained_checkpoint, tmp_path):
     # Found by hypothesis: comparing such a list with `!=` raises inside the field check.
     ckpt = torch.load(trained_checkpoint, weights_only=True)
-    ckpt.pop("digest", None)
     ckpt["input_shape"] = [True, torch.zeros(0), None]
-    torch.save(ckpt, tmp_path / "shape.pt")
+    torch.save(sign(ckpt), tmp_path / "shape.pt")
     r = invoke("eval", tmp_path / "shape.pt")
     assert r.exit_code == 2, r.output
     assert "input_shape" in r.stderr and "Traceback" not in r.output

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REAL_DATA, write_config, write_mnist
+from conftest import REAL_DATA, sign, write_config, write_mnist
 from typer.testing import CliRunner
 
 from mnist_cli.checkpoint import load_checkpoint
@@ -236,8 +236,7 @@ def test_flipped_bytes_anywhere_are_refused_or_harmless(trained_checkpoint, tmp_
 def resaved(trained_checkpoint: Path, tmp_path: Path, change) -> Path:
     ckpt = torch.load(trained_checkpoint, weights_only=True)
     change(ckpt)
-    ckpt.pop("digest", None)  # a hand-made file: the field checks, not the digest, must catch it
-    torch.save(ckpt, tmp_path / "edited.pt")
+    torch.save(sign(ckpt), tmp_path / "edited.pt")  # re-signed: the field checks, not the digest, must catch it
     return tmp_path / "edited.pt"
 
 

@@ -23,7 +23,9 @@ def train(
     device: Annotated[str | None, typer.Option(help="Shortcut for --set train.device=D (auto, cpu, cuda, cuda:N, mps).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Shortcut for --set train.epochs=N.")] = None,
     seed: Annotated[int | None, typer.Option(help="Shortcut for --set seed=N.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: checkpoints/<config name>).")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Output folder: empty, or holding a run (default: checkpoints/<config name>).")
+    ] = None,
     resume: Annotated[
         str | None,
         typer.Option(help="Continue a run exactly: a last.pt, or 'auto' for the output folder's last.pt (a new run if none)."),
@@ -39,21 +41,25 @@ def train(
 ) -> None:
     """Train an MLP from a YAML config; writes best.pt, last.pt, config.yaml and metrics.jsonl.
 
-    Ctrl-C finishes the current step, saves last.pt and prints the command that resumes; a second Ctrl-C quits at once.
+    Ctrl-C (or SIGTERM, SIGHUP) finishes the current step, saves last.pt and prints the command that resumes; a second
+    quits at once.
     """
+    from mnist_cli.cli.app import printable
     from mnist_cli.cli.ui import TrainReporter, consoles, render_train_result
-    from mnist_cli.errors import TrainingInterrupted
-    from mnist_cli.training.interrupt import graceful_sigint
+    from mnist_cli.errors import MnistError, TrainingInterrupted
+    from mnist_cli.training.interrupt import graceful_stop
     from mnist_cli.training.plan import plan_run
 
     stdout, stderr = consoles()
     notice = "stopping after this step and saving last.pt (Ctrl-C again to quit at once)"
-    with graceful_sigint(notice) as stop, user_errors():
+    with graceful_stop(notice) as stop, user_errors():
+        if out is not None and not out.strip():
+            raise MnistError("--out is empty; give the folder to train into")
         shortcuts = {"train.epochs": epochs, "seed": seed, "train.device": device}
-        plan = plan_run(config, overrides, shortcuts=shortcuts, resume=resume, out=out)
+        plan = plan_run(config, overrides, shortcuts=shortcuts, resume=resume, out=Path(out) if out is not None else None)
         if plan.resume_asked:
             said = f"resuming from {plan.resume_path}" if plan.resuming else f"no last.pt in {plan.run_dir}: starting a new run"
-            stderr.print(said, markup=False, soft_wrap=True)
+            stderr.print(printable(said), markup=False, soft_wrap=True)
         from mnist_cli.training.loop import train as run_training
 
         try:
@@ -69,12 +75,15 @@ def train(
                 )
         except TrainingInterrupted as e:
             stderr.print(
-                f"{e}\nresume with: mnist train --resume {shlex.quote(e.path)}", markup=False, soft_wrap=True, highlight=False
+                printable(str(e)) + f"\nresume with: mnist train --resume {printable(shlex.quote(e.path))}",
+                markup=False,
+                soft_wrap=True,
+                highlight=False,
             )
-            raise typer.Exit(INTERRUPTED) from None
+            raise typer.Exit(stop.exit_code) from None
         except KeyboardInterrupt:
             stderr.print("interrupted at once; the files in the output folder are the last complete saves", markup=False)
-            raise typer.Exit(INTERRUPTED) from None
+            raise typer.Exit(stop.exit_code if stop() else INTERRUPTED) from None
     if done is None:
         result = {"dry_run": "passed", "out_dir": str(plan.run_dir), "device": plan.config.train.device}
         print_json(result) if as_json else stdout.print(f"preflight passed; would train into {plan.run_dir}", markup=False)
