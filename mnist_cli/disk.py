@@ -19,7 +19,6 @@ A_FOLDER = "a folder, not a file"
 # What an OSError means to a user, in their words rather than the C library's.
 REASONS = {
     errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
     errno.ENAMETOOLONG: "a name in the path is longer than the file system allows (255 bytes)",
     errno.ELOOP: "a symlink loop",
     errno.ENOENT: NO_SUCH_FILE,

@@ -54,7 +54,7 @@ def test_a_folder_made_immutable_mid_run_is_one_line_and_keeps_last_pt(tmp_path)
         subprocess.run(["chattr", "-i", str(out)], check=False)
     line = one_error_line(err.text())
     assert code == 2, line
-    assert "cannot write" in line and "operation not permitted" in line and "is intact" in line, line
+    assert "cannot write" in line and "Operation not permitted" in line and "is intact" in line, line
     load_checkpoint(out / "last.pt")  # the previous save, whole
 
 

@@ -7,13 +7,15 @@ from typing import Annotated
 
 import typer
 
-from mnist_cli.cli.app import app, print_json, user_errors
+from mnist_cli.cli.app import app, print_json, printable, user_errors
 from mnist_cli.errors import MnistError
 
 
 @app.command("eval")
 def evaluate_checkpoint(
-    checkpoint: Annotated[Path, typer.Argument(help="A best.pt or last.pt written by `mnist train`.")],
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A best.pt or last.pt written by `mnist train`.", readable=False)  # we say why, not click
+    ],
     split: Annotated[str, typer.Option(help="test, or val (the exact images held out in training).")] = "test",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     data_root_option: Annotated[
@@ -45,5 +47,5 @@ def evaluate_checkpoint(
     from mnist_cli.cli.ui import consoles, render_evaluation
 
     stdout, _ = consoles()
-    stdout.print(f"{checkpoint} on the {split} split", markup=False, soft_wrap=True)
+    stdout.print(printable(f"{checkpoint} on the {split} split"), markup=False, soft_wrap=True)
     render_evaluation(stdout, result, trained.classes, f"{split} split")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mnist_cli.cli.app import USER_ERROR, app, print_json, user_errors
+from mnist_cli.cli.app import USER_ERROR, app, print_json, printable, user_errors
 from mnist_cli.errors import MnistError
 
 
@@ -61,7 +61,7 @@ def predict(
             raise MnistError("- (stdin) can be given only once")
         if checkpoint is None:
             checkpoint = newest_checkpoint()
-            stderr.print(f"using checkpoint {checkpoint}", markup=False, soft_wrap=True)
+            stderr.print(printable(f"using checkpoint {checkpoint}"), markup=False, soft_wrap=True)
         trained = load_trained(checkpoint)
         results = predict_sources(
             sources,
@@ -82,7 +82,7 @@ def predict(
         except SaveError as e:  # the predictions are made: print them, then say what was not saved
             errors.append(f"error: {e}")
     for error in errors:
-        stderr.print(error, markup=False, soft_wrap=True)
+        stderr.print(printable(error), markup=False, soft_wrap=True)  # a file name must not drive the terminal
     if as_json:
         print_json([r.as_dict() for r in results])
     else:
