@@ -42,6 +42,26 @@ def table(results: dict) -> str:
         lines.append(f"| `mnist predict` one image, wall s | {fmt(s['predict_one_wall_seconds'], 2)} | |")
         lines.append(f"| `mnist eval` 10k test images, wall s | {fmt(s['eval_10k_wall_seconds'], 2)} | whole command |")
         lines.append(f"| ... of which compute s | {fmt(s['eval_10k_compute_seconds'], 3)} | evaluate() in process |")
+    v = results.get("serve")
+    if v:
+        lines.append(
+            f"| `mnist serve`, {v['requests']} POST /api/predict from {v['clients']} clients, req/s | "
+            f"{v['requests_per_second']:.0f} | p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms, max {v['max_ms']:.0f} ms, "
+            f"{v['errors']} errors; target {v['target']}: {'met' if v['met'] else 'NOT met'} |"
+    h = results.get("health")
+    if h:
+        lines.append(
+            f"| configs/default.yaml s/epoch, train.health on | {fmt(h['seconds_per_epoch_on'])} | "
+            f"{h['seconds_per_epoch_on']['n']} epochs, runs alternating with off |"
+        )
+        lines.append(
+            f"| ... train.health off | {fmt(h['seconds_per_epoch_off'])} | "
+            f"overhead {h['overhead_of_medians']:+.1%} of medians, {fmt(h['overhead_paired_runs'], 1, 100)}% per run pair |"
+        )
+        lines.append(
+            f"| ... one probe, in process, ms | {h['probe_seconds'] * 1000:.1f} | {h['probes_per_epoch']} per epoch, a step "
+            f"{h['step_seconds'] * 1000:.1f} ms: {h['overhead_estimated']:.1%} of an epoch |"
+        )
     m = results["machine"]
     gpu = m["cuda"] or "none lent to this run"
     mode = " (quick mode)" if results["quick"] else ""
