@@ -18,6 +18,8 @@ from conftest import REAL_DATA, require_real_data, write_config, write_mnist
 from test_resume import Stderr, start, wait_for
 
 from mnist_cli.checkpoint import load_checkpoint
+from mnist_cli.config import load_config
+from mnist_cli.training.loop import train as train_run
 
 MNIST = [sys.executable, "-m", "mnist_cli"]
 
@@ -75,13 +77,17 @@ needs_mounts = pytest.mark.skipif(
 
 @needs_mounts
 def test_running_out_of_inodes_mid_run_is_one_line_and_keeps_the_saved_files(tmp_path):
-    # root, .lock, config.yaml, best.pt, metrics.jsonl, last.pt: 6 inodes; epoch 2's first temporary file is the 7th.
+    # Inodes for the folder and every file a run has after one epoch; epoch 2's first temporary file is one too many.
     cfg = write_config(tmp_path / "tiny.yaml", train={"epochs": 3})
+    train_run(
+        load_config(cfg).model_copy(update={"train": load_config(cfg).train.model_copy(update={"epochs": 1})}), tmp_path / "one"
+    )
+    inodes = 1 + len(list((tmp_path / "one").iterdir()))
     out = tmp_path / "run"
     check = f"from mnist_cli.checkpoint import load_checkpoint as l; l('{out}/last.pt'); l('{out}/best.pt'); print('intact')"
     train = shlex.join(map(str, [*MNIST, "train", "-c", cfg, "--out", out, "-q"]))
     train_then_check = f"{train}; c=$?; {shlex.join([sys.executable, '-c', check])}; exit $c"
-    r = _in_a_tiny_tmpfs(out, 6, ["sh", "-c", train_then_check])
+    r = _in_a_tiny_tmpfs(out, inodes, ["sh", "-c", train_then_check])
     line = one_error_line(r.stderr)
     assert r.returncode == 2, r.stderr
     assert "cannot write" in line and "No space left on device" in line and "is intact" in line, line

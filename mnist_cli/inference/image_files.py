@@ -60,9 +60,10 @@ def glob_paths(pattern: str) -> list[Path]:
     first = next(i for i, part in enumerate(parts) if GLOB_CHARS & set(part))
     base = Path(*parts[:first]) if first else Path()
     try:
-        return sorted(base.glob(str(Path(*parts[first:]))))
+        found = sorted(base.glob(str(Path(*parts[first:]))))
     except (OSError, ValueError):
         return []
+    return [p for p in found if _is(p, stat.S_ISDIR)] if pattern.endswith("/") else found  # `imgs/*/`: folders only
 
 
 def _unique_files(paths) -> list[str]:
