@@ -262,6 +262,8 @@ def serve_section(args, work: Path) -> dict:
     _, test = load_dataset("mnist", default_data_root())
     with cpu_lock(args.lock):
         return serve_load(ckpt, test.images[:100].numpy(), env_with(), requests=500, clients=8)
+
+
 def health_overhead(args, work: Path) -> dict:
     """configs/default.yaml (2 epochs a run; --quick: 1) with train.health on and off, run after run in alternating order, seconds
     per epoch; and the probe alone, timed in process against one training step (steady even when the machine is not)."""

@@ -48,6 +48,7 @@ def table(results: dict) -> str:
             f"| `mnist serve`, {v['requests']} POST /api/predict from {v['clients']} clients, req/s | "
             f"{v['requests_per_second']:.0f} | p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms, max {v['max_ms']:.0f} ms, "
             f"{v['errors']} errors; target {v['target']}: {'met' if v['met'] else 'NOT met'} |"
+        )
     h = results.get("health")
     if h:
         lines.append(
