@@ -18,7 +18,7 @@ from mnist_cli import __version__
 from mnist_cli.config import Config, validate
 from mnist_cli.data.catalog import DATASETS, dataset_info
 from mnist_cli.data.datasets import Normalization
-from mnist_cli.disk import atomic_write
+from mnist_cli.disk import A_FOLDER, NO_SUCH_FILE, atomic_write, unreadable_file
 from mnist_cli.errors import CheckpointError, ConfigError, first_line
 from mnist_cli.model import legacy_key_map
 
@@ -29,6 +29,8 @@ CHECKPOINT_DIR_ENV = "MNIST_CHECKPOINT_DIR"
 DIGEST_KEY = "digest"  # SHA-256 of everything else: torch.load does not check the zip's CRCs, so bit rot loads silently
 MAX_CLASSES = 1000
 FORMAT_1_INPUT = ([1, 28, 28], 255.0)  # input_shape and input_scale of checkpoints written before they were stored
+# Our checkpoints nest a few levels (resume -> rng -> numpy -> tensor); a crafted list 200,000 deep would blow the stack.
+MAX_DEPTH = 32
 
 
 def checkpoints_root() -> Path:
@@ -91,8 +93,13 @@ def content_digest(value: Any) -> str:
     return h.hexdigest()
 
 
-def _feed(h, value: Any) -> None:
+def _feed(h, value: Any, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise CheckpointError(f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, torch.Tensor):
+        if not holds_its_elements(value):
+            # An expanded view (stride 0) of one stored number: a few bytes on disk, gigabytes once materialised.
+            raise CheckpointError(f"a {value.dtype} tensor of shape {tuple(value.shape)} is a view, not stored data")
         t = value.detach().cpu().contiguous()
         h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -100,22 +107,32 @@ def _feed(h, value: Any) -> None:
         h.update(f"D{len(value)}:".encode())
         for key in sorted(value, key=repr):
             h.update(f"{key!r}=".encode())
-            _feed(h, value[key])
+            _feed(h, value[key], depth + 1)
     elif isinstance(value, list | tuple):
         h.update(f"{type(value).__name__[0]}{len(value)}:".encode())
         for item in value:
-            _feed(h, item)
+            _feed(h, item, depth + 1)
     else:
         h.update(f"{type(value).__name__}:{value!r};".encode())
+
+
+def holds_its_elements(t: torch.Tensor) -> bool:
+    """True for a dense tensor whose storage holds every element: what torch.save writes for a real tensor."""
+    if t.layout != torch.strided or not t.is_contiguous():
+        return False
+    return t.untyped_storage().nbytes() >= (t.storage_offset() + t.numel()) * t.element_size()
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read and check a checkpoint; never unpickles code (weights_only=True)."""
     path = Path(path)
-    if path.is_dir():
+    problem = unreadable_file(path)
+    if problem == A_FOLDER:
         raise CheckpointError(f"{path} is a folder; give a checkpoint file in it, such as {path / 'best.pt'}")
-    if not path.is_file():
+    if problem == NO_SUCH_FILE:
         raise CheckpointError(f"no such checkpoint: {path}")
+    if problem:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({problem})")
     try:
         is_zip = zipfile.is_zipfile(path)
     except zipfile.BadZipFile as e:  # is_zipfile raises on some damaged end records ("span multiple disks")
@@ -142,7 +159,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     missing = [k for k in ("config", "model_state", "normalization", "classes") if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
-    if DIGEST_KEY in ckpt and ckpt[DIGEST_KEY] != content_digest({k: v for k, v in ckpt.items() if k != DIGEST_KEY}):
+    if DIGEST_KEY not in ckpt:
+        # Every checkpoint mnist-cli has written carries one; a file without it was made or edited by hand.
+        raise CheckpointError(f"{path}: not a checkpoint written by mnist-cli (it has no digest)")
+    try:
+        digest = content_digest({k: v for k, v in ckpt.items() if k != DIGEST_KEY})
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: not a usable checkpoint ({e})") from None
+    if ckpt[DIGEST_KEY] != digest:
         raise CheckpointError(f"{path}: checkpoint is corrupt (its contents do not match the digest written with them)")
     problem = _field_problem(ckpt)
     if problem:

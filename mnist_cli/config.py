@@ -7,10 +7,10 @@ import os
 import re
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from mnist_cli.data.catalog import DATASETS
 from mnist_cli.errors import ConfigError
@@ -47,7 +47,20 @@ MAX_YAML_VALUES = 100_000
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `lr: .nan` is "must be a finite number", not "should be <= 10".
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        """Booleans are not numbers (`epochs: true` is not 1) and ints are whole (`3.0` is not 3); floats take ints."""
+        kinds = _number_kinds(cls.model_fields[info.field_name].annotation)
+        values = v if isinstance(v, list) else [v]
+        if kinds and any(isinstance(x, bool) for x in values):
+            raise ValueError("must be a number, not true or false")
+        if kinds == {int} and any(isinstance(x, float) for x in values):
+            raise ValueError("must be a whole number")
+        return v
 
 
 class AugmentConfig(_Section):
@@ -234,6 +247,13 @@ class Config(_Section):
         return self
 
 
+def _number_kinds(annotation: Any) -> set[type]:
+    """{int}, {float} or both for a field typed with numbers (also inside unions and lists); empty otherwise."""
+    if annotation in (int, float):
+        return {annotation}
+    return set().union(*(_number_kinds(arg) for arg in get_args(annotation))) if get_args(annotation) else set()
+
+
 def default_data_root() -> Path:
     """$MNIST_DATA_DIR if set, else ./data."""
     return Path(os.environ.get(DATA_DIR_ENV) or "data")
@@ -284,8 +304,11 @@ def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping from `path`, with errors a user can act on."""
     if path.is_dir():
         raise ConfigError(["is a folder; give a YAML file (such as configs/default.yaml)"], str(path))
-    if not path.is_file():
-        raise ConfigError(["no such file"], str(path))
+    from mnist_cli.disk import unreadable_file
+
+    problem = unreadable_file(path)
+    if problem:
+        raise ConfigError([problem], str(path))
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -329,6 +352,8 @@ def _describe(err: dict[str, Any]) -> str:
     if err["type"] == "extra_forbidden":
         return f"{key}: unknown key{_did_you_mean(loc)}"
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "finite_number":
+        msg = "must be a finite number"
     if err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], dict | list):
         msg += f" (got {err['input']!r})"
     return f"{key}: {msg}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +13,53 @@ from typing import IO
 from mnist_cli.errors import MnistError
 
 TEMP_SUFFIX = ".tmp"
+TEMP_RANDOM = r"[a-z0-9_]{8}"  # the random part tempfile.mkstemp puts in a name
+NO_SUCH_FILE = "no such file"
+A_FOLDER = "a folder, not a file"
+# What an OSError means to a user, in their words rather than the C library's.
+REASONS = {
+    errno.EACCES: "permission denied",
+    errno.ENAMETOOLONG: "a name in the path is longer than the file system allows (255 bytes)",
+    errno.ELOOP: "a symlink loop",
+    errno.ENOENT: NO_SUCH_FILE,
+    errno.EISDIR: "it is a folder",
+    errno.ENOTDIR: f"{NO_SUCH_FILE} (a part of the path is not a folder)",
+}
+KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def os_reason(e: OSError) -> str:
+    """An OSError in a few words: 'permission denied', 'a symlink loop', ..."""
+    return REASONS.get(e.errno or 0) or str(e.strerror or e)
+
+
+def unreadable_file(path: Path) -> str | None:
+    """Why `path` cannot be read as a regular file, in words, or None if it can be.
+
+    Opened, not judged from its mode bits: root reads anything unless its capabilities were dropped.
+    A FIFO or a device is named, never opened (reading /dev/zero or a pipe would not end).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        return os_reason(e)
+    except ValueError:  # a NUL byte in the path
+        return NO_SUCH_FILE
+    if stat.S_ISDIR(mode):
+        return A_FOLDER
+    if not stat.S_ISREG(mode):
+        return f"{KINDS.get(stat.S_IFMT(mode), 'not a regular file')}, not a regular file"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        return os_reason(e)
+    return None
 
 
 def temp_name_prefix(path: Path) -> str:
@@ -43,9 +92,16 @@ def atomic_write(
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):
-            kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
-            raise MnistError(f"cannot write {path} ({e.strerror or e}); {kept}") from None
+            kept = f"the previous {path.name} is intact" if _exists(path) else "nothing was written"
+            raise MnistError(f"cannot write {path} ({os_reason(e)}); {kept}") from None
         raise
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def umask() -> int:

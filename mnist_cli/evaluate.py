@@ -35,7 +35,7 @@ class Evaluation:
     accuracy: float
     loss: float  # mean cross-entropy, no label smoothing
     n: int
-    per_class: list[float]  # accuracy of each true class
+    per_class: list[float | None]  # accuracy of each true class; None for a class with no images
     confusion: list[list[int]]  # [true][predicted] counts
 
     def as_dict(self) -> dict:
@@ -76,7 +76,7 @@ def summarize(predictions: ImagePredictions, num_classes: int) -> Evaluation:
         accuracy=correct.sum().item() / max(n, 1),
         loss=predictions.loss_sum.item() / max(n, 1),
         n=n,
-        per_class=(correct.double() / matrix.sum(1).clamp(min=1)).tolist(),
+        per_class=[c / n if n else None for c, n in zip(correct.tolist(), matrix.sum(1).tolist(), strict=True)],
         confusion=matrix.tolist(),
     )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_clean_error, invoke
+from conftest import assert_clean_error, invoke, sign
 
 from mnist_cli.checkpoint import FORMAT_VERSION, load_checkpoint
 from mnist_cli.data.datasets import MNIST_MEAN, MNIST_STD
@@ -102,8 +102,7 @@ def test_flipped_bytes_anywhere_are_refused_or_harmless(trained_checkpoint, tmp_
 def resaved(trained_checkpoint: Path, tmp_path: Path, change) -> Path:
     ckpt = torch.load(trained_checkpoint, weights_only=True)
     change(ckpt)
-    ckpt.pop("digest", None)  # a hand-made file: the field checks, not the digest, must catch it
-    torch.save(ckpt, tmp_path / "edited.pt")
+    torch.save(sign(ckpt), tmp_path / "edited.pt")  # re-signed: the field checks, not the digest, must catch it
     return tmp_path / "edited.pt"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -117,19 +118,28 @@ INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C'd program
 BROKEN_PIPE = 141
 
 
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # every control character but the tab
+
+
+def printable(text: str) -> str:
+    """`text` with control characters shown escaped (`\\x1b`): a file or class name must not drive the terminal."""
+    return CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn a user's mistake into one line on stderr and exit code 2; bugs keep their traceback."""
     try:
         yield
     except ConfigError as e:
-        if len(e.problems) == 1:
-            typer.echo(f"error: {e.source}: {e.problems[0]}", err=True)
+        source, problems = printable(e.source), [printable(p) for p in e.problems]
+        if len(problems) == 1:
+            typer.echo(f"error: {source}: {problems[0]}", err=True)
         else:
-            typer.echo("\n".join([f"error: {e.source}: {len(e.problems)} problems", *(f"  - {p}" for p in e.problems)]), err=True)
+            typer.echo("\n".join([f"error: {source}: {len(problems)} problems", *(f"  - {p}" for p in problems)]), err=True)
         raise typer.Exit(USER_ERROR) from None
     except MnistError as e:
-        typer.echo(f"error: {e}", err=True)
+        typer.echo(f"error: {printable(str(e))}", err=True)
         raise typer.Exit(USER_ERROR) from None
 
 
@@ -159,7 +169,8 @@ def main() -> None:
         try:
             app()
         finally:
-            sys.stdout.flush()  # here, not at exit, so a reader that went away is caught below
+            if sys.stdout is not None:  # None when started with stdout closed (`>&-`)
+                sys.stdout.flush()  # here, not at exit, so a reader that went away is caught below
     except (BrokenPipeError, SystemExit) as e:
         # The group's own help and --version are written before any command runs: their closed pipe ends here.
         if not _reader_went_away(e):

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mnist_cli.cli.app import app, print_json, user_errors
+from mnist_cli.cli.app import app, print_json, printable, user_errors
 from mnist_cli.cli.completion import DEVICE_METAVAR, complete_checkpoint, complete_device
 
 
@@ -20,7 +20,12 @@ class EvalSplit(str, Enum):
 @app.command("eval")
 def evaluate_checkpoint(
     checkpoint: Annotated[
-        Path, typer.Argument(help="A best.pt or last.pt written by `mnist train`.", autocompletion=complete_checkpoint)
+        Path,
+        typer.Argument(
+            help="A best.pt or last.pt written by `mnist train`.",
+            autocompletion=complete_checkpoint,
+            readable=False,  # we say why a file cannot be read, not click
+        ),
     ],
     split: Annotated[EvalSplit, typer.Option(help="test, or val (the exact images held out in training).")] = EvalSplit.test,
     device: Annotated[
@@ -63,7 +68,7 @@ def evaluate_checkpoint(
     from mnist_cli.cli.ui import consoles, render_evaluation, render_truth_table
 
     stdout, _ = consoles()
-    stdout.print(f"{checkpoint} on the {split.value} split", markup=False, soft_wrap=True)
+    stdout.print(printable(f"{checkpoint} on the {split.value} split"), markup=False, soft_wrap=True)
     if table is not None:
         render_truth_table(stdout, table, cfg.data.dataset)
     render_evaluation(stdout, result, trained.classes, f"{split.value} split")

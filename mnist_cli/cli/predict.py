@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from mnist_cli.cli.app import USER_ERROR, app, print_json, user_errors
+from mnist_cli.cli.app import USER_ERROR, app, print_json, printable, user_errors
 from mnist_cli.cli.completion import DEVICE_METAVAR, complete_checkpoint, complete_device
 from mnist_cli.errors import MnistError
 
@@ -87,7 +87,7 @@ def predict(
         chosen = checkpoint is None
         trained = load_trained(newest_checkpoint() if checkpoint is None else checkpoint, resolve_device(device))
         if chosen:  # said after loading, so the line can say what the model is
-            stderr.print(f"using checkpoint {trained.path} ({trained.describe()})", markup=False, soft_wrap=True)
+            stderr.print(printable(f"using checkpoint {trained.path} ({trained.describe()})"), markup=False, soft_wrap=True)
         if trained.dataset.kind != "images":
             raise MnistError(
                 f"{trained.path} was trained on the {trained.dataset.name} truth table: predict takes no images; "
@@ -115,7 +115,7 @@ def predict(
         except SaveError as e:  # the predictions are made: print them, then say what was not saved
             errors.append(f"error: {e}")
     for error in errors:
-        stderr.print(error, markup=False, soft_wrap=True)
+        stderr.print(printable(error), markup=False, soft_wrap=True)  # a file name must not drive the terminal
     if as_json:
         print_json([r.as_dict() for r in results])
     else:

@@ -49,8 +49,12 @@ def train(
         Path | None, typer.Option(help="Shortcut for --set data.root=DIR: the folder holding MNIST/raw/.")
     ] = None,
     out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Output folder (default: checkpoints/<config name>/<the overrides that change it>/)."),
+        str | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output folder, empty or holding a run (default: checkpoints/<config name>/<the overrides that change it>/).",
+        ),
     ] = None,
     resume: Annotated[
         str | None,
@@ -81,16 +85,20 @@ def train(
 
     Without --out, the run goes to checkpoints/<config name>/, plus a folder named by the overrides that change the
     config (checkpoints/default/model.width=256,train.epochs=3/), so different experiments never share a folder.
-    Ctrl-C finishes the current step, saves last.pt and prints the command that resumes; a second Ctrl-C quits at once.
+    Ctrl-C (or SIGTERM, SIGHUP) finishes the current step, saves last.pt and prints the command that resumes; a second
+    quits at once.
     """
+    from mnist_cli.cli.app import printable
     from mnist_cli.cli.ui import TrainReporter, consoles, render_train_result
     from mnist_cli.errors import TrainingInterrupted
-    from mnist_cli.training.interrupt import graceful_sigint
+    from mnist_cli.training.interrupt import graceful_stop
     from mnist_cli.training.plan import plan_run
 
     stdout, stderr = consoles()
     notice = "stopping after this step and saving last.pt (Ctrl-C again to quit at once)"
-    with graceful_sigint(notice) as stop, user_errors():
+    with graceful_stop(notice) as stop, user_errors():
+        if out is not None and not out.strip():
+            raise MnistError("--out is empty; give the folder to train into")
         if config_argument is not None and config is not None and config_argument != config:
             raise MnistError(f"two configs given ({config_argument} and --config {config}); give one")
         shortcuts = {
@@ -103,10 +111,11 @@ def train(
             "data.root": str(data_root) if data_root is not None else None,
             "train.device": device,
         }
-        plan = plan_run(config or config_argument, overrides, shortcuts=shortcuts, resume=resume, out=out)
+        out_dir = Path(out) if out is not None else None
+        plan = plan_run(config or config_argument, overrides, shortcuts=shortcuts, resume=resume, out=out_dir)
         if plan.resume_asked:
             said = f"resuming from {plan.resume_path}" if plan.resuming else f"no last.pt in {plan.run_dir}: starting a new run"
-            stderr.print(said, markup=False, soft_wrap=True)
+            stderr.print(printable(said), markup=False, soft_wrap=True)
         from mnist_cli.training.events import DryRun
         from mnist_cli.training.loop import train as run_training
 
@@ -123,12 +132,15 @@ def train(
                 )
         except TrainingInterrupted as e:
             stderr.print(
-                f"{e}\nresume with: mnist train --resume {shlex.quote(e.path)}", markup=False, soft_wrap=True, highlight=False
+                printable(str(e)) + f"\nresume with: mnist train --resume {printable(shlex.quote(e.path))}",
+                markup=False,
+                soft_wrap=True,
+                highlight=False,
             )
-            raise typer.Exit(INTERRUPTED) from None
+            raise typer.Exit(stop.exit_code) from None
         except KeyboardInterrupt:
             stderr.print("interrupted at once; the files in the output folder are the last complete saves", markup=False)
-            raise typer.Exit(INTERRUPTED) from None
+            raise typer.Exit(stop.exit_code if stop() else INTERRUPTED) from None
     if as_json:
         print_json(done.as_dict())
     elif isinstance(done, DryRun):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -9,16 +11,57 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from mnist_cli.cli.app import printable
+
 if TYPE_CHECKING:
     from mnist_cli.training.metrics import EpochMetrics
+
+
+class ReaderSafeConsole(Console):
+    """A console whose reader may go away (`| head -2`, a closed terminal): it then goes quiet instead of exiting.
+
+    rich's own handler ends the program (exit 1), which would kill a training run over a lost progress line.
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        silence(self.file)
+
+
+class ResultConsole(Console):
+    """stdout: a reader that went away (`| head -1`) is a BrokenPipeError, which the app ends with exit 141.
+
+    rich's own handler would exit 1, as if the command had failed.
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
+def silence(file: Any) -> None:
+    """Point `file`'s descriptor at /dev/null, so later writes (and the flush at exit) meet no closed pipe."""
+    try:
+        fd = file.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def consoles() -> tuple[Console, Console]:
     """(stdout for results, stderr for progress and messages), made per call so tests capture them.
 
-    No emoji codes: a path or class name like `:x:` is printed as written.
+    No emoji codes: a path or class name like `:x:` is printed as written. A stream closed before the program
+    started (`>&-`, so Python has no sys.stdout) writes nowhere instead of raising at the first print.
     """
-    return Console(highlight=False, emoji=False), Console(stderr=True, highlight=False, emoji=False)
+    nowhere = {} if sys.stdout is not None else {"file": open(os.devnull, "w")}  # noqa: SIM115 - lives as long as the console
+    quiet_err = {} if sys.stderr is not None else {"file": open(os.devnull, "w")}  # noqa: SIM115
+    return (
+        ResultConsole(highlight=False, emoji=False, **nowhere),
+        ReaderSafeConsole(stderr=True, highlight=False, emoji=False, **quiet_err),
+    )
 
 
 def epoch_line(metrics: EpochMetrics, epochs: int, is_best: bool) -> str:
@@ -75,6 +118,8 @@ class TrainReporter:
                 f"training on {event.device}: {event.n_train:,} train / {event.n_val:,} val / {event.n_test:,} test images, "
                 f"{event.parameters:,} parameters, {event.steps_per_epoch:,} steps per epoch -> {event.out_dir}"
             )
+            for note in event.notes:
+                self._print(f"note: {note}")
         elif isinstance(event, StepDone) and self.progress is not None:
             if self.task is None:
                 self.task = self.progress.add_task(
@@ -94,7 +139,7 @@ class TrainReporter:
             self._print(epoch_line(event.metrics, self.epochs, event.is_best))
 
     def _print(self, text: str) -> None:
-        (self.progress.console if self.progress else self.console).print(Text(text), soft_wrap=True)
+        (self.progress.console if self.progress else self.console).print(Text(printable(text)), soft_wrap=True)
 
 
 def render_train_result(console: Console, result: dict[str, Any]) -> None:
@@ -105,7 +150,7 @@ def render_train_result(console: Console, result: dict[str, Any]) -> None:
         f"(test loss {result['test_loss']:.4f})\n"
         f"trained {result['epochs']} epoch{'s' if result['epochs'] != 1 else ''} in {result['train_seconds']:.1f}s "
         f"({result['samples_per_second']:,.0f} samples/s) on {result['device']}\n"
-        f"checkpoint: {result['checkpoint']}"
+        f"checkpoint: {printable(result['checkpoint'])}"
     )
     console.print(Text(text), soft_wrap=True)
 
@@ -126,16 +171,16 @@ def render_evaluation(console: Console, result: dict[str, Any], classes: list[st
     per_class.add_column("images", justify="right")
     per_class.add_column("accuracy", justify="right")
     for name, row, acc in zip(classes, result["confusion"], result["per_class"], strict=True):
-        per_class.add_row(Text(name), f"{sum(row):,}", f"{acc:.2%}")
+        per_class.add_row(Text(printable(name)), f"{sum(row):,}", "n/a" if acc is None else f"{acc:.2%}")
     console.print(per_class)
 
     confusion = Table(title="confusion matrix (rows: true, columns: predicted)")
     confusion.add_column("", style="bold")
     for name in classes:
-        confusion.add_column(Text(name), justify="right")
+        confusion.add_column(Text(printable(name)), justify="right")
     for i, (name, row) in enumerate(zip(classes, result["confusion"], strict=True)):
         cells = (Text(str(v), style="bold") if i == j else (str(v) if v else "·") for j, v in enumerate(row))
-        confusion.add_row(Text(name), *cells)
+        confusion.add_row(Text(printable(name)), *cells)
     console.print(confusion)
 
 
@@ -177,8 +222,8 @@ def block_art(image: Any, color: bool) -> list[Text]:
 def top_k_text(r: dict[str, Any], plain: bool = False) -> str:
     """The top-k classes: '7 98.2%  1 1.1%' for people, '7:0.982 1:0.011' in plain lines for scripts."""
     if plain:
-        return " ".join(f"{t['label']}:{t['probability']:.3f}" for t in r["top_k"])
-    return "  ".join(f"{t['label']} {t['probability']:.1%}" for t in r["top_k"])
+        return " ".join(f"{printable(t['label'])}:{t['probability']:.3f}" for t in r["top_k"])
+    return "  ".join(f"{printable(t['label'])} {t['probability']:.1%}" for t in r["top_k"])
 
 
 def prediction_summary(r: dict[str, Any]) -> str:
@@ -191,7 +236,7 @@ def render_predictions(console: Console, results: list[Any], show: bool = False)
 
     Paths and class names are Text, never markup; plain lines go to the file as they are (tabs kept for `cut`).
     """
-    rows = [r.as_dict() for r in results]
+    rows = [{**r.as_dict(), "path": printable(r.path), "label": printable(r.label)} for r in results]
     if show:
         color = console.is_terminal
         for r, result in zip(rows, results, strict=True):

@@ -21,6 +21,7 @@ from mnist_cli.data.catalog import (
 )
 from mnist_cli.data.files import cache_root, check_archives, ds_raw_folder, missing_message, quiet_network, working_root
 from mnist_cli.data.idx import IMAGE_SIDE, check_idx, idx_layout, idx_names
+from mnist_cli.disk import os_reason
 from mnist_cli.errors import DataError
 
 NUM_CLASSES = 10  # of every MNIST-style file set
@@ -91,6 +92,14 @@ def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split
         from mnist_cli.data.small import load_small
 
         return load_small(dataset)
+    try:
+        return _load_dataset(dataset, Path(root), download)
+    except OSError as e:  # a folder on the way that cannot be searched or read, a name too long
+        where = e.filename or root
+        raise DataError(f"cannot read the dataset at {where} ({os_reason(e)})") from None
+
+
+def _load_dataset(dataset: str, root: Path, download: bool) -> tuple[Split, Split]:
     unpacked = _read_unpacked(dataset, Path(root))
     if unpacked is not None:
         return unpacked
@@ -105,6 +114,11 @@ def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split
             with quiet_network():
                 ds = cls(str(work_root), train=train, download=download)
         except (RuntimeError, OSError) as e:
+            if not download:
+                raise DataError(
+                    f"{cls.__name__} data not found in {ds_raw_folder(cls, Path(root))}/ (a dry run does not download it; "
+                    f"a run would); or set MNIST_DATA_DIR to the folder that holds {cls.__name__}/raw/"
+                ) from None
             raise DataError(missing_message(cls, Path(root), e)) from None
         except (AssertionError, ValueError, TypeError, IndexError) as e:
             raise DataError(

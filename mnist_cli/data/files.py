@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,14 +48,29 @@ def working_root(cls: type, root: Path) -> Path:
         for name in names:
             src, link = raw / name, work_raw / name
             if src.is_file():
-                if link.is_symlink() or link.exists():
-                    link.unlink()
-                link.symlink_to(src.resolve())
+                _link(link, src.resolve())
     except OSError as e:
         raise DataError(
             f"cannot prepare the dataset cache {work_raw} ({e.strerror or e}); set {CACHE_ENV} to a writable folder"
         ) from None
     return work
+
+
+def _link(link: Path, target: Path) -> None:
+    """Make `link` point at `target`, atomically: concurrent first runs may do the same at the same moment.
+
+    A link already pointing there is left alone; a stale one is replaced by renaming a fresh link over it, so a rival
+    reading through it never finds it missing.
+    """
+    if link.is_symlink() and os.readlink(link) == str(target):
+        return
+    temp = link.with_name(f".{link.name}.{os.getpid()}.{secrets.token_hex(4)}.link")
+    temp.symlink_to(target)
+    try:
+        os.replace(temp, link)
+    except OSError:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def check_archives(cls: type, root: Path, work_root: Path) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import glob
 import io
+import os
+import stat
 import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mnist_cli.disk import A_FOLDER, NO_SUCH_FILE, os_reason, unreadable_file
 from mnist_cli.errors import ImageError
 
 STDIN = "-"
@@ -31,30 +33,82 @@ def expand_arguments(args: list[str]) -> list[str]:
         path = Path(arg)
         if not arg:
             found = []  # Path("") is the current folder; an empty argument is a mistake, not "."
-        elif arg == STDIN or path.is_file():
+        elif arg == STDIN or _is(path, stat.S_ISREG):
             found = [arg]
-        elif path.is_dir():
+        elif _is(path, stat.S_ISDIR):
             found = folder_images(path)
         elif GLOB_CHARS & set(arg):
-            found = sorted({image for match in glob.glob(arg, recursive=True) for image in match_images(Path(match))})
+            found = _unique_files(image for match in glob_paths(arg) for image in match_images(match))
         else:
             found = []
         out += found or [arg]
     return out
 
 
+def _is(path: Path, test) -> bool:
+    """`test(mode)` for the file `path` names (symlinks followed); False if it cannot be told (read_source says why)."""
+    try:
+        return test(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def glob_paths(pattern: str) -> list[Path]:
+    """What a glob matches. pathlib's `**` never descends into symlinked folders, so a link to a parent cannot make
+    the walk loop (glob.glob's does, exponentially with two such links)."""
+    parts = Path(pattern).parts
+    first = next(i for i, part in enumerate(parts) if GLOB_CHARS & set(part))
+    base = Path(*parts[:first]) if first else Path()
+    try:
+        found = sorted(base.glob(str(Path(*parts[first:]))))
+    except (OSError, ValueError):
+        return []
+    return [p for p in found if _is(p, stat.S_ISDIR)] if pattern.endswith("/") else found  # `imgs/*/`: folders only
+
+
+def _unique_files(paths) -> list[str]:
+    """Sorted, each file once: two names for one file (a symlink and its target) count once."""
+    seen: set[str] = set()
+    out = []
+    for path in sorted(set(paths)):
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            out.append(path)
+    return out
+
+
 def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    return path.suffix.lower() in IMAGE_SUFFIXES and _is(path, stat.S_ISREG)
 
 
 def folder_images(folder: Path) -> list[str]:
-    """The image files directly inside `folder`, sorted."""
-    return sorted(str(p) for p in folder.iterdir() if is_image_file(p))
+    """The image files directly inside `folder`, sorted; the folder itself when it cannot be read, so that
+    reading it says why (and the rest of a batch goes on)."""
+    try:
+        found = sorted(str(p) for p in folder.iterdir() if is_image_file(p))
+    except OSError:
+        return [str(folder)]
+    return found or ([str(folder)] if folder_problem(folder) else [])
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why the images in `folder` cannot be read, in words, or None."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as e:
+        return f"cannot open this folder ({os_reason(e)})"
+    for entry in entries:
+        try:
+            entry.stat()
+        except OSError as e:
+            return f"cannot open the files in this folder ({os_reason(e)})"
+    return None
 
 
 def match_images(match: Path) -> list[str]:
     """What a glob match stands for: a folder its images, an image file itself, anything else nothing."""
-    if match.is_dir():
+    if _is(match, stat.S_ISDIR):
         return folder_images(match)
     return [str(match)] if is_image_file(match) else []
 
@@ -66,20 +120,21 @@ def read_source(source: str, stdin: io.BufferedIOBase | None = None) -> Image.Im
         return decode(data)
     path = Path(source)
     if not source:
-        raise ImageError("no such file")
-    if GLOB_CHARS & set(source) and not path.exists():
-        raise ImageError("no image files match" if glob.glob(source, recursive=True) else "no files match")
-    if path.is_dir():
-        raise ImageError("no images in this folder")
-    if not path.is_file():
-        raise ImageError("no such file")
+        raise ImageError(NO_SUCH_FILE)
+    if GLOB_CHARS & set(source) and not os.path.lexists(source):
+        raise ImageError("no image files match" if glob_paths(source) else "no files match")
+    problem = unreadable_file(path)
+    if problem == A_FOLDER:
+        raise ImageError(folder_problem(path) or "no images in this folder")
+    if problem:
+        raise ImageError(problem)
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise ImageError(f"file too large ({size / 2**20:.0f} MiB; at most {MAX_FILE_BYTES / 2**20:.0f} MiB)")
         data = path.read_bytes()
     except OSError as e:
-        raise ImageError(f"cannot read ({e.strerror or e})") from None
+        raise ImageError(f"cannot read ({os_reason(e)})") from None
     return decode(data)
 
 

@@ -77,6 +77,8 @@ def to_gray(img: Image.Image) -> np.ndarray:
     """Any mode -> float32 (H, W) in [0, 1]; transparent pixels become background, whatever their colour."""
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         values = np.asarray(img, dtype=np.float32)
+        if not np.isfinite(values).all():  # float TIFFs can hold NaN or inf: no brightness to read
+            raise ImageError("the image has invalid pixel values (NaN or infinity)")
         # 16-bit and 32-bit files: scale by their range, not by 255 (Pillow's convert("L") would clip).
         top = 65535.0 if img.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
         return np.clip(values / top, 0, 1)

@@ -93,6 +93,13 @@ def _rebuild(ckpt: dict[str, Any], cfg: Config, path: Path) -> MLP:
     if expected != found:
         differ = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
         raise CheckpointError(f"{path}: weights do not match the stored architecture ({', '.join(differ[:3])} differ)")
+    # Bytes the model will take against bytes the file holds, before anything is allocated: a tensor that claims a
+    # shape without storing its elements (load_checkpoint refuses views) must not make us allocate gigabytes.
+    need = sum(v.numel() * v.element_size() for v in shapes.values())
+    storages = {v.untyped_storage().data_ptr(): v.untyped_storage().nbytes() for v in ckpt["model_state"].values()}
+    held = sum(storages.values())  # each stored buffer once, however many tensors view it
+    if held < need or any(v.dtype != shapes[k].dtype for k, v in ckpt["model_state"].items()):
+        raise CheckpointError(f"{path}: weights do not match the stored architecture ({held:,} bytes stored, {need:,} needed)")
     model = build_model(cfg.model, in_features, num_classes)
     try:
         model.load_state_dict(ckpt["model_state"])

@@ -18,6 +18,7 @@ class RunStarted:
     steps_per_epoch: int
     epochs: int
     out_dir: str
+    notes: tuple[str, ...] = ()  # things the user should know before the run starts
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Ctrl-C during training: the first asks the loop to stop after the current step, the second quits at once."""
+"""Stopping a run gracefully: Ctrl-C, SIGTERM (timeout, docker stop, Kubernetes, Slurm) and SIGHUP (a closed terminal).
+
+The first asks the loop to stop after the current step (it saves last.pt); a second quits at once.
+"""
 
 from __future__ import annotations
 
@@ -8,37 +11,51 @@ import signal
 import threading
 from collections.abc import Iterator
 
+# Signals that stop a run the way the first Ctrl-C does; SIGHUP does not exist on Windows.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
 
 class StopRequest:
-    """Callable flag the training loop polls after every step."""
+    """Callable flag the training loop polls after every step; `signal` is the signal that set it."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self.signal: int = signal.SIGINT
 
     def __call__(self) -> bool:
         return self._event.is_set()
 
-    def set(self) -> None:
+    def set(self, signum: int = signal.SIGINT) -> None:
+        self.signal = signum
         self._event.set()
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal, what shells report for a program a signal ended: 130, 143 (SIGTERM), 129 (SIGHUP)."""
+        return 128 + self.signal
 
 
 @contextlib.contextmanager
-def graceful_sigint(notice: str) -> Iterator[StopRequest]:
-    """While inside, SIGINT sets the returned flag (and writes `notice` to stderr); a second raises KeyboardInterrupt."""
+def graceful_stop(notice: str) -> Iterator[StopRequest]:
+    """While inside, SIGINT, SIGTERM and SIGHUP set the returned flag (and write `notice` to stderr); a second raises
+    KeyboardInterrupt."""
     request = StopRequest()
 
     def handler(signum, frame) -> None:
         if request():
             raise KeyboardInterrupt
-        request.set()
+        request.set(signum)
         # os.write, not print: a handler can run while the main thread is inside a buffered write to stderr.
-        os.write(2, f"\n{notice}\n".encode())
+        # A hung-up terminal or a closed pipe takes no notice; the stop still happens.
+        with contextlib.suppress(OSError):
+            os.write(2, f"\n{signal.Signals(signum).name}: {notice}\n".encode())
 
     if threading.current_thread() is not threading.main_thread():
         yield request  # signals reach only the main thread; nothing to install
         return
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
         yield request
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)

@@ -13,13 +13,13 @@ from typing import Any
 import torch
 
 from mnist_cli.augment import augment
-from mnist_cli.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
+from mnist_cli.checkpoint import build_checkpoint, config_from_checkpoint, load_checkpoint, save_checkpoint
 from mnist_cli.config import Config, TrainConfig, data_root, to_yaml
 from mnist_cli.data.datasets import Normalization, Split, class_names, load_dataset, normalization_for, split_train_val
 from mnist_cli.data.loader import make_loader, to_inputs
 from mnist_cli.devices import resolve_device
 from mnist_cli.disk import atomic_write
-from mnist_cli.errors import TrainingInterrupted
+from mnist_cli.errors import CheckpointError, TrainingInterrupted
 from mnist_cli.evaluate import evaluate
 from mnist_cli.losses import Loss, make_loss
 from mnist_cli.model import MLP, build_model, count_parameters
@@ -28,6 +28,7 @@ from mnist_cli.training.events import DryRun, EpochDone, Event, RunStarted, Step
 from mnist_cli.training.guard import LossGuard
 from mnist_cli.training.health import StepRecord
 from mnist_cli.training.metrics import EpochMetrics
+from mnist_cli.training.plan import config_differences
 from mnist_cli.training.preflight import check_resources, parameter_count
 from mnist_cli.training.probe import HealthProbe, probe_batch
 from mnist_cli.training.rundir import RunDir
@@ -98,10 +99,11 @@ def train(
     returns, so runs in one process do not affect each other.
     """
     run_dir = out_dir if isinstance(out_dir, RunDir) else RunDir(Path(out_dir))
-    device, splits, parameters = preflight(cfg, run_dir, new_run=resume_from is None and not overwrite, dry_run=dry_run)
+    device, splits, parameters = preflight(cfg, run_dir, resume_from, overwrite=overwrite, dry_run=dry_run)
     if dry_run:
         return DryRun(str(run_dir), str(device), parameters)
-    with run_dir.locked(), isolated_process_state(device, cfg.train.threads):
+    threads = cfg.train.threads or recorded_threads(resume_from)
+    with run_dir.locked(), isolated_process_state(device, threads):
         if overwrite and resume_from is None:
             run_dir.remove_previous_run()  # under the lock: never another live run's files
         run = set_up(cfg, run_dir, device, splits, resume_from)
@@ -115,6 +117,7 @@ def train(
                 run.steps,
                 cfg.train.epochs,
                 str(run_dir),
+                notes=thread_notes(threads, cfg.train.threads is None and resume_from is not None),
             )
         )
         for epoch in range(run.state.epoch, cfg.train.epochs + 1):
@@ -127,22 +130,66 @@ def train(
         return final_test(run)
 
 
-def preflight(cfg: Config, run_dir: RunDir, new_run: bool, dry_run: bool) -> tuple[torch.device, tuple[Split, Split, Split], int]:
-    """Device, data, output folder, memory and disk, all checked before the first step; a dry run writes nothing.
+def preflight(
+    cfg: Config, run_dir: RunDir, resume_from: dict[str, Any] | None, overwrite: bool, dry_run: bool
+) -> tuple[torch.device, tuple[Split, Split, Split], int]:
+    """Device, data, output folder, memory and disk, all checked before the first step.
 
-    Returns the device, the (train, val, test) splits and the model's parameter count.
+    Nothing is written: a refused run (or a dry run) leaves no folder and no .lock behind; the folder is made when
+    the run takes its lock. A dry run does not download the dataset, it says it is missing. Returns the device, the
+    (train, val, test) splits and the model's parameter count.
     """
     device = resolve_device(cfg.train.device)
-    # Data before the output folder: a run that cannot start leaves nothing behind.
-    train_full, test = load_dataset(cfg.data.dataset, data_root(cfg.data))
-    run_dir.prepare(create=not dry_run)
-    if new_run:
-        run_dir.refuse_to_replace()
+    train_full, test = load_dataset(cfg.data.dataset, data_root(cfg.data), download=not dry_run)
+    run_dir.prepare(create=False)
+    if resume_from is None:
+        run_dir.refuse_to_replace(overwrite)
+    else:
+        check_best(run_dir, resume_from)
     train_split, val_split = split_train_val(train_full, cfg.data.val_size, cfg.seed)
     in_features = train_full.images[0].numel()
     parameters = parameter_count(cfg, in_features, len(class_names(cfg.data.dataset)))
     check_resources(cfg, run_dir, device, parameters, in_features, train_full.images.nbytes + test.images.nbytes)
     return device, (train_split, val_split, test), parameters
+
+
+def check_best(run_dir: RunDir, resume_from: dict[str, Any]) -> None:
+    """A resumed run ends by testing its best.pt: refuse, before training, one that is missing, corrupt or another run's."""
+    payload = resume_from.get(RESUME_KEY) or {}
+    best_epoch = payload.get("best_epoch")
+    if not best_epoch:
+        return  # no epoch has finished: the first one writes best.pt
+    fix = "restore it from a backup, or start a new run with --overwrite"
+    try:
+        best = load_checkpoint(run_dir.best)
+    except CheckpointError as e:
+        raise CheckpointError(f"cannot resume: the run's best model is needed for its final test, but {e}; {fix}") from None
+    differ = config_differences(config_from_checkpoint(best, run_dir.best), config_from_checkpoint(resume_from, run_dir.last))
+    if best.get("epoch") != best_epoch or differ:
+        raise CheckpointError(
+            f"cannot resume: {run_dir.best} is not this run's best model (epoch {best.get('epoch')!r}, "
+            f"the run's best is epoch {best_epoch}{', another config' if differ else ''}); {fix}"
+        )
+
+
+def recorded_threads(resume_from: dict[str, Any] | None) -> int | None:
+    """The CPU thread count the resumed run used (recorded since this release), so it continues bit for bit."""
+    threads = ((resume_from or {}).get(RESUME_KEY) or {}).get("threads")
+    return threads if type(threads) is int and threads >= 1 else None
+
+
+def thread_notes(threads: int | None, resumed: bool) -> tuple[str, ...]:
+    """What the user should know about the thread count of a resumed run."""
+    if not resumed:
+        return ()
+    if threads is None:
+        return ("this last.pt does not record its thread count; a different count changes the last bits of the result",)
+    if torch.get_num_threads() != threads:
+        return (
+            f"the run used {threads} CPU threads but torch runs {torch.get_num_threads()} here; "
+            "the result may differ from an unbroken run in the last bits",
+        )
+    return ()
 
 
 def set_up(
@@ -160,7 +207,11 @@ def set_up(
     loader = make_loader(train_split, cfg.train.batch_size, shuffle=True, generator=generator)
     steps = len(loader)
     scheduler = make_scheduler(optimizer, cfg.train, steps)
-    state = RunState() if resume_from is None else restore(resume_from, model, optimizer, scheduler, run_dir.last)
+    state = (
+        RunState()
+        if resume_from is None
+        else restore(resume_from, model, optimizer, scheduler, run_dir.last, steps, cfg.train.epochs)
+    )
     atomic_write(run_dir.config, lambda f: f.write(to_yaml(cfg).encode()))
     # health.jsonl and steps.jsonl are appended to as the run goes: back to where last.pt stands (empty for a new run).
     run_dir.cut_logs(0 if resume_from is None else (state.epoch - 1) * steps + state.step)

@@ -9,9 +9,9 @@ from typing import Any
 
 from mnist_cli.checkpoint import checkpoints_root, config_from_checkpoint, load_checkpoint
 from mnist_cli.config import Config, load_config, validate
-from mnist_cli.errors import ConfigError
+from mnist_cli.errors import CheckpointError, ConfigError
 from mnist_cli.naming import settings_name
-from mnist_cli.training.rundir import RunDir
+from mnist_cli.training.rundir import LAST, RunDir
 from mnist_cli.training.state import resume_payload
 
 # Keys that may differ between a run and its resumption: where it runs and where its data lives, not what it computes.
@@ -66,6 +66,8 @@ def plan_run(
         run_dir = default_dir
     else:
         path = Path(resume)
+        if _is_dir(path):
+            raise CheckpointError(f"{path} is a folder; a run resumes from its last.pt: --resume {path / LAST}")
         run_dir = RunDir(out or path.parent)
     ckpt = load_checkpoint(path)
     resume_payload(ckpt, path)
@@ -79,6 +81,13 @@ def plan_run(
                 f"--resume {path}",
             )
     return RunPlan(_with_device(stored, device), run_dir, ckpt, path, resume_asked=True)
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False  # load_checkpoint says why
 
 
 def default_out_dir(config_path: Path | None, overrides: list[str] | None = None) -> Path:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnist_cli.disk import TEMP_SUFFIX, atomic_write, probe_writable
+from mnist_cli.disk import TEMP_RANDOM, TEMP_SUFFIX, atomic_write, os_reason, probe_writable
 from mnist_cli.errors import MnistError
 from mnist_cli.training import health
 from mnist_cli.training.health import HealthRecord, StepRecord
@@ -78,13 +79,54 @@ class RunDir:
             reason = getattr(e, "strerror", None) or str(e)
             raise MnistError(f"output directory {self.path} cannot be created or written to ({reason})") from None
 
-    def refuse_to_replace(self) -> None:
-        """A new run must not silently replace another run's checkpoints."""
-        if self.holds_run():
+    def refuse_to_replace(self, overwrite: bool = False) -> None:
+        """A new run writes only into an empty folder or one holding a run of ours, and replaces a run only if asked.
+
+        Ours means: nothing but our file names, and each of them reads as what we write there.
+        """
+        try:
+            names = sorted(p.name for p in self.path.iterdir()) if self.path.is_dir() else []
+        except OSError as e:
+            raise MnistError(f"output directory {self.path} cannot be listed ({os_reason(e)})") from None
+        foreign = [n for n in names if n not in (*RUN_FILES, LOCK) and not is_our_temp(n)]
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise MnistError(
+                f"{self.path} holds files that are not a run's ({shown}); a run writes only into an empty folder "
+                "or one holding a run: choose another --out"
+            )
+        if self.holds_run() and not overwrite:
             raise MnistError(
                 f"{self.path} already holds a run ({LAST}); continue it with --resume auto, "
                 "replace it with --overwrite, or choose another --out"
             )
+        for name in (n for n in names if n in RUN_FILES):
+            problem = self._not_ours(self.path / name)
+            if problem:
+                raise MnistError(
+                    f"{self.path / name} was not written by mnist train ({problem}); a run replaces only its own files: "
+                    "move it away or choose another --out"
+                )
+
+    @staticmethod
+    def _not_ours(path: Path) -> str | None:
+        """Why a file named like a run's is not one of ours, or None."""
+        from mnist_cli.errors import first_line
+
+        try:
+            if path.name in CHECKPOINT_FILES:
+                from mnist_cli.checkpoint import load_checkpoint
+
+                load_checkpoint(path)
+            elif path.name == CONFIG:
+                from mnist_cli.config import load_config
+
+                load_config(path)
+            elif path.name == METRICS:
+                from_jsonl(path.read_text())
+        except (MnistError, OSError, ValueError, TypeError, UnicodeDecodeError) as e:
+            return first_line(e).removeprefix(f"{path}: ")
+        return None
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -94,7 +136,14 @@ class RunDir:
         except ImportError:  # not on POSIX: no lock
             yield
             return
-        handle = open(self.lock_file, "a+b")  # noqa: SIM115 - held open for the whole run on purpose
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)  # here, not in the preflight: a refused run leaves no folder
+            handle = open(self.lock_file, "a+b")  # noqa: SIM115 - held open for the whole run on purpose
+        except OSError as e:
+            raise MnistError(
+                f"cannot open the run's lock file {self.lock_file} ({os_reason(e)}); "
+                "if no `mnist train` is writing there, remove it or choose another --out"
+            ) from None
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -121,9 +170,10 @@ class RunDir:
                 raise MnistError(f"cannot remove the earlier run's {self.path / name} ({e.strerror})") from None
 
     def remove_stale_temps(self) -> None:
-        """Temporary files of our own saves (`.<run file>.*.tmp`), left by a killed run; never anyone else's."""
-        for name in RUN_FILES:
-            for stale in self.path.glob(f".{name}.*{TEMP_SUFFIX}"):
+        """Temporary files of our own saves (`.<run file>.<mkstemp's 8 characters>.tmp`), left by a killed run; never
+        anyone else's."""
+        for stale in self.path.iterdir():
+            if is_our_temp(stale.name):
                 stale.unlink(missing_ok=True)
 
     def read_metrics(self) -> list[EpochMetrics]:
@@ -183,3 +233,8 @@ class RunDir:
     def kept(self) -> str:
         """What survives a stop: the last checkpoint written, if any."""
         return f"the last good checkpoint {self.last} is kept" if self.last.exists() else "no checkpoint had been written yet"
+
+
+def is_our_temp(name: str) -> bool:
+    """`.best.pt.k3j_x9ab.tmp`: the name `atomic_write` gives a run file's temporary copy, and nothing else."""
+    return any(re.fullmatch(re.escape(f".{run_file}.") + TEMP_RANDOM + re.escape(TEMP_SUFFIX), name) for run_file in RUN_FILES)

@@ -1,0 +1,226 @@
+"""Crafted checkpoints: a stranger's file is refused with one line; it never crashes, corrupts memory or exhausts it.
+
+The digest proves a file is intact, not that it is ours: every crafted file here is re-signed (`sign`), so only the
+checks after the digest can catch it.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import sign, write_config
+from typer.testing import CliRunner
+
+from mnist_cli.cli import app
+from mnist_cli.config import load_config
+from mnist_cli.errors import TrainingInterrupted
+from mnist_cli.training.events import EpochDone
+from mnist_cli.training.loop import train
+
+runner = CliRunner()
+MNIST = [sys.executable, "-m", "mnist_cli"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_refused(r, *fragments: str) -> None:
+    """Exit 2 with one `error:` line holding every fragment, and no traceback."""
+    out = r.stderr
+    code = r.exit_code if hasattr(r, "exit_code") else r.returncode
+    assert code == 2, out
+    assert "Traceback" not in out, out
+    lines = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, out
+    for fragment in fragments:
+        assert fragment in lines[0], out
+
+
+@pytest.fixture(scope="module")
+def unfinished_run(tmp_path_factory, synthetic_root) -> Path:
+    """A run stopped after its first of two epochs: last.pt (with Adam state and a resume payload) and best.pt."""
+    out = tmp_path_factory.mktemp("unfinished")
+    cfg = load_config(write_config(out / "run.yaml", data={"val_size": 100, "root": str(synthetic_root)}))
+    finished: list[EpochDone] = []
+    with pytest.raises(TrainingInterrupted):
+        # Stop at the end of epoch 1, as Ctrl-C would: best.pt exists and the payload has one epoch of history.
+        train(
+            cfg,
+            out / "run",
+            lambda e: finished.append(e) if isinstance(e, EpochDone) else None,
+            should_stop=lambda: bool(finished),
+        )
+    return out / "run"
+
+
+def crafted_copy(run: Path, tmp_path: Path, change) -> Path:
+    """A copy of the run folder whose last.pt was changed by `change(ckpt)` and re-signed."""
+    copy = tmp_path / "evil"
+    shutil.copytree(run, copy)
+    ckpt = torch.load(copy / "last.pt", weights_only=True)
+    change(ckpt)
+    torch.save(sign(ckpt), copy / "last.pt")
+    return copy
+
+
+def test_an_optimizer_state_smaller_than_its_parameter_is_refused_not_a_segfault(unfinished_run, tmp_path):
+    # The fused Adam step wrote past a 3-element exp_avg: exit 139 (segfault) or 134 (munmap_chunk) before the fix.
+    evil = crafted_copy(unfinished_run, tmp_path, lambda c: c["optimizer_state"]["state"][0].update(exp_avg=torch.zeros(3)))
+    r = subprocess.run([*MNIST, "train", "--resume", evil / "last.pt", "-q"], capture_output=True, text=True, timeout=120)
+    assert_refused(r, "resume state does not fit this run", "optimizer state 0.exp_avg is torch.float32 (3,)")
+    assert torch.load(evil / "last.pt", weights_only=True)["optimizer_state"]["state"][0]["exp_avg"].shape == (3,)
+
+
+def _set(path: list, value):
+    def change(ckpt):
+        node = ckpt
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (_set(["optimizer_state", "state", 0, "exp_avg_sq"], torch.zeros(32, 784, dtype=torch.float64)), "exp_avg_sq"),
+        (_set(["optimizer_state", "state", 0, "step"], "x"), "0.step is not a tensor"),
+        (_set(["optimizer_state", "state", 0, "exp_avg"], torch.full((32, 784), float("nan"))), "NaN or inf"),
+        (_set(["optimizer_state", "state", 99], {}), "parameter positions"),
+        (_set(["optimizer_state", "param_groups", 0, "lr"], "x"), "optimizer setting lr"),
+        (_set(["optimizer_state", "param_groups", 0, "betas"], [0.9]), "optimizer setting betas"),
+        (_set(["optimizer_state"], None), "optimizer_state must hold"),
+        (_set(["scheduler_state"], {"last_epoch": "x"}), "scheduler_state does not fit"),
+        (_set(["resume", "loss_sum"], "x"), "loss_sum"),
+        (_set(["resume", "epoch_seconds"], "x"), "epoch_seconds"),
+        (_set(["resume", "train_time"], float("nan")), "train_time"),
+        (_set(["resume", "best_acc"], "x"), "best_acc"),
+        (_set(["resume", "best_acc"], 7.0), "best_acc"),
+        (_set(["resume", "history"], ["x"]), "history"),
+        (_set(["resume", "history"], "x"), "history"),
+        (_set(["resume", "epoch_generator_state"], torch.zeros(3, dtype=torch.uint8)), "epoch_generator_state"),
+        (_set(["resume", "rng", "torch"], "x"), "torch RNG"),
+        (_set(["resume", "rng", "python"], [3, [1, 2], None]), "Python RNG"),
+        (_set(["resume", "epoch"], True), "resume epoch"),
+        (_set(["resume", "step"], 10**9), "resume step"),
+        (_set(["resume", "threads"], 0), "threads"),
+    ],
+)
+def test_every_resume_field_is_checked_before_anything_is_restored(unfinished_run, tmp_path, change, fragment):
+    evil = crafted_copy(unfinished_run, tmp_path, change)
+    before = (evil / "last.pt").read_bytes()
+    r = invoke("train", "--resume", evil / "last.pt", "-q")
+    assert_refused(r, "resume state does not fit this run", fragment)
+    assert (evil / "last.pt").read_bytes() == before
+
+
+def bomb(tmp_path: Path, trained_checkpoint: Path, signed: bool) -> Path:
+    """A few KB that describe a 65536-wide, 3-deep model (17 GB of float32) as expanded views of one number."""
+    ckpt = torch.load(trained_checkpoint, weights_only=True)
+    ckpt["config"]["model"].update(width=65536, depth=3)
+    widths = [784, 65536, 65536, 65536]
+    state = {}
+    for i in range(3):
+        state[f"hidden.{i}.linear.weight"] = torch.zeros(1).expand(widths[i + 1], widths[i])
+        state[f"hidden.{i}.linear.bias"] = torch.zeros(1).expand(widths[i + 1])
+    state["output.weight"], state["output.bias"] = torch.zeros(1).expand(10, 65536), torch.zeros(1).expand(10)
+    ckpt.update(model_state=state, optimizer_state=None, scheduler_state=None)
+    path = tmp_path / ("signed-bomb.pt" if signed else "bomb.pt")
+    if signed:
+        # Signing hashes the bytes a view stands for: 17 GB. Sign a stand-in of the same keys, then swap the views in.
+        ckpt["digest"] = "0" * 64
+    else:
+        ckpt.pop("digest")
+    torch.save(ckpt, path)
+    assert path.stat().st_size < 64 * 1024
+    return path
+
+
+def _memory_cap() -> None:
+    limit = 8 * 2**30  # 8 GB of address space (torch and OpenBLAS reserve some): far below the 17 GB the file describes
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_a_small_file_describing_a_huge_model_allocates_nothing(trained_checkpoint, tmp_path, signed):
+    path = bomb(tmp_path, trained_checkpoint, signed)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}  # fewer thread arenas under the cap
+    r = subprocess.run(
+        [*MNIST, "eval", path], capture_output=True, text=True, timeout=120, preexec_fn=_memory_cap, cwd=tmp_path, env=env
+    )
+    assert_refused(r, str(path), "is a view, not stored data" if signed else "it has no digest")
+
+
+def test_a_checkpoint_without_a_digest_is_not_ours(trained_checkpoint, tmp_path):
+    ckpt = torch.load(trained_checkpoint, weights_only=True)
+    ckpt.pop("digest")
+    torch.save(ckpt, tmp_path / "unsigned.pt")
+    assert_refused(invoke("eval", tmp_path / "unsigned.pt"), "not a checkpoint written by mnist-cli (it has no digest)")
+
+
+def test_a_deeply_nested_value_is_refused_not_a_recursion_error(trained_checkpoint, tmp_path):
+    ckpt = torch.load(trained_checkpoint, weights_only=True)
+    deep: list = []
+    for _ in range(5000):  # the default recursion limit is 1000
+        deep = [deep]
+    ckpt["metrics"]["deep"] = deep
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(50_000)  # only to write the file: pickling recurses too
+    try:
+        torch.save(ckpt, tmp_path / "deep.pt")
+    finally:
+        sys.setrecursionlimit(limit)
+    assert_refused(invoke("eval", tmp_path / "deep.pt"), "nested more than 32 levels deep")
+
+
+# --- resume and best.pt -----------------------------------------------------------------------------------------
+
+
+def _untouched(run: Path) -> bytes:
+    return (run / "last.pt").read_bytes()
+
+
+def test_a_resume_without_its_best_pt_is_refused_before_training(unfinished_run, tmp_path):
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(unfinished_run / "last.pt", alone / "last.pt")
+    before = _untouched(alone)
+    r = invoke("train", "--resume", alone / "last.pt", "-q")
+    assert_refused(r, "cannot resume", "no such checkpoint", "best.pt")
+    assert _untouched(alone) == before and not (alone / "metrics.jsonl").exists()
+
+
+def test_a_resume_with_another_runs_best_pt_is_refused(unfinished_run, trained_checkpoint, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(unfinished_run, copy)
+    other = torch.load(trained_checkpoint, weights_only=True)
+    other["config"]["train"]["lr"] = 0.5  # another run's best model: same architecture, other settings
+    torch.save(sign(other), copy / "best.pt")
+    r = invoke("train", "--resume", copy / "last.pt", "-q")
+    assert_refused(r, "is not this run's best model")
+
+
+def test_a_resume_with_junk_or_a_corrupt_best_pt_is_refused(unfinished_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(unfinished_run, copy)
+    data = bytearray((copy / "best.pt").read_bytes())
+    ckpt = torch.load(copy / "best.pt", weights_only=True)
+    # Flip one byte of the first weight: torch.load does not notice, the digest does.
+    raw = ckpt["model_state"]["hidden.0.linear.weight"].numpy().tobytes()
+    at = bytes(data).find(raw[:64])
+    assert at > 0
+    data[at + 3] ^= 0x40
+    (copy / "best.pt").write_bytes(bytes(data))
+    r = invoke("train", "--resume", copy / "last.pt", "-q")
+    assert_refused(r, "cannot resume", "checkpoint is corrupt")
+    (copy / "best.pt").write_bytes(b"junk")
+    assert_refused(invoke("train", "--resume", copy / "last.pt", "-q"), "cannot resume", "not a checkpoint")

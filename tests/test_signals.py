@@ -1,0 +1,153 @@
+"""Signals, threads, pipes and terminals, on real processes: SIGTERM and SIGHUP stop a run like the first Ctrl-C, a
+resume keeps the thread count, and a display that loses its reader does not kill the training."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pty
+import random
+import select
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import write_config, write_mnist
+from test_resume import KILL_CONFIG, Stderr, assert_identical, position, start, wait_for
+
+from mnist_cli.config import load_config
+from mnist_cli.training.loop import train
+
+MNIST = [sys.executable, "-m", "mnist_cli"]
+
+
+@pytest.fixture
+def setup(tmp_path):
+    root = write_mnist(tmp_path / "bigger", n_train=3000)  # 87 steps per epoch
+    cfg = write_config(tmp_path / "sig.yaml", data={"val_size": 200, "root": str(root)}, **KILL_CONFIG)
+    train(load_config(cfg), tmp_path / "baseline")
+    return cfg, tmp_path / "baseline"
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_save_and_resume_bit_identical(setup, tmp_path, signum, code):
+    cfg, baseline = setup
+    out = tmp_path / "stopped"
+    proc = start(["train", "-c", cfg, "--out", out], tmp_path)
+    err = Stderr(proc)
+    assert wait_for(lambda: any("training on" in line for line in err.lines))
+    delay = random.uniform(0.05, 0.4)  # a random moment of a ~1.5 s run
+    time.sleep(delay)
+    proc.send_signal(signum)
+    assert proc.wait(timeout=60) == code, (delay, err.text())
+    text = err.text()
+    assert "Traceback" not in text and "stopping after this step" in text, text
+    [command] = [line.split("resume with: ", 1)[1] for line in text.splitlines() if "resume with: " in line]
+    epoch, step = position(out / "last.pt")
+    assert f"interrupted at epoch {epoch}, step {step}" in text
+    r = subprocess.run([*MNIST, *shlex.split(command)[1:], "-q"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert_identical(baseline, out)
+
+
+def test_sigterm_on_a_terminal_restores_the_cursor(tmp_path):
+    cfg = write_config(tmp_path / "wide.yaml", model={"depth": 2, "width": 512}, train={"epochs": 3})
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100"}
+    proc = subprocess.Popen(
+        [*MNIST, "train", "-c", cfg, "--out", tmp_path / "run"], stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path
+    )
+    os.close(slave)
+    seen = b""
+
+    def read_some(timeout: float) -> None:
+        nonlocal seen
+        ready, _, _ = select.select([master], [], [], timeout)
+        if ready:
+            with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+                seen += os.read(master, 65536)
+
+    deadline = time.monotonic() + 60
+    while b"\x1b[?25l" not in seen and time.monotonic() < deadline:  # the progress bar hid the cursor
+        read_some(0.1)
+    proc.send_signal(signal.SIGTERM)
+    while proc.poll() is None and time.monotonic() < deadline:
+        read_some(0.1)
+    read_some(0.5)
+    os.close(master)
+    assert proc.wait(timeout=30) == 143, seen[-2000:]
+    assert b"\x1b[?25l" in seen and seen.rfind(b"\x1b[?25h") > seen.rfind(b"\x1b[?25l"), seen[-500:]
+    assert b"resume with:" in seen and b"Traceback" not in seen
+
+
+@pytest.fixture
+def unpinned(setup, tmp_path) -> Path:
+    """The config with threads unset (torch's default), as most are: only the environment decides the count."""
+    import yaml
+
+    raw = load_config(setup[0]).model_dump(mode="json")
+    raw["train"]["threads"] = None
+    (tmp_path / "unpinned.yaml").write_text(yaml.safe_dump(raw))
+    return tmp_path / "unpinned.yaml"
+
+
+def _stopped_run(cfg: Path, out: Path, env: dict) -> None:
+    proc = subprocess.Popen([*MNIST, "train", "-c", cfg, "--out", out, "-q"], env=env, stderr=subprocess.PIPE)
+    assert wait_for(lambda: (out / "last.pt").exists())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+
+
+def test_a_resume_under_another_thread_count_uses_the_recorded_one(unpinned, tmp_path):
+    two, one = ({**os.environ, "OMP_NUM_THREADS": n} for n in ("2", "1"))
+    full = subprocess.run([*MNIST, "train", "-c", unpinned, "--out", tmp_path / "full", "-q"], env=two, capture_output=True)
+    assert full.returncode == 0, full.stderr
+    _stopped_run(unpinned, tmp_path / "cut", two)
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["resume"]["threads"] == 2
+    r = subprocess.run([*MNIST, "train", "--resume", tmp_path / "cut" / "last.pt", "-q"], env=one, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert_identical(tmp_path / "full", tmp_path / "cut")
+
+
+def test_a_last_pt_without_a_thread_count_says_so(unpinned, tmp_path):
+    from conftest import sign
+
+    _stopped_run(unpinned, tmp_path / "old", dict(os.environ))
+    ckpt = torch.load(tmp_path / "old" / "last.pt", weights_only=True)
+    del ckpt["resume"]["threads"]  # as an earlier release wrote it
+    torch.save(sign(ckpt), tmp_path / "old" / "last.pt")
+    r = subprocess.run([*MNIST, "train", "--resume", tmp_path / "old" / "last.pt"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "note: this last.pt does not record its thread count" in r.stderr
+
+
+def test_a_closed_stdout_does_not_fail_a_finished_run(tmp_path):
+    cfg = write_config(tmp_path / "tiny.yaml", train={"epochs": 1})
+    r = subprocess.run(
+        [*MNIST, "train", "-c", cfg, "--out", tmp_path / "run"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.close(1),  # `>&-`: Python starts with no sys.stdout
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "test_accuracy" in torch.load(tmp_path / "run" / "best.pt", weights_only=True)["metrics"]
+
+
+def test_a_progress_reader_that_goes_away_does_not_stop_training(tmp_path):
+    cfg = write_config(tmp_path / "tiny.yaml", train={"epochs": 3})
+    script = f"set -o pipefail; {shlex.join(map(str, [*MNIST, 'train', '-c', cfg, '--out', tmp_path / 'run']))} 2>&1 | head -2"
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert len(r.stdout.splitlines()) == 2
+    # The run finished: every epoch trained and the final test written, whatever the reader saw.
+    assert position(tmp_path / "run" / "last.pt") == (4, 0)
+    assert "test_accuracy" in torch.load(tmp_path / "run" / "best.pt", weights_only=True)["metrics"]
+    # 141 (128 + SIGPIPE) only because the result could not be printed, like any program whose reader left; never 1.
+    assert r.returncode == 141, r
