@@ -46,6 +46,13 @@ def _safe_load(text: str) -> Any:
 MAX_YAML_VALUES = 100_000
 
 
+def _number_kinds(annotation: Any) -> set[type]:
+    """{int}, {float} or both for a field typed with numbers (also inside unions and lists); empty otherwise."""
+    if annotation in (int, float):
+        return {annotation}
+    return set().union(*(_number_kinds(arg) for arg in get_args(annotation))) if get_args(annotation) else set()
+
+
 class _Section(BaseModel):
     # allow_inf_nan=False: `lr: .nan` is "must be a finite number", not "should be <= 10".
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
@@ -245,13 +252,6 @@ class Config(_Section):
         if self.model.norm == "batch" and self.train.batch_size < 2:
             raise ValueError("model.norm batch needs train.batch_size of at least 2")
         return self
-
-
-def _number_kinds(annotation: Any) -> set[type]:
-    """{int}, {float} or both for a field typed with numbers (also inside unions and lists); empty otherwise."""
-    if annotation in (int, float):
-        return {annotation}
-    return set().union(*(_number_kinds(arg) for arg in get_args(annotation))) if get_args(annotation) else set()
 
 
 def default_data_root() -> Path:
