@@ -302,11 +302,11 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping from `path`, with errors a user can act on."""
-    if path.is_dir():
-        raise ConfigError(["is a folder; give a YAML file (such as configs/default.yaml)"], str(path))
-    from mnist_cli.disk import unreadable_file
+    from mnist_cli.disk import A_FOLDER, unreadable_file
 
     problem = unreadable_file(path)
+    if problem == A_FOLDER:
+        raise ConfigError(["is a folder; give a YAML file (such as configs/default.yaml)"], str(path))
     if problem:
         raise ConfigError([problem], str(path))
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -90,7 +91,10 @@ def atomic_write(
         os.replace(tmp, path)
     except BaseException as e:
         if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+            # A folder made read-only or immutable meanwhile keeps the temporary file: named as ours, the next run
+            # removes it. The error to report is the one that stopped the write.
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):
             kept = f"the previous {path.name} is intact" if _exists(path) else "nothing was written"
             raise MnistError(f"cannot write {path} ({os_reason(e)}); {kept}") from None

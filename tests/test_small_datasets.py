@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import write_config
+from conftest import sign, write_config
 
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import load_config
@@ -70,8 +70,7 @@ def test_checkpoints_store_the_input_shape_and_scale_of_their_dataset(name, tmp_
     trained = load_trained(tmp_path / "run" / "best.pt")
     assert trained.in_features == info.in_features and trained.normalization.scale == info.scale
     assert trained.architecture.startswith(f"{info.in_features}-")
-    ckpt.pop("digest")
     ckpt["input_shape"] = [1, 28, 28] if name != "mnist" else [2]
-    torch.save(ckpt, tmp_path / "bad.pt")
+    torch.save(sign(ckpt), tmp_path / "bad.pt")  # a valid digest: the field check itself must refuse it
     with pytest.raises(CheckpointError, match=f"input_shape .* the shape of {name}"):
         load_checkpoint(tmp_path / "bad.pt")
