@@ -30,7 +30,10 @@ def sweep(
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Shortcut for --set train.epochs=N.")] = None,
     jobs: Annotated[
-        int | None, typer.Option(min=1, help="Runs in parallel (default: one per core); each gets cores/jobs threads.")
+        int | None,
+        typer.Option(
+            min=1, help="Runs in parallel (default: one per core), each with cores/jobs threads; 1 trains in this process."
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Sweep folder (default: checkpoints/sweeps/<config>-<keys>).")] = None,
     backend: Annotated[

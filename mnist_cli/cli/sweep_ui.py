@@ -85,6 +85,8 @@ class SweepReporter:
                 # Only this invocation's runs count towards the ETA: reused runs took no time now.
                 self.task = self.progress.add_task("", total=event.total - event.reused, best="")
         elif isinstance(event, RunFinished):
+            if event.record.status == "pending":
+                return  # never started (a stop was asked): the closing message counts them
             if self.progress is None:
                 self._print(run_line(event.record, event.done, event.total))
                 return

@@ -64,7 +64,9 @@ def unpack_gzip(archive: Path, dest: Path, ndim: int, item_shape: tuple[int, ...
             with gzip.open(archive, "rb") as src:
                 shutil.copyfileobj(src, out, CHUNK)
         except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-            raise DataError(f"{archive} is not a complete gzip archive ({e}); replace it or delete it to download again") from None
+            raise DataError(
+                f"{archive} is not a complete gzip archive ({e}); replace it or delete it to download again"
+            ) from None
 
     # 0o644: the dataset is not private, whatever the umask of the run that unpacked it.
     atomic_write(dest, write, mode=0o644, check=lambda tmp: check_idx(tmp, ndim, item_shape, shown=f"{archive} (unpacked)"))

@@ -30,6 +30,9 @@ def run_local(
     When `should_stop()` turns true the workers are asked to stop after their current step (saving last.pt), and runs
     not yet started come back pending. A worker that dies (killed, out of memory) fails its run; the others go on.
     """
+    if jobs == 1:
+        run_inline(specs, threads=threads, should_stop=should_stop, started=started, finished=finished)
+        return
     # spawn, not fork: forking a process whose torch already runs threads can deadlock the child.
     ctx = multiprocessing.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
@@ -41,8 +44,15 @@ def run_local(
     ]
     for _ in workers:
         tasks.put(None)
-    for w in workers:
-        w.start()
+    # Started with SIGINT blocked, which they inherit: Ctrl-C reaches the whole process group, and the sweep process
+    # alone decides what it means (stop after the current step), even while a worker is still starting up.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if hasattr(signal, "pthread_sigmask") else None
+    try:
+        for w in workers:
+            w.start()
+    finally:
+        if blocked is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     stop = StopFile(sweep_dir)
     holding: dict[int, int] = {}  # worker pid -> index of the run it trains
     left = set(range(len(specs)))
@@ -74,6 +84,23 @@ def run_local(
         results.cancel_join_thread()
 
 
+def run_inline(specs: list[RunSpec], *, threads: int, should_stop, started, finished) -> None:
+    """One job: the runs one after another in this process, which has torch imported already (no worker to start)."""
+    import torch
+
+    from mnist_cli.data.datasets import datasets_kept_loaded
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with datasets_kept_loaded():
+            for index, spec in enumerate(specs):
+                started(index)
+                finished(index, execute(spec, should_stop))
+    finally:
+        torch.set_num_threads(saved)
+
+
 def _reap(workers, holding: dict[int, int], left: set[int], specs: list[RunSpec], finished) -> None:
     """Fail the run of each worker that died; when none is left, the runs nobody took fail too."""
     for w in workers:
@@ -89,7 +116,7 @@ def _reap(workers, holding: dict[int, int], left: set[int], specs: list[RunSpec]
 
 def worker(tasks, results, threads: int, sweep_dir: str, parent_pid: int) -> None:
     """A worker process: its share of threads, the dataset parsed once, then runs until the queue says stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the sweep process decides
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # where SIGINT could not be blocked at start; the sweep process decides
     _die_with_parent()
     import torch
 
