@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
+
+from mnist_cli.cli.ui import BarReporter
 
 
 def _pct(x: float | None) -> str:
@@ -44,33 +46,19 @@ def run_line(record: Any, done: int, total: int) -> str:
     return f"[{done}/{total}] {where}  {what}"
 
 
-class SweepReporter:
+class SweepReporter(BarReporter):
     """Receives sweep events: one rich bar (runs done/total, elapsed, ETA, best cell) on a terminal, plain lines otherwise."""
 
-    def __init__(self, console: Console, quiet: bool = False):
-        self.console, self.quiet = console, quiet
-        self.progress: Progress | None = None
-        self.task: Any = None
-
-    def __enter__(self) -> SweepReporter:
-        if self.console.is_terminal and not self.quiet:
-            self.progress = Progress(
-                TextColumn("sweep"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[best]}"),
-                console=self.console,
-                transient=True,
-            )
-            self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)
+    def columns(self) -> list[Any]:
+        return [
+            TextColumn("sweep"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[best]}"),
+        ]
 
     def __call__(self, event: Any) -> None:
         from mnist_cli.sweep.runner import RunFinished, SweepStarted
@@ -93,9 +81,6 @@ class SweepReporter:
             if event.record.status == "failed":
                 self._print(run_line(event.record, event.done, event.total))
             self.progress.update(self.task, advance=1, best=best_text(event.best))
-
-    def _print(self, text: str) -> None:
-        (self.progress.console if self.progress else self.console).print(Text(text), soft_wrap=True)
 
 
 def render_cells(console: Console, result: Any) -> None:
