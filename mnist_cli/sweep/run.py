@@ -86,7 +86,7 @@ def finished(spec: RunSpec) -> RunRecord | None:
         return None
     try:
         stored = json.loads(marker.read_text())
-        record = RunRecord(**{**stored["record"], "params": spec.params, "reused": True})
+        record = RunRecord(**{**stored["record"], "params": spec.params, "out_dir": spec.out_dir, "reused": True})
         differ = _differences(stored["config"], spec.config)
     except (OSError, ValueError, TypeError, KeyError) as e:
         return pending(spec, "failed", f"{marker} is unreadable ({first_line(e)}); delete the folder to train the run again")
