@@ -81,8 +81,11 @@ def env_with(**extra: str) -> dict[str, str]:
     return env
 
 
-def metrics_of(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+def metrics_of(run_dir: Path) -> list:
+    """The run's EpochMetrics rows."""
+    from mnist_cli.training.rundir import RunDir
+
+    return RunDir(run_dir).read_metrics()
 
 
 def unpacked_root() -> Path:
@@ -109,8 +112,8 @@ def side_by_side(args, work: Path) -> dict:
             ours_cmd = [*MNIST, "train", "-c", f"configs/{recipe}.yaml", "--epochs", str(args.epochs), "--out", str(run_dir)]
             _, _, text = run_measured([*ours_cmd, "-q", "--json"], env_with())
         ours = json.loads(text)
-        ours_epochs = [m["seconds"] for m in metrics_of(run_dir)]
-        ours_sps = [m["samples_per_second"] for m in metrics_of(run_dir)]
+        ours_epochs = [m.seconds for m in metrics_of(run_dir)]
+        ours_sps = [m.samples_per_second for m in metrics_of(run_dir)]
         naive_sps = [naive["samples_per_epoch"] / s for s in naive["epoch_seconds"]]
         out[recipe] = {
             "batch_size": batch,
@@ -171,7 +174,7 @@ def time_to_accuracy(args, work: Path) -> dict:
             walls.append(wall)
             accs.append(result["test_accuracy"])
             rss.append(peak)
-            sps += [m["samples_per_second"] for m in metrics_of(run_dir)]
+            sps += [m.samples_per_second for m in metrics_of(run_dir)]
         out[recipe] = {
             "target": target,
             "wall_seconds": summarize(walls),

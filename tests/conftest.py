@@ -10,6 +10,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+def invoke(*args, input=None):
+    """Run `mnist ARGS...` in-process through typer's CliRunner (paths may be Path objects)."""
+    from mnist_cli.cli import app
+
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+def assert_clean_error(r, *needles: str) -> None:
+    """A user's mistake: exit 2, exactly one line on stderr holding every needle, and no exception escaped."""
+    assert r.exit_code == 2, r.output
+    assert isinstance(r.exception, SystemExit), r.exception  # a clean exit, not an exception that escaped
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    for needle in needles:
+        assert needle in r.stderr, r.stderr
+
 
 REAL_DATA = Path(os.environ.get("MNIST_DATA_DIR") or Path(__file__).resolve().parents[1] / "../shared/data").resolve()
 N_TRAIN, N_TEST = 600, 200

@@ -1,11 +1,13 @@
-"""Checkpoints describe themselves and rebuild the model from the file alone."""
+"""Checkpoints describe themselves, rebuild the model from the file alone, and refuse damaged or hostile files."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_clean_error, invoke
 
 from mnist_cli.checkpoint import FORMAT_VERSION, load_checkpoint
 from mnist_cli.data.datasets import MNIST_MEAN, MNIST_STD
@@ -69,3 +71,119 @@ def test_a_format_1_checkpoint_evaluates_exactly_as_before(name, tmp_path, monke
     expected = json.loads((FIXTURES / "format1-expected.json").read_text())[name]
     assert json.loads(r.stdout) == expected
     assert load_checkpoint(FIXTURES / f"{name}.pt")["format_version"] == FORMAT_VERSION == 2
+
+
+# --- damaged and hostile checkpoints: one line, exit 2, nothing runs ----------------------------------------
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.1, 0.5, 0.9, 0.999])
+def test_truncated_checkpoints_are_refused(trained_checkpoint, tmp_path, keep):
+    data = trained_checkpoint.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: int(len(data) * keep)])
+    assert_clean_error(invoke("eval", tmp_path / "cut.pt"), "cut.pt")
+
+
+def test_flipped_bytes_anywhere_are_refused_or_harmless(trained_checkpoint, tmp_path):
+    data = bytearray(trained_checkpoint.read_bytes())
+    outcomes = set()
+    for i in range(0, len(data), max(1, len(data) // 40)):  # 40 positions across the file
+        bad = bytearray(data)
+        bad[i] ^= 0x55
+        (tmp_path / "flip.pt").write_bytes(bytes(bad))
+        r = invoke("eval", tmp_path / "flip.pt", "--json")
+        assert r.exit_code in (0, 2), (i, r.output)
+        if r.exit_code == 0:
+            # Only bytes nothing reads may change silently (zip padding, unused records): the answer stays the same.
+            assert r.stdout == invoke("eval", trained_checkpoint, "--json").stdout, i
+        outcomes.add(r.exit_code)
+    assert 2 in outcomes
+
+
+def resaved(trained_checkpoint: Path, tmp_path: Path, change) -> Path:
+    ckpt = torch.load(trained_checkpoint, weights_only=True)
+    change(ckpt)
+    ckpt.pop("digest", None)  # a hand-made file: the field checks, not the digest, must catch it
+    torch.save(ckpt, tmp_path / "edited.pt")
+    return tmp_path / "edited.pt"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["model_state"]["hidden.0.linear.weight"].fill_(float("nan")), "hold NaN or inf"),
+        (lambda c: c.update(normalization={"mean": 0.1, "std": 0.0}), "positive std"),
+        (lambda c: c.update(classes="0123456789"), "classes must be a list"),
+        (lambda c: c.update(input_shape=[3, 32, 32]), "input_shape"),
+        (lambda c: c.update(model_state=[1, 2, 3]), "model_state must map"),
+        (lambda c: c["config"]["model"].update(depth=3), "do not match the stored architecture"),
+        (lambda c: c["config"]["model"].update(depth=64, width=65536), "do not match the stored architecture"),
+        (lambda c: c["config"]["model"].update(activation="swish"), "stored config"),
+        (lambda c: c.update(format="something else"), "not an mnist-cli checkpoint"),
+        (lambda c: c.pop("classes"), "lacks classes"),
+        (lambda c: c.update(format_version=999), "newer than this mnist-cli reads"),
+        (lambda c: c["config"]["model"].update(width=999), "do not match the stored architecture"),
+        # Found by hypothesis: comparing such a list with `!=` raised inside the field check.
+        (lambda c: c.update(input_shape=[True, torch.zeros(0), None]), "input_shape"),
+    ],
+)
+def test_checkpoints_with_bad_fields_are_refused(trained_checkpoint, tmp_path, change, message):
+    assert_clean_error(invoke("eval", resaved(trained_checkpoint, tmp_path, change)), message)
+
+
+def test_a_digest_mismatch_is_called_corruption(trained_checkpoint, tmp_path):
+    ckpt = torch.load(trained_checkpoint, weights_only=True)
+    ckpt["model_state"]["hidden.0.linear.weight"][0, 0] += 1e-3
+    torch.save(ckpt, tmp_path / "tampered.pt")
+    assert_clean_error(invoke("eval", tmp_path / "tampered.pt"), "checkpoint is corrupt")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"just": "a dict"},
+        torch.zeros(3),
+        [1, 2, 3],
+    ],
+)
+def test_other_torch_files_are_refused(tmp_path, payload):
+    torch.save(payload, tmp_path / "other.pt")
+    assert_clean_error(invoke("eval", tmp_path / "other.pt"), "not an mnist-cli checkpoint")
+
+
+def test_a_zip_that_torch_did_not_write_is_refused(tmp_path):
+    with zipfile.ZipFile(tmp_path / "plain.pt", "w") as z:
+        z.writestr("hello.txt", "hi")
+    assert_clean_error(invoke("eval", tmp_path / "plain.pt"), "not a readable checkpoint")
+
+
+@pytest.mark.parametrize("command", ["eval", "predict", "resume"])
+def test_a_malicious_pickle_runs_nothing_in_any_command(tmp_path, command):
+    # A real exploit: unpickling calls os.system. weights_only=True must refuse it before anything runs.
+    import os
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "last.pt"
+    torch.save({"format": "mnist-cli checkpoint", "format_version": 1, "model_state": Exploit()}, path)
+    (tmp_path / "x.png").write_bytes(b"")
+    args = {"eval": ["eval", path], "predict": ["predict", tmp_path / "x.png", "-m", path], "resume": ["train", "--resume", path]}
+    r = invoke(*args[command])
+    assert_clean_error(r, "refused to load", "system")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 100, b"PK\x03\x04broken zip"])
+def test_not_a_checkpoint_exits_2(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    assert_clean_error(invoke("eval", path), str(path), "not a checkpoint")
+
+
+def test_a_folder_given_as_checkpoint_is_named_as_a_folder(tmp_path):
+    r = invoke("eval", tmp_path)
+    assert r.exit_code == 2, r.output
+    assert "is a folder; give a checkpoint file in it" in r.stderr

@@ -9,17 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REAL_DATA, write_config
+from conftest import REAL_DATA, assert_clean_error, invoke
 from digit_styles import large_black_on_white, read_mnist_test
-from typer.testing import CliRunner
 
-from mnist_cli.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
+from mnist_cli.training.rundir import RunDir
 
 
 def test_help_lists_the_commands():
@@ -38,9 +31,10 @@ def test_train_writes_every_artifact_and_reports_json(tiny_config, tmp_path):
     assert result["test_accuracy"] > 0.9, result  # synthetic bars are easy to learn
     run = tmp_path / "run"
     assert {p.name for p in run.iterdir()} >= {"best.pt", "last.pt", "config.yaml", "metrics.jsonl"}
-    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [m["epoch"] for m in lines] == [1, 2]
-    assert {"train_loss", "val_loss", "val_accuracy", "seconds", "samples_per_second"} <= set(lines[0])
+    rows = RunDir(run).read_metrics()
+    assert [m.epoch for m in rows] == [1, 2]
+    assert all(m.val_accuracy is not None and m.train_loss > 0 and m.seconds > 0 for m in rows)
+    assert max(m.val_accuracy for m in rows) == result["val_accuracy"]
 
 
 def test_train_defaults_to_checkpoints_named_after_the_config(tiny_config):
@@ -66,23 +60,6 @@ def test_progress_is_plain_lines_when_not_a_terminal(tiny_config, tmp_path):
     assert r.exit_code == 0, r.output
     assert "epoch 1/2  train_loss" in r.stderr and "epoch 2/2" in r.stderr
     assert "\r" not in r.stderr and "\x1b[" not in r.stderr
-
-
-def test_same_seed_gives_identical_metrics(tiny_config, tmp_path):
-    runs = []
-    for name in ("a", "b"):
-        r = invoke("train", "-c", tiny_config, "--out", tmp_path / name, "-q")
-        assert r.exit_code == 0, r.output
-        runs.append(
-            [
-                {k: v for k, v in json.loads(x).items() if k not in ("seconds", "samples_per_second")}
-                for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
-            ]
-        )
-    assert runs[0] == runs[1]
-    wa = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model_state"]
-    wb = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model_state"]
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_eval_json_matches_the_training_report(trained_checkpoint):
@@ -146,7 +123,8 @@ def test_config_mistakes_are_one_message_and_exit_2(tmp_path):
     r = invoke("train", "--set", "model.widht=3", "--set", "train.lr=-1")
     assert r.exit_code == 2, r.output
     assert "model.widht: unknown key (did you mean 'width'?)" in r.stderr
-    assert "train.lr" in r.stderr and "Traceback" not in r.output
+    assert "train.lr: Input should be greater than 0 (got -1)" in r.stderr and isinstance(r.exception, SystemExit)
+    assert r.stderr.startswith("error: config: 2 problems\n")
 
 
 @pytest.mark.parametrize(
@@ -164,96 +142,4 @@ def test_config_mistakes_are_one_message_and_exit_2(tmp_path):
 def test_user_mistakes_exit_2_without_traceback(args, message, trained_checkpoint):
     if torch.cuda.device_count() > 7:
         pytest.skip("this machine really has cuda:7")
-    r = invoke(*[a.replace("{ckpt}", str(trained_checkpoint)) for a in args])
-    assert r.exit_code == 2, r.output
-    assert message in r.stderr and "Traceback" not in r.output
-
-
-def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):
-    from torchvision import datasets
-
-    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
-    cfg = write_config(tmp_path / "c.yaml", data={"root": str(tmp_path / "nowhere")})
-    r = invoke("train", "-c", cfg)
-    assert r.exit_code == 2, r.output
-    assert "MNIST_DATA_DIR" in r.stderr and "train-images-idx3-ubyte.gz" in r.stderr
-
-
-@pytest.mark.parametrize("content", [b"", b"garbage" * 100, b"PK\x03\x04broken zip"])
-def test_not_a_checkpoint_exits_2(tmp_path, content):
-    path = tmp_path / "bad.pt"
-    path.write_bytes(content)
-    r = invoke("eval", path)
-    assert r.exit_code == 2, r.output
-    assert str(path) in r.stderr and "Traceback" not in r.output
-
-
-def test_a_pickle_that_runs_code_is_refused_and_nothing_runs(tmp_path):
-    marker = tmp_path / "pwned"
-
-    class Exploit:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    path = tmp_path / "evil.pt"
-    torch.save({"format": "mnist-cli checkpoint", "payload": Exploit()}, path)
-    r = invoke("eval", path)
-    assert r.exit_code == 2, r.output
-    assert "refused to load" in r.stderr
-    assert not marker.exists()
-
-
-def test_a_checkpoint_of_a_newer_format_is_refused(trained_checkpoint, tmp_path):
-    ckpt = torch.load(trained_checkpoint, weights_only=True)
-    ckpt["format_version"] = 999
-    torch.save(ckpt, tmp_path / "future.pt")
-    r = invoke("eval", tmp_path / "future.pt")
-    assert r.exit_code == 2, r.output
-    assert "newer than this mnist-cli reads" in r.stderr
-
-
-def test_weights_that_do_not_match_the_architecture_are_refused(trained_checkpoint, tmp_path):
-    ckpt = torch.load(trained_checkpoint, weights_only=True)
-    ckpt["config"]["model"]["width"] = 999
-    del ckpt["digest"]  # as if written by hand or by an older mnist-cli; with it, the edit reads as corruption
-    torch.save(ckpt, tmp_path / "mismatch.pt")
-    r = invoke("eval", tmp_path / "mismatch.pt")
-    assert r.exit_code == 2, r.output
-    assert "do not match the stored architecture" in r.stderr
-
-
-def test_a_new_run_does_not_silently_replace_another(tiny_config, tmp_path):
-    out = tmp_path / "run"
-    assert invoke("train", "-c", tiny_config, "--out", out, "-q", "--epochs", "1").exit_code == 0
-    before = (out / "best.pt").read_bytes()
-    r = invoke("train", "-c", tiny_config, "--out", out, "-q", "--set", "model.width=8")
-    assert r.exit_code == 2, r.output
-    assert "already holds a run (last.pt)" in r.stderr and "--resume auto" in r.stderr and "--overwrite" in r.stderr
-    assert (out / "best.pt").read_bytes() == before
-    r = invoke("train", "-c", tiny_config, "--out", out, "-q", "--set", "model.width=8", "--overwrite", "--json")
-    assert r.exit_code == 0, r.output
-    assert torch.load(out / "best.pt", weights_only=True)["config"]["model"]["width"] == 8
-
-
-def test_an_input_shape_holding_a_tensor_is_refused_not_a_traceback(trained_checkpoint, tmp_path):
-    # Found by hypothesis: comparing such a list with `!=` raises inside the field check.
-    ckpt = torch.load(trained_checkpoint, weights_only=True)
-    ckpt.pop("digest", None)
-    ckpt["input_shape"] = [True, torch.zeros(0), None]
-    torch.save(ckpt, tmp_path / "shape.pt")
-    r = invoke("eval", tmp_path / "shape.pt")
-    assert r.exit_code == 2, r.output
-    assert "input_shape" in r.stderr and "Traceback" not in r.output
-
-
-def test_a_dry_run_writes_nothing(tiny_config, tmp_path):
-    r = invoke("train", "-c", tiny_config, "--out", tmp_path / "a" / "b", "--dry-run")
-    assert r.exit_code == 0, r.output
-    assert "preflight passed" in r.stdout
-    assert not (tmp_path / "a").exists()
-
-
-def test_a_folder_given_as_checkpoint_is_named_as_a_folder(tmp_path):
-    r = invoke("eval", tmp_path)
-    assert r.exit_code == 2, r.output
-    assert "is a folder; give a checkpoint file in it" in r.stderr
+    assert_clean_error(invoke(*[a.replace("{ckpt}", str(trained_checkpoint)) for a in args]), message)

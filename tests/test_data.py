@@ -1,10 +1,15 @@
-"""Loading, splitting and batching the data as whole tensors."""
+"""Loading, splitting and batching the data as whole tensors; damaged dataset files are named, never trained on."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
-from conftest import N_TEST, N_TRAIN, write_mnist
+from conftest import N_TEST, N_TRAIN, REAL_DATA, assert_clean_error, invoke, write_config, write_mnist
 
 from mnist_cli.data.datasets import MNIST_MEAN, MNIST_STD, Normalization, Split, load_dataset, normalization_for, split_train_val
 from mnist_cli.data.loader import ShuffledBatches, make_loader, to_inputs
@@ -119,3 +124,103 @@ def test_a_truncated_unpacked_file_is_named_not_read(tmp_path):
     images.write_bytes(images.read_bytes()[:-10])
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte is truncated"):
         load_dataset("mnist", root)
+
+
+# --- damaged dataset files --------------------------------------------------------------------------------
+
+
+def corrupt_copy(tmp_path: Path, synthetic_root: Path, name: str, change) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    path = root / "MNIST" / "raw" / name
+    path.write_bytes(change(path.read_bytes()))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        ("train-images-idx3-ubyte", lambda b: b[: len(b) // 2], "is truncated"),
+        ("train-images-idx3-ubyte", lambda b: b + b"\0" * 10, "longer than its header says"),
+        ("train-labels-idx1-ubyte", lambda b: b"\0\0\x08\x03" + b[4:], "wrong IDX header"),
+        ("t10k-images-idx3-ubyte", lambda b: b"\x1f\x8b" + b[2:], "not an IDX file"),
+        ("t10k-labels-idx1-ubyte", lambda b: b[:6], "truncated inside its header"),
+        ("t10k-images-idx3-ubyte", lambda b: b[:8] + (32).to_bytes(4, "big") + b[12:], "holds items of 32x28"),
+        ("train-labels-idx1-ubyte", lambda b: b[:8] + b"\x63" + b[9:], "holds label 99"),
+        ("train-labels-idx1-ubyte", lambda b: b"", "not an IDX file"),
+    ],
+)
+def test_corrupt_unpacked_files_are_named(tmp_path, synthetic_root, tiny_config, name, change, message):
+    root = corrupt_copy(tmp_path, synthetic_root, name, change)
+    r = invoke("train", "-c", tiny_config, "--set", f"data.root={root}", "--out", tmp_path / "run")
+    assert_clean_error(r, name, message)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_images_and_labels_of_different_lengths_are_refused(tmp_path, synthetic_root, tiny_config):
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    write_mnist(tmp_path / "other", n_train=300)
+    shutil.copy(tmp_path / "other" / "MNIST" / "raw" / "train-labels-idx1-ubyte", root / "MNIST" / "raw")
+    r = invoke("train", "-c", tiny_config, "--set", f"data.root={root}")
+    assert_clean_error(r, "holds 600 images but", "holds 300 labels")
+
+
+@pytest.fixture
+def archives(tmp_path, monkeypatch) -> Path:
+    """Synthetic .gz archives whose MD5s are registered as genuine, as if a mirror published them."""
+    from torchvision import datasets
+
+    root = write_mnist(tmp_path / "gz", gz=True)
+    raw = root / "MNIST" / "raw"
+    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    monkeypatch.setattr(
+        datasets.MNIST, "resources", [(n, hashlib.md5((raw / n).read_bytes()).hexdigest()) for n, _ in datasets.MNIST.resources]
+    )
+    return root
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda data: gzip.compress(data)[:-30], "not a complete gzip archive"),
+        (lambda data: b"not gzip at all" * 10, "not a complete gzip archive"),
+        (lambda data: gzip.compress(b"\0\0\x08\x01" + data[4:]), "wrong IDX header"),
+        (lambda data: gzip.compress(data[:-100]), "is truncated"),
+    ],
+)
+def test_bad_archives_are_named_and_nothing_half_unpacked_stays(tmp_path, archives, tiny_config, monkeypatch, change, message):
+    from torchvision import datasets
+
+    raw = archives / "MNIST" / "raw"
+    path = raw / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(change(gzip.decompress((raw / "t10k-images-idx3-ubyte.gz").read_bytes())))
+    resources = [(n, hashlib.md5((raw / n).read_bytes()).hexdigest()) for n, _ in datasets.MNIST.resources]
+    monkeypatch.setattr(datasets.MNIST, "resources", resources)
+    r = invoke("train", "-c", tiny_config, "--set", f"data.root={archives}")
+    assert_clean_error(r, "t10k-images-idx3-ubyte.gz", message)
+    cache = tmp_path / "cache" / "mnist-cli" / "data" / "MNIST" / "raw"
+    assert not (cache / "t10k-images-idx3-ubyte").exists() and not list(cache.glob(".*.tmp"))
+
+
+def test_an_archive_with_the_wrong_checksum_is_named(tmp_path, tiny_config):
+    if not (REAL_DATA / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("needs the real MNIST archives")
+    raw = tmp_path / "d" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for path in (REAL_DATA / "MNIST" / "raw").glob("*.gz"):
+        shutil.copy(path, raw)
+    labels = raw / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:-10])  # a truncated download
+    r = invoke("train", "-c", tiny_config, "--set", f"data.root={tmp_path / 'd'}")
+    assert_clean_error(r, "t10k-labels-idx1-ubyte.gz is corrupt (MD5 mismatch")
+
+
+def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    cfg = write_config(tmp_path / "c.yaml", data={"root": str(tmp_path / "nowhere")})
+    r = invoke("train", "-c", cfg)
+    assert r.exit_code == 2, r.output
+    assert "MNIST_DATA_DIR" in r.stderr and "train-images-idx3-ubyte.gz" in r.stderr

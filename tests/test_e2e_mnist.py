@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REAL_DATA, require_real_data, write_config
-from typer.testing import CliRunner
-
-from mnist_cli.cli import app
+from conftest import REAL_DATA, invoke, require_real_data, write_config
 
 pytestmark = pytest.mark.slow
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -27,13 +23,13 @@ def test_short_training_reaches_97_percent_and_eval_agrees(real_data, tmp_path):
         model={"depth": 2, "width": 256},
         train={"epochs": 2, "batch_size": 256, "lr": 0.002, "schedule": "onecycle", "device": "cpu", "threads": None},
     )
-    r = runner.invoke(app, ["train", "-c", str(cfg), "--json", "--out", str(tmp_path / "run")])
+    r = invoke("train", "-c", str(cfg), "--json", "--out", str(tmp_path / "run"))
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout)
     assert result["test_accuracy"] >= 0.97, result
     assert result["val_accuracy"] >= 0.96, result
 
-    r = runner.invoke(app, ["eval", result["checkpoint"], "--json"])
+    r = invoke("eval", result["checkpoint"], "--json")
     assert r.exit_code == 0, r.output
     evaluation = json.loads(r.stdout)
     assert evaluation["n"] == 10_000

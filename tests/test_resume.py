@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import random
 import shlex
 import signal
@@ -14,27 +14,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_config, write_mnist
-from typer.testing import CliRunner
+from conftest import invoke, write_config, write_mnist
 
 from mnist_cli.checkpoint import load_checkpoint
-from mnist_cli.cli import app
 from mnist_cli.config import load_config
 from mnist_cli.errors import TrainingInterrupted
 from mnist_cli.training.loop import train
+from mnist_cli.training.metrics import EpochMetrics
+from mnist_cli.training.rundir import RunDir
 
-runner = CliRunner()
 MNIST = [sys.executable, "-m", "mnist_cli"]
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def metrics(run: Path) -> list[dict]:
+def metrics(run: Path) -> list[EpochMetrics]:
     """metrics.jsonl without the wall-clock fields, which no two runs share."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in row.items() if k not in ("seconds", "samples_per_second")} for row in rows]
+    return [dataclasses.replace(m, seconds=0.0, samples_per_second=0.0) for m in RunDir(run).read_metrics()]
 
 
 def assert_identical(a: Path, b: Path) -> None:
@@ -196,8 +190,7 @@ def test_sigkill_during_saves_leaves_the_previous_file_intact(tmp_path):
         caught.append(bool(list(out.glob(".last.pt.*.tmp"))))
         load_checkpoint(out / "last.pt")  # loads and passes its digest: the previous good file
         assert _mtime(out / "last.pt") > before
-        for row in (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").exists() else []:
-            json.loads(row)
+        RunDir(out).read_metrics()  # whole rows only: each line parses
     assert sum(caught) >= 2, caught  # most kills really landed while a temporary file was being written
     r = subprocess.run([*MNIST, "train", "-c", cfg, "--out", out, "--resume", "auto", "-q"], cwd=tmp_path, capture_output=True)
     assert r.returncode == 0, r.stderr

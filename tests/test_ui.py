@@ -8,16 +8,14 @@ from io import StringIO
 import numpy as np
 import pytest
 import torch
+from conftest import invoke
 from PIL import Image
 from rich.console import Console
-from typer.testing import CliRunner
 
 from mnist_cli.checkpoint import save_checkpoint
-from mnist_cli.cli import app
 from mnist_cli.cli.ui import TrainReporter, render_evaluation, render_predictions
 from mnist_cli.inference.predict import Prediction
 
-runner = CliRunner()
 # Rich markup, an emoji code and a markup escape: each must come out exactly as written.
 HOSTILE = ["[/]", "[bold]b", ":smile:", "c\\[d]"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -61,7 +59,7 @@ def hostile_checkpoint(trained_checkpoint, tmp_path) -> tuple[str, list[str]]:
 
 def test_eval_of_a_checkpoint_with_hostile_class_names_prints_them(hostile_checkpoint):
     path, classes = hostile_checkpoint
-    r = runner.invoke(app, ["eval", path])
+    r = invoke("eval", path)
     assert r.exit_code == 0, r.output
     assert all(name in r.stdout for name in classes), r.stdout
 
@@ -128,7 +126,7 @@ def test_train_reporter_draws_a_bar_per_epoch_and_prints_lines_above_it():
 def test_predict_with_hostile_class_names_prints_tab_separated_lines_as_written(hostile_checkpoint, tmp_path):
     path, classes = hostile_checkpoint
     Image.fromarray(np.pad(np.full((16, 4), 255, np.uint8), 6)).save(tmp_path / "[b]:x:.png")
-    r = runner.invoke(app, ["predict", str(tmp_path / "[b]:x:.png"), "-m", path, "--top-k", "10"])
+    r = invoke("predict", tmp_path / "[b]:x:.png", "-m", path, "--top-k", "10")
     assert r.exit_code == 0, r.output
     [line] = r.stdout.splitlines()
     image, label, probability, top_k = line.split("\t")

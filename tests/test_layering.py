@@ -1,0 +1,82 @@
+"""The architecture as a test: only the CLI layer talks to the terminal, and the core stays small and readable."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mnist_cli"
+CLI_LAYER = PACKAGE / "cli"
+TERMINAL_LIBRARIES = ("typer", "rich", "click")
+MAX_FUNCTION_LINES = 80  # outside the CLI layer; a longer function is asking to be split into phases
+# The entry point `python -m mnist_cli` only hands over to the CLI.
+ENTRY_POINTS = {PACKAGE / "__main__.py"}
+
+
+def core_modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if CLI_LAYER not in p.parents and p not in ENTRY_POINTS)
+
+
+def terminal_uses(source: str) -> list[str]:
+    """What in `source` reaches the terminal: imports of typer/rich/click, calls of print, writes to sys.stdout/stderr."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [f"import {a.name}" for a in node.names if a.name.split(".")[0] in TERMINAL_LIBRARIES]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in TERMINAL_LIBRARIES:
+            found.append(f"from {node.module} import ...")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+            found.append(f"print() at line {node.lineno}")
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr in ("stdout", "stderr")
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "sys"
+        ):
+            found.append(f"sys.{node.attr} at line {node.lineno}")
+    return found
+
+
+def long_functions(source: str) -> list[str]:
+    return [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+
+
+@pytest.mark.parametrize("module", core_modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_core_never_talks_to_the_terminal(module):
+    assert terminal_uses(module.read_text()) == []
+
+
+@pytest.mark.parametrize("module", core_modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_core_functions_are_short_enough_to_read_at_once(module):
+    assert long_functions(module.read_text()) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "print('hello')",
+        "import rich",
+        "from rich.console import Console",
+        "import typer",
+        "from click import echo",
+        "import sys\nsys.stdout.write('x')",
+        "def f():\n    import sys\n    sys.stderr.write('x')",
+    ],
+)
+def test_the_check_catches_a_core_module_that_prints(source):
+    assert terminal_uses(source) != []
+
+
+def test_the_check_leaves_plain_code_alone():
+    assert terminal_uses("import torch\nfrom mnist_cli.config import Config\nx = printer(1)\n") == []
+
+
+def test_the_length_check_catches_a_long_function():
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    assert long_functions(f"def f():\n{body}\n") == [f"f ({MAX_FUNCTION_LINES + 1} lines)"]

@@ -1,0 +1,150 @@
+"""A training run: numerical faults, preflight checks, the run folder, and runs that leave the process as they found it."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from conftest import assert_clean_error, invoke, write_config
+
+from mnist_cli.checkpoint import load_checkpoint
+from mnist_cli.training.metrics import EpochMetrics
+from mnist_cli.training.rundir import RunDir
+
+
+def test_a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    # SGD at lr 10 really diverges on the synthetic data: epoch 1 ends finite, the loss reaches inf in epoch 2.
+    cfg = write_config(tmp_path / "hot.yaml", train={"epochs": 3, "optimizer": "sgd", "lr": 10.0})
+    r = invoke("train", "-c", cfg, "--out", tmp_path / "run", "-q")
+    assert_clean_error(r, "loss became", "at epoch 2, step", "last good checkpoint")
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert last["resume"]["epoch"] == 2 and last["resume"]["step"] == 0
+    assert all(torch.isfinite(v).all() for v in last["model_state"].values())
+
+
+def test_on_nan_skip_drops_the_bad_batches_and_finishes(tmp_path, monkeypatch):
+    import mnist_cli.training.loop as train_module
+
+    real, calls = train_module.F.cross_entropy, iter(range(10_000))
+
+    def sometimes_nan(*args, **kwargs):
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if next(calls) in (3, 20) else loss  # two poisoned batches
+
+    monkeypatch.setattr(train_module.F, "cross_entropy", sometimes_nan)
+    cfg = write_config(tmp_path / "c.yaml", train={"epochs": 2, "on_nan": "skip"})
+    r = invoke("train", "-c", cfg, "--out", tmp_path / "run", "-q", "--json")
+    assert r.exit_code == 0, r.output
+    assert [m.skipped_steps for m in RunDir(tmp_path / "run").read_metrics()] == [1, 1]
+    assert all(torch.isfinite(v).all() for v in load_checkpoint(tmp_path / "run" / "best.pt")["model_state"].values())
+
+
+def test_an_output_dir_that_cannot_be_created_is_refused(tmp_path, tiny_config):
+    (tmp_path / "file").write_text("")
+    assert_clean_error(invoke("train", "-c", tiny_config, "--out", tmp_path / "file" / "run"), "cannot be created or written")
+
+
+def test_not_enough_disk_for_the_checkpoints_is_refused(tmp_path, tiny_config, monkeypatch):
+    import mnist_cli.training.preflight as preflight
+
+    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 5000, 5000))
+    r = invoke("train", "-c", tiny_config, "--out", tmp_path / "run")
+    assert_clean_error(r, "not enough free space", "4.9 KB is free")
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_model_too_big_for_memory_is_refused_before_allocating_it(tmp_path, tiny_config):
+    # 64 layers of 65536: about 275 billion parameters; building it would take down the machine.
+    r = invoke("train", "-c", tiny_config, "--set", "model.depth=64", "--set", "model.width=65536", "--out", tmp_path / "r")
+    assert_clean_error(r, "needs about", "lower model.width")
+
+
+def test_two_runs_into_one_folder_are_refused(tmp_path, tiny_config):
+    from mnist_cli.training.rundir import RunDir
+
+    (tmp_path / "run").mkdir()
+    with RunDir(tmp_path / "run").locked():
+        assert_clean_error(invoke("train", "-c", tiny_config, "--out", tmp_path / "run"), "another `mnist train` is writing")
+
+
+def test_dry_run_checks_everything_and_trains_nothing(tmp_path, tiny_config):
+    r = invoke("train", "-c", tiny_config, "--out", tmp_path / "run", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "preflight passed" in r.stdout and not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_file(tmp_path, tiny_config, monkeypatch):
+    import mnist_cli.disk as disk
+
+    r = invoke("train", "-c", tiny_config, "--out", tmp_path / "run", "-q", "--set", "train.epochs=1")
+    assert r.exit_code == 0, r.output
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(disk.os, "fsync", full)
+    r = invoke("train", "-c", tiny_config, "--out", tmp_path / "run", "-q", "--overwrite")
+    assert_clean_error(r, "No space left on device", "intact")
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+
+
+def test_a_new_run_does_not_silently_replace_another(tiny_config, tmp_path):
+    out = tmp_path / "run"
+    assert invoke("train", "-c", tiny_config, "--out", out, "-q", "--epochs", "1").exit_code == 0
+    before = (out / "best.pt").read_bytes()
+    r = invoke("train", "-c", tiny_config, "--out", out, "-q", "--set", "model.width=8")
+    assert r.exit_code == 2, r.output
+    assert "already holds a run (last.pt)" in r.stderr and "--resume auto" in r.stderr and "--overwrite" in r.stderr
+    assert (out / "best.pt").read_bytes() == before
+    r = invoke("train", "-c", tiny_config, "--out", out, "-q", "--set", "model.width=8", "--overwrite", "--json")
+    assert r.exit_code == 0, r.output
+    assert torch.load(out / "best.pt", weights_only=True)["config"]["model"]["width"] == 8
+
+
+def timeless(run_dir: Path) -> list[EpochMetrics]:
+    """A run's metrics without the wall-clock fields, which no two runs share."""
+    return [dataclasses.replace(m, seconds=0.0, samples_per_second=0.0) for m in RunDir(run_dir).read_metrics()]
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    wa = torch.load(a / "last.pt", weights_only=True)["model_state"]
+    wb = torch.load(b / "last.pt", weights_only=True)["model_state"]
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_same_seed_gives_identical_metrics(tiny_config, tmp_path):
+    for name in ("a", "b"):
+        r = invoke("train", "-c", tiny_config, "--out", tmp_path / name, "-q")
+        assert r.exit_code == 0, r.output
+    assert timeless(tmp_path / "a") == timeless(tmp_path / "b") != []
+    assert same_weights(tmp_path / "a", tmp_path / "b")
+
+
+def test_two_runs_in_one_process_match_two_separate_commands(tmp_path):
+    """A library caller (a sweep worker) trains runs one after another; each must be what `mnist train` gives alone."""
+    from mnist_cli.config import load_config
+    from mnist_cli.training.loop import train
+
+    # Dropout and augmentation draw from torch's RNG; the threads differ from torch's default.
+    a = write_config(tmp_path / "a.yaml", model={"depth": 2, "width": 16, "dropout": 0.2}, data={"augment": {"rotate": 10}})
+    b = write_config(tmp_path / "b.yaml", seed=3, model={"depth": 1, "width": 24}, train={"threads": 2, "optimizer": "sgd"})
+    threads, torch_rng, python_rng = torch.get_num_threads(), torch.get_rng_state(), random.getstate()
+    for name, cfg in (("a", a), ("b", b)):
+        train(load_config(cfg), tmp_path / f"library-{name}")
+    # The process is as it was: a later caller's results cannot depend on what ran before.
+    assert torch.get_num_threads() == threads
+    assert torch.equal(torch.get_rng_state(), torch_rng) and random.getstate() == python_rng
+    for name, cfg in (("a", a), ("b", b)):
+        command = [sys.executable, "-m", "mnist_cli", "train", "-c", str(cfg), "--out", str(tmp_path / f"command-{name}"), "-q"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert timeless(tmp_path / f"library-{name}") == timeless(tmp_path / f"command-{name}") != []
+        assert same_weights(tmp_path / f"library-{name}", tmp_path / f"command-{name}")
