@@ -130,7 +130,8 @@ def plan_sweep(
 
     problems: dict[str, list[str]] = {}  # problem -> the cells it occurs in
     runs: list[RunSpec] = []
-    names: dict[str, dict[str, Any]] = {}
+    names: dict[str, dict[str, Any]] = {}  # folder name -> the values it stands for
+    planned: set[tuple[str, int]] = set()
     for combo in combos:
         given = dict(zip((a.key for a in axes), combo, strict=True))
         label = settings_name({shorts[k]: v for k, v in given.items()})
@@ -147,9 +148,10 @@ def plan_sweep(
             resolved = cfg.model_dump(mode="json")
             params = {key: _get(resolved, key) for key in given}  # typed: 1e-3 becomes 0.001
             name = settings_name({shorts[k]: v for k, v in params.items()})
-            if names.setdefault(name, params) != params or any(r.params == params and r.seed == seed for r in runs):
+            if names.setdefault(name, params) != params or (name, seed) in planned:
                 problems.setdefault(f"{name}: two grid values give the same setting", []).append(label)
                 continue
+            planned.add((name, seed))
             runs.append(RunSpec(params=params, seed=seed, out_dir=str(out_dir / name / f"seed={seed}"), config=resolved))
     if problems:
         raise ConfigError([_with_cells(p, cells, len(combos)) for p, cells in problems.items()], "sweep")
