@@ -1,10 +1,11 @@
 """The benchmark suite behind README "Performance": run with `make bench` (or `--quick` while developing).
 
-    .venv/bin/python benchmarks/bench.py [--quick] [--sections naive,tta,startup]
+    .venv/bin/python benchmarks/bench.py [--quick] [--sections naive,tta,startup,serve,health]
 
 Measures, on this machine, in one run: the tutorial loop against `mnist train` on the classic recipes,
 compute efficiency against this machine's matrix-multiply GFLOP/s, time to accuracy of every shipped
-recipe (whole command, process start to exit), startup and inference wall times, and peak RSS.
+recipe (whole command, process start to exit), startup and inference wall times, peak RSS,
+`mnist serve` under load (500 requests from 8 clients), and what recording layer health (train.health) costs per epoch.
 Every figure is a median of >= 3 runs with min and max (--quick: fewer). Each section holds
 /tmp/mnist-cpu.lock (flock) while it computes, so measurements on a shared machine are not disturbed.
 Writes benchmarks/results/<host>-<date>.json and .md.
@@ -35,6 +36,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 from report import table  # noqa: E402
+from serve_load import serve_load  # noqa: E402
 from stats import matmul_flops, summarize, train_flops_per_sample  # noqa: E402
 
 PYTHON = sys.executable
@@ -294,6 +296,97 @@ def load_test_accuracy(run_dir: Path) -> float:
     return torch.load(run_dir / "best.pt", weights_only=True)["metrics"]["test_accuracy"]
 
 
+def serve_section(args, work: Path) -> dict:
+    """500 POST /api/predict of real test-digit PNGs from 8 concurrent clients against `mnist serve` on 127.0.0.1."""
+    from mnist_cli.config import default_data_root
+    from mnist_cli.data.datasets import load_dataset
+
+    ckpt = work / "tta-default-0" / "best.pt"
+    if not ckpt.is_file():  # latency depends on the architecture, not on how long it trained
+        ckpt = work / "serve-default" / "best.pt"
+        with cpu_lock(args.lock):
+            train = [*MNIST, "train", "-c", "configs/default.yaml", "--epochs", "1", "--set", "train.threads=1"]
+            train += ["--out", str(ckpt.parent), "-q"]
+            run_measured(train, env_with())
+    _, test = load_dataset("mnist", default_data_root())
+    with cpu_lock(args.lock):
+        return serve_load(ckpt, test.images[:100].numpy(), env_with(), requests=500, clients=8)
+
+
+def health_overhead(args, work: Path) -> dict:
+    """configs/default.yaml (2 epochs a run; --quick: 1) with train.health on and off, run after run in alternating order, seconds
+    per epoch; and the probe alone, timed in process against one training step (steady even when the machine is not)."""
+    seconds: dict[str, list[float]] = {"true": [], "false": []}
+    paired, epochs = [], 1 if args.quick else 2
+    for rep in range(2 if args.quick else 5):
+        totals = {}
+        for value in ("true", "false") if rep % 2 == 0 else ("false", "true"):
+            run_dir = work / f"health-{value}-{rep}"
+            cmd = [*MNIST, "train", "-c", "configs/default.yaml", "--epochs", str(epochs), "--out", str(run_dir)]
+            with cpu_lock(args.lock):
+                run_measured([*cmd, "--set", f"train.health={value}", "-q"], env_with())
+            times = [m.seconds for m in metrics_of(run_dir)]
+            seconds[value] += times
+            totals[value] = sum(times)
+        paired.append(totals["true"] / totals["false"] - 1)
+    with cpu_lock(args.lock):
+        probe = probe_cost(max(args.reps, 5))
+    on, off = summarize(seconds["true"]), summarize(seconds["false"])
+    return {
+        "epochs_per_run": epochs,
+        "seconds_per_epoch_on": on,
+        "seconds_per_epoch_off": off,
+        "overhead_of_medians": on["median"] / off["median"] - 1,
+        "overhead_paired_runs": summarize(paired),
+        **probe,
+    }
+
+
+def probe_cost(reps: int) -> dict:
+    """Seconds of one health probe and of one training step of configs/default.yaml's model, in this process."""
+    import torch
+    import torch.nn.functional as F
+
+    from mnist_cli.config import load_config
+    from mnist_cli.model import build_model
+    from mnist_cli.training.health import PROBE_IMAGES
+    from mnist_cli.training.probe import HealthProbe, probe_steps
+
+    cfg = load_config(REPO / "configs" / "default.yaml")
+    model = build_model(cfg.model, 784, 10)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batch, labels = torch.randn(cfg.train.batch_size, 28, 28), torch.randint(0, 10, (cfg.train.batch_size,))
+    probe = HealthProbe(model, torch.randn(PROBE_IMAGES, 28, 28), cfg.model.activation, 215, cfg.train.health_probes_per_epoch)
+
+    def step(probing: bool) -> float:
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(model(batch), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        if probing:
+            probe.before_update()
+        optimizer.step()
+        if probing:
+            probe.record(1, 2, loss.item())
+        return time.perf_counter() - t0
+
+    for _ in range(5):
+        step(True)
+    plain, probed = [], []
+    for _ in range(reps * 10):
+        plain.append(step(False))
+        probed.append(step(True))
+    step_s, probe_s = summarize(plain)["median"], summarize(probed)["median"] - summarize(plain)["median"]
+    steps = 215  # configs/default.yaml: 55,000 images at batch 256
+    probes = len(probe_steps(steps, cfg.train.health_probes_per_epoch))
+    return {
+        "step_seconds": step_s,
+        "probe_seconds": probe_s,
+        "probes_per_epoch": probes,
+        "overhead_estimated": probes * probe_s / (steps * step_s),
+    }
+
+
 def machine() -> dict:
     import torch
 
@@ -312,7 +405,8 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 epoch of the classics, 1 run each, no mlp-99* recipes")
-    parser.add_argument("--sections", default="naive,tta,startup,sweep", help="comma-separated subset of naive,tta,startup,sweep")
+    every = "naive,tta,startup,serve,health,sweep"
+    parser.add_argument("--sections", default=every, help=f"comma-separated subset of {every}")
     parser.add_argument("--lock", default="/tmp/mnist-cpu.lock", help="flock file held per section ('' for none)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
@@ -336,6 +430,10 @@ def main() -> None:
             results["startup"] = startup_and_inference(args, work)
         if "sweep" in sections:
             results["sweep_vs_loop"] = sweep_vs_loop(args, work)
+        if "serve" in sections:
+            results["serve"] = serve_section(args, work)
+        if "health" in sections:
+            results["health"] = health_overhead(args, work)
 
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{results['machine']['host']}-{now.strftime('%Y-%m-%d')}{'-quick' if args.quick else ''}"

@@ -53,6 +53,27 @@ def table(results: dict) -> str:
             f"| sweep speed-up | {sw['speedup']:.1f}x | mean test acc {sw['sweep_mean_test_accuracy']:.2%} (sweep), "
             f"{sw['loop_mean_test_accuracy']:.2%} (loop) |"
         )
+    v = results.get("serve")
+    if v:
+        lines.append(
+            f"| `mnist serve`, {v['requests']} POST /api/predict from {v['clients']} clients, req/s | "
+            f"{v['requests_per_second']:.0f} | p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms, max {v['max_ms']:.0f} ms, "
+            f"{v['errors']} errors; target {v['target']}: {'met' if v['met'] else 'NOT met'} |"
+        )
+    h = results.get("health")
+    if h:
+        lines.append(
+            f"| configs/default.yaml s/epoch, train.health on | {fmt(h['seconds_per_epoch_on'])} | "
+            f"{h['seconds_per_epoch_on']['n']} epochs, runs alternating with off |"
+        )
+        lines.append(
+            f"| ... train.health off | {fmt(h['seconds_per_epoch_off'])} | "
+            f"overhead {h['overhead_of_medians']:+.1%} of medians, {fmt(h['overhead_paired_runs'], 1, 100)}% per run pair |"
+        )
+        lines.append(
+            f"| ... one probe, in process, ms | {h['probe_seconds'] * 1000:.1f} | {h['probes_per_epoch']} per epoch, a step "
+            f"{h['step_seconds'] * 1000:.1f} ms: {h['overhead_estimated']:.1%} of an epoch |"
+        )
     m = results["machine"]
     gpu = m["cuda"] or "none lent to this run"
     mode = " (quick mode)" if results["quick"] else ""

@@ -141,6 +141,10 @@ class TrainConfig(_Section):
     save_every_steps: int = Field(0, ge=0, le=10**9)
     # A NaN or inf loss: stop (keep the last good checkpoint, exit non-zero) or skip that batch's update.
     on_nan: Literal["stop", "skip"] = "stop"
+    # Record layer health (gradients, update sizes, dead and saturated units) into health.jsonl while training, on a
+    # fixed batch of 512 validation images: health_probes_per_epoch times an epoch plus each epoch's last step.
+    health: bool = True
+    health_probes_per_epoch: int = Field(4, ge=1, le=1000)
 
     @field_validator("device")
     @classmethod

@@ -44,3 +44,8 @@ def _safe(text: str, limit: int | None = None) -> str:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def folder_name(text: str) -> str:
+    """`text` made safe as one folder name; past MAX_NAME_CHARS it is cut and keeps a hash of the whole."""
+    return _safe(text, MAX_NAME_CHARS)

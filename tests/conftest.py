@@ -152,7 +152,7 @@ def real_checkpoint(tmp_path_factory) -> Path:
             "seed": 0,
             "data": {"root": str(REAL_DATA)},
             "model": {"depth": 2, "width": 256},
-            "train": {"epochs": 2, "batch_size": 256, "schedule": "onecycle", "lr": 0.003, "device": "cpu"},
+            "train": {"epochs": 2, "batch_size": 256, "schedule": "onecycle", "lr": 0.003, "device": "cpu", "threads": 1},
         }
     )
     result = train(cfg, out / "run")

@@ -1,6 +1,7 @@
 """The `mnist` command line: the only layer that imports typer or rich, or writes to the terminal."""
 
-from mnist_cli.cli import evaluate, predict, sweep, train  # noqa: F401 - importing a command module registers its command
+# Importing a command module registers its command.
+from mnist_cli.cli import compare, evaluate, predict, report, serve, sweep, train  # noqa: F401
 from mnist_cli.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -13,8 +14,11 @@ from torch import nn
 from mnist_cli.data.datasets import Normalization
 from mnist_cli.data.loader import to_inputs
 from mnist_cli.errors import ImageError, SaveError
-from mnist_cli.inference.image_files import read_source
+from mnist_cli.inference.image_files import decode, read_source
 from mnist_cli.inference.preprocess import Invert, to_mnist
+
+if TYPE_CHECKING:
+    from mnist_cli.inference.trained import TrainedModel
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,20 @@ def load_image(source: str | Path, invert: Invert = "auto", stdin: io.BufferedIO
 
 def _prepare(source: str, invert: Invert, stdin: io.BufferedIOBase | None) -> torch.Tensor:
     return torch.from_numpy(to_mnist(read_source(source, stdin), invert))
+
+
+def predict_bytes(
+    data: bytes, name: str, trained: TrainedModel, *, top_k: int = 3, min_confidence: float = 0.0, invert: Invert = "auto"
+) -> tuple[Prediction, torch.Tensor]:
+    """An image file's bytes -> (its Prediction, probabilities of every class (classes,)), as `predict_sources` makes them.
+
+    The same reading (`decode`), preprocessing (`to_mnist`) and forward pass as a file given to `mnist predict`;
+    raises ImageError with predict's message when the bytes are not an image or hold no digit.
+    """
+    x = torch.from_numpy(to_mnist(decode(data), invert))  # uint8 (28, 28)
+    probs = classify(trained.model, x[None], trained.normalization)  # (1, classes)
+    (p,) = predictions([name], probs, trained.classes, top_k, min_confidence)
+    return replace(p, input=x.numpy()), probs[0]
 
 
 @torch.inference_mode()

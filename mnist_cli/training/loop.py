@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -25,8 +26,10 @@ from mnist_cli.model import MLP, build_model, count_parameters
 from mnist_cli.optim import make_optimizer, make_scheduler
 from mnist_cli.training.events import EpochDone, Event, RunStarted, StepDone, TrainResult
 from mnist_cli.training.guard import LossGuard
+from mnist_cli.training.health import StepRecord
 from mnist_cli.training.metrics import EpochMetrics
 from mnist_cli.training.preflight import check_resources, parameter_count
+from mnist_cli.training.probe import HealthProbe, probe_batch
 from mnist_cli.training.rundir import RunDir
 from mnist_cli.training.state import RESUME_KEY, RunState, enter_epoch, isolated_process_state, restore, snapshot
 
@@ -55,6 +58,7 @@ class Run:
     guard: LossGuard
     state: RunState
     amp: bool
+    health: HealthProbe | None  # None with train.health off
 
     @property
     def in_features(self) -> int:
@@ -149,6 +153,13 @@ def set_up(
     scheduler = make_scheduler(optimizer, cfg.train, steps)
     state = RunState() if resume_from is None else restore(resume_from, model, optimizer, scheduler, run_dir.last)
     atomic_write(run_dir.config, lambda f: f.write(to_yaml(cfg).encode()))
+    # health.jsonl and steps.jsonl are appended to as the run goes: back to where last.pt stands (empty for a new run).
+    run_dir.cut_logs(0 if resume_from is None else (state.epoch - 1) * steps + state.step)
+    norm = normalization_for(cfg.data.dataset, cfg.data.normalize)
+    health = None
+    if cfg.train.health:
+        probes = probe_batch(val_split, train_split, norm, cfg.seed)
+        health = HealthProbe(model, probes, cfg.model.activation, steps, cfg.train.health_probes_per_epoch)
     return Run(
         cfg=cfg,
         run_dir=run_dir,
@@ -156,7 +167,7 @@ def set_up(
         train_split=train_split,
         val_split=val_split,
         test_split=test_split,
-        norm=normalization_for(cfg.data.dataset, cfg.data.normalize),
+        norm=norm,
         classes=classes,
         model=model,
         forward=torch.compile(model) if cfg.train.compile else model,
@@ -168,6 +179,7 @@ def set_up(
         guard=LossGuard(cfg.train.on_nan, device, steps, kept=run_dir.kept),
         state=state,
         amp=cfg.train.amp and device.type == "cuda",
+        health=health,
     )
 
 
@@ -177,12 +189,16 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
     run.model.train()
     batches = enter_epoch(state, run.loader, run.generator, run.device)
     loss_sum = state.loss_sum.to(run.device) if state.loss_sum is not None else torch.zeros((), device=run.device)
+    correct = state.correct.to(run.device) if state.correct is not None else torch.zeros((), device=run.device, dtype=torch.int64)
     seen, skipped = state.seen, state.skipped
     background = -run.norm.mean / run.norm.std  # an empty pixel after normalisation, for augmentation's borders
     report_every = max(1, steps // PROGRESS_UPDATES_PER_EPOCH)
     save_every = cfg.train.save_every_steps
     t0 = time.perf_counter() - state.epoch_seconds
     for step, (images, labels) in enumerate(batches, state.step + 1):
+        global_step = (epoch - 1) * steps + step
+        probing = run.health is not None and run.health.due(epoch, step)
+        lr = run.optimizer.param_groups[0]["lr"]  # the rate this step uses
         with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
             logits = run.forward(augment(to_inputs(images, run.norm), cfg.data.augment, background))
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.train.label_smoothing)
@@ -191,25 +207,37 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
             skipped += 1
         else:
             loss.backward()
+            if probing:
+                run.health.before_update()
             run.optimizer.step()
             loss_sum += loss.detach() * len(labels)
+            correct += (logits.detach().argmax(1) == labels).sum()
             seen += len(labels)
         run.scheduler.step()
-        guard.observe(loss, (epoch - 1) * steps + step)
+        guard.observe(loss, global_step)
+        if probing:
+            run.run_dir.append_health(run.health.record(epoch, step, finite(loss.item())))
         if step % report_every == 0 or step == steps:
             guard.check()
-            on_event(StepDone(epoch, step, steps, loss.item(), seen / (time.perf_counter() - t0)))
+            value = loss.item()
+            run.run_dir.append_step(StepRecord(epoch, step, global_step, finite(value), lr))
+            on_event(StepDone(epoch, step, steps, value, seen / (time.perf_counter() - t0)))
         stop = should_stop()
-        if step < steps and (stop or (save_every and ((epoch - 1) * steps + step) % save_every == 0)):
-            state.step, state.loss_sum, state.seen, state.skipped = step, loss_sum, seen, skipped
+        if step < steps and (stop or (save_every and global_step % save_every == 0)):
+            state.step, state.loss_sum, state.correct, state.seen, state.skipped = step, loss_sum, correct, seen, skipped
             state.epoch_seconds = time.perf_counter() - t0
             save_last(run, epoch - 1)
             if stop:
                 raise TrainingInterrupted(str(run.run_dir.last), epoch, step)
     guard.check()
     guard.check_epoch(skipped, epoch)
-    state.loss_sum, state.seen, state.skipped = loss_sum, seen, skipped
+    state.loss_sum, state.correct, state.seen, state.skipped = loss_sum, correct, seen, skipped
     state.epoch_seconds = time.perf_counter() - t0
+
+
+def finite(x: float) -> float | None:
+    """`x`, or None when it is nan or inf (JSON has no spelling for them)."""
+    return x if math.isfinite(x) else None
 
 
 def end_epoch(run: Run, epoch: int, on_event: Callable[[Event], None]) -> None:
@@ -233,6 +261,7 @@ def end_epoch(run: Run, epoch: int, on_event: Callable[[Event], None]) -> None:
         seconds=state.epoch_seconds,
         samples_per_second=state.seen / state.epoch_seconds,
         skipped_steps=state.skipped,
+        train_accuracy=state.correct.item() / state.seen if state.seen else None,
     )
     state.history.append(metrics)
     # best.pt and metrics.jsonl first, last.pt last: last.pt is the commit point a resumed run starts from.

@@ -7,8 +7,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-# Version of the metrics.jsonl row. 1: the fields below (rows written before the field existed read as 1).
-METRICS_SCHEMA = 1
+# Version of the metrics.jsonl row (rows written before the field existed read as 1).
+# 1: epoch, losses, val accuracy, lr, timings, skipped_steps. 2: adds train_accuracy.
+METRICS_SCHEMA = 2
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class EpochMetrics:
     seconds: float  # wall time of the epoch's training steps, validation excluded
     samples_per_second: float
     skipped_steps: int = 0  # steps dropped for a non-finite loss (train.on_nan: skip)
+    # Share of the epoch's training images the model classified right as it trained on them (training mode, with
+    # dropout and augmentation, weights changing along the epoch); None in schema-1 rows.
+    train_accuracy: float | None = None
     schema: int = METRICS_SCHEMA
 
     def as_dict(self) -> dict[str, Any]:
@@ -36,7 +40,7 @@ class EpochMetrics:
     def from_dict(cls, row: dict[str, Any]) -> EpochMetrics:
         """A row read back; keys a newer release added are ignored, a missing schema is version 1."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in row.items() if k in known})
+        return cls(**{"schema": 1} | {k: v for k, v in row.items() if k in known})
 
 
 def to_jsonl(rows: list[EpochMetrics]) -> str:

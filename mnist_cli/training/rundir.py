@@ -9,16 +9,19 @@ from pathlib import Path
 
 from mnist_cli.disk import TEMP_SUFFIX, atomic_write, probe_writable
 from mnist_cli.errors import MnistError
+from mnist_cli.training import health
+from mnist_cli.training.health import HealthRecord, StepRecord
 from mnist_cli.training.metrics import EpochMetrics, from_jsonl, to_jsonl
 
 BEST, LAST, CONFIG, METRICS, LOCK = "best.pt", "last.pt", "config.yaml", "metrics.jsonl", ".lock"
-RUN_FILES = (BEST, LAST, CONFIG, METRICS)  # what a run writes (besides the lock)
+HEALTH, STEPS = "health.jsonl", "steps.jsonl"
+RUN_FILES = (BEST, LAST, CONFIG, METRICS, HEALTH, STEPS)  # what a run writes (besides the lock)
 CHECKPOINT_FILES = (BEST, LAST)
 
 
 @dataclass(frozen=True)
 class RunDir:
-    """The folder `mnist train` writes: best.pt, last.pt, config.yaml, metrics.jsonl and .lock."""
+    """The folder `mnist train` writes: best.pt, last.pt, config.yaml, metrics.jsonl, health.jsonl, steps.jsonl, .lock."""
 
     path: Path
 
@@ -43,6 +46,14 @@ class RunDir:
     @property
     def metrics(self) -> Path:
         return self.path / METRICS
+
+    @property
+    def health(self) -> Path:
+        return self.path / HEALTH
+
+    @property
+    def steps(self) -> Path:
+        return self.path / STEPS
 
     @property
     def lock_file(self) -> Path:
@@ -111,6 +122,46 @@ class RunDir:
         """Rewrite metrics.jsonl with `rows`, atomically."""
         text = to_jsonl(rows)
         atomic_write(self.metrics, lambda f: f.write(text.encode()))
+
+    def read_health(self) -> list[HealthRecord]:
+        """The layer-health probes recorded in health.jsonl ([] when there is none: an old run, or train.health off)."""
+        return self._read_log(self.health, HealthRecord, "health")
+
+    def read_steps(self) -> list[StepRecord]:
+        """The per-step training losses recorded in steps.jsonl ([] when there is none)."""
+        return self._read_log(self.steps, StepRecord, "steps")
+
+    def append_health(self, record: HealthRecord) -> None:
+        self._append(self.health, health.to_jsonl([record]))
+
+    def append_step(self, record: StepRecord) -> None:
+        self._append(self.steps, health.to_jsonl([record]))
+
+    def cut_logs(self, global_step: int) -> None:
+        """Keep only the health and step rows up to `global_step` (a resumed run's position; 0: a new run), atomically.
+
+        Rows past it were written after the last.pt the run resumes from, and the resumed run writes them again.
+        """
+        for path, kind in ((self.health, HealthRecord), (self.steps, StepRecord)):
+            if global_step == 0 or not path.exists():
+                path.unlink(missing_ok=True)
+                continue
+            rows = [row for row in self._read_log(path, kind, path.stem) if row.global_step <= global_step]
+            text = health.to_jsonl(rows)
+            atomic_write(path, lambda f, text=text: f.write(text.encode()))
+
+    def _read_log(self, path: Path, kind: type, what: str) -> list:
+        if not path.exists():
+            return []
+        try:
+            return health.parse_jsonl(path.read_text(), kind)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise MnistError(f"{path} is not a {what} file written by mnist train ({e})") from None
+
+    @staticmethod
+    def _append(path: Path, text: str) -> None:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
 
     def kept(self) -> str:
         """What survives a stop: the last checkpoint written, if any."""

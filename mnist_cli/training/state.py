@@ -29,6 +29,7 @@ class RunState:
     epoch_generator_state: torch.Tensor | None = None  # the sampler's generator as `epoch` began
     rng: dict[str, Any] | None = None  # global RNG states at (epoch, step), to restore on entering the epoch
     loss_sum: torch.Tensor | None = None  # sum of loss x batch size over this epoch's steps, as the loop holds it
+    correct: torch.Tensor | None = None  # training images of this epoch classified right (int64), as the loop holds it
     seen: int = 0  # samples trained on in this epoch
     skipped: int = 0  # steps of this epoch dropped for a non-finite loss (train.on_nan: skip)
     epoch_seconds: float = 0.0
@@ -41,6 +42,7 @@ class RunState:
     def next_epoch(self) -> None:
         """Move to the start of the following epoch."""
         self.epoch, self.step, self.epoch_generator_state, self.loss_sum = self.epoch + 1, 0, None, None
+        self.correct = None
         self.seen, self.skipped, self.epoch_seconds = 0, 0, 0.0
 
 
@@ -54,6 +56,7 @@ def snapshot(run: RunState, generator: torch.Generator, device: torch.device) ->
         "epoch_generator_state": generator.get_state() if at_boundary else run.epoch_generator_state.clone(),
         "rng": capture_rng(device),
         "loss_sum": None if run.loss_sum is None else run.loss_sum.detach().cpu().clone(),
+        "correct": None if run.correct is None else run.correct.detach().cpu().clone(),
         "seen": run.seen,
         "skipped": run.skipped,
         "epoch_seconds": run.epoch_seconds,

@@ -1,0 +1,61 @@
+"""`mnist compare`: runs' curves overlaid in one figure, and a table of only the settings that differ."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mnist_cli.cli.app import app, print_json, user_errors
+
+
+@app.command("compare")
+def compare(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Two or more run folders written by `mnist train` (or checkpoints in them).")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write compare.png and compare.md (default: checkpoints/compare/<names>/).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table and the files written as JSON.")] = False,
+) -> None:
+    """Validation accuracy and training loss of several runs in one figure, and a table of what differs between them.
+
+    The table shows only the config keys whose values differ, then parameters, epochs, best validation accuracy, test
+    accuracy and training seconds.
+    """
+    with user_errors():
+        from mnist_cli.report.compare import compare_runs
+
+        result = compare_runs(runs, out)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    from mnist_cli.cli.ui import consoles
+
+    stdout, stderr = consoles()
+    render_comparison(stdout, result)
+    # On stderr, so piped stdout is the table alone.
+    stderr.print(f"wrote {result.files[0]} and {result.files[1]}", markup=False, soft_wrap=True)
+
+
+def render_comparison(console: Any, result: Any) -> None:
+    """A rich table on a terminal; tab-separated lines when piped, so `cut` and spreadsheets read it."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from mnist_cli.report.compare import result_cells, value_text
+
+    header = ["run", *result.differing_keys, "parameters", "epochs", "best val acc", "test acc", "train s"]
+    rows = [[r.name, *(value_text(r.settings[k]) for k in result.differing_keys), *result_cells(r)] for r in result.runs]
+    if not console.is_terminal:
+        console.file.write("".join("\t".join(cells) + "\n" for cells in [header, *rows]))
+        console.file.flush()
+        return
+    table = Table(title="settings that differ, and results")
+    for i, name in enumerate(header):
+        table.add_column(Text(name), justify="right" if i > len(result.differing_keys) else "left")
+    for cells in rows:
+        table.add_row(*(Text(c) for c in cells))
+    console.print(table)

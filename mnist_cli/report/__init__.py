@@ -1,0 +1,1 @@
+"""What a finished (or running) training run shows: its run folder loaded as a RunRecord, verdicts in plain words."""

@@ -1,0 +1,190 @@
+"""`mnist report`: a run's figures as PNGs, one self-contained report.html and a short report.md, plus its verdicts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_cli.config import data_root
+from mnist_cli.data.datasets import load_split
+from mnist_cli.disk import atomic_write
+from mnist_cli.errors import CheckpointError
+from mnist_cli.evaluate import Evaluation, predict_split, summarize
+from mnist_cli.inference.trained import TrainedModel, load_trained
+from mnist_cli.report import figures, pages, series
+from mnist_cli.report.run import RunRecord, load_run
+from mnist_cli.report.verdicts import Verdict, verdicts
+
+REPORT_FOLDER = "report"  # default output: <run dir>/report/
+HTML, MARKDOWN = "report.html", "report.md"
+
+
+@dataclass(frozen=True)
+class Report:
+    """What `mnist report` wrote and concluded."""
+
+    run_dir: Path
+    checkpoint: Path
+    out_dir: Path
+    html: Path
+    files: list[Path]  # every file written: the PNGs, report.html, report.md
+    verdicts: list[Verdict]  # warnings first
+    test_accuracy: float
+    test_images: int
+    mistakes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir),
+            "checkpoint": str(self.checkpoint),
+            "out_dir": str(self.out_dir),
+            "html": str(self.html),
+            "files": [str(p) for p in self.files],
+            "verdicts": [v.as_dict() for v in self.verdicts],
+            "test_accuracy": self.test_accuracy,
+            "test_images": self.test_images,
+            "mistakes": self.mistakes,
+        }
+
+
+def build_report(path: Path | str, out: Path | None = None, root: Path | None = None) -> Report:
+    """Read the run (a folder, or a checkpoint inside one), run its model over the test set, write the report."""
+    run = load_run(path)
+    if run.checkpoint is None:
+        raise CheckpointError(f"{run.run_dir}: no best.pt or last.pt to read the weights from")
+    trained = load_trained(run.checkpoint, "cpu")
+    cfg = trained.config
+    test = load_split(cfg.data.dataset, root or data_root(cfg.data), "test", cfg.data.val_size, cfg.seed)
+    predictions = predict_split(trained.model, test, trained.normalization)
+    evaluation = summarize(predictions, len(trained.classes))
+    wrong = (predictions.predictions != predictions.labels).nonzero().flatten()
+    wrong = wrong[predictions.confidence[wrong].argsort(descending=True)]  # most confident mistakes first
+    found = verdicts(run)
+
+    out_dir = Path(out) if out is not None else run.run_dir.path / REPORT_FOLDER
+    pictures = []
+    for name, title, caption, draw in _figures(run, trained, evaluation, test.images, predictions, wrong):
+        data = figures.png_bytes(draw())
+        atomic_write(out_dir / name, lambda f, data=data: f.write(data))
+        pictures.append(pages.Picture(name, title, caption, data))
+    for stale in {name for name, *_ in FIGURE_TEXT.values()} - {p.file for p in pictures}:
+        (out_dir / stale).unlink(missing_ok=True)  # a figure an earlier report drew that this run has no data for
+
+    facts = _facts(run, trained, evaluation, len(wrong))
+    title = f"mnist report: {run.name}"
+    html = pages.html_page(title, facts, [v.as_dict() for v in found], pictures)
+    markdown = pages.markdown_page(title, facts, [v.as_dict() for v in found], pictures)
+    atomic_write(out_dir / HTML, lambda f: f.write(html.encode()))
+    atomic_write(out_dir / MARKDOWN, lambda f: f.write(markdown.encode()))
+    return Report(
+        run_dir=run.run_dir.path,
+        checkpoint=run.checkpoint,
+        out_dir=out_dir,
+        html=out_dir / HTML,
+        files=[out_dir / p.file for p in pictures] + [out_dir / HTML, out_dir / MARKDOWN],
+        verdicts=found,
+        test_accuracy=evaluation.accuracy,
+        test_images=evaluation.n,
+        mistakes=len(wrong),
+    )
+
+
+# figure key -> (file, title, what to look for)
+FIGURE_TEXT = {
+    "curves": (
+        "curves.png",
+        "Loss, accuracy and learning rate",
+        "Training loss per step (faint) and per epoch, validation per epoch. Validation loss rising while training loss "
+        "falls is overfitting; a flat training loss from the start means the network is not learning.",
+    ),
+    "health": (
+        "health.png",
+        "Layer health while training",
+        "The size of each layer's weight gradient on a log scale, measured on a fixed batch of validation images. "
+        "Layers near the input far below the output layer (dashed) barely learn: vanishing gradients. Dead units never "
+        "activate (ReLU family); saturated units sit at a flat end of sigmoid or tanh, where the gradient is almost 0.",
+    ),
+    "confusion": (
+        "confusion.png",
+        "Confusion matrix and per-class accuracy",
+        "Rows are the true digits, columns what the model said; everything off the diagonal is a mistake (log colour "
+        "scale, so a handful shows). The bars show which digits are hardest.",
+    ),
+    "weights": (
+        "weights.png",
+        "What the first layer looks for",
+        "Each tile is one unit's 784 input weights laid out as the 28x28 image: red pixels push the unit up, blue push "
+        "it down, white is 0 (each tile on its own scale). Units that learned strokes and edges show smooth blobs; "
+        "tiles that still look like noise barely moved from their random start.",
+    ),
+    "mistakes": (
+        "mistakes.png",
+        "Test digits it gets wrong",
+        "The most confident mistakes first. Some are digits a person would also misread; confident mistakes on clear "
+        "digits show what the model has not learned.",
+    ),
+}
+
+
+def _figures(run: RunRecord, trained: TrainedModel, evaluation: Evaluation, images, predictions, wrong) -> list:
+    """(file, title, caption, draw) for every figure this run has data for; `draw()` makes the Figure when called."""
+    classes = trained.classes
+    hidden, output = series.layer_curves(run.health)
+    model = trained.model
+    if len(model.hidden):
+        weights = model.hidden[0].linear.weight.detach().cpu().numpy()
+        shown = min(len(weights), figures.MAX_TILES)
+        tiles_title = f"First hidden layer: units 1-{shown} of {len(weights)} as 28x28 input weights (red +, blue -)"
+        tile_labels = [f"unit {i + 1}" for i in range(shown)]
+    else:
+        weights = model.output.weight.detach().cpu().numpy()
+        tiles_title = "No hidden layer: each class's output weights as a 28x28 image (red +, blue -)"
+        tile_labels = [f"class {c}" for c in classes]
+    idx = wrong[: figures.MAX_MISTAKES]
+    draws = {
+        "curves": lambda: figures.training_curves(run.metrics, series.step_loss(run), series.learning_rate(run)),
+        "health": (lambda: figures.layer_health(hidden, output)) if hidden else None,
+        "confusion": lambda: figures.confusion(evaluation.confusion, classes),
+        "weights": lambda: figures.weight_tiles(weights, tiles_title, tile_labels),
+        "mistakes": lambda: figures.mistakes(
+            np.asarray(images[idx].cpu()),
+            [classes[i] for i in predictions.labels[idx].tolist()],
+            [classes[i] for i in predictions.predictions[idx].tolist()],
+            predictions.confidence[idx].tolist(),
+            len(wrong),
+        ),
+    }
+    smoothing = trained.config.train.label_smoothing
+    notes = {"curves": f" The training loss includes label smoothing ({smoothing}), so it stays higher." if smoothing else ""}
+    return [
+        (file, title, caption + notes.get(key, ""), draw)
+        for key, draw in draws.items()
+        if draw is not None
+        for file, title, caption in [FIGURE_TEXT[key]]
+    ]
+
+
+def _facts(run: RunRecord, trained: TrainedModel, evaluation: Evaluation, mistakes: int) -> list[tuple[str, str]]:
+    """The run in a few (label, value) rows: what was trained, how long, how well."""
+    m = trained.config.model
+    vals = [(e.epoch, e.val_accuracy) for e in run.metrics if e.val_accuracy is not None]
+    best = max(vals, key=lambda v: v[1]) if vals else None
+    seconds = sum(e.seconds for e in run.metrics)
+    rows = [
+        ("run folder", str(run.run_dir.path)),
+        ("checkpoint", f"{run.checkpoint} (epoch {trained.epoch})"),
+        ("model", f"{trained.architecture}, {m.activation}, init {m.init}, norm {m.norm}, dropout {m.dropout}"),
+        ("parameters", f"{trained.parameters:,}"),
+        ("training", f"{run.epochs_done} of {trained.config.train.epochs} epochs in {seconds:.1f} s"),
+        ("best validation accuracy", f"{best[1]:.2%} (epoch {best[0]})" if best else "no validation split"),
+        (
+            "test accuracy",
+            f"{evaluation.accuracy:.2%} on {evaluation.n:,} images ({mistakes:,} wrong), loss {evaluation.loss:.4f}",
+        ),
+    ]
+    if not run.health:
+        rows.append(("layer health", "not recorded in this run (train.health: false, or an older run)"))
+    return rows

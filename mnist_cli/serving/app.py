@@ -1,0 +1,71 @@
+"""The FastAPI app: one loaded model, the page at /, the JSON API under /api, body limits, errors as JSON."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from mnist_cli import __version__
+from mnist_cli.inference.trained import TrainedModel
+from mnist_cli.serving.limits import MAX_BODY_BYTES, BodyLimit
+from mnist_cli.serving.routes import api, page
+
+# At most this many images are decoded and classified at once: each request is single-threaded (see `lifespan`),
+# so this many requests run in parallel, and a burst of 64-megapixel uploads cannot take all the memory at once.
+INFERENCE_WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass
+class Serving:
+    """What the routes share, on `app.state.serving`."""
+
+    trained: TrainedModel
+    top_k: int
+    min_confidence: float
+    limiter: anyio.CapacityLimiter | None = None  # made in `lifespan`, inside the server's event loop
+
+
+def create_app(trained: TrainedModel, *, min_confidence: float = 0.5, top_k: int = 3, max_body: int = MAX_BODY_BYTES) -> FastAPI:
+    """The app serving `trained`: GET / (the page), POST /api/predict, GET /api/model, GET /healthz."""
+    serving = Serving(trained, top_k, min_confidence)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # One torch thread per request: a batch of one image gains nothing from intra-op threads, and
+        # INFERENCE_WORKERS requests each spawning a pool of cpu_count threads would fight over the cores.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        serving.limiter = anyio.CapacityLimiter(INFERENCE_WORKERS)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)  # leave the process as we found it (tests run apps in-process)
+
+    app = FastAPI(
+        title="mnist serve",
+        version=__version__,
+        summary=f"Draw a digit and watch {trained.path} read it.",
+        lifespan=lifespan,
+    )
+    app.state.serving = serving
+    app.include_router(page)
+    app.include_router(api)
+    app.mount("/static", StaticFiles(packages=[("mnist_cli.serving", "static")]), name="static")
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_middleware(BodyLimit, limit=max_body)
+    return app
+
+
+async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Errors as {"detail": ...}; a body that cannot be parsed as a form is the client's bad input: 422, like a missing field."""
+    status = 422 if exc.status_code == 400 else exc.status_code
+    return JSONResponse({"detail": exc.detail}, status_code=status, headers=exc.headers)

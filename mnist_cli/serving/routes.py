@@ -1,0 +1,91 @@
+"""The page (GET /) and the JSON API: /api/predict, /api/model, /healthz."""
+
+from __future__ import annotations
+
+import base64
+import io
+from functools import partial
+from importlib import resources
+from typing import Annotated
+
+import anyio
+import numpy as np
+from fastapi import APIRouter, File, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse
+from PIL import Image
+
+from mnist_cli.errors import ImageError
+from mnist_cli.inference.predict import predict_bytes
+from mnist_cli.inference.trained import TrainedModel
+from mnist_cli.serving.schemas import ErrorResponse, Health, ModelResponse, PredictResponse
+
+page = APIRouter()
+api = APIRouter()
+IMAGE_ERRORS = {
+    413: {"model": ErrorResponse, "description": "The request body is over 10 MiB."},
+    422: {"description": "Not an image, no digit found, too many pixels, or no `image` file field."},
+}
+
+
+@page.get("/", response_class=HTMLResponse, include_in_schema=False)
+def index() -> str:
+    return resources.files("mnist_cli.serving").joinpath("static/index.html").read_text(encoding="utf-8")
+
+
+@page.get("/healthz", response_model=Health, tags=["server"])
+def healthz() -> Health:
+    """200 while the server is up."""
+    return Health()
+
+
+@api.get("/api/model", response_model=ModelResponse, tags=["model"])
+def model_info(request: Request) -> ModelResponse:
+    """The checkpoint being served: its path, architecture, size and test accuracy."""
+    serving = request.app.state.serving
+    t = serving.trained
+    return ModelResponse(
+        checkpoint=str(t.path),
+        architecture=t.architecture,
+        parameters=t.parameters,
+        test_accuracy=t.test_accuracy,
+        epoch=t.epoch,
+        classes=t.classes,
+        config=t.config.model.model_dump(),
+        min_confidence=serving.min_confidence,
+    )
+
+
+@api.post("/api/predict", response_model=PredictResponse, responses=IMAGE_ERRORS, tags=["model"])
+async def predict(
+    request: Request, image: Annotated[UploadFile, File(description="An image file: a PNG of the canvas, a photo, a scan.")]
+) -> PredictResponse:
+    """The digit in an image, read and prepared exactly as `mnist predict` does."""
+    serving = request.app.state.serving
+    t = serving.trained
+    data = await image.read()
+    run = partial(
+        predict_json,
+        data,
+        image.filename or "upload",
+        t,
+        top_k=serving.top_k,
+        min_confidence=serving.min_confidence,
+    )
+    try:
+        # Off the event loop: decoding and the forward pass would otherwise stall every other request.
+        return await anyio.to_thread.run_sync(run, limiter=serving.limiter)
+    except ImageError as e:
+        raise HTTPException(422, str(e)) from None
+
+
+def predict_json(data: bytes, name: str, trained: TrainedModel, *, top_k: int, min_confidence: float) -> PredictResponse:
+    """predict_bytes's answer as the API's response: predict's JSON entry + probabilities + the 28x28 input."""
+    p, probs = predict_bytes(data, name, trained, top_k=top_k, min_confidence=min_confidence)
+    return PredictResponse(**p.as_dict(), probabilities=probs.tolist(), input=png_base64(p.input))
+
+
+def png_base64(pixels: np.ndarray) -> str:
+    """uint8 (H, W) -> a grayscale PNG, base64-encoded."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")

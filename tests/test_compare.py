@@ -1,0 +1,120 @@
+"""`mnist compare` on synthetic runs: only the settings that differ, the runs' numbers, one overlaid figure,
+a rich table on a terminal and tab-separated lines when piped, and one clear error for anything that is not a run."""
+
+from __future__ import annotations
+
+import json
+import os
+from io import StringIO
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import assert_clean_error, invoke
+from rich.console import Console
+from test_report import assert_picture, stopped_run, train_run
+
+from mnist_cli.cli.compare import render_comparison
+from mnist_cli.report.compare import ComparedRun, Comparison, differing_keys, flatten, run_names
+
+COMPARE_PIXELS = (1100, 420)  # figures.COMPARE_SIZE at figures.DPI
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, synthetic_root) -> tuple[Path, Path]:
+    """Two runs that differ in width and learning rate and in nothing else."""
+    base = tmp_path_factory.mktemp("compare")
+    wide = train_run(base / "wide", synthetic_root, model={"depth": 1, "width": 32})
+    narrow = train_run(base / "narrow", synthetic_root, model={"depth": 1, "width": 8}, train={"lr": 0.01})
+    return wide, narrow
+
+
+def metrics_of(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_compare_shows_only_the_keys_that_differ_and_each_runs_numbers(runs, tmp_path):
+    r = invoke("compare", *runs, "--out", tmp_path, "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["differing_keys"] == ["model.width", "train.lr"]
+    assert [row["settings"] for row in result["runs"]] == [
+        {"model.width": 32, "train.lr": 0.003},
+        {"model.width": 8, "train.lr": 0.01},
+    ]
+    for row, run in zip(result["runs"], runs, strict=True):
+        best = torch.load(run / "best.pt", weights_only=True)
+        metrics = metrics_of(run)
+        assert row["name"] == run.name
+        assert row["parameters"] == sum(v.numel() for v in best["model_state"].values())  # no buffers in these nets
+        assert row["epochs"] == len(metrics) == 2
+        assert row["best_val_accuracy"] == max(m["val_accuracy"] for m in metrics)
+        assert row["test_accuracy"] == best["metrics"]["test_accuracy"]
+        assert row["train_seconds"] == pytest.approx(sum(m["seconds"] for m in metrics))
+    assert [row["parameters"] for row in result["runs"]] == [784 * 32 + 32 + 32 * 10 + 10, 784 * 8 + 8 + 8 * 10 + 10]
+    assert result["files"] == [str(tmp_path / "compare.png"), str(tmp_path / "compare.md")]
+    assert_picture((tmp_path / "compare.png").read_bytes(), COMPARE_PIXELS)
+    table = (tmp_path / "compare.md").read_text()
+    assert "| run | model.width | train.lr | parameters | epochs | best val acc | test acc | train s |" in table
+
+
+def test_compare_piped_prints_a_tab_separated_table_and_says_where_files_went(runs):
+    r = invoke("compare", *runs)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0].split("\t") == [
+        "run",
+        "model.width",
+        "train.lr",
+        "parameters",
+        "epochs",
+        "best val acc",
+        "test acc",
+        "train s",
+    ]
+    assert [line.split("\t")[:4] for line in lines[1:]] == [["wide", "32", "0.003", "25,450"], ["narrow", "8", "0.01", "6,370"]]
+    assert len(lines) == 3
+    out = Path(os.environ["MNIST_CHECKPOINT_DIR"]) / "compare" / "wide+narrow"
+    assert r.stderr.strip() == f"wrote {out / 'compare.png'} and {out / 'compare.md'}"
+    assert (out / "compare.png").is_file()
+
+
+def test_compare_on_a_terminal_is_a_rich_table():
+    row = ComparedRun("a[/]", Path("a"), {"model.width": 64}, 50890, 2, 0.95, None, 1.5)
+    buf = StringIO()
+    render_comparison(Console(file=buf, force_terminal=True, width=120), Comparison([row], ["model.width"], Path("o"), []))
+    text = buf.getvalue()
+    assert "┃" in text and "a[/]" in text and "50,890" in text and "95.00%" in text and "n/a" in text
+
+
+def test_differing_keys_counts_a_key_only_one_config_has():
+    configs = [flatten({"model": {"width": [64, 32], "depth": 2}, "seed": 0}), flatten({"model": {"width": [64, 32]}, "seed": 1})]
+    assert differing_keys(configs) == ["model.depth", "seed"]
+
+
+def test_runs_with_the_same_folder_name_are_told_apart_by_their_parents():
+    assert run_names([Path("/x/relu/run"), Path("/x/sigmoid/run")]) == ["relu/run", "sigmoid/run"]
+
+
+def test_compare_needs_two_different_runs(runs):
+    assert_clean_error(invoke("compare", runs[0]), "at least two runs")
+    assert_clean_error(invoke("compare", runs[0], runs[0] / "best.pt"), "the same run is given twice")
+
+
+def test_compare_with_a_missing_path_is_one_error_line(runs, tmp_path):
+    assert_clean_error(invoke("compare", runs[0], tmp_path / "nope"), "nope")
+
+
+def test_compare_with_a_folder_that_is_not_a_run_is_one_error_line(runs, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    assert_clean_error(invoke("compare", runs[0], tmp_path), "not a run folder")
+
+
+def test_compare_with_an_empty_folder_is_one_error_line(runs, tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_clean_error(invoke("compare", runs[0], tmp_path / "empty"), "empty")
+
+
+def test_compare_with_a_run_stopped_before_its_first_epoch_is_one_error_line(runs, tmp_path, synthetic_root):
+    stopped = stopped_run(tmp_path / "killed", synthetic_root)
+    assert_clean_error(invoke("compare", runs[0], stopped), "before finishing its first epoch")

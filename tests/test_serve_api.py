@@ -1,0 +1,343 @@
+"""`mnist serve`'s API through FastAPI's TestClient, fuzzing of /api/predict, and the command on a real process."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import shutil
+import socket
+import struct
+import threading
+import zlib
+from urllib.parse import urlsplit
+
+import anyio
+import numpy as np
+import pytest
+import torch
+from conftest import assert_clean_error, invoke
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from server_process import interrupt, start_serve
+
+from mnist_cli.cli.serve import is_loopback, page_url
+from mnist_cli.inference.trained import load_trained
+from mnist_cli.serving.app import create_app
+from mnist_cli.serving.limits import MAX_BODY_BYTES
+
+FUZZ_BODY_LIMIT = 64 * 2**10  # the fuzzed app refuses bodies over 64 KiB, so 413s cost little to provoke
+
+
+@pytest.fixture(scope="module")
+def trained(trained_checkpoint):
+    return load_trained(trained_checkpoint)
+
+
+@pytest.fixture
+def client(trained):
+    with TestClient(create_app(trained), raise_server_exceptions=False) as c:
+        yield c
+
+
+def digit_png(row: int = 5, side: int = 140) -> bytes:
+    """A dark bar on white paper, like the synthetic training digits (class k is a bar at rows 2k+2..2k+4)."""
+    pixels = np.full((28, 28), 255, dtype=np.uint8)
+    pixels[row : row + 3, 7:21] = 0
+    buf = io.BytesIO()
+    Image.fromarray(pixels).resize((side, side), Image.Resampling.NEAREST).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def blank_png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (100, 100), 255).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG signature and header that claim width x height pixels, and no pixel data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = png_chunk(b"IHDR", ihdr)
+    return b"\x89PNG\r\n\x1a\n" + chunk + png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + png_chunk(b"IEND", b"")
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def post_image(client, data: bytes, name: str = "digit.png", field: str = "image"):
+    return client.post("/api/predict", files={field: (name, data, "image/png")})
+
+
+def test_healthz(client):
+    r = client.get("/healthz")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "ok"}
+
+
+def test_model_describes_the_checkpoint(client, trained, trained_checkpoint):
+    r = client.get("/api/model")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["checkpoint"] == str(trained_checkpoint)
+    assert body["architecture"] == "784-32-10"
+    assert body["parameters"] == trained.parameters
+    assert body["test_accuracy"] == pytest.approx(trained.test_accuracy)
+    assert body["classes"] == [str(i) for i in range(10)]
+    assert body["config"]["width"] == 32
+
+
+def test_predict_answers_what_mnist_predict_answers(client, trained_checkpoint, tmp_path):
+    path = tmp_path / "bar.png"
+    path.write_bytes(digit_png(row=8))
+    r = post_image(client, path.read_bytes(), name="bar.png")
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    cli = invoke("predict", path, "-m", trained_checkpoint, "--json", "--save-inputs", tmp_path / "inputs")
+    assert cli.exit_code == 0, cli.output
+    (row,) = json.loads(cli.stdout)
+    row["path"] = "bar.png"
+    row["uncertain"] = answer["uncertain"]  # serve marks below 0.5 uncertain; predict's default threshold is 0
+    assert {k: answer[k] for k in row} == row
+    probs = answer["probabilities"]
+    assert len(probs) == 10 and sum(probs) == pytest.approx(1, abs=1e-5)
+    assert probs[answer["prediction"]] == pytest.approx(answer["probability"])
+    sent = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["input"]))))
+    assert np.array_equal(sent, np.asarray(Image.open(tmp_path / "inputs" / "bar.png")))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"hello, not an image", "not a readable image (unknown format)"),
+        (blank_png(), "no digit found"),
+        (b"", "empty file"),
+        (png_claiming(100_000, 100_000), "too large"),
+        (png_claiming(8001, 8000), "8001x8000 pixels is too large (at most 64,000,000; a decompression bomb?)"),
+        (digit_png()[:200], "not a readable image"),
+    ],
+    ids=["text", "blank", "empty", "pixel-bomb", "just-over-the-pixel-limit", "truncated"],
+)
+def test_bad_images_get_422_with_predicts_message(client, trained_checkpoint, tmp_path, data, message):
+    r = post_image(client, data, name="bad.png")
+    assert r.status_code == 422, r.text
+    assert message in r.json()["detail"]
+    (tmp_path / "bad.png").write_bytes(data)
+    cli = invoke("predict", tmp_path / "bad.png", "-m", trained_checkpoint)
+    assert_clean_error(cli, f"bad.png: {r.json()['detail']}")  # the very same words
+
+
+@pytest.mark.parametrize(
+    "request_args",
+    [
+        {},
+        {"files": {"picture": ("digit.png", digit_png(), "image/png")}},
+        {"data": {"image": "not a file"}},
+        {"json": {"image": "digit.png"}},
+        {"content": b"--xyz\r\ngarbage", "headers": {"content-type": "multipart/form-data; boundary=xyz"}},
+    ],
+    ids=["no-body", "wrong-field", "text-field", "json", "broken-multipart"],
+)
+def test_requests_without_an_image_file_get_422(client, request_args):
+    r = client.post("/api/predict", **request_args)
+    assert r.status_code == 422, r.text
+    assert "detail" in r.json()
+
+
+def test_a_body_over_10_mib_gets_413(client):
+    r = post_image(client, b"\0" * (MAX_BODY_BYTES + 1))
+    assert r.status_code == 413, r.text
+    assert r.json() == {"detail": "request body too large (at most 10 MiB)"}
+    assert post_image(client, digit_png()).status_code == 200  # and the next request is served
+
+
+FILE_PART_HEAD = b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\n\r\n'
+
+
+def asgi_post(app, headers: list[tuple[bytes, bytes]], chunks: int, chunk: bytes) -> tuple[int, int]:
+    """POST `chunks` x `chunk` to /api/predict straight through ASGI: (status, how many chunks the app read)."""
+    read, sent = 0, []
+
+    async def receive():
+        nonlocal read
+        read += 1
+        body = FILE_PART_HEAD if read == 1 else chunk
+        return {"type": "http.request", "body": body, "more_body": read < chunks}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/predict",
+        "raw_path": b"/api/predict",
+        "query_string": b"",
+        "headers": [(b"content-type", b"multipart/form-data; boundary=xyz"), *headers],
+        "scheme": "http",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 1234),
+        "http_version": "1.1",
+        "root_path": "",
+    }
+    anyio.run(app, scope, receive, send)
+    return next(m["status"] for m in sent if m["type"] == "http.response.start"), read
+
+
+def test_an_oversize_body_is_refused_before_it_is_read(trained):
+    app = create_app(trained)
+    mib = b"-" * 2**20
+    declared = [(b"content-length", str(100 * 2**20).encode())]
+    assert asgi_post(app, declared, chunks=100, chunk=mib) == (413, 0)  # by its Content-Length: not one byte read
+    assert asgi_post(app, [], chunks=100, chunk=mib) == (413, 11)  # streamed: the part head + 10 MiB is past it; no further
+
+
+def test_inference_runs_off_the_event_loop(client, monkeypatch):
+    """While one prediction is stuck in a worker thread, the server still answers: the event loop is free."""
+    import mnist_cli.serving.routes as routes
+
+    release, entered = threading.Event(), threading.Event()
+    real = routes.predict_json
+
+    def slow(*args, **kwargs):
+        entered.set()
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(routes, "predict_json", slow)
+    answers = []
+    stuck = threading.Thread(target=lambda: answers.append(post_image(client, digit_png())))
+    stuck.start()
+    try:
+        assert entered.wait(30)
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/api/model").status_code == 200
+    finally:
+        release.set()
+        stuck.join(30)
+    assert answers[0].status_code == 200, answers[0].text
+
+
+def test_the_server_uses_one_torch_thread_per_request_and_gives_the_setting_back(trained, monkeypatch):
+    import mnist_cli.serving.routes as routes
+
+    def threads_in_a_new_thread() -> int:  # what a thread started now would use (the main thread keeps its own)
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        return seen[0]
+
+    before, seen, real = threads_in_a_new_thread(), [], routes.predict_json
+    monkeypatch.setattr(routes, "predict_json", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    with TestClient(create_app(trained)) as c:
+        assert post_image(c, digit_png()).status_code == 200
+    assert seen == [1]
+    assert threads_in_a_new_thread() == before
+
+
+def test_the_page_and_its_files_are_served_with_no_outside_assets(client):
+    html = client.get("/")
+    assert html.status_code == 200 and "<canvas" in html.text
+    for asset in ("/static/app.js", "/static/style.css"):
+        r = client.get(asset)
+        assert r.status_code == 200, asset
+        assert "http://" not in r.text and "https://" not in r.text, asset
+    assert "http" not in html.text.replace('href="/', "")
+    assert client.get("/docs").status_code == 200
+    assert "/api/predict" in client.get("/openapi.json").json()["paths"]
+
+
+# --- fuzzing: whatever arrives, the answer is 200, 413 or 422, and the server stays up ---
+
+PNG = digit_png()
+bodies = st.one_of(
+    st.binary(max_size=2048),
+    st.integers(0, len(PNG) - 1).map(lambda n: PNG[:n]),  # truncated PNGs
+    st.tuples(st.integers(1, 2**31 - 1), st.integers(1, 2**31 - 1)).map(lambda wh: png_claiming(*wh)),
+    st.tuples(st.integers(0, len(PNG) - 1), st.binary(min_size=1, max_size=8)).map(
+        lambda c: PNG[: c[0]] + c[1] + PNG[c[0] + len(c[1]) :]  # a few bytes of a PNG overwritten
+    ),
+    st.just(b"\0" * (FUZZ_BODY_LIMIT + 1)),
+    st.just(PNG),
+)
+fields = st.one_of(st.just("image"), st.text(min_size=1, max_size=10))
+names = st.one_of(st.just("digit.png"), st.text(max_size=20))
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(trained):
+    with TestClient(create_app(trained, max_body=FUZZ_BODY_LIMIT), raise_server_exceptions=False) as c:
+        yield c
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=bodies, field=fields, name=names, as_file=st.booleans())
+def test_fuzzed_uploads_get_200_413_or_422(fuzz_client, body, field, name, as_file):
+    if as_file:
+        r = fuzz_client.post("/api/predict", files={field: (name, body, "application/octet-stream")})
+    else:
+        r = fuzz_client.post("/api/predict", content=body, headers={"content-type": "multipart/form-data; boundary=b"})
+    assert r.status_code in (200, 413, 422), r.text
+    assert fuzz_client.get("/healthz").status_code == 200
+
+
+# --- the command ---
+
+
+def test_serve_without_checkpoints_says_how_to_get_one():
+    assert_clean_error(invoke("serve", "--port", "0"), "no best.pt under", "mnist train")
+
+
+def test_serve_on_a_port_in_use_is_a_clean_error(trained_checkpoint):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert_clean_error(invoke("serve", "-m", trained_checkpoint, "--port", port), f"cannot listen on 127.0.0.1:{port}")
+
+
+def test_serve_with_a_bad_checkpoint_is_a_clean_error(tmp_path):
+    (tmp_path / "x.pt").write_text("nope")
+    assert_clean_error(invoke("serve", "-m", tmp_path / "x.pt", "--port", "0"), "x.pt")
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback", "url"),
+    [
+        ("127.0.0.1", True, "http://127.0.0.1:80/"),
+        ("localhost", True, "http://localhost:80/"),
+        ("::1", True, "http://[::1]:80/"),
+        ("0.0.0.0", False, "http://127.0.0.1:80/"),
+        ("192.168.1.5", False, "http://192.168.1.5:80/"),
+    ],
+)
+def test_hosts_other_than_loopback_are_public(host, loopback, url):
+    assert is_loopback(host) is loopback
+    assert page_url(host, 80) == url
+
+
+def test_serve_process_uses_the_newest_checkpoint_answers_and_stops_on_ctrl_c(trained_checkpoint, tmp_path, monkeypatch):
+    """The real command: names the newest best.pt, serves on the port it printed, refuses a streamed 11 MiB, exits 0."""
+    newest = tmp_path / "checkpoints" / "run" / "best.pt"
+    newest.parent.mkdir(parents=True)
+    shutil.copy(trained_checkpoint, newest)
+    proc, url = start_serve()
+    try:
+        host, port = urlsplit(url).hostname, urlsplit(url).port
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().status == 200
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        body = iter([FILE_PART_HEAD] + [b"x" * 2**20] * 11)  # chunked: no Content-Length to go by
+        conn.request("POST", "/api/predict", body=body, headers={"content-type": "multipart/form-data; boundary=xyz"})
+        r = conn.getresponse()
+        assert (r.status, json.loads(r.read())) == (413, {"detail": "request body too large (at most 10 MiB)"})
+    finally:
+        code, err = interrupt(proc)
+    assert code == 0, err
+    assert f"using checkpoint {newest}" in err
+    assert err.rstrip().endswith("stopped"), err
+    assert "Traceback" not in err, err
