@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/default.yaml
 
-.PHONY: install install-ray train test lint format bench clean
+.PHONY: install install-ray train test lint format check-readme bench clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,11 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Runs the README's ```console blocks and compares what they print (accuracies, messages, exit codes) with the README;
+# needs the real MNIST. CHECK_README_ARGS=--fast leaves out the blocks that train (~1-2 min on 2 cores in all).
+check-readme: install
+	$(BIN)/python docs/check_readme.py $(CHECK_README_ARGS)
 
 # The benchmark behind README "Performance" (~20 min on 2 cores; BENCH_ARGS=--quick for ~1-2 min while developing).
 bench: install

@@ -16,7 +16,8 @@ from torch import nn
 
 from mnist_cli import __version__
 from mnist_cli.config import Config, validate
-from mnist_cli.data.datasets import IMAGE_SIDE, Normalization
+from mnist_cli.data.catalog import DATASETS, dataset_info
+from mnist_cli.data.datasets import Normalization
 from mnist_cli.disk import atomic_write
 from mnist_cli.errors import CheckpointError, ConfigError, first_line
 from mnist_cli.model import legacy_key_map
@@ -27,6 +28,7 @@ FORMAT_VERSION = 2
 CHECKPOINT_DIR_ENV = "MNIST_CHECKPOINT_DIR"
 DIGEST_KEY = "digest"  # SHA-256 of everything else: torch.load does not check the zip's CRCs, so bit rot loads silently
 MAX_CLASSES = 1000
+FORMAT_1_INPUT = ([1, 28, 28], 255.0)  # input_shape and input_scale of checkpoints written before they were stored
 
 
 def checkpoints_root() -> Path:
@@ -52,7 +54,8 @@ def build_checkpoint(
         "format_version": FORMAT_VERSION,
         "versions": {"mnist_cli": __version__, "torch": str(torch.__version__), "torchvision": _version("torchvision")},
         "config": config.model_dump(mode="json"),
-        "input_shape": [1, IMAGE_SIDE, IMAGE_SIDE],
+        "input_shape": list(dataset_info(config.data.dataset).input_shape),
+        "input_scale": normalization.scale,  # raw inputs are divided by this before normalisation
         "normalization": normalization.as_dict(),
         "classes": list(classes),
         "metrics": dict(metrics),
@@ -113,7 +116,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is a folder; give a checkpoint file in it, such as {path / 'best.pt'}")
     if not path.is_file():
         raise CheckpointError(f"no such checkpoint: {path}")
-    if not zipfile.is_zipfile(path):
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except zipfile.BadZipFile as e:  # is_zipfile raises on some damaged end records ("span multiple disks")
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line(e)})") from None
+    if not is_zip:
         raise CheckpointError(f"{path}: not a checkpoint (not a file written by torch.save)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -166,15 +173,33 @@ def _field_problem(ckpt: dict[str, Any]) -> str | None:
         return "normalization must hold a numeric mean and std"
     if not (math.isfinite(norm["mean"]) and math.isfinite(norm["std"]) and norm["std"] > 0):
         return f"normalization {norm} is not finite with a positive std"
-    shape = ckpt.get("input_shape", [1, IMAGE_SIDE, IMAGE_SIDE])
-    # Types first: `!=` against a list holding a tensor raises instead of answering.
-    if not (isinstance(shape, list) and all(type(d) is int for d in shape) and shape == [1, IMAGE_SIDE, IMAGE_SIDE]):
-        return f"input_shape {ckpt.get('input_shape')!r} is not [1, {IMAGE_SIDE}, {IMAGE_SIDE}]"
+    shape_problem = _input_problem(ckpt)
+    if shape_problem:
+        return shape_problem
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         return "model_state must map parameter names to tensors"
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         return f"weights {', '.join(bad[:3])} hold NaN or inf"
+    return None
+
+
+def _input_problem(ckpt: dict[str, Any]) -> str | None:
+    """input_shape and input_scale must be those of the dataset the stored config names."""
+    default_shape, default_scale = FORMAT_1_INPUT
+    shape, scale = ckpt.get("input_shape", default_shape), ckpt.get("input_scale", default_scale)
+    config = ckpt["config"]
+    data = config.get("data") if isinstance(config, dict) else None
+    name = data.get("dataset", "mnist") if isinstance(data, dict) else "mnist"
+    info = DATASETS.get(name) if isinstance(name, str) else None
+    if info is None:
+        return None  # the stored config's own check names the unknown dataset
+    expected = list(info.input_shape)
+    # Types first: `!=` against a list holding a tensor raises instead of answering.
+    if not (isinstance(shape, list) and all(type(d) is int for d in shape) and shape == expected):
+        return f"input_shape {ckpt.get('input_shape')!r} is not {expected}, the shape of {name}"
+    if not (type(scale) in (int, float) and scale == info.scale):
+        return f"input_scale {scale!r} is not {info.scale:g}, the scale of {name}"
     return None
 
 

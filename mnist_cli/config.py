@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mnist_cli.data.catalog import DATASETS
 from mnist_cli.errors import ConfigError
 
 DATA_DIR_ENV = "MNIST_DATA_DIR"
@@ -67,15 +68,39 @@ class AugmentConfig(_Section):
 
 
 class DataConfig(_Section):
-    dataset: Literal["mnist", "fashion-mnist", "kmnist"] = "mnist"
+    # MNIST-style files, scikit-learn's 8x8 digits, or a truth table's four points (data/catalog.py).
+    dataset: Literal["mnist", "fashion-mnist", "kmnist", "digits", "xor", "and", "or"] = "mnist"
     # None means $MNIST_DATA_DIR, else ./data (resolved when the data is loaded, not stored).
     root: str | None = None
-    # Images held out of the 60k training set for model selection; the test set is never used for it.
+    # Examples held out of the training set for model selection; the test set is never used for it.
+    # Left out, the dataset's own: 5000 of MNIST's 60k, 144 of digits' 1,437, 0 for a truth table.
     val_size: int = Field(5000, ge=0, le=50000)
     # True: (x/255 - mean) / std with the dataset's constants; False: x/255 only.
     normalize: bool = True
     # Random distortions of training batches (never of val/test); all off by default.
     augment: AugmentConfig = AugmentConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "val_size" not in data:
+            name = data.get("dataset", "mnist")
+            info = DATASETS.get(name) if isinstance(name, str) else None  # anything else: the field check says so
+            if info is not None:
+                data = {**data, "val_size": info.default_val_size}
+        return data
+
+    @model_validator(mode="after")
+    def _fits_the_dataset(self) -> DataConfig:
+        if DATASETS[self.dataset].kind == "table":
+            if self.val_size:
+                raise ValueError(
+                    f"val_size {self.val_size}: {self.dataset} trains on all four points, so validation is off; "
+                    "set 0 or leave it out"
+                )
+            if self.augment.enabled:
+                raise ValueError(f"augment warps images; {self.dataset} is a truth table")
+        return self
 
     @field_validator("root")
     @classmethod
@@ -86,14 +111,15 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    # Hidden layers; 0 gives a linear softmax model (784-10).
+    # Hidden layers; 0 gives a linear softmax model (inputs straight to classes).
     depth: int = Field(2, ge=0, le=64)
     # One width for every hidden layer, or a list with one width per layer.
     width: int | list[int] = 512
     activation: Literal["relu", "gelu", "silu", "tanh", "sigmoid"] = "relu"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     norm: Literal["none", "batch", "layer"] = "none"
-    init: Literal["default", "xavier", "kaiming"] = "default"
+    # uniform01: weights uniform in [0, 1), biases zero, as the XOR tutorial initialises.
+    init: Literal["default", "xavier", "kaiming", "uniform01"] = "default"
 
     @field_validator("width")
     @classmethod
@@ -122,12 +148,16 @@ class TrainConfig(_Section):
     epochs: int = Field(4, ge=1, le=10000)
     batch_size: int = Field(256, ge=1, le=65536)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(2e-3, gt=0.0, le=10.0)
+    # Up to 100: a full-batch recipe written for gradients summed over N examples maps to lr x N here (mean loss).
+    lr: float = Field(2e-3, gt=0.0, le=100.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
     schedule: Literal["none", "cosine", "onecycle"] = "onecycle"
     # Linear warm-up from 0 over this many epochs (fractions allowed), before the schedule.
     warmup_epochs: float = Field(0.0, ge=0.0)
+    # cross_entropy; nll: log_softmax then NLL, the same numbers by another road; mse: softmax vs one-hot targets.
+    loss: Literal["cross_entropy", "nll", "mse"] = "cross_entropy"
+    # cross_entropy and nll only; left out with mse it is 0.
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     device: str = "auto"
     # bf16 autocast on CUDA; ignored on the CPU.
@@ -141,6 +171,11 @@ class TrainConfig(_Section):
     save_every_steps: int = Field(0, ge=0, le=10**9)
     # A NaN or inf loss: stop (keep the last good checkpoint, exit non-zero) or skip that batch's update.
     on_nan: Literal["stop", "skip"] = "stop"
+    # Validate, write a metrics row and best.pt every N epochs (and at the last); 0: automatic, every
+    # ceil(epochs / 100) epochs, so a run commits at most ~100 epochs (every epoch for runs up to 100 epochs).
+    log_every_epochs: int = Field(0, ge=0, le=10000)
+    # Write last.pt every N epochs (and at the last); 0: with every logged epoch.
+    save_every_epochs: int = Field(0, ge=0, le=10000)
     # Record layer health (gradients, update sizes, dead and saturated units) into health.jsonl while training, on a
     # fixed batch of 512 validation images: health_probes_per_epoch times an epoch plus each epoch's last step.
     health: bool = True
@@ -152,6 +187,31 @@ class TrainConfig(_Section):
         if not is_device_name(v):
             raise ValueError(DEVICE_NAMES_HELP)
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _loss_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("loss") == "mse" and "label_smoothing" not in data:
+            data = {**data, "label_smoothing": 0.0}
+        return data
+
+    @model_validator(mode="after")
+    def _smoothing_needs_a_log_loss(self) -> TrainConfig:
+        if self.loss == "mse" and self.label_smoothing:
+            raise ValueError(
+                f"label_smoothing {self.label_smoothing}: applies to cross_entropy and nll; with loss mse set 0 or leave it out"
+            )
+        return self
+
+    @property
+    def log_every(self) -> int:
+        """Epochs between logged (validated, checkpointed) epochs."""
+        return self.log_every_epochs or -(-self.epochs // 100)
+
+    @property
+    def save_every(self) -> int:
+        """Epochs between writes of last.pt."""
+        return self.save_every_epochs or self.log_every
 
     @model_validator(mode="after")
     def _warmup_within_run(self) -> TrainConfig:
@@ -180,8 +240,13 @@ def default_data_root() -> Path:
 
 
 def data_root(cfg: DataConfig) -> Path:
-    """Where the dataset lives for this config."""
-    return Path(cfg.root).expanduser() if cfg.root else default_data_root()
+    """Where the dataset lives for this config; an explicit data.root that exists must be a folder."""
+    if not cfg.root:
+        return default_data_root()
+    root = Path(cfg.root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise ConfigError([f"data.root: {root} is not a folder (it should hold MNIST/raw/)"])
+    return root
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -217,6 +282,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping from `path`, with errors a user can act on."""
+    if path.is_dir():
+        raise ConfigError(["is a folder; give a YAML file (such as configs/default.yaml)"], str(path))
     if not path.is_file():
         raise ConfigError(["no such file"], str(path))
     try:

@@ -86,3 +86,30 @@ def evaluate(
 ) -> Evaluation:
     """`summarize(predict_split(...))`: what validation, the final test and `mnist eval` report."""
     return summarize(predict_split(model, split, norm, batch_size, amp), num_classes)
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One point of a truth table and what the network made of it."""
+
+    inputs: list[int]  # (a, b) as 0/1
+    target: int
+    prediction: int
+    probabilities: list[float]  # softmax over the classes "0", "1"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def truth_table(split: Split, predictions: ImagePredictions) -> list[TableRow]:
+    """Each point of a truth-table split with the network's output for it, in the split's order."""
+    return [
+        TableRow(x, int(t), int(p), probs)
+        for x, t, p, probs in zip(
+            split.images.tolist(),
+            predictions.labels.tolist(),
+            predictions.predictions.tolist(),
+            predictions.probabilities.tolist(),
+            strict=True,
+        )
+    ]

@@ -98,7 +98,9 @@ def _initialise(model: MLP, cfg: ModelConfig) -> None:
         return
     nonlinearity = "relu" if cfg.activation in ("relu", "gelu", "silu") else "tanh"
     for layer in model.linears():
-        if cfg.init == "xavier":
+        if cfg.init == "uniform01":
+            nn.init.uniform_(layer.weight, 0.0, 1.0)  # the XOR tutorial's np.random.rand
+        elif cfg.init == "xavier":
             nn.init.xavier_uniform_(layer.weight)
         else:
             nn.init.kaiming_normal_(layer.weight, nonlinearity=nonlinearity)

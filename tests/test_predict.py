@@ -181,7 +181,7 @@ def test_bad_files_get_an_error_entry_and_exit_2(name, content, message, trained
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["x.png", "--invert", "maybe"], "--invert must be auto, yes or no"),
+        (["x.png", "--invert", "maybe"], "Invalid value for '--invert'"),
         (["nothing-*.png"], "nothing-*.png: no files match"),
     ],
 )

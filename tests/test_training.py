@@ -29,15 +29,15 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoin
 
 
 def test_on_nan_skip_drops_the_bad_batches_and_finishes(tmp_path, monkeypatch):
-    import mnist_cli.training.loop as train_module
+    import mnist_cli.losses as losses_module  # the training loss lives there (train.loss)
 
-    real, calls = train_module.F.cross_entropy, iter(range(10_000))
+    real, calls = losses_module.F.cross_entropy, iter(range(10_000))
 
     def sometimes_nan(*args, **kwargs):
         loss = real(*args, **kwargs)
         return loss * float("nan") if next(calls) in (3, 20) else loss  # two poisoned batches
 
-    monkeypatch.setattr(train_module.F, "cross_entropy", sometimes_nan)
+    monkeypatch.setattr(losses_module.F, "cross_entropy", sometimes_nan)
     cfg = write_config(tmp_path / "c.yaml", train={"epochs": 2, "on_nan": "skip"})
     r = invoke("train", "-c", cfg, "--out", tmp_path / "run", "-q", "--json")
     assert r.exit_code == 0, r.output
@@ -90,8 +90,11 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_file(tmp_p
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(disk.os, "fsync", full)
-    r = invoke("train", "-c", tiny_config, "--out", tmp_path / "run", "-q", "--overwrite")
-    assert_clean_error(r, "No space left on device", "intact")
+    # --resume, not --overwrite: an overwriting run removes the old run's files before its first save (by design).
+    r = invoke("train", "-c", tiny_config, "--out", tmp_path / "run", "-q", "--set", "train.epochs=1", "--resume", "auto")
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.output
+    error = r.stderr.strip().splitlines()[-1]  # after the "resuming from" line
+    assert "No space left on device" in error and "intact" in error, r.stderr
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
     assert not list((tmp_path / "run").glob(".*.tmp"))
 

@@ -2,48 +2,68 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mnist_cli.cli.app import app, print_json, user_errors
-from mnist_cli.errors import MnistError
+from mnist_cli.cli.completion import DEVICE_METAVAR, complete_checkpoint, complete_device
+
+
+class EvalSplit(str, Enum):
+    test = "test"
+    val = "val"
 
 
 @app.command("eval")
 def evaluate_checkpoint(
-    checkpoint: Annotated[Path, typer.Argument(help="A best.pt or last.pt written by `mnist train`.")],
-    split: Annotated[str, typer.Option(help="test, or val (the exact images held out in training).")] = "test",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A best.pt or last.pt written by `mnist train`.", autocompletion=complete_checkpoint)
+    ],
+    split: Annotated[EvalSplit, typer.Option(help="test, or val (the exact images held out in training).")] = EvalSplit.test,
+    device: Annotated[
+        str, typer.Option(metavar=DEVICE_METAVAR, help="The device to evaluate on.", autocompletion=complete_device)
+    ] = "auto",
     data_root_option: Annotated[
         Path | None,
         typer.Option(
             "--data-root", help="Folder holding MNIST/raw/ (default: the checkpoint's, else $MNIST_DATA_DIR, else ./data)."
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print accuracy, loss, n, per_class and confusion as JSON.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print accuracy, loss, n, per_class and confusion (and truth_table) as JSON."),
+    ] = False,
 ) -> None:
-    """Accuracy, loss, per-class accuracy and the confusion matrix of a checkpoint."""
+    """Accuracy, loss, per-class accuracy and the confusion matrix of a checkpoint.
+
+    For a truth-table checkpoint (xor, and, or), also each of the four points with the network's output.
+    """
     with user_errors():
-        if split not in ("test", "val"):
-            raise MnistError(f"--split must be test or val, not {split!r}")
         from mnist_cli.config import data_root
         from mnist_cli.data.datasets import load_split
         from mnist_cli.devices import resolve_device
-        from mnist_cli.evaluate import evaluate
+        from mnist_cli.evaluate import predict_split, summarize, truth_table
         from mnist_cli.inference.trained import load_trained
 
         trained = load_trained(checkpoint, resolve_device(device))
         cfg = trained.config
         root = data_root_option or data_root(cfg.data)
-        data = load_split(cfg.data.dataset, root, split, cfg.data.val_size, cfg.seed).to(trained.device)
-        result = evaluate(trained.model, data, trained.normalization, len(trained.classes)).as_dict()
+        data = load_split(cfg.data.dataset, root, split.value, cfg.data.val_size, cfg.seed).to(trained.device)
+        per_example = predict_split(trained.model, data, trained.normalization)
+        result = summarize(per_example, len(trained.classes)).as_dict()
+        table = truth_table(data, per_example) if trained.dataset.kind == "table" else None
+        if table is not None:
+            result["truth_table"] = [row.as_dict() for row in table]
     if as_json:
         print_json(result)
         return
-    from mnist_cli.cli.ui import consoles, render_evaluation
+    from mnist_cli.cli.ui import consoles, render_evaluation, render_truth_table
 
     stdout, _ = consoles()
-    stdout.print(f"{checkpoint} on the {split} split", markup=False, soft_wrap=True)
-    render_evaluation(stdout, result, trained.classes, f"{split} split")
+    stdout.print(f"{checkpoint} on the {split.value} split", markup=False, soft_wrap=True)
+    if table is not None:
+        render_truth_table(stdout, table, cfg.data.dataset)
+    render_evaluation(stdout, result, trained.classes, f"{split.value} split")

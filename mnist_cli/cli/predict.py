@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mnist_cli.cli.app import USER_ERROR, app, print_json, user_errors
+from mnist_cli.cli.completion import DEVICE_METAVAR, complete_checkpoint, complete_device
 from mnist_cli.errors import MnistError
+
+
+class InvertChoice(str, Enum):
+    auto = "auto"
+    yes = "yes"
+    no = "no"
 
 
 @app.command()
@@ -18,18 +26,36 @@ def predict(
         list[str], typer.Argument(help="Image files, folders (every image inside), globs, or - for one image on stdin.")
     ],
     checkpoint: Annotated[
-        Path | None, typer.Option("--checkpoint", "-m", help="A best.pt; default: the newest checkpoints/**/best.pt.")
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            "-m",
+            help="A best.pt; default: the newest checkpoints/**/best.pt (named on stderr, with what it is).",
+            autocompletion=complete_checkpoint,
+        ),
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to list per image.")] = 3,
     min_confidence: Annotated[
         float, typer.Option("--min-confidence", min=0.0, max=1.0, help="Mark predictions below this probability uncertain.")
     ] = 0.0,
     invert: Annotated[
-        str, typer.Option(help="auto: tell dark-on-light from the border; yes: the ink is darker; no: the ink is lighter.")
-    ] = "auto",
-    show: Annotated[bool, typer.Option("--show", help="Draw each 28x28 input the network sees beside its prediction.")] = False,
+        InvertChoice,
+        typer.Option(help="auto: tell dark-on-light from the border; yes: the ink is darker; no: the ink is lighter."),
+    ] = InvertChoice.auto,
+    device: Annotated[
+        str,
+        typer.Option(
+            metavar=DEVICE_METAVAR,
+            help="The device to run the network on (a few images are fastest on the cpu).",
+            autocompletion=complete_device,
+        ),
+    ] = "cpu",
+    show: Annotated[
+        bool, typer.Option("--show", help="Draw each input the network sees (28x28; 8x8 for digits) beside it.")
+    ] = False,
     save_inputs_to: Annotated[
-        Path | None, typer.Option("--save-inputs", help="Write each 28x28 input the network sees as a PNG in this folder.")
+        Path | None,
+        typer.Option("--save-inputs", help="Write each input the network sees (28x28; 8x8 for digits) as a PNG here."),
     ] = None,
     as_json: Annotated[
         bool,
@@ -43,15 +69,14 @@ def predict(
 
     Images are prepared the way MNIST was made: transparent pixels are background, dark-on-light is
     inverted, the paper is removed, and the ink is fitted into 20x20 and centred by mass in 28x28.
+    For a checkpoint trained on scikit-learn's digits, the ink is fitted into a 32x32 bitmap and the inked
+    pixels of each 4x4 block counted: 8x8 inputs with 17 grey levels, as that dataset was made.
     """
     from mnist_cli.cli.ui import consoles
 
     stdout, stderr = consoles()
     with user_errors():
-        from mnist_cli.inference.preprocess import INVERT_CHOICES
-
-        if invert not in INVERT_CHOICES:
-            raise MnistError(f"--invert must be auto, yes or no, not {invert!r}")
+        from mnist_cli.devices import resolve_device
         from mnist_cli.inference.image_files import STDIN, expand_arguments
         from mnist_cli.inference.predict import Failure, predict_sources, save_inputs
         from mnist_cli.inference.trained import load_trained, newest_checkpoint
@@ -59,10 +84,17 @@ def predict(
         sources = expand_arguments(images)
         if sources.count(STDIN) > 1:
             raise MnistError("- (stdin) can be given only once")
-        if checkpoint is None:
-            checkpoint = newest_checkpoint()
-            stderr.print(f"using checkpoint {checkpoint}", markup=False, soft_wrap=True)
-        trained = load_trained(checkpoint)
+        chosen = checkpoint is None
+        trained = load_trained(newest_checkpoint() if checkpoint is None else checkpoint, resolve_device(device))
+        if chosen:  # said after loading, so the line can say what the model is
+            stderr.print(f"using checkpoint {trained.path} ({trained.describe()})", markup=False, soft_wrap=True)
+        if trained.dataset.kind != "images":
+            raise MnistError(
+                f"{trained.path} was trained on the {trained.dataset.name} truth table: predict takes no images; "
+                f"`mnist eval {trained.path}` prints its outputs for the four points"
+            )
+        from mnist_cli.inference.preprocess import preparer_for
+
         results = predict_sources(
             sources,
             trained.model,
@@ -70,8 +102,9 @@ def predict(
             trained.classes,
             top_k=top_k,
             min_confidence=min_confidence,
-            invert=invert,
+            invert=invert.value,
             stdin=sys.stdin.buffer if STDIN in sources else None,
+            prepare=preparer_for(trained.dataset.name),
         )
     errors = [f"error: {r.path}: {r.error}" for r in results if isinstance(r, Failure)]
     if save_inputs_to is not None:

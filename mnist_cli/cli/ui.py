@@ -94,7 +94,13 @@ class TrainReporter(BarReporter):
                 self.task = self.progress.add_task(
                     "", total=event.steps, epoch=f"{event.epoch}/{self.epochs}", loss=event.loss, rate=0.0
                 )
-            self.progress.update(self.task, completed=event.step, loss=event.loss, rate=event.samples_per_second)
+            self.progress.update(
+                self.task,
+                completed=event.step,
+                epoch=f"{event.epoch}/{self.epochs}",  # several epochs share a bar when only some are logged
+                loss=event.loss,
+                rate=event.samples_per_second,
+            )
         elif isinstance(event, EpochDone):
             if self.progress is not None and self.task is not None:
                 self.progress.remove_task(self.task)
@@ -142,6 +148,21 @@ def render_evaluation(console: Console, result: dict[str, Any], classes: list[st
         cells = (Text(str(v), style="bold") if i == j else (str(v) if v else "·") for j, v in enumerate(row))
         confusion.add_row(Text(name), *cells)
     console.print(confusion)
+
+
+def render_truth_table(console: Console, rows: list[Any], name: str) -> None:
+    """The four points of a truth table: inputs, the target, the network's P(1) and its answer."""
+    table = Table(title=Text(f"{name} truth table"))
+    for col in ("a", "b", "target"):
+        table.add_column(col, justify="center")
+    table.add_column("P(1)", justify="right")
+    table.add_column("output", justify="center")
+    table.add_column("")
+    for row in rows:
+        ok = row.prediction == row.target
+        mark = Text("ok", style="green") if ok else Text("wrong", style="bold red")
+        table.add_row(*(str(v) for v in row.inputs), str(row.target), f"{row.probabilities[1]:.4f}", str(row.prediction), mark)
+    console.print(table)
 
 
 SHADES = " ░▒▓█"  # plain-text block art: 5 levels, each pixel two characters wide so digits keep their shape

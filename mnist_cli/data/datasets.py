@@ -1,4 +1,7 @@
-"""Datasets as whole uint8 tensors (checked, read without torchvision when unpacked) and the seeded train/val split."""
+"""Datasets as whole uint8 tensors (checked, read without torchvision when unpacked) and the seeded train/val split.
+
+MNIST-style files are read here; scikit-learn's digits and the truth tables come from `data/small.py`.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +12,22 @@ from pathlib import Path
 
 import torch
 
+from mnist_cli.data.catalog import (
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    KMNIST_MEAN,
+    KMNIST_STD,
+    MNIST_MEAN,
+    MNIST_STD,
+    dataset_info,
+)
 from mnist_cli.data.files import cache_root, check_archives, ds_raw_folder, missing_message, quiet_network, working_root
 from mnist_cli.data.idx import IMAGE_SIDE, check_idx, idx_layout, idx_names
 from mnist_cli.errors import DataError
 
-NUM_CLASSES = 10
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
-KMNIST_MEAN, KMNIST_STD = 0.1918, 0.3483
+NUM_CLASSES = 10  # of every MNIST-style file set
 
-# dataset name -> (torchvision class name, mean, std)
+# MNIST-style dataset name -> (torchvision class name, mean, std)
 DATASETS = {
     "mnist": ("MNIST", MNIST_MEAN, MNIST_STD),
     "fashion-mnist": ("FashionMNIST", FASHION_MNIST_MEAN, FASHION_MNIST_STD),
@@ -28,7 +37,7 @@ DATASETS = {
 
 @dataclass(frozen=True)
 class Split:
-    """Images (N, 28, 28) uint8 and labels (N,) int64."""
+    """Examples uint8 (N, *shape), e.g. (N, 28, 28), (N, 8, 8) or (N, 2), and labels (N,) int64."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -42,27 +51,39 @@ class Split:
 
 @dataclass(frozen=True)
 class Normalization:
-    """Inputs are (pixel / 255 - mean) / std; mean 0, std 1 means x / 255."""
+    """Inputs are (raw / scale - mean) / std; mean 0, std 1 means raw / scale. `scale`: 255 for MNIST's pixels,
+    16 for the 8x8 digits' counts, 1 for truth tables (the checkpoint stores it as `input_scale`)."""
 
     mean: float = 0.0
     std: float = 1.0
+    scale: float = 255.0
 
     def as_dict(self) -> dict[str, float]:
         return {"mean": self.mean, "std": self.std}
 
 
-def normalization_for(dataset: str, normalize: bool) -> Normalization:
-    """The constants a dataset is normalised with, or the identity when `normalize` is off."""
+def normalization_for(dataset: str, normalize: bool, train: Split | None = None) -> Normalization:
+    """The constants a dataset is normalised with, or the identity when `normalize` is off.
+
+    A dataset without fixed constants (digits) takes them from `train`, its training part (before validation
+    is held out, as MNIST's constants come from all 60,000 training images).
+    """
+    info = dataset_info(dataset)
     if not normalize:
-        return Normalization()
-    _, mean, std = DATASETS[dataset]
-    return Normalization(mean, std)
+        return Normalization(scale=info.scale)
+    if info.mean is not None and info.std is not None:
+        return Normalization(info.mean, info.std, info.scale)
+    if train is None:
+        raise ValueError(f"{dataset}'s normalisation comes from its training part; pass it")
+    x = train.images.double() / info.scale
+    return Normalization(round(x.mean().item(), 4), round(x.std().item(), 4), info.scale)
 
 
 def class_names(dataset: str) -> list[str]:
-    """Human-readable class names in label order ("0".."9" for MNIST)."""
-    if dataset == "mnist":
-        return [str(d) for d in range(NUM_CLASSES)]
+    """Human-readable class names in label order ("0".."9" for MNIST and digits, "0", "1" for truth tables)."""
+    info = dataset_info(dataset)
+    if info.classes is not None:
+        return list(info.classes)
     return list(_torchvision_class(dataset).classes)
 
 
@@ -85,7 +106,7 @@ def datasets_kept_loaded() -> Iterator[None]:
 
 
 def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split, Split]:
-    """Return (train, test) for `dataset` under `root`, verifying and if needed downloading the files."""
+    """Return (train, test) for `dataset` (MNIST-style ones under `root`, verifying and if needed downloading the files)."""
     key = (dataset, str(Path(root).resolve()))
     if _kept is not None and key in _kept:
         return _kept[key]
@@ -96,6 +117,10 @@ def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split
 
 
 def _load_dataset(dataset: str, root: Path, download: bool) -> tuple[Split, Split]:
+    if dataset not in DATASETS:
+        from mnist_cli.data.small import load_small
+
+        return load_small(dataset)
     unpacked = _read_unpacked(dataset, Path(root))
     if unpacked is not None:
         return unpacked
@@ -129,7 +154,7 @@ def load_split(dataset: str, root: Path, split: str, val_size: int, seed: int) -
         return test
     _, val = split_train_val(train_full, val_size, seed)
     if not len(val):
-        raise DataError("this checkpoint was trained with data.val_size 0: it has no validation split")
+        raise DataError(f"this checkpoint was trained with data.val_size 0 on {dataset}: it has no validation split")
     return val
 
 

@@ -11,8 +11,8 @@ from mnist_cli.data.datasets import Normalization, Split
 
 
 def to_inputs(images: torch.Tensor, norm: Normalization) -> torch.Tensor:
-    """uint8 (B, 28, 28) -> float32 (B, 28, 28) normalised; done per batch on the batch's device."""
-    scale = 1.0 / (255.0 * norm.std)
+    """uint8 (B, *shape) -> float32 (B, *shape), (raw / norm.scale - mean) / std; per batch on the batch's device."""
+    scale = 1.0 / (norm.scale * norm.std)
     return images.float().mul_(scale).sub_(norm.mean / norm.std)
 
 

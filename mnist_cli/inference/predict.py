@@ -1,4 +1,4 @@
-"""Classifying people's digit images: read, preprocess like MNIST, one batched forward pass, rank the classes."""
+"""Classifying people's digit images: read, preprocess like the training set, one batched forward pass, rank the classes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mnist_cli.data.datasets import Normalization
 from mnist_cli.data.loader import to_inputs
 from mnist_cli.errors import ImageError, SaveError
 from mnist_cli.inference.image_files import decode, read_source
-from mnist_cli.inference.preprocess import Invert, to_mnist
+from mnist_cli.inference.preprocess import Invert, Preparer, preparer_for, to_mnist
 
 if TYPE_CHECKING:
     from mnist_cli.inference.trained import TrainedModel
@@ -29,7 +29,8 @@ class Prediction:
     probability: float
     top_k: list[tuple[int, str, float]]  # (class, label, probability), most likely first
     uncertain: bool = False  # probability below --min-confidence
-    input: np.ndarray | None = field(default=None, repr=False, compare=False)  # uint8 (28, 28) the network saw
+    # What the network saw as a 0-255 picture: uint8 (28, 28), or (8, 8) for digits (its 0..16 counts x 255/16).
+    input: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -57,8 +58,8 @@ def load_image(source: str | Path, invert: Invert = "auto", stdin: io.BufferedIO
         raise ImageError(f"{display_name(str(source))}: {e}") from None
 
 
-def _prepare(source: str, invert: Invert, stdin: io.BufferedIOBase | None) -> torch.Tensor:
-    return torch.from_numpy(to_mnist(read_source(source, stdin), invert))
+def _prepare(source: str, invert: Invert, stdin: io.BufferedIOBase | None, prepare: Preparer = to_mnist) -> torch.Tensor:
+    return torch.from_numpy(prepare(read_source(source, stdin), invert))
 
 
 def predict_bytes(
@@ -66,20 +67,23 @@ def predict_bytes(
 ) -> tuple[Prediction, torch.Tensor]:
     """An image file's bytes -> (its Prediction, probabilities of every class (classes,)), as `predict_sources` makes them.
 
-    The same reading (`decode`), preprocessing (`to_mnist`) and forward pass as a file given to `mnist predict`;
+    The same reading (`decode`), preprocessing (`to_mnist`; `to_digits` for digits) and forward pass as `mnist predict`;
     raises ImageError with predict's message when the bytes are not an image or hold no digit.
     """
-    x = torch.from_numpy(to_mnist(decode(data), invert))  # uint8 (28, 28)
+    if trained.dataset.kind != "images":
+        raise ImageError(f"this model was trained on the {trained.dataset.name} truth table: it takes no images")
+    x = torch.from_numpy(preparer_for(trained.dataset.name)(decode(data), invert))  # uint8 (28, 28), (8, 8) for digits
     probs = classify(trained.model, x[None], trained.normalization)  # (1, classes)
     (p,) = predictions([name], probs, trained.classes, top_k, min_confidence)
-    return replace(p, input=x.numpy()), probs[0]
+    return replace(p, input=picture(x, trained.normalization).numpy()), probs[0]
 
 
 @torch.inference_mode()
 def classify(model: nn.Module, images: torch.Tensor, norm: Normalization) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> class probabilities (N, classes), one forward pass."""
+    """uint8 (N, *input) raw values -> class probabilities (N, classes) on the CPU, one forward pass on the model's device."""
     model.eval()
-    return torch.softmax(model(to_inputs(images, norm)), dim=1)
+    images = images.to(next(model.parameters()).device)
+    return torch.softmax(model(to_inputs(images, norm)).float(), dim=1).cpu()
 
 
 def predictions(
@@ -105,22 +109,31 @@ def predict_sources(
     min_confidence: float = 0.0,
     invert: Invert = "auto",
     stdin: io.BufferedIOBase | None = None,
+    prepare: Preparer = to_mnist,
 ) -> list[Prediction | Failure]:
-    """One result per source, in order: a Prediction, or a Failure naming the file and the reason."""
+    """One result per source, in order: a Prediction, or a Failure naming the file and the reason.
+
+    `prepare` makes an image into the model's input (`preprocess.preparer_for(dataset)`), raw values 0..norm.scale.
+    """
     inputs: dict[int, torch.Tensor] = {}
     results: list[Prediction | Failure | None] = [None] * len(sources)
     for i, source in enumerate(sources):
         try:
-            inputs[i] = _prepare(source, invert, stdin)
+            inputs[i] = _prepare(source, invert, stdin, prepare)
         except ImageError as e:
             results[i] = Failure(display_name(source), str(e))
     if inputs:
-        batch = torch.stack(list(inputs.values()))  # uint8 (N, 28, 28), all images in one forward pass
+        batch = torch.stack(list(inputs.values()))  # uint8 (N, side, side), all images in one forward pass
         probs = classify(model, batch, norm)
         names = [sources[i] for i in inputs]
-        for i, p, x in zip(inputs, predictions(names, probs, classes, top_k, min_confidence), batch, strict=True):
+        for i, p, x in zip(inputs, predictions(names, probs, classes, top_k, min_confidence), picture(batch, norm), strict=True):
             results[i] = replace(p, path=display_name(sources[i]), input=x.numpy())
     return [r for r in results if r is not None]
+
+
+def picture(inputs: torch.Tensor, norm: Normalization) -> torch.Tensor:
+    """Raw inputs (0..norm.scale) as a 0-255 uint8 picture: MNIST's as they are, digits' 0..16 counts stretched."""
+    return inputs if norm.scale == 255 else (inputs.float() * (255 / norm.scale)).round().to(torch.uint8)
 
 
 def display_name(source: str) -> str:
@@ -129,7 +142,7 @@ def display_name(source: str) -> str:
 
 
 def save_inputs(results: list[Prediction | Failure], folder: Path) -> list[Path]:
-    """Write each prediction's 28x28 input as a PNG named after its image; returns the files written.
+    """Write each prediction's input picture (28x28, or 8x8 for digits) as a PNG named after its image; returns the files written.
 
     Never over an existing file (the input images may be in `folder`): seven.png, else seven-2.png, seven-3.png, ...
     """

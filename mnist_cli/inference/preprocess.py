@@ -1,4 +1,5 @@
-"""A person's digit image -> a 28x28 input made the way MNIST was: light ink on black, fitted in 20x20, centred by mass.
+"""A person's digit image -> a 28x28 input made the way MNIST was: light ink on black, fitted in 20x20, centred by mass;
+or an 8x8 input of 0..16 counts made the way scikit-learn's digits were (`to_digits`).
 
 Pure functions on PIL images and numpy arrays; each step is its own function so the README can show it.
 Arrays called `ink` are float32 (H, W) in [0, 1]: 0 is background, 1 is full ink.
@@ -6,6 +7,7 @@ Arrays called `ink` are float32 (H, W) in [0, 1]: 0 is background, 1 is full ink
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +25,9 @@ MIN_CONTRAST = 0.1  # ink must differ from the paper by 10% of the full range, e
 INK_THRESHOLD = 0.25  # after stretching, weaker ink (paper texture, JPEG noise, shadows) is background
 PAPER_SIDE = 64  # px; the paper's shading is estimated on a copy this small
 MIN_STROKE = 1.5  # px in the 20 px box; thinner pen strokes are thickened first, MNIST strokes are ~2-3 px
+# scikit-learn's digits (UCI optdigits): a 32x32 bitmap, its "on" pixels counted in each 4x4 block -> 8x8 of 0..16.
+DIGITS_BITMAP, DIGITS_BLOCK = 32, 4
+DIGITS_MIN_STROKE = 3.0  # px in the 32 px bitmap: its pen strokes cover most of a 4x4 block
 
 
 @dataclass(frozen=True)
@@ -150,11 +155,11 @@ def stroke_width(ink: np.ndarray) -> float:
     return 2 * int(on.sum()) / max(edge, 1)
 
 
-def fit_box(ink: np.ndarray, box: int = DIGIT_BOX) -> np.ndarray:
+def fit_box(ink: np.ndarray, box: int = DIGIT_BOX, min_stroke: float = MIN_STROKE) -> np.ndarray:
     """Scale so the longer side is `box` px keeping the aspect ratio, antialiased; thin pen strokes thickened first."""
     h, w = ink.shape
     scale = box / max(h, w)
-    missing = MIN_STROKE / scale - stroke_width(ink)  # source px a stroke lacks to reach MIN_STROKE after scaling
+    missing = min_stroke / scale - stroke_width(ink)  # source px a stroke lacks to reach MIN_STROKE after scaling
     if missing > 1:
         grow = 2 * round(missing / 2) + 1  # MaxFilter sizes are odd
         ink = np.pad(ink, grow // 2)
@@ -182,3 +187,27 @@ def center_by_mass(ink: np.ndarray, side: int = IMAGE_SIDE) -> np.ndarray:
     out = np.zeros((side, side), dtype=np.float32)
     out[top : top + h, left : left + w] = ink
     return np.round(out * 255).astype(np.uint8)
+
+
+def to_digits(img: Image.Image, invert: Invert = "auto") -> np.ndarray:
+    """A PIL image -> uint8 (8, 8) of 0..16, made as scikit-learn's digits were: the ink fitted into a 32x32
+    bitmap and centred, then the inked pixels of each 4x4 block counted."""
+    ink = clean(to_ink(to_gray(shrink(img)), invert))
+    scaled = fit_box(crop_to_ink(ink), DIGITS_BITMAP, DIGITS_MIN_STROKE)
+    return bitmap_counts(center_by_mass(scaled, DIGITS_BITMAP))
+
+
+def bitmap_counts(picture: np.ndarray, block: int = DIGITS_BLOCK) -> np.ndarray:
+    """uint8 (S, S) grey picture -> uint8 (S/block, S/block): pixels at least half inked, counted per block."""
+    on = (picture >= 128).astype(np.uint8)
+    side = picture.shape[0] // block
+    return on.reshape(side, block, side, block).sum(axis=(1, 3)).astype(np.uint8)
+
+
+Preparer = Callable[[Image.Image, Invert], np.ndarray]
+PREPARERS: dict[str, Preparer] = {"digits": to_digits}
+
+
+def preparer_for(dataset: str) -> Preparer:
+    """How a person's image becomes an input of `dataset`: 8x8 counts for digits, else MNIST's 28x28."""
+    return PREPARERS.get(dataset, to_mnist)

@@ -8,9 +8,10 @@ from typing import Any
 
 import torch
 
-from mnist_cli.checkpoint import checkpoints_root, config_from_checkpoint, load_checkpoint
+from mnist_cli.checkpoint import FORMAT_1_INPUT, checkpoints_root, config_from_checkpoint, load_checkpoint
 from mnist_cli.config import Config
-from mnist_cli.data.datasets import IMAGE_SIDE, Normalization
+from mnist_cli.data.catalog import DatasetInfo, dataset_info
+from mnist_cli.data.datasets import Normalization
 from mnist_cli.errors import CheckpointError, first_line
 from mnist_cli.model import MLP, architecture, build_model, count_parameters
 
@@ -28,6 +29,11 @@ class TrainedModel:
     epoch: int
     device: torch.device
     checkpoint: dict[str, Any] = field(repr=False)  # the file's contents as loaded (weights on the CPU)
+
+    @property
+    def dataset(self) -> DatasetInfo:
+        """What the model was trained on: input shape, raw scale, kind (images or a truth table)."""
+        return dataset_info(self.config.data.dataset)
 
     @property
     def in_features(self) -> int:
@@ -66,7 +72,7 @@ def load_trained(path: Path | str, device: torch.device | str = "cpu") -> Traine
     return TrainedModel(
         path=path,
         model=model,
-        normalization=Normalization(float(norm["mean"]), float(norm["std"])),
+        normalization=Normalization(float(norm["mean"]), float(norm["std"]), float(ckpt.get("input_scale", FORMAT_1_INPUT[1]))),
         classes=list(ckpt["classes"]),
         config=cfg,
         metrics=dict(metrics) if isinstance(metrics, dict) else {},
@@ -78,7 +84,7 @@ def load_trained(path: Path | str, device: torch.device | str = "cpu") -> Traine
 
 def _rebuild(ckpt: dict[str, Any], cfg: Config, path: Path) -> MLP:
     """The stored architecture with the stored weights, on the CPU in eval mode."""
-    num_classes, in_features = len(ckpt["classes"]), IMAGE_SIDE * IMAGE_SIDE
+    num_classes, in_features = len(ckpt["classes"]), dataset_info(cfg.data.dataset).in_features
     # Compare shapes on the meta device first: a stored config can describe a model too large to allocate.
     with torch.device("meta"):
         shapes = build_model(cfg.model, in_features, num_classes).state_dict()

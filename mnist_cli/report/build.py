@@ -14,7 +14,7 @@ from mnist_cli.disk import atomic_write
 from mnist_cli.errors import CheckpointError
 from mnist_cli.evaluate import Evaluation, predict_split, summarize
 from mnist_cli.inference.trained import TrainedModel, load_trained
-from mnist_cli.report import figures, pages, series
+from mnist_cli.report import boundary, figures, pages, series
 from mnist_cli.report.run import RunRecord, load_run
 from mnist_cli.report.verdicts import Verdict, verdicts
 
@@ -120,6 +120,25 @@ FIGURE_TEXT = {
         "it down, white is 0 (each tile on its own scale). Units that learned strokes and edges show smooth blobs; "
         "tiles that still look like noise barely moved from their random start.",
     ),
+    "digit-weights": (
+        "weights.png",
+        "What the first layer looks for",
+        "Each tile is one unit's 64 input weights laid out as the 8x8 digit: red pushes the unit up, blue pushes it "
+        "down, white is 0 (one scale for all tiles).",
+    ),
+    "boundary": (
+        "boundary.png",
+        "Decision boundary over the input square",
+        "The network's probability of output 1 everywhere in the square around the four points (o: target 0, x: target "
+        "1, red edge: answered wrong); the black line is where its answer flips. One line cannot separate XOR's points: "
+        "a network that solves it draws a band or two regions.",
+    ),
+    "hidden-units": (
+        "hidden-units.png",
+        "What each hidden unit responds to",
+        "Each hidden unit's activation over the same square. Each unit of the first layer is a soft line across it; "
+        "the output combines them into the boundary above.",
+    ),
     "mistakes": (
         "mistakes.png",
         "Test digits it gets wrong",
@@ -144,19 +163,45 @@ def _figures(run: RunRecord, trained: TrainedModel, evaluation: Evaluation, imag
         tiles_title = "No hidden layer: each class's output weights as a 28x28 image (red +, blue -)"
         tile_labels = [f"class {c}" for c in classes]
     idx = wrong[: figures.MAX_MISTAKES]
+    info = trained.dataset
+    if info.kind == "table":  # four points: the picture is the input square, not images
+        grid_figures = boundary.dataset_figures(trained, points=_table_points(trained))
+        return _described(
+            trained,
+            {
+                "curves": lambda: figures.training_curves(run.metrics, series.step_loss(run), series.learning_rate(run)),
+                "health": (lambda: figures.layer_health(hidden, output)) if hidden else None,
+                "boundary": lambda: grid_figures["boundary"],
+                "hidden-units": (lambda: grid_figures["hidden-units"]) if len(model.hidden) else None,
+                "confusion": lambda: figures.confusion(evaluation.confusion, classes),
+            },
+        )
+    side = info.image_side
+    if side != figures.SIDE:  # 8x8 digits: their own tiles, and mistakes enlarged into the 28x28 cells
+        pictures = _enlarged(np.asarray(images[idx].cpu()), side, trained.normalization.scale)
+        tiles_title = tiles_title.replace("28x28", f"{side}x{side}")
+        weights_key, weights_draw = "digit-weights", lambda: boundary.digit_tiles(weights[: figures.MAX_TILES], side, tiles_title)
+    else:
+        pictures = np.asarray(images[idx].cpu())
+        weights_key, weights_draw = "weights", lambda: figures.weight_tiles(weights, tiles_title, tile_labels)
     draws = {
         "curves": lambda: figures.training_curves(run.metrics, series.step_loss(run), series.learning_rate(run)),
         "health": (lambda: figures.layer_health(hidden, output)) if hidden else None,
         "confusion": lambda: figures.confusion(evaluation.confusion, classes),
-        "weights": lambda: figures.weight_tiles(weights, tiles_title, tile_labels),
+        weights_key: weights_draw,
         "mistakes": lambda: figures.mistakes(
-            np.asarray(images[idx].cpu()),
+            pictures,
             [classes[i] for i in predictions.labels[idx].tolist()],
             [classes[i] for i in predictions.predictions[idx].tolist()],
             predictions.confidence[idx].tolist(),
             len(wrong),
         ),
     }
+    return _described(trained, draws)
+
+
+def _described(trained: TrainedModel, draws: dict) -> list:
+    """(file, title, caption, draw) for each figure that has a draw function."""
     smoothing = trained.config.train.label_smoothing
     notes = {"curves": f" The training loss includes label smoothing ({smoothing}), so it stays higher." if smoothing else ""}
     return [
@@ -165,6 +210,21 @@ def _figures(run: RunRecord, trained: TrainedModel, evaluation: Evaluation, imag
         if draw is not None
         for file, title, caption in [FIGURE_TEXT[key]]
     ]
+
+
+def _table_points(trained: TrainedModel):
+    from mnist_cli.data.small import truth_table
+
+    return truth_table(trained.dataset.name)
+
+
+def _enlarged(images: np.ndarray, side: int, scale: float) -> np.ndarray:
+    """(n, side, side) raw values 0..scale -> (n, SIDE, SIDE) 0..255: each pixel a block, centred, for display."""
+    factor = figures.SIDE // side
+    big = np.kron(images.astype(np.float32) * (255 / scale), np.ones((factor, factor), dtype=np.float32))
+    pad = (figures.SIDE - side * factor) // 2
+    rest = figures.SIDE - side * factor - pad
+    return np.pad(big, ((0, 0), (pad, rest), (pad, rest)))
 
 
 def _facts(run: RunRecord, trained: TrainedModel, evaluation: Evaluation, mistakes: int) -> list[tuple[str, str]]:

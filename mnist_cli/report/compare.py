@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from mnist_cli.checkpoint import checkpoints_root, load_checkpoint
-from mnist_cli.data.datasets import IMAGE_SIDE, class_names
+from mnist_cli.data.catalog import dataset_info
+from mnist_cli.data.datasets import class_names
 from mnist_cli.disk import atomic_write
 from mnist_cli.errors import MnistError
 from mnist_cli.naming import folder_name
@@ -143,7 +144,7 @@ def _row(name: str, run: RunRecord, settings: dict[str, Any]) -> ComparedRun:
         name=name,
         path=run.run_dir.path,
         settings=settings,
-        parameters=parameter_count(cfg, IMAGE_SIDE * IMAGE_SIDE, len(class_names(cfg.data.dataset))),
+        parameters=parameter_count(cfg, dataset_info(cfg.data.dataset).in_features, len(class_names(cfg.data.dataset))),
         epochs=run.epochs_done,
         best_val_accuracy=max(vals) if vals else None,
         test_accuracy=test,

@@ -39,6 +39,18 @@ Event = RunStarted | StepDone | EpochDone
 
 
 @dataclass(frozen=True)
+class DryRun:
+    """What a run would be, once the preflight checks passed: where it would write, on which device, how big."""
+
+    out_dir: str
+    device: str  # the device it would really use: `auto` resolved
+    parameters: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dry_run": "passed", **asdict(self)}
+
+
+@dataclass(frozen=True)
 class TrainResult:
     checkpoint: str
     out_dir: str

@@ -11,20 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from mnist_cli.augment import augment
 from mnist_cli.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
-from mnist_cli.config import Config, data_root, to_yaml
+from mnist_cli.config import Config, TrainConfig, data_root, to_yaml
 from mnist_cli.data.datasets import Normalization, Split, class_names, load_dataset, normalization_for, split_train_val
 from mnist_cli.data.loader import make_loader, to_inputs
 from mnist_cli.devices import resolve_device
 from mnist_cli.disk import atomic_write
 from mnist_cli.errors import TrainingInterrupted
 from mnist_cli.evaluate import evaluate
+from mnist_cli.losses import Loss, make_loss
 from mnist_cli.model import MLP, build_model, count_parameters
 from mnist_cli.optim import make_optimizer, make_scheduler
-from mnist_cli.training.events import EpochDone, Event, RunStarted, StepDone, TrainResult
+from mnist_cli.training.events import DryRun, EpochDone, Event, RunStarted, StepDone, TrainResult
 from mnist_cli.training.guard import LossGuard
 from mnist_cli.training.health import StepRecord
 from mnist_cli.training.metrics import EpochMetrics
@@ -50,6 +50,7 @@ class Run:
     classes: list[str]
     model: MLP
     forward: Callable[[torch.Tensor], torch.Tensor]  # the model, or its torch.compile'd twin sharing the weights
+    loss: Loss  # train.loss: (logits, labels) -> the batch's mean loss
     optimizer: torch.optim.Optimizer
     scheduler: Any
     generator: torch.Generator  # the sampler's; its state at each epoch start is saved for resume
@@ -87,19 +88,22 @@ def train(
     should_stop: Callable[[], bool] = lambda: False,
     dry_run: bool = False,
     overwrite: bool = False,
-) -> TrainResult | None:
+) -> TrainResult | DryRun:
     """Train the configured MLP, writing best.pt, last.pt, config.yaml and metrics.jsonl into `out_dir`.
 
     `resume_from` is a loaded last.pt to continue exactly; `should_stop` is polled after every step (Ctrl-C) and
-    makes the run save last.pt and raise TrainingInterrupted; `dry_run` stops after the preflight checks; a new run
-    into a folder that holds another run's last.pt is refused unless `overwrite`. Threads and RNG states the run
-    changes are put back when it returns, so runs in one process do not affect each other.
+    makes the run save last.pt and raise TrainingInterrupted; `dry_run` stops after the preflight checks and returns
+    what would run. A new run into a folder that holds another run's last.pt is refused unless `overwrite`, which
+    removes that run's files before the first save. Threads and RNG states the run changes are put back when it
+    returns, so runs in one process do not affect each other.
     """
     run_dir = out_dir if isinstance(out_dir, RunDir) else RunDir(Path(out_dir))
-    device, splits = preflight(cfg, run_dir, new_run=resume_from is None and not overwrite, dry_run=dry_run)
+    device, splits, parameters = preflight(cfg, run_dir, new_run=resume_from is None and not overwrite, dry_run=dry_run)
     if dry_run:
-        return None
+        return DryRun(str(run_dir), str(device), parameters)
     with run_dir.locked(), isolated_process_state(device, cfg.train.threads):
+        if overwrite and resume_from is None:
+            run_dir.remove_previous_run()  # under the lock: never another live run's files
         run = set_up(cfg, run_dir, device, splits, resume_from)
         on_event(
             RunStarted(
@@ -115,14 +119,19 @@ def train(
         )
         for epoch in range(run.state.epoch, cfg.train.epochs + 1):
             train_epoch(run, epoch, on_event, should_stop)
-            end_epoch(run, epoch, on_event)
+            saved = end_epoch(run, epoch, on_event)
             if should_stop() and epoch < cfg.train.epochs:
+                if not saved:
+                    save_last(run, epoch)
                 raise TrainingInterrupted(str(run_dir.last), epoch + 1, 0)
         return final_test(run)
 
 
-def preflight(cfg: Config, run_dir: RunDir, new_run: bool, dry_run: bool) -> tuple[torch.device, tuple[Split, Split, Split]]:
-    """Device, data, output folder, memory and disk, all checked before the first step; a dry run writes nothing."""
+def preflight(cfg: Config, run_dir: RunDir, new_run: bool, dry_run: bool) -> tuple[torch.device, tuple[Split, Split, Split], int]:
+    """Device, data, output folder, memory and disk, all checked before the first step; a dry run writes nothing.
+
+    Returns the device, the (train, val, test) splits and the model's parameter count.
+    """
     device = resolve_device(cfg.train.device)
     # Data before the output folder: a run that cannot start leaves nothing behind.
     train_full, test = load_dataset(cfg.data.dataset, data_root(cfg.data))
@@ -133,7 +142,7 @@ def preflight(cfg: Config, run_dir: RunDir, new_run: bool, dry_run: bool) -> tup
     in_features = train_full.images[0].numel()
     parameters = parameter_count(cfg, in_features, len(class_names(cfg.data.dataset)))
     check_resources(cfg, run_dir, device, parameters, in_features, train_full.images.nbytes + test.images.nbytes)
-    return device, (train_split, val_split, test)
+    return device, (train_split, val_split, test), parameters
 
 
 def set_up(
@@ -155,7 +164,7 @@ def set_up(
     atomic_write(run_dir.config, lambda f: f.write(to_yaml(cfg).encode()))
     # health.jsonl and steps.jsonl are appended to as the run goes: back to where last.pt stands (empty for a new run).
     run_dir.cut_logs(0 if resume_from is None else (state.epoch - 1) * steps + state.step)
-    norm = normalization_for(cfg.data.dataset, cfg.data.normalize)
+    norm = normalization_for(cfg.data.dataset, cfg.data.normalize, train_split)
     health = None
     if cfg.train.health:
         probes = probe_batch(val_split, train_split, norm, cfg.seed)
@@ -171,6 +180,7 @@ def set_up(
         classes=classes,
         model=model,
         forward=torch.compile(model) if cfg.train.compile else model,
+        loss=make_loss(cfg.train),
         optimizer=optimizer,
         scheduler=scheduler,
         generator=generator,
@@ -195,13 +205,14 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
     report_every = max(1, steps // PROGRESS_UPDATES_PER_EPOCH)
     save_every = cfg.train.save_every_steps
     t0 = time.perf_counter() - state.epoch_seconds
+    logged = is_logged(cfg.train, epoch)  # health and step records only in the epochs end_epoch logs
     for step, (images, labels) in enumerate(batches, state.step + 1):
         global_step = (epoch - 1) * steps + step
-        probing = run.health is not None and run.health.due(epoch, step)
+        probing = logged and run.health is not None and run.health.due(epoch, step)
         lr = run.optimizer.param_groups[0]["lr"]  # the rate this step uses
         with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
             logits = run.forward(augment(to_inputs(images, run.norm), cfg.data.augment, background))
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.train.label_smoothing)
+        loss = run.loss(logits.float(), labels)
         run.optimizer.zero_grad(set_to_none=True)
         if guard.skip(loss):
             skipped += 1
@@ -220,7 +231,8 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
         if step % report_every == 0 or step == steps:
             guard.check()
             value = loss.item()
-            run.run_dir.append_step(StepRecord(epoch, step, global_step, finite(value), lr))
+            if logged:
+                run.run_dir.append_step(StepRecord(epoch, step, global_step, finite(value), lr))
             on_event(StepDone(epoch, step, steps, value, seen / (time.perf_counter() - t0)))
         stop = should_stop()
         if step < steps and (stop or (save_every and global_step % save_every == 0)):
@@ -240,11 +252,31 @@ def finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def end_epoch(run: Run, epoch: int, on_event: Callable[[Event], None]) -> None:
-    """Validate, keep the best model, write metrics and last.pt: the epoch is then committed."""
-    state = run.state
+def is_logged(train_cfg: TrainConfig, epoch: int) -> bool:
+    """Whether `epoch` is validated and logged: every train.log_every-th epoch, and the last."""
+    return epoch == train_cfg.epochs or epoch % train_cfg.log_every == 0
+
+
+def end_epoch(run: Run, epoch: int, on_event: Callable[[Event], None]) -> bool:
+    """Validate, keep the best model, write metrics and last.pt: the epoch is then committed. Returns whether
+    last.pt was written.
+
+    Only every train.log_every_epochs-th epoch (and the last) is validated and logged, and every
+    save_every_epochs-th (and the last) saved: for a run of 10,000 four-example epochs this work would
+    otherwise cost far more than the training. Which epochs these are depends on the config alone, so a
+    resumed run logs and saves the same epochs.
+    """
+    state, train_cfg = run.state, run.cfg.train
     state.train_time += state.epoch_seconds
     state.samples += state.seen
+    last = epoch == train_cfg.epochs
+    if not is_logged(train_cfg, epoch):
+        saved = epoch % train_cfg.save_every == 0
+        state.next_epoch()
+        if saved:
+            save_last(run, epoch)
+        return saved
+    seconds, samples = since_last_row(state, epoch)
     val = (
         evaluate(run.model, run.val_split, run.norm, len(run.classes), run.cfg.train.eval_batch_size, run.amp)
         if len(run.val_split)
@@ -258,8 +290,8 @@ def end_epoch(run: Run, epoch: int, on_event: Callable[[Event], None]) -> None:
         val_loss=val.loss if val else None,
         val_accuracy=val.accuracy if val else None,
         lr=run.scheduler.get_last_lr()[0],
-        seconds=state.epoch_seconds,
-        samples_per_second=state.seen / state.epoch_seconds,
+        seconds=seconds,
+        samples_per_second=samples / seconds,
         skipped_steps=state.skipped,
         train_accuracy=state.correct.item() / state.seen if state.seen else None,
     )
@@ -270,8 +302,21 @@ def end_epoch(run: Run, epoch: int, on_event: Callable[[Event], None]) -> None:
         save_checkpoint(run.checkpoint(metrics.as_dict(), epoch), run.run_dir.best)
     run.run_dir.write_metrics(state.history)
     state.next_epoch()
-    save_last(run, epoch)
+    saved = last or epoch % train_cfg.save_every == 0
+    if saved:
+        save_last(run, epoch)
     on_event(EpochDone(metrics, is_best))
+    return saved
+
+
+def since_last_row(state: RunState, epoch: int) -> tuple[float, int]:
+    """Training seconds and samples since the previous metrics row, so the rows' seconds add up to the run's
+    even when only every Nth epoch has a row (train_loss is still the logged epoch's own)."""
+    if epoch - (state.history[-1].epoch if state.history else 0) == 1:
+        return state.epoch_seconds, state.seen
+    logged_seconds = sum(row.seconds for row in state.history)
+    logged_samples = sum(round(row.seconds * row.samples_per_second) for row in state.history)
+    return state.train_time - logged_seconds, state.samples - logged_samples
 
 
 def save_last(run: Run, epoch: int) -> None:

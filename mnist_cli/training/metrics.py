@@ -21,7 +21,7 @@ class EpochMetrics:
     val_loss: float | None  # None when the run holds out no validation images
     val_accuracy: float | None
     lr: float  # learning rate after the epoch's last step
-    seconds: float  # wall time of the epoch's training steps, validation excluded
+    seconds: float  # wall time of the training steps since the previous row (this epoch's when every epoch is logged)
     samples_per_second: float
     skipped_steps: int = 0  # steps dropped for a non-finite loss (train.on_nan: skip)
     # Share of the epoch's training images the model classified right as it trained on them (training mode, with

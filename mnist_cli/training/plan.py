@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,11 +10,13 @@ from typing import Any
 from mnist_cli.checkpoint import checkpoints_root, config_from_checkpoint, load_checkpoint
 from mnist_cli.config import Config, load_config, validate
 from mnist_cli.errors import ConfigError
+from mnist_cli.naming import settings_name
 from mnist_cli.training.rundir import RunDir
 from mnist_cli.training.state import resume_payload
 
-# Keys that may differ between a run and its resumption: where it runs, not what it computes.
-MAY_DIFFER = {("train", "device")}
+# Keys that may differ between a run and its resumption: where it runs and where its data lives, not what it computes.
+# They are left out of default folder names too, so `--device cuda --resume auto` finds the run `--device cpu` began.
+MAY_DIFFER = {("train", "device"), ("data", "root")}
 DEFAULT_CONFIG_NAME = "default"
 
 
@@ -42,14 +45,18 @@ def plan_run(
 ) -> RunPlan:
     """Config file + `--set` overrides + shortcuts (`{"train.epochs": 3}`, None for not given) + --resume + --out.
 
+    Without --out the run folder is named by the config and the overrides that change it (`default_out_dir`).
     A resumed run keeps its stored config; a config given as well must match it, except for the device.
     """
     shortcuts = {k: v for k, v in (shortcuts or {}).items() if v is not None}
     device = shortcuts.pop("train.device", None)
-    sets = list(overrides or []) + [f"{k}={v}" for k, v in shortcuts.items()]
-    default_dir = RunDir(out or default_out_dir(config_path))
+    # Each value written as JSON, which YAML reads back as given: a --data-root named `yes` or `a: b` stays a string.
+    sets = list(overrides or []) + [f"{k}={json.dumps(v)}" for k, v in shortcuts.items()]
+    default_dir = RunDir(out or default_out_dir(config_path, sets))
     if resume is None:
-        return RunPlan(load_config(config_path, sets + ([f"train.device={device}"] if device is not None else [])), default_dir)
+        return RunPlan(
+            load_config(config_path, sets + ([f"train.device={json.dumps(device)}"] if device is not None else [])), default_dir
+        )
     given = config_path is not None or bool(sets)
     if resume == "auto":
         cfg = load_config(config_path, sets)
@@ -74,9 +81,21 @@ def plan_run(
     return RunPlan(_with_device(stored, device), run_dir, ckpt, path, resume_asked=True)
 
 
-def default_out_dir(config_path: Path | None) -> Path:
-    """checkpoints/<config name>/ (or $MNIST_CHECKPOINT_DIR/<config name>/)."""
-    return checkpoints_root() / (config_path.stem if config_path else DEFAULT_CONFIG_NAME)
+def default_out_dir(config_path: Path | None, overrides: list[str] | None = None) -> Path:
+    """checkpoints/<config name>/[<changed settings>/] (under $MNIST_CHECKPOINT_DIR when set).
+
+    The second part names the overrides that change the config file's values (`model.width=512,train.epochs=3`), so
+    different experiments never share a folder and the same command run twice finds its own run. Overrides that
+    repeat the file's values, or change only where the run happens (MAY_DIFFER), add nothing.
+    """
+    folder = checkpoints_root() / (config_path.stem if config_path else DEFAULT_CONFIG_NAME)
+    changed = changed_settings(load_config(config_path), load_config(config_path, overrides or []))
+    return folder / settings_name(changed) if changed else folder
+
+
+def changed_settings(base: Config, cfg: Config) -> dict[str, Any]:
+    """{"model.width": 512, ...}: every key whose value in `cfg` differs from `base`, in the config's order."""
+    return {key: new for key, _, new in config_differences(base, cfg, ordered=True)}
 
 
 def _with_device(cfg: Config, device: str | None) -> Config:
@@ -85,18 +104,21 @@ def _with_device(cfg: Config, device: str | None) -> Config:
     return validate({**cfg.model_dump(mode="json"), "train": {**cfg.train.model_dump(mode="json"), "device": device}})
 
 
-def config_differences(stored: Config, given: Config) -> list[tuple[str, Any, Any]]:
-    """(key, stored, given) for every key that differs, except those in MAY_DIFFER."""
-    a, b = stored.model_dump(mode="json"), given.model_dump(mode="json")
+def config_differences(stored: Config, given: Config, ordered: bool = False) -> list[tuple[str, Any, Any]]:
+    """(key, stored, given) for every key that differs, except those in MAY_DIFFER; sorted, or in the schema's order.
+
+    Nested sections (data.augment) give dotted keys of their own: `data.augment.rotate`.
+    """
+    return _differences(stored.model_dump(mode="json"), given.model_dump(mode="json"), (), ordered)
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], prefix: tuple[str, ...], ordered: bool) -> list[tuple[str, Any, Any]]:
+    keys = [*a, *(k for k in b if k not in a)] if ordered else sorted(set(a) | set(b))
     out = []
-    for section in sorted(set(a) | set(b)):
-        x, y = a.get(section), b.get(section)
+    for key in keys:
+        x, y, path = a.get(key), b.get(key), (*prefix, key)
         if isinstance(x, dict) and isinstance(y, dict):
-            out += [
-                (f"{section}.{k}", x.get(k), y.get(k))
-                for k in sorted(set(x) | set(y))
-                if x.get(k) != y.get(k) and (section, k) not in MAY_DIFFER
-            ]
-        elif x != y:
-            out.append((section, x, y))
+            out += _differences(x, y, path, ordered)
+        elif x != y and path[-2:] not in MAY_DIFFER:
+            out.append((".".join(path), x, y))
     return out

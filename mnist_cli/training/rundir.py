@@ -15,7 +15,9 @@ from mnist_cli.training.metrics import EpochMetrics, from_jsonl, to_jsonl
 
 BEST, LAST, CONFIG, METRICS, LOCK = "best.pt", "last.pt", "config.yaml", "metrics.jsonl", ".lock"
 HEALTH, STEPS = "health.jsonl", "steps.jsonl"
-RUN_FILES = (BEST, LAST, CONFIG, METRICS, HEALTH, STEPS)  # what a run writes (besides the lock)
+# Every file a run writes (besides the lock), in one place: a feature that adds a file to the run folder adds it here,
+# so `--overwrite` removes it with the rest and a killed run's temporary copies of it are cleaned up.
+RUN_FILES = (BEST, LAST, CONFIG, METRICS, HEALTH, STEPS)
 CHECKPOINT_FILES = (BEST, LAST)
 
 
@@ -102,6 +104,21 @@ class RunDir:
             yield
         finally:
             handle.close()
+
+    def remove_previous_run(self) -> None:
+        """Remove every file an earlier run left here (RUN_FILES), before a new run (`--overwrite`) saves anything.
+
+        A new run interrupted early must not leave the old run's best.pt or metrics.jsonl beside its own files, where
+        `eval` and `predict` would take them for the new run's. last.pt goes last: while any old file is left, the
+        folder still reads as holding a run and a new run without --overwrite is refused.
+        """
+        for name in sorted(RUN_FILES, key=lambda n: n == LAST):
+            try:
+                (self.path / name).unlink(missing_ok=True)
+            except IsADirectoryError:
+                raise MnistError(f"{self.path / name} is a folder; a run folder's {name} must be a file") from None
+            except OSError as e:
+                raise MnistError(f"cannot remove the earlier run's {self.path / name} ({e.strerror})") from None
 
     def remove_stale_temps(self) -> None:
         """Temporary files of our own saves (`.<run file>.*.tmp`), left by a killed run; never anyone else's."""

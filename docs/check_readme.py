@@ -1,0 +1,309 @@
+"""Run the README's commands and compare the stable parts of what they print with the README's own blocks.
+
+    python docs/check_readme.py            # every ```console block not marked skip (needs the real MNIST)
+    python docs/check_readme.py --list     # the blocks and their commands, without running anything
+
+A ```console block holds `$ command` lines, each followed by what it prints (stdout and stderr together). The
+commands run in order, in a scratch folder that links the repository's configs/ and docs/, with `mnist` meaning this
+checkout's `python -m mnist_cli`; `$ echo $?` prints the exit code of the command before it. What is compared:
+every line, after timings, speeds and free-memory figures are masked and long floats are cut to 4 decimals, so
+accuracies, losses, messages and exit codes must match exactly. A line `...` in the README stands for any number of
+lines. An HTML comment just before a block changes how it runs:
+
+    <!-- check-readme: skip (why) -->    not run (it depends on timing, or takes minutes)
+    <!-- check-readme: slow -->          trains a model: run, except with --fast
+    <!-- check-readme: tty -->           run in a pseudo-terminal 120 columns wide, as a user at a terminal sees it
+    <!-- check-readme: tty slow -->      both
+
+Files the README's commands name but nobody ships (photo.png, bad/, evil.pt, cut.pt, flipped.pt) are made when a
+command first names them. Exit code 0 when every checked block matches, 1 with a diff otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import fcntl
+import gzip
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DIRECTIVE = re.compile(r"<!--\s*check-readme:\s*([\w ]+?)\s*(\(|-->)")
+TTY_COLUMNS = 120
+COMMAND_TIMEOUT = 300  # seconds; the slowest checked command trains configs/default.yaml (~10 s on 2 cores)
+
+# What changes from run to run or machine to machine, masked on both sides before comparing.
+MASKS = [
+    (re.compile(r"\b\d+(\.\d+)?s\b"), "<T>s"),  # 1.4s, in 5.3s
+    (re.compile(r"[\d,]+ samples/s"), "<N> samples/s"),
+    (re.compile(r"[\d.]+ [KMGT]?B is available"), "<M> is available"),
+    # Losses and probabilities move in the 4th decimal between CPUs and torch builds; accuracies (in %) are compared.
+    (re.compile(r"\b(train_loss|val_loss|test loss) \d+\.\d+"), r"\1 <L>"),
+    (re.compile(r"(?<![\d.])\d\.\d{4,}(?![\d%])"), "<F>"),  # 0.1463 in a table, 0.9979305267333984 in JSON
+    (re.compile(r"(?<=:)\d\.\d{3}\b"), "<F>"),  # top-k in piped lines: 7:0.893
+]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+@dataclass
+class Step:
+    command: str
+    expected: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Block:
+    line: int  # where it starts in the README, 1-based
+    modes: set[str]  # empty, or skip, slow, tty
+    steps: list[Step]
+
+
+def parse(readme: str) -> list[Block]:
+    """The ```console blocks, each split into commands and the lines they print."""
+    blocks, lines, i, directive = [], readme.splitlines(), 0, set()
+    while i < len(lines):
+        text = lines[i]
+        found = DIRECTIVE.search(text)
+        if found:
+            directive = set(found.group(1).split())
+        elif text.startswith("```console"):
+            start, steps, i = i + 1, [], i + 1
+            while i < len(lines) and not lines[i].startswith("```"):
+                if lines[i].startswith("$ "):
+                    command = lines[i][2:]
+                    while command.endswith("\\") and i + 1 < len(lines):
+                        i += 1
+                        command = command[:-1] + " " + lines[i].strip()
+                    steps.append(Step(command))
+                elif steps:
+                    steps[-1].expected.append(lines[i])
+                i += 1
+            blocks.append(Block(start, directive, steps))
+            directive = set()
+        elif text.strip() and not text.startswith("<!--"):
+            directive = set()  # a directive applies only to the block right after it
+        i += 1
+    return blocks
+
+
+def normalize(lines: list[str]) -> list[str]:
+    out = []
+    for line in lines:
+        line = ANSI.sub("", line).rstrip()
+        for pattern, replacement in MASKS:
+            line = pattern.sub(replacement, line)
+        out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return out
+
+
+def matches(expected: list[str], actual: list[str]) -> bool:
+    """Every expected line in order; a `...` line skips any number of actual lines."""
+    if not expected:
+        return not actual
+    head, rest = expected[0], expected[1:]
+    if head.strip() == "...":
+        return any(matches(rest, actual[k:]) for k in range(len(actual) + 1))
+    return bool(actual) and actual[0] == head and matches(rest, actual[1:])
+
+
+# --- the files the README's commands name ------------------------------------------------------------------------
+
+
+def _photo(work: Path) -> None:
+    shutil.copy(REPO / "docs" / "examples" / "seven.png", work / "photo.png")
+
+
+def _bad_data(work: Path) -> None:
+    """The real MNIST unpacked, its training images cut to 200,000 bytes."""
+    real = Path(os.environ.get("MNIST_DATA_DIR") or "data") / "MNIST" / "raw"
+    raw = work / "bad" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        data = gzip.decompress((real / f"{name}.gz").read_bytes())
+        (raw / name).write_bytes(data[:200_000] if name.startswith("train-images") else data)
+
+
+def _checkpoint(work: Path) -> Path:
+    found = sorted(work.glob("checkpoints/**/best.pt"))
+    if not found:
+        raise SystemExit("check-readme: evil.pt, cut.pt and flipped.pt are made from a best.pt; none was trained yet")
+    return found[0]
+
+
+def _evil(work: Path) -> None:
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    import torch
+
+    torch.save({"model_state": Evil()}, work / "evil.pt")
+
+
+def _cut(work: Path) -> None:
+    data = _checkpoint(work).read_bytes()
+    (work / "cut.pt").write_bytes(data[: len(data) // 2])
+
+
+def _flipped(work: Path) -> None:
+    """One bit of one weight flipped, inside the zip's stored tensor data (its CRC is not checked by torch)."""
+    import zipfile
+
+    source = _checkpoint(work)
+    data = bytearray(source.read_bytes())
+    with zipfile.ZipFile(source) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)  # the largest tensor's bytes
+    # The local header is 30 bytes plus the name and extra field; the data follows, stored uncompressed.
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    start = info.header_offset + 30 + name_len + extra_len
+    data[start + info.file_size // 2] ^= 0x40
+    (work / "flipped.pt").write_bytes(bytes(data))
+
+
+FIXTURES: dict[str, Callable[[Path], None]] = {
+    "photo.png": _photo,
+    "bad": _bad_data,
+    "evil.pt": _evil,
+    "cut.pt": _cut,
+    "flipped.pt": _flipped,
+}
+
+
+# --- running ------------------------------------------------------------------------------------------------------
+
+
+def shell_command(command: str) -> str:
+    """The README's command as bash runs it here: `make train` is what the Makefile runs, `mnist` is this checkout."""
+    command = command.strip()
+    if command == "make train":
+        command = "mnist train --config configs/default.yaml --overwrite"
+    return 'mnist() { "$MNIST_PYTHON" -m mnist_cli "$@"; }; ' + command
+
+
+def environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MNIST_CHECKPOINT_DIR", "MNIST_CACHE_DIR", "COLUMNS")}
+    return {
+        **env,
+        "MNIST_PYTHON": sys.executable,
+        "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
+        "NO_COLOR": "1",
+    }
+
+
+def run_piped(command: str, cwd: Path) -> tuple[int, str]:
+    r = subprocess.run(
+        ["bash", "-c", shell_command(command)],
+        cwd=cwd,
+        env=environment(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=COMMAND_TIMEOUT,
+    )
+    return r.returncode, r.stdout.decode()
+
+
+def run_in_tty(command: str, cwd: Path) -> tuple[int, str]:
+    main, child = os.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 50, TTY_COLUMNS, 0, 0))
+    proc = subprocess.Popen(
+        ["bash", "-c", shell_command(command)],
+        cwd=cwd,
+        env={**environment(), "TERM": "xterm"},
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        close_fds=True,
+    )
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child side closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    return proc.wait(timeout=COMMAND_TIMEOUT), b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def make_fixtures(command: str, work: Path) -> None:
+    words = set(re.split(r"[\s=/]+", command))
+    for name, make in FIXTURES.items():
+        if name in words and not (work / name).exists():
+            make(work)
+
+
+def checked(blocks: list[Block], fast: bool) -> list[Block]:
+    return [b for b in blocks if "skip" not in b.modes and not (fast and "slow" in b.modes)]
+
+
+def check(blocks: list[Block], work: Path) -> list[str]:
+    """Run the blocks; a report per step whose output differs."""
+    failures, last_code = [], 0
+    for block in blocks:
+        for step in block.steps:
+            command = step.command.split("  #")[0]
+            if command.strip() == "echo $?":
+                code, output = 0, f"{last_code}\n"
+            else:
+                make_fixtures(command, work)
+                print(f"README line {block.line}: $ {command}", file=sys.stderr, flush=True)
+                code, output = (run_in_tty if "tty" in block.modes else run_piped)(command, work)
+                last_code = code
+            expected, actual = normalize(step.expected), normalize(output.splitlines())
+            if not matches(expected, actual):
+                diff = "\n".join(difflib.unified_diff(expected, actual, "README", "now", lineterm=""))
+                failures.append(f"README line {block.line}: $ {command}\n{diff}")
+    return failures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--readme", type=Path, default=REPO / "README.md")
+    parser.add_argument("--list", action="store_true", help="list the blocks and their commands; run nothing")
+    parser.add_argument("--fast", action="store_true", help="leave out the blocks marked slow (those that train)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder and print where it is")
+    args = parser.parse_args()
+    blocks = parse(args.readme.read_text(encoding="utf-8"))
+    if args.list:
+        for block in blocks:
+            for step in block.steps:
+                print(f"{block.line:5} {' '.join(sorted(block.modes)) or 'run':8}  $ {step.command}")
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="check-readme-"))
+    try:
+        for name in ("configs", "docs"):
+            (work / name).symlink_to(REPO / name)
+        blocks = checked(blocks, args.fast)
+        failures = check(blocks, work)
+    finally:
+        if args.keep:
+            print(f"scratch folder kept: {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    steps = sum(len(b.steps) for b in blocks)
+    if failures:
+        print("\n\n".join(failures))
+        print(f"\ncheck-readme: {len(failures)} of {steps} commands print something other than the README says")
+        return 1
+    print(f"check-readme: the {steps} commands of {len(blocks)} blocks print what the README says")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

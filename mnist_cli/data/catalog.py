@@ -1,0 +1,77 @@
+"""What each dataset is, in one place: the shape of one example, its raw value scale, classes and normalisation.
+
+Model building, the checkpoint, eval, predict and the report read these facts from here; nothing else assumes
+784 inputs or 10 classes. No torch here: the config imports it to give dataset-dependent defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from mnist_cli.errors import DataError
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
+KMNIST_MEAN, KMNIST_STD = 0.1918, 0.3483
+DIGIT_CLASSES = tuple(str(d) for d in range(10))
+
+# The truth tables: the four (a, b) points in this order, and each table's output for them.
+TABLE_INPUTS = ((0, 0), (0, 1), (1, 0), (1, 1))
+TABLES = {"xor": (0, 1, 1, 0), "and": (0, 0, 0, 1), "or": (0, 1, 1, 1)}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One dataset's facts. Raw examples are uint8 arrays of `input_shape` minus its channel, valued 0..`scale`."""
+
+    name: str
+    kind: Literal["images", "table"]
+    input_shape: tuple[int, ...]  # one example as the model's input: (1, 28, 28), (1, 8, 8), (2,)
+    scale: float  # raw values run 0..scale: inputs are raw / scale (then normalised)
+    classes: tuple[str, ...] | None  # None: read from torchvision's dataset class
+    # Normalisation constants of raw / scale; None: computed from the dataset's training part when it is loaded.
+    mean: float | None
+    std: float | None
+    default_val_size: int  # training examples held out for validation unless data.val_size says otherwise
+
+    @property
+    def in_features(self) -> int:
+        """Inputs of the model's first layer."""
+        n = 1
+        for d in self.input_shape:
+            n *= d
+        return n
+
+    @property
+    def image_side(self) -> int | None:
+        """The side of a square image dataset, None for a table."""
+        return self.input_shape[-1] if self.kind == "images" else None
+
+
+def _mnist_like(name: str, mean: float, std: float, classes: tuple[str, ...] | None) -> DatasetInfo:
+    return DatasetInfo(name, "images", (1, 28, 28), 255.0, classes, mean, std, 5000)
+
+
+def _table(name: str) -> DatasetInfo:
+    # 0/1 inputs as the tutorials feed them: no normalisation; all four points train, no validation.
+    return DatasetInfo(name, "table", (2,), 1.0, ("0", "1"), 0.0, 1.0, 0)
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": _mnist_like("mnist", MNIST_MEAN, MNIST_STD, DIGIT_CLASSES),
+    "fashion-mnist": _mnist_like("fashion-mnist", FASHION_MNIST_MEAN, FASHION_MNIST_STD, None),
+    "kmnist": _mnist_like("kmnist", KMNIST_MEAN, KMNIST_STD, None),
+    # scikit-learn's 8x8 digits: 4x4 blocks of 32x32 bitmaps, each the count of its inked pixels (0..16).
+    # 144 validation digits: about 10% of the 1,437 in the 80% training part.
+    "digits": DatasetInfo("digits", "images", (1, 8, 8), 16.0, DIGIT_CLASSES, None, None, 144),
+    **{name: _table(name) for name in TABLES},
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The facts of a dataset by its config name."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None

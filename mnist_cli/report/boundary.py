@@ -1,0 +1,149 @@
+"""Pictures of a 2-input network over its input square: the decision boundary with the four points, and what
+each hidden unit responds to there (what TensorFlow Playground shows, for the tutorial's own network).
+
+`input_grid` evaluates the model; the figure functions take its result and return matplotlib `Figure`s
+(never pyplot's global state); the caller decides where they go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from mnist_cli.data.datasets import Normalization, Split
+from mnist_cli.data.loader import to_inputs
+from mnist_cli.evaluate import predict_split
+
+if TYPE_CHECKING:
+    from mnist_cli.inference.trained import TrainedModel
+
+MARGIN = 0.25  # the square drawn runs from -MARGIN to 1 + MARGIN in each input, so the corners sit inside it
+RESOLUTION = 121  # grid points per side
+PROB_CMAP, UNIT_CMAP = "RdBu_r", "viridis"
+PANEL = 2.6  # inches per hidden-unit panel
+FLAT = 1e-3  # P(1) within 0.5 +- FLAT everywhere: no decision boundary to draw
+
+
+@dataclass(frozen=True)
+class InputGrid:
+    """A model evaluated on a RESOLUTION x RESOLUTION grid over the input square (raw input units)."""
+
+    axis: np.ndarray  # (R,) input values along each side
+    probability: np.ndarray  # (R, R) P(class 1) at [row = input b, column = input a]
+    hidden: list[np.ndarray]  # per hidden layer, (units, R, R) each unit's activation
+
+
+@torch.inference_mode()
+def input_grid(model: nn.Module, norm: Normalization, resolution: int = RESOLUTION) -> InputGrid:
+    """Run a 2-input MLP (model.hidden[i], model.output) over the square; inputs are raw values, as the data holds."""
+    model.eval()
+    axis = np.linspace(-MARGIN, 1 + MARGIN, resolution, dtype=np.float32)
+    a, b = np.meshgrid(axis, axis)  # a varies along columns, b along rows
+    raw = torch.from_numpy(np.stack([a.ravel(), b.ravel()], axis=1)) * norm.scale
+    device = next(model.parameters()).device
+    x = to_inputs(raw.to(device), norm)
+    hidden = []
+    for layer in model.hidden:
+        x = layer(x)
+        hidden.append(x.T.reshape(-1, resolution, resolution).cpu().numpy())
+    probability = torch.softmax(model.output(x), dim=1)[:, 1]
+    return InputGrid(axis, probability.reshape(resolution, resolution).cpu().numpy(), hidden)
+
+
+def decision_boundary(grid: InputGrid, points: Split, predictions: list[int], title: str) -> Figure:
+    """P(class 1) over the input square, the 0.5 contour where the answer flips, and the points (o: class 0,
+    x: class 1; red edge: answered wrong)."""
+    fig = Figure(figsize=(5.2, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    extent = (grid.axis[0], grid.axis[-1], grid.axis[0], grid.axis[-1])
+    image = ax.imshow(grid.probability, origin="lower", extent=extent, cmap=PROB_CMAP, vmin=0, vmax=1)
+    # A flat output (a depth-0 net stuck at 0.5 on XOR) has no boundary; a contour there would trace rounding noise.
+    if grid.probability.min() < 0.5 - FLAT < 0.5 + FLAT < grid.probability.max():
+        ax.contour(grid.axis, grid.axis, grid.probability, levels=[0.5], colors="black", linewidths=1.5)
+    _draw_points(ax, points, predictions)
+    fig.colorbar(image, ax=ax, label="P(output = 1)")
+    ax.set(title=title, xlabel="input a", ylabel="input b", xlim=extent[:2], ylim=extent[2:])
+    return fig
+
+
+def hidden_units(grid: InputGrid, points: Split, title: str) -> Figure:
+    """Each hidden unit's activation over the input square, one panel per unit, a row per hidden layer."""
+    rows = max(1, len(grid.hidden))
+    cols = max([len(h) for h in grid.hidden] or [1])
+    fig = Figure(figsize=(PANEL * cols + 0.6, PANEL * rows + 0.5), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    extent = (grid.axis[0], grid.axis[-1], grid.axis[0], grid.axis[-1])
+    for r, layer in enumerate(grid.hidden):
+        for c in range(cols):
+            ax = axes[r][c]
+            if c >= len(layer):
+                ax.axis("off")
+                continue
+            image = ax.imshow(layer[c], origin="lower", extent=extent, cmap=UNIT_CMAP)
+            _draw_points(ax, points, None, size=30)
+            fig.colorbar(image, ax=ax, shrink=0.8)
+            ax.set_title(f"layer {r + 1}, unit {c + 1}", fontsize=9)
+            ax.set_xlabel("input a", fontsize=8)
+            ax.set_ylabel("input b", fontsize=8)
+    if not grid.hidden:
+        axes[0][0].axis("off")
+        axes[0][0].text(0.5, 0.5, "no hidden layer (depth 0)", ha="center", va="center")
+    fig.suptitle(title)
+    return fig
+
+
+def _draw_points(ax, points: Split, predictions: list[int] | None, size: int = 90) -> None:
+    xy = points.images.float().cpu().numpy()
+    labels = points.labels.cpu().tolist()
+    for i, ((a, b), label) in enumerate(zip(xy, labels, strict=True)):
+        wrong = predictions is not None and predictions[i] != label
+        marker = "o" if label == 0 else "X"
+        ax.scatter(
+            [a],
+            [b],
+            s=size,
+            marker=marker,
+            c="white" if label == 0 else "black",
+            edgecolors="red" if wrong else "black",
+            linewidths=2.5 if wrong else 1,
+            zorder=3,
+        )
+
+
+def digit_tiles(weights: np.ndarray, side: int, title: str) -> Figure:
+    """First-layer weights as side x side tiles (8x8 for digits), one per unit, on a diverging colour scale."""
+    weights = np.asarray(weights, dtype=np.float32)
+    n = len(weights)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    fig = Figure(figsize=(1.3 * cols + 0.8, 1.3 * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    bound = float(np.abs(weights).max()) or 1.0
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i < n:
+            image = ax.imshow(weights[i].reshape(side, side), cmap=PROB_CMAP, vmin=-bound, vmax=bound)
+            ax.set_title(f"unit {i + 1}", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.6, label="weight (red: pushes the unit up)")
+    fig.suptitle(title)
+    return fig
+
+
+def dataset_figures(trained: TrainedModel, points: Split) -> dict[str, Figure]:
+    """For a 2-input model: its decision boundary and its hidden units' responses over the input square,
+    with `points` (the truth table) drawn on them; {} for any other model."""
+    info = trained.dataset
+    if info.in_features != 2:
+        return {}
+    grid = input_grid(trained.model, trained.normalization)
+    predictions = predict_split(trained.model, points.to(trained.device), trained.normalization).predictions.tolist()
+    name = f"{info.name}, {trained.architecture}"
+    return {
+        "boundary": decision_boundary(grid, points, predictions, f"{name}: decision boundary"),
+        "hidden-units": hidden_units(grid, points, f"{name}: each hidden unit over the input square"),
+    }

@@ -1,0 +1,59 @@
+"""Pictures for the tutorials' networks: decision boundary and hidden units for 2 inputs, 8x8 tiles for digits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from conftest import write_config
+from matplotlib.figure import Figure
+from typer.testing import CliRunner
+
+from mnist_cli.cli import app
+from mnist_cli.config import load_config
+from mnist_cli.data.small import truth_table
+from mnist_cli.inference.trained import load_trained
+from mnist_cli.report.boundary import dataset_figures, input_grid
+from mnist_cli.training.loop import train
+
+runner = CliRunner()
+XOR = dict(
+    data={"dataset": "xor", "val_size": 0},
+    model={"depth": 1, "width": 3, "activation": "sigmoid", "init": "uniform01"},
+    train={"epochs": 30, "batch_size": 4, "optimizer": "sgd", "momentum": 0.0, "lr": 0.5, "loss": "mse"},
+)
+
+
+def test_the_grid_is_the_models_answer_over_the_input_square(tmp_path):
+    train(load_config(write_config(tmp_path / "x.yaml", **XOR)), tmp_path / "run")
+    trained = load_trained(tmp_path / "run" / "best.pt")
+    grid = input_grid(trained.model, trained.normalization, resolution=5)
+    assert grid.probability.shape == (5, 5) and [h.shape for h in grid.hidden] == [(3, 5, 5)]
+    grid = input_grid(trained.model, trained.normalization, resolution=7)  # -0.25, 0, 0.25, ..., 1.25
+    probs = trained.model(torch_points()).softmax(1)[:, 1].detach().numpy()
+    corners = [grid.probability[b, a] for a, b in ((1, 1), (1, 5), (5, 1), (5, 5))]  # (a,b) = (0,0), (0,1), (1,0), (1,1)
+    assert np.allclose(corners, probs, atol=1e-6)
+    figures = dataset_figures(trained, truth_table("xor"))
+    assert set(figures) == {"boundary", "hidden-units"} and all(isinstance(f, Figure) for f in figures.values())
+
+
+def torch_points():
+    import torch
+
+    return torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+
+
+def test_mnist_report_draws_the_boundary_for_xor_and_8x8_tiles_for_digits(tmp_path):
+    train(load_config(write_config(tmp_path / "x.yaml", **XOR)), tmp_path / "xor")
+    r = runner.invoke(app, ["report", str(tmp_path / "xor"), "--json"])
+    assert r.exit_code == 0, r.output
+    files = {p.rsplit("/", 1)[-1] for p in json.loads(r.stdout)["files"]}
+    assert {"boundary.png", "hidden-units.png", "curves.png"} <= files and "mistakes.png" not in files
+    assert "weights.png" not in files
+
+    digits = dict(data={"dataset": "digits", "val_size": 144}, train={"epochs": 2, "batch_size": 256})
+    train(load_config(write_config(tmp_path / "d.yaml", **digits)), tmp_path / "digits")
+    r = runner.invoke(app, ["report", str(tmp_path / "digits"), "--json"])
+    assert r.exit_code == 0, r.output
+    files = {p.rsplit("/", 1)[-1] for p in json.loads(r.stdout)["files"]}
+    assert {"weights.png", "mistakes.png"} <= files and "boundary.png" not in files

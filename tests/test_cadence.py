@@ -1,0 +1,86 @@
+"""Tiny, long runs: only every log_every_epochs-th epoch is validated and logged, and resume stays exact."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import write_config
+
+from mnist_cli.checkpoint import load_checkpoint
+from mnist_cli.config import load_config
+from mnist_cli.errors import TrainingInterrupted
+from mnist_cli.training.events import EpochDone
+from mnist_cli.training.loop import train
+
+XOR = dict(
+    data={"dataset": "xor", "val_size": 0},
+    model={"depth": 1, "width": 3, "activation": "sigmoid", "init": "uniform01"},
+    train={"epochs": 300, "batch_size": 4, "optimizer": "sgd", "momentum": 0.0, "lr": 0.5, "loss": "mse"},
+)
+
+
+def epochs_logged(run) -> list[int]:
+    return [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_automatic_cadence_logs_at_most_about_100_epochs(tmp_path):
+    assert load_config(None, ["train.epochs=100"]).train.log_every == 1  # every MNIST config: each epoch
+    assert load_config(None, ["train.epochs=101"]).train.log_every == 2
+    cfg = load_config(write_config(tmp_path / "x.yaml", **XOR))
+    done = []
+    result = train(cfg, tmp_path / "run", lambda e: done.append(e.metrics.epoch) if isinstance(e, EpochDone) else None)
+    assert epochs_logged(tmp_path / "run") == done == list(range(3, 301, 3))
+    # Each row's seconds and samples cover the epochs since the row before, so they add up to the run's.
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r["seconds"] for r in rows) == pytest.approx(result.train_seconds)
+    assert sum(round(r["seconds"] * r["samples_per_second"]) for r in rows) == 300 * 4
+
+
+def test_explicit_cadence_and_the_last_epoch_always_logged(tmp_path):
+    cfg = load_config(write_config(tmp_path / "x.yaml", **XOR), ["train.epochs=25", "train.log_every_epochs=10"])
+    train(cfg, tmp_path / "run")
+    assert epochs_logged(tmp_path / "run") == [10, 20, 25]
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["resume"]["epoch"] == 26
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """An uninterrupted run that saves last.pt every 25 epochs, for the stopped ones to match."""
+    folder = tmp_path_factory.mktemp("whole")
+    cfg = load_config(write_config(folder / "x.yaml", **XOR), ["train.save_every_epochs=25"])
+    train(cfg, folder / "whole")
+    return cfg, folder
+
+
+@pytest.mark.parametrize("stop_at", [37, 299])
+def test_a_tiny_long_run_stopped_between_saves_resumes_bit_identical(stop_at, whole, tmp_path):
+    cfg, folder = whole
+    (tmp_path / "whole").symlink_to(folder / "whole")
+    polls = iter(range(1, 10**6))
+    with pytest.raises(TrainingInterrupted) as stopped:
+        # One poll per step and one after each epoch: stop once `stop_at` epochs are done.
+        train(cfg, tmp_path / "cut", should_stop=lambda: next(polls) >= 2 * stop_at)
+    assert stopped.value.epoch == stop_at + 1
+    train(cfg, tmp_path / "cut", resume_from=load_checkpoint(tmp_path / "cut" / "last.pt"))
+    for name in ("best.pt", "last.pt"):
+        a, b = (torch.load(tmp_path / run / name, weights_only=True) for run in ("whole", "cut"))
+        assert all(torch.equal(a["model_state"][k], b["model_state"][k]) for k in a["model_state"])
+    strip = lambda run: [  # noqa: E731
+        {k: v for k, v in json.loads(line).items() if k not in ("seconds", "samples_per_second")}
+        for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert strip("whole") == strip("cut")
+
+
+def test_a_crash_between_saves_loses_at_most_save_every_epochs(tmp_path):
+    cfg = load_config(write_config(tmp_path / "x.yaml", **XOR), ["train.save_every_epochs=25"])
+
+    def crash(event):
+        if isinstance(event, EpochDone) and event.metrics.epoch == 69:
+            raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError):
+        train(cfg, tmp_path / "run", crash)
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["resume"]["epoch"] == 51

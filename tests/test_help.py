@@ -1,0 +1,107 @@
+"""`--help` of every command: flags shown as flags, arguments by name, fixed choices listed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from mnist_cli.cli import app
+from mnist_cli.cli.app import MnistGroup
+
+runner = CliRunner()
+
+
+def commands() -> list[str]:
+    import typer
+
+    group = typer.main.get_command(app)
+    assert isinstance(group, MnistGroup)
+    return sorted(group.commands)
+
+
+def help_of(*command: str) -> str:
+    r = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert r.exit_code == 0, r.output
+    return r.stdout
+
+
+def option_rows(text: str) -> dict[str, str]:
+    """{'--dry-run': '<rest of its row>'} from the Options panel's rows."""
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"^│\s+(--[a-z][a-z0-9-]*)\s+(.*?)│?$", line)
+        if m:
+            rows[m.group(1)] = m.group(2)
+    return rows
+
+
+FLAGS = {
+    "": ["--version", "--install-completion", "--show-completion", "--help"],
+    "train": ["--dry-run", "--overwrite", "--json", "--quiet", "--help"],
+    "eval": ["--json", "--help"],
+    "predict": ["--show", "--json", "--help"],
+    "report": ["--json", "--help"],
+    "compare": ["--json", "--help"],
+    "serve": ["--open", "--help"],
+}
+
+
+def test_every_command_is_checked():
+    assert sorted(c for c in FLAGS if c) == commands()  # a new command needs its flags listed here
+
+
+@pytest.mark.parametrize("command", sorted(FLAGS))
+def test_help_shows_flags_as_flags_and_no_python_types(command):
+    text = help_of(*[command] if command else [])
+    for wrong in ("<bool>", "<list[str]>", "list["):
+        assert wrong not in text, text
+    [usage] = [line for line in text.splitlines() if "Usage:" in line]
+    assert "{" not in usage, usage  # typer 0.29 writes required arguments as {checkpoint}
+    rows = option_rows(text)
+    for flag in FLAGS[command]:
+        assert flag in rows, text
+        assert not rows[flag].lstrip("-q ").startswith("<"), (flag, rows[flag])  # no value placeholder after a flag
+
+
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [
+        ("train", "train [OPTIONS] [CONFIG]"),
+        ("eval", "eval [OPTIONS] CHECKPOINT"),
+        ("predict", "predict [OPTIONS] IMAGES..."),
+    ],
+)
+def test_usage_names_the_arguments(command, usage):
+    assert usage in help_of(command)
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "choices"),
+    [
+        ("eval", "--split", "<test|val>"),
+        ("predict", "--invert", "<auto|yes|no>"),
+        ("train", "--device", "<auto|cpu|cuda|cuda:N|mps>"),
+        ("eval", "--device", "<auto|cpu|cuda|cuda:N|mps>"),
+        ("predict", "--device", "<auto|cpu|cuda|cuda:N|mps>"),
+        ("train", "--set", "<key.path=value>"),
+    ],
+)
+def test_options_with_fixed_choices_list_them(command, option, choices):
+    assert option_rows(help_of(command))[option].startswith(choices)
+
+
+def test_flags_after_a_positional_config_stay_flags(tiny_config):
+    r = runner.invoke(app, ["train", str(tiny_config), "--dry-run", "--json"])
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [(["eval", "x.pt", "--split", "train"], "--split"), (["predict", "x.png", "--invert", "maybe"], "--invert")],
+)
+def test_a_value_outside_the_choices_is_a_usage_error_naming_them(args, option):
+    r = runner.invoke(app, args, env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert r.exit_code == 2, r.output
+    assert f"Invalid value for '{option}'" in r.stderr and "is not one of" in r.stderr, r.stderr
