@@ -17,6 +17,7 @@ def sweep(
         list[str] | None,
         typer.Option(
             "--grid",
+            metavar="<key.path=v1,v2,...>",
             help="KEY=V1,V2,... to sweep (repeatable), values parsed as YAML; "
             "quote lists: --grid 'model.width=[256,128],[128,256]'.",
         ),
@@ -26,7 +27,10 @@ def sweep(
     ] = None,
     seeds: Annotated[int, typer.Option(help="Seeds per cell: seed, seed+1, ... of the base config.")] = 1,
     overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="Override one base key for every run: --set train.lr=0.003 (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--set", metavar="<key.path=value>", help="Override one base key for every run: --set train.lr=0.003 (repeatable)."
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Shortcut for --set train.epochs=N.")] = None,
     jobs: Annotated[
