@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/default.yaml
 
-.PHONY: install train test lint format check-readme bench clean
+.PHONY: install install-ray train test lint format check-readme bench clean
 
 install: $(VENV)/.installed
 
@@ -13,6 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
+
+# Ray, for `mnist sweep --backend ray` (the optional extra; `install` already has it through dev).
+install-ray: install
+	$(BIN)/python -m pip install --quiet -e ".[ray]"
 
 train: install
 	$(BIN)/mnist train --config $(CONFIG) --overwrite

@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -247,6 +248,54 @@ def startup_and_inference(args, work: Path) -> dict:
     return out
 
 
+# The same 12 runs both ways: a 2x3 grid x 2 seeds, 2 epochs each, configs/tiny.yaml-sized nets.
+SWEEP_GRID = {"model.depth": [1, 2], "model.width": [32, 64, 128]}
+SWEEP_SEEDS, SWEEP_EPOCHS = 2, 2
+
+
+def sweep_vs_loop(args, work: Path) -> dict:
+    """`mnist sweep` against a shell loop of `mnist train` commands on the same 12 runs, wall seconds, side by side."""
+    grid = [x for key, values in SWEEP_GRID.items() for x in ("--grid", f"{key}={','.join(map(str, values))}")]
+    base = ["-c", "configs/tiny.yaml", "--epochs", str(SWEEP_EPOCHS)]
+    loop_lines = []
+    for depth in SWEEP_GRID["model.depth"]:
+        for width in SWEEP_GRID["model.width"]:
+            for seed in range(SWEEP_SEEDS):
+                words = [*MNIST, "train", *base, "--set", f"model.depth={depth}", "--set", f"model.width={width}"]
+                words += ["--seed", str(seed), "-q", "--out", "{out}/" + f"d{depth}-w{width}-s{seed}"]
+                loop_lines.append(shlex.join(words) + " || exit 1")
+    sweeps, loops, sweep_accs, loop_accs = [], [], [], []
+    for rep in range(args.reps):
+        with cpu_lock(args.lock):
+            out = work / f"sweep-{rep}"
+            wall, _, text = run_measured(
+                [*MNIST, "sweep", *base, *grid, "--seeds", str(SWEEP_SEEDS), "--out", str(out), "-q", "--json"], env_with()
+            )
+            sweeps.append(wall)
+            sweep_accs += [r["test_accuracy"] for r in json.loads(text)["runs"]]
+            out = work / f"loop-{rep}"
+            wall, _, _ = run_measured(["bash", "-c", "\n".join(loop_lines).replace("{out}", str(out))], env_with())
+            loops.append(wall)
+            loop_accs += [load_test_accuracy(p) for p in sorted(out.iterdir())]
+    return {
+        "runs": len(loop_lines),
+        "grid": SWEEP_GRID,
+        "seeds": SWEEP_SEEDS,
+        "epochs": SWEEP_EPOCHS,
+        "sweep_wall_seconds": summarize(sweeps),
+        "loop_wall_seconds": summarize(loops),
+        "speedup": summarize(loops)["median"] / summarize(sweeps)["median"],
+        "sweep_mean_test_accuracy": sum(sweep_accs) / len(sweep_accs),
+        "loop_mean_test_accuracy": sum(loop_accs) / len(loop_accs),
+    }
+
+
+def load_test_accuracy(run_dir: Path) -> float:
+    import torch
+
+    return torch.load(run_dir / "best.pt", weights_only=True)["metrics"]["test_accuracy"]
+
+
 def serve_section(args, work: Path) -> dict:
     """500 POST /api/predict of real test-digit PNGs from 8 concurrent clients against `mnist serve` on 127.0.0.1."""
     from mnist_cli.config import default_data_root
@@ -356,7 +405,7 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 epoch of the classics, 1 run each, no mlp-99* recipes")
-    every = "naive,tta,startup,serve,health"
+    every = "naive,tta,startup,serve,health,sweep"
     parser.add_argument("--sections", default=every, help=f"comma-separated subset of {every}")
     parser.add_argument("--lock", default="/tmp/mnist-cpu.lock", help="flock file held per section ('' for none)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
@@ -379,6 +428,8 @@ def main() -> None:
             print(table(results), file=sys.stderr)
         if "startup" in sections:
             results["startup"] = startup_and_inference(args, work)
+        if "sweep" in sections:
+            results["sweep_vs_loop"] = sweep_vs_loop(args, work)
         if "serve" in sections:
             results["serve"] = serve_section(args, work)
         if "health" in sections:

@@ -42,6 +42,17 @@ def table(results: dict) -> str:
         lines.append(f"| `mnist predict` one image, wall s | {fmt(s['predict_one_wall_seconds'], 2)} | |")
         lines.append(f"| `mnist eval` 10k test images, wall s | {fmt(s['eval_10k_wall_seconds'], 2)} | whole command |")
         lines.append(f"| ... of which compute s | {fmt(s['eval_10k_compute_seconds'], 3)} | evaluate() in process |")
+    sw = results.get("sweep_vs_loop")
+    if sw:
+        what = f"{sw['runs']} runs: 2x3 grid x {sw['seeds']} seeds, {sw['epochs']} epochs, tiny nets"
+        lines.append(f"| `mnist sweep`, {what}, wall s | {fmt(sw['sweep_wall_seconds'], 1)} | default --jobs (one per core) |")
+        lines.append(
+            f"| shell loop of `mnist train`, same runs, wall s | {fmt(sw['loop_wall_seconds'], 1)} | one after another |"
+        )
+        lines.append(
+            f"| sweep speed-up | {sw['speedup']:.1f}x | mean test acc {sw['sweep_mean_test_accuracy']:.2%} (sweep), "
+            f"{sw['loop_mean_test_accuracy']:.2%} (loop) |"
+        )
     v = results.get("serve")
     if v:
         lines.append(

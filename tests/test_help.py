@@ -45,6 +45,7 @@ FLAGS = {
     "report": ["--json", "--help"],
     "compare": ["--json", "--help"],
     "serve": ["--open", "--help"],
+    "sweep": ["--json", "--quiet", "--help"],
 }
 
 

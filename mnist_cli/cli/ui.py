@@ -77,8 +77,8 @@ def epoch_line(metrics: EpochMetrics, epochs: int, is_best: bool) -> str:
     )
 
 
-class TrainReporter:
-    """Receives training events: a rich bar per epoch on a terminal, one plain line per epoch otherwise."""
+class BarReporter:
+    """A progress display on `console`: a transient rich bar on a terminal (unless quiet), plain lines otherwise."""
 
     def __init__(self, console: Console, quiet: bool = False):
         self.console = console
@@ -86,26 +86,40 @@ class TrainReporter:
         self.rich = console.is_terminal and not quiet
         self.progress: Progress | None = None
         self.task = None
-        self.epochs = 0
 
-    def __enter__(self) -> TrainReporter:
+    def columns(self) -> list[Any]:
+        raise NotImplementedError
+
+    def __enter__(self) -> BarReporter:
         if self.rich:
-            self.progress = Progress(
-                TextColumn("epoch {task.fields[epoch]}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.4f}"),
-                TextColumn("{task.fields[rate]:>9,.0f} samples/s"),
-                TimeElapsedColumn(),
-                console=self.console,
-                transient=True,
-            )
+            self.progress = Progress(*self.columns(), console=self.console, transient=True)
             self.progress.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
             self.progress.__exit__(*exc)
+
+    def _print(self, text: str) -> None:
+        (self.progress.console if self.progress else self.console).print(Text(printable(text)), soft_wrap=True)
+
+
+class TrainReporter(BarReporter):
+    """Receives training events: a rich bar per epoch on a terminal, one plain line per epoch otherwise."""
+
+    def __init__(self, console: Console, quiet: bool = False):
+        super().__init__(console, quiet)
+        self.epochs = 0
+
+    def columns(self) -> list[Any]:
+        return [
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[rate]:>9,.0f} samples/s"),
+            TimeElapsedColumn(),
+        ]
 
     def __call__(self, event: Any) -> None:
         from mnist_cli.training.events import EpochDone, RunStarted, StepDone
@@ -137,9 +151,6 @@ class TrainReporter:
                 self.progress.remove_task(self.task)
                 self.task = None
             self._print(epoch_line(event.metrics, self.epochs, event.is_best))
-
-    def _print(self, text: str) -> None:
-        (self.progress.console if self.progress else self.console).print(Text(printable(text)), soft_wrap=True)
 
 
 def render_train_result(console: Console, result: dict[str, Any]) -> None:

@@ -5,6 +5,8 @@ MNIST-style files are read here; scikit-learn's digits and the truth tables come
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +88,36 @@ def class_names(dataset: str) -> list[str]:
     return list(_torchvision_class(dataset).classes)
 
 
+# (dataset, resolved root) -> (train, test) while `datasets_kept_loaded` is active; None otherwise.
+_kept: dict[tuple[str, str], tuple[Split, Split]] | None = None
+
+
+@contextlib.contextmanager
+def datasets_kept_loaded() -> Iterator[None]:
+    """Inside, each dataset is read and checked once and its tensors handed out again (a sweep worker trains many runs).
+
+    The tensors are shared, so callers must not modify them in place (training indexes and converts, never writes).
+    """
+    global _kept
+    previous, _kept = _kept, {}
+    try:
+        yield
+    finally:
+        _kept = previous
+
+
 def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split, Split]:
     """Return (train, test) for `dataset` (MNIST-style ones under `root`, verifying and if needed downloading the files)."""
+    key = (dataset, str(Path(root).resolve()))
+    if _kept is not None and key in _kept:
+        return _kept[key]
+    loaded = _load_dataset(dataset, root, download)
+    if _kept is not None:
+        _kept[key] = loaded
+    return loaded
+
+
+def _load_dataset(dataset: str, root: Path, download: bool) -> tuple[Split, Split]:
     if dataset not in DATASETS:
         from mnist_cli.data.small import load_small
 

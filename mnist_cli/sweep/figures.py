@@ -1,0 +1,96 @@
+"""A sweep's pictures as matplotlib Figures (never pyplot's global state); the caller decides where they go."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import TYPE_CHECKING, Any
+
+from mnist_cli.naming import value_text
+from mnist_cli.sweep.results import Cell
+from mnist_cli.sweep.run import RunRecord
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def heatmap(records: list[RunRecord], keys: list[str], values: list[list[Any]]) -> Figure:
+    """Mean test accuracy over the first two swept keys (rows, columns), each cell showing mean ± std over its runs.
+
+    `values` are each key's values in grid order. With more than two keys, a square pools the runs of all the others.
+    """
+    from matplotlib.figure import Figure
+
+    rows, cols = values[0], (values[1] if len(keys) > 1 else [None])
+    means, labels = [], []
+    for r in rows:
+        mean_row, label_row = [], []
+        for c in cols:
+            accs = [
+                x.test_accuracy * 100
+                for x in records
+                if x.status == "done"
+                and x.test_accuracy is not None
+                and _same(x.params[keys[0]], r)
+                and (c is None or _same(x.params[keys[1]], c))
+            ]
+            mean = statistics.fmean(accs) if accs else math.nan
+            std = f"± {statistics.stdev(accs):.2f}" if len(accs) > 1 else ("n=1" if accs else "no run")
+            mean_row.append(mean)
+            label_row.append(f"{mean:.2f}\n{std}" if accs else std)
+        means.append(mean_row)
+        labels.append(label_row)
+    fig = Figure(figsize=(1.4 * len(cols) + 2.2, 0.9 * len(rows) + 1.6), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(means, cmap="viridis", aspect="auto")
+    finite = [m for row in means for m in row if not math.isnan(m)]
+    middle = (max(finite) + min(finite)) / 2 if finite else 0
+    for i, label_row in enumerate(labels):
+        for j, label in enumerate(label_row):
+            dark = not math.isnan(means[i][j]) and means[i][j] < middle
+            ax.text(j, i, label, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    ax.set_yticks(range(len(rows)), [value_text(v) for v in rows])
+    ax.set_ylabel(keys[0])
+    ax.set_xticks(range(len(cols)), [value_text(v) for v in cols] if len(keys) > 1 else [""])
+    ax.set_xlabel(keys[1] if len(keys) > 1 else "")
+    pooled = f"; pooled over {', '.join(keys[2:])}" if len(keys) > 2 else ""
+    ax.set_title(f"test accuracy (%), mean ± std over seeds{pooled}", fontsize=9)
+    fig.colorbar(image, ax=ax, label="mean test accuracy (%)")
+    return fig
+
+
+def accuracy_vs_parameters(cells: list[Cell], keys: list[str]) -> Figure:
+    """Mean test accuracy per cell against its parameters (log scale), error bars one std; a series per first-key value."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    series: dict[str, list[Cell]] = {}
+    for c in cells:
+        if c.test_accuracy_mean is not None and c.parameters:
+            series.setdefault(value_text(c.params[keys[0]]) if keys else "runs", []).append(c)
+    for name, group in series.items():
+        group = sorted(group, key=lambda c: c.parameters or 0)
+        ax.errorbar(
+            [c.parameters for c in group],
+            [c.test_accuracy_mean * 100 for c in group],
+            yerr=[(c.test_accuracy_std or 0) * 100 for c in group],
+            marker="o",
+            capsize=3,
+            label=f"{keys[0]}={name}" if keys else name,
+        )
+    ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap when the sizes span under a decade
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel("test accuracy (%), mean ± std")
+    ax.set_title("test accuracy against model size", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    if series:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def _same(a: Any, b: Any) -> bool:
+    return value_text(a) == value_text(b)

@@ -1,0 +1,251 @@
+"""`mnist sweep` on synthetic data: run folders, runs.csv and cells.csv against eval and by hand, validation, failures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import assert_clean_error, invoke, write_config
+
+from mnist_cli.errors import ConfigError
+from mnist_cli.sweep.grid import parse_grid, short_keys
+
+GRID = ["--grid", "model.depth=1,2", "--grid", "model.width=16,32", "--seeds", "2"]
+CELLS = ["depth=1,width=16", "depth=1,width=32", "depth=2,width=16", "depth=2,width=32"]
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def base(tmp_path) -> Path:
+    # One epoch at a low rate, so seeds differ and the std is not zero.
+    return write_config(tmp_path / "base.yaml", train={"epochs": 1, "lr": 0.001})
+
+
+def test_a_2x2_grid_with_2_seeds_gives_8_runs_4_cells_that_agree_with_eval_and_by_hand(base, tmp_path):
+    out = tmp_path / "sweep"
+    r = invoke("sweep", "-c", base, *GRID, "--jobs", "2", "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+
+    folders = sorted(str(p.relative_to(out)) for p in out.glob("*/seed=*"))
+    assert folders == [f"{cell}/seed={seed}" for cell in CELLS for seed in (0, 1)]
+    for name in ("sweep.yaml", "runs.csv", "cells.csv", "heatmap.png", "accuracy-vs-parameters.png"):
+        assert (out / name).is_file(), name
+    assert len(yaml.safe_load((out / "sweep.yaml").read_text())["runs"]) == 8
+
+    runs = rows(out / "runs.csv")
+    assert [row["status"] for row in runs] == ["done"] * 8
+    for row in runs:  # each run is an ordinary run folder: eval reads its best.pt and agrees to the last digit
+        e = invoke("eval", out / row["out_dir"] / "best.pt", "--json")
+        assert e.exit_code == 0, e.output
+        assert json.loads(e.stdout)["accuracy"] == float(row["test_accuracy"]), row
+
+    cells = rows(out / "cells.csv")
+    assert len(cells) == 4
+    for cell in cells:
+        accs = [
+            float(r["test_accuracy"])
+            for r in runs
+            if (r["model.depth"], r["model.width"]) == (cell["model.depth"], cell["model.width"])
+        ]
+        a, b = accs
+        assert float(cell["n"]) == 2
+        assert float(cell["test_accuracy_mean"]) == pytest.approx((a + b) / 2, abs=1e-12)
+        assert float(cell["test_accuracy_std"]) == pytest.approx(abs(a - b) / math.sqrt(2), abs=1e-12)  # sample std, n - 1
+    assert any(float(c["test_accuracy_std"]) > 0 for c in cells), cells  # the check above is not only 0 == 0
+
+    assert set(result) == {"out_dir", "runs", "cells"}
+    assert set(result["runs"][0]) == {
+        "params", "seed", "out_dir", "status", "val_accuracy", "test_accuracy", "train_seconds", "parameters", "error",
+    }  # fmt: skip
+    assert set(result["cells"][0]) == {
+        "params", "n", "test_accuracy_mean", "test_accuracy_std", "val_accuracy_mean", "val_accuracy_std", "parameters",
+        "train_seconds_mean",
+    }  # fmt: skip
+    assert result["runs"][0]["params"] == {"model.depth": 1, "model.width": 16}
+
+
+def test_a_run_in_a_sweep_equals_the_same_run_by_mnist_train(base, tmp_path):
+    out = tmp_path / "sweep"
+    r = invoke("sweep", "-c", base, "--grid", "model.width=16,24", "--seeds", "2", "--jobs", "2", "--out", out, "-q")
+    assert r.exit_code == 0, r.output
+    run = out / "width=24" / "seed=1"
+    t = invoke("train", "-c", run / "config.yaml", "--out", tmp_path / "alone", "--json", "-q")
+    assert t.exit_code == 0, t.output
+    alone = json.loads(t.stdout)
+    row = next(x for x in rows(out / "runs.csv") if x["out_dir"] == "width=24/seed=1")
+    assert (float(row["test_accuracy"]), float(row["test_loss"])) == (alone["test_accuracy"], alone["test_loss"])
+    for a, b in zip(
+        (run / "metrics.jsonl").read_text().splitlines(), (tmp_path / "alone/metrics.jsonl").read_text().splitlines(), strict=True
+    ):
+        a, b = json.loads(a), json.loads(b)
+        assert (a["train_loss"], a["val_loss"]) == (b["train_loss"], b["val_loss"])
+
+    # The same command again trains nothing; a wider grid into the same folder adds its cells and reuses the rest.
+    again = invoke("sweep", "-c", base, "--grid", "model.width=16,24", "--seeds", "2", "--jobs", "1", "--out", out)
+    assert again.exit_code == 0, again.output
+    assert "4 already finished" in again.stderr
+    wider = invoke("sweep", "-c", base, "--grid", "model.width=16,24,8", "--seeds", "2", "--jobs", "1", "--out", out)
+    assert wider.exit_code == 0, wider.output
+    assert "sweep of 6 runs, 4 already finished" in wider.stderr
+    after = rows(out / "runs.csv")
+    assert [x["out_dir"] for x in after][-2:] == ["width=8/seed=0", "width=8/seed=1"]
+    assert next(x for x in after if x["out_dir"] == "width=24/seed=1") == row
+    assert len(rows(out / "cells.csv")) == 3
+
+
+def test_invalid_grid_values_are_all_listed_before_anything_trains(base, tmp_path):
+    out = tmp_path / "sweep"
+    r = invoke("sweep", "-c", base, "--grid", "model.depth=1,100", "--grid", "model.activation=relu,swish", "--out", out)
+    assert r.exit_code == 2, r.output
+    assert "model.depth" in r.output and "100" in r.output, r.output
+    assert "model.activation" in r.output and "swish" in r.output, r.output
+    assert not out.exists()  # nothing planned on disk, nothing trained
+
+    typo = invoke("sweep", "-c", base, "--grid", "model.widht=8,16", "--grid", "seed=1,2", "--grid", "model.depth=", "--out", out)
+    assert typo.exit_code == 2, typo.output
+    assert "seed: sweep seeds with --seeds N" in typo.output and "model.depth: give at least one value" in typo.output
+    assert not out.exists()
+
+    unknown = invoke("sweep", "-c", base, "--grid", "model.widht=8,16", "--out", out)
+    assert_clean_error(unknown, "model.widht: unknown key (did you mean 'width'?) (every cell)")
+    assert "model.widht: unknown key (did you mean 'width'?) (every cell)" in unknown.output
+
+
+def test_a_diverging_cell_is_recorded_as_failed_and_the_others_finish(base, tmp_path):
+    out = tmp_path / "sweep"
+    r = invoke("sweep", "-c", base, "--grid", "train.lr=0.003,10", "--set", "train.optimizer=sgd", "--set", "train.epochs=2",
+               "--jobs", "1", "--out", out)  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert "1 of 2 runs failed" in r.stderr and "lr=10.0/seed=0: loss became" in r.stderr, r.stderr
+    done, failed = sorted(rows(out / "runs.csv"), key=lambda x: x["status"])
+    assert (done["status"], failed["status"]) == ("done", "failed")
+    assert "loss became" in failed["error"] and float(done["test_accuracy"]) > 0.5
+
+
+def test_the_ray_backend_without_ray_is_one_error_naming_the_extra(base, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError, as where it is not installed
+    out = tmp_path / "sweep"
+    r = invoke("sweep", "-c", base, "--grid", "model.width=8,16", "--backend", "ray", "--out", out)
+    assert r.exit_code == 2, r.output
+    assert (
+        r.output.strip()
+        == 'error: --backend ray needs Ray, which is not installed: pip install -e ".[ray]" (or make install-ray)'
+    )
+    assert not out.exists()
+
+
+def test_grid_values_are_yaml_lists_need_quoting_and_problems_come_together():
+    axes = parse_grid(["model.width=[256,128],[128,256]", "model.activation=relu,tanh", "train.lr=1e-3,0.01"])
+    assert [a.values for a in axes] == [[[256, 128], [128, 256]], ["relu", "tanh"], ["1e-3", 0.01]]
+    with pytest.raises(ConfigError) as e:
+        parse_grid(["model.depth", "model.width=8,8", "train.lr=[1,"])
+    assert len(e.value.problems) == 3, e.value.problems
+    assert short_keys(["model.depth", "model.width"]) == {"model.depth": "depth", "model.width": "width"}
+    assert short_keys(["model.dropout", "x.dropout"]) == {"model.dropout": "model.dropout", "x.dropout": "x.dropout"}
+
+
+MNIST = [sys.executable, "-m", "mnist_cli"]
+
+
+def start(args: list, cwd: Path) -> subprocess.Popen:
+    """The real command in its own process group, as a terminal runs it (Ctrl-C goes to the whole group)."""
+    return subprocess.Popen(
+        [*MNIST, *map(str, args)], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def wait_until(proc: subprocess.Popen, ready, limit_s: float = 180) -> None:
+    deadline = time.monotonic() + limit_s
+    while not ready():
+        assert proc.poll() is None, f"the sweep ended before the test could stop it: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "the sweep made no progress"
+        time.sleep(0.01)
+
+
+def group_alive(pgid: int, within_s: float) -> bool:
+    """Whether any process of the group is still there after `within_s` (multiprocessing's resource tracker takes a moment)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def results(out: Path) -> list[tuple[str, ...]]:
+    return [(r["out_dir"], r["status"], r["val_accuracy"], r["test_accuracy"], r["test_loss"]) for r in rows(out / "runs.csv")]
+
+
+def test_a_sweep_killed_with_sigkill_and_run_again_ends_with_the_accuracies_of_an_unbroken_one(base, tmp_path):
+    args = ["sweep", "-c", base, "--grid", "model.width=16,24,32", "--seeds", "2", "--jobs", "2", "-q"]
+    args += ["--set", "train.epochs=6", "--set", "train.save_every_steps=5"]  # last.pt mid-epoch too
+    killed = tmp_path / "killed"
+    proc = start([*args, "--out", killed], tmp_path)
+
+    def mid_sweep() -> bool:
+        finished = {p.parent for p in killed.glob("*/seed=*/sweep-run.json")}
+        return bool(finished) and any(p.parent not in finished for p in killed.glob("*/seed=*/last.pt"))
+
+    wait_until(proc, mid_sweep)
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers, at once, as a crash would
+    proc.wait()
+    proc.stderr.close()
+    assert len(list(killed.glob("*/seed=*/sweep-run.json"))) < 6
+    again = subprocess.run([*MNIST, *map(str, args), "--out", killed], cwd=tmp_path, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    whole = subprocess.run([*MNIST, *map(str, args), "--out", tmp_path / "whole"], cwd=tmp_path, capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
+    assert results(killed) == results(tmp_path / "whole")
+    assert len(results(killed)) == 6
+
+
+def test_ctrl_c_stops_the_workers_keeps_finished_runs_and_prints_the_command_that_continues(base, tmp_path):
+    out = tmp_path / "sweep"
+    args = ["sweep", "-c", base, "--grid", "model.width=16,24,32", "--seeds", "2", "--jobs", "2", "--set", "train.epochs=6"]
+    proc = start([*args, "--out", out], tmp_path)
+    wait_until(proc, lambda: any(out.glob("*/seed=*/sweep-run.json")))
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C: to every process of the group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert not group_alive(proc.pid, within_s=10)  # no worker left behind
+    assert "Continue with:" in err, err
+    command = shlex.split(err.split("Continue with:")[1].strip().splitlines()[0])
+    assert command[:2] == ["mnist", "sweep"] and command[command.index("--out") + 1] == str(out)
+    statuses = [r["status"] for r in rows(out / "runs.csv")]
+    assert "done" in statuses and set(statuses) - {"done"}, statuses  # stopped part way, what finished kept
+    r = subprocess.run([*MNIST, *command[1:], "-q"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert [r["status"] for r in rows(out / "runs.csv")] == ["done"] * 6
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_local_ray_with_2_cpus_gives_the_local_backend_accuracies(base, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setattr("mnist_cli.sweep.runner.cpu_cores", lambda: 2)  # --jobs 2: Ray starts with 2 CPUs, 1 per run
+    args = ["sweep", "-c", base, "--grid", "model.width=16,24", "--seeds", "2", "--jobs", "2", "-q"]
+    local = invoke(*args, "--out", tmp_path / "local")
+    assert local.exit_code == 0, local.output
+    on_ray = invoke(*args, "--backend", "ray", "--out", tmp_path / "ray")
+    assert on_ray.exit_code == 0, on_ray.output
+    assert [x[1:] for x in results(tmp_path / "ray")] == [x[1:] for x in results(tmp_path / "local")]
+    assert len(results(tmp_path / "ray")) == 4
+    import ray
+
+    assert not ray.is_initialized()
