@@ -57,12 +57,12 @@ def sweep(
     """
     from mnist_cli.cli.sweep_ui import SweepReporter, render_cells, render_failures
     from mnist_cli.cli.ui import consoles
-    from mnist_cli.training.interrupt import graceful_sigint
+    from mnist_cli.training.interrupt import graceful_stop
 
     stdout, stderr = consoles()
     sets = [*(overrides or []), *([f"train.epochs={epochs}"] if epochs is not None else [])]
     with (
-        graceful_sigint(
+        graceful_stop(
             "stopping the runs after their current step, keeping what finished (Ctrl-C again to quit at once)"
         ) as stop,
         user_errors(),
@@ -86,7 +86,7 @@ def sweep(
             markup=False,
             soft_wrap=True,
         )
-        raise typer.Exit(INTERRUPTED)
+        raise typer.Exit(stop.exit_code if stop() else INTERRUPTED)  # 143 for SIGTERM, 129 for SIGHUP
     if as_json:
         print_json(result.as_dict())
     else:
