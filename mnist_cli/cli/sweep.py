@@ -62,9 +62,7 @@ def sweep(
     stdout, stderr = consoles()
     sets = [*(overrides or []), *([f"train.epochs={epochs}"] if epochs is not None else [])]
     with (
-        graceful_stop(
-            "stopping the runs after their current step, keeping what finished (Ctrl-C again to quit at once)"
-        ) as stop,
+        graceful_stop("stopping the runs after their current step, keeping what finished (Ctrl-C again to quit at once)") as stop,
         user_errors(),
     ):
         from mnist_cli.sweep.grid import plan_sweep
