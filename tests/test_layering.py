@@ -80,3 +80,19 @@ def test_the_check_leaves_plain_code_alone():
 def test_the_length_check_catches_a_long_function():
     body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
     assert long_functions(f"def f():\n{body}\n") == [f"f ({MAX_FUNCTION_LINES + 1} lines)"]
+
+
+def redefined_functions(source: str) -> list[str]:
+    """Top-level functions and classes defined twice in one module: the later silently replaces the earlier."""
+    names = [n.name for n in ast.parse(source).body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
+    return sorted({name for name in names if names.count(name) > 1})
+
+
+@pytest.mark.parametrize("module", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_defines_a_function_twice(module):
+    # A merge once left two `_load_dataset`s in data/datasets.py; the second made the small datasets unknown.
+    assert redefined_functions(module.read_text()) == []
+
+
+def test_the_redefinition_check_catches_one():
+    assert redefined_functions("def f():\n    return g()\n\n\ndef f():\n    pass\n") == ["f"]

@@ -111,13 +111,14 @@ def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split
     key = (dataset, str(Path(root).resolve()))
     if _kept is not None and key in _kept:
         return _kept[key]
-    loaded = _load_dataset(dataset, root, download)
+    loaded = _load_any(dataset, root, download)
     if _kept is not None:
         _kept[key] = loaded
     return loaded
 
 
-def _load_dataset(dataset: str, root: Path, download: bool) -> tuple[Split, Split]:
+def _load_any(dataset: str, root: Path, download: bool) -> tuple[Split, Split]:
+    """A small dataset from its package, or an MNIST-style one from files; an unreadable folder is one DataError."""
     if dataset not in DATASETS:
         from mnist_cli.data.small import load_small
 
