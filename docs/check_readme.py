@@ -188,12 +188,17 @@ def shell_command(command: str) -> str:
     """The README's command as bash runs it here: `make train` is what the Makefile runs, `mnist` is this checkout."""
     command = command.strip()
     if command == "make train":
-        command = "mnist train --config configs/default.yaml --overwrite"
+        # make echoes the recipe line before running it, and the README shows that line too.
+        recipe = "mnist train --config configs/default.yaml --overwrite"
+        command = f"echo '.venv/bin/{recipe}'; {recipe}"
     return 'mnist() { "$MNIST_PYTHON" -m mnist_cli "$@"; }; ' + command
 
 
 def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MNIST_CHECKPOINT_DIR", "MNIST_CACHE_DIR", "COLUMNS")}
+    # Under `make check-readme`, make's own variables would make the README's `make train` a sub-make, which prints
+    # "Entering directory" lines a user's `make train` does not: a user's shell has none of them.
+    dropped = {"MNIST_CHECKPOINT_DIR", "MNIST_CACHE_DIR", "COLUMNS", "MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"}
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     return {
         **env,
         "MNIST_PYTHON": sys.executable,
