@@ -166,3 +166,22 @@ def sign(ckpt: dict) -> dict:
 
     ckpt[DIGEST_KEY] = content_digest({k: v for k, v in ckpt.items() if k != DIGEST_KEY})
     return ckpt
+
+
+# A run big enough to be killed mid-step: 87 steps an epoch, a save every 5 steps, dropout drawing from the RNG.
+KILL_CONFIG = dict(
+    model={"depth": 2, "width": 256, "dropout": 0.1},
+    train={"epochs": 5, "batch_size": 32, "save_every_steps": 5, "schedule": "cosine"},
+)
+
+
+@pytest.fixture
+def kill_setup(tmp_path):
+    """(config, baseline run folder): KILL_CONFIG on 3,000 synthetic images, trained once uninterrupted."""
+    from mnist_cli.config import load_config
+    from mnist_cli.training.loop import train
+
+    root = write_mnist(tmp_path / "bigger", n_train=3000)  # 87 steps per epoch
+    cfg = write_config(tmp_path / "kill.yaml", data={"val_size": 200, "root": str(root)}, **KILL_CONFIG)
+    train(load_config(cfg), tmp_path / "baseline")
+    return cfg, tmp_path / "baseline"

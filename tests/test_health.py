@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import write_config
+from test_resume import HARD as RESUME_HARD
 
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import ModelConfig, load_config
@@ -22,7 +23,8 @@ from mnist_cli.training.probe import HealthProbe, probe_steps
 from mnist_cli.training.rundir import RunDir
 
 # Dropout and batch norm: a probe that ran in training mode would draw dropout masks and move the running statistics.
-HARD = dict(model={"depth": 2, "width": 32, "dropout": 0.2, "norm": "batch"}, train={"epochs": 2, "schedule": "cosine"})
+# test_resume's hard config (dropout, batch norm, cosine schedule), over 2 epochs instead of 3.
+HARD = {**RESUME_HARD, "train": {**RESUME_HARD["train"], "epochs": 2}}
 STEPS = 16  # 500 training images at batch 32: 15 full batches and the trailing 20
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import invoke, write_config, write_mnist
+from conftest import invoke, write_config
 
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import load_config
@@ -122,11 +122,6 @@ def test_resume_refuses_a_different_config_and_best_pt(hard_config, baseline):
 
 # --- real processes ---------------------------------------------------------------------------------------------
 
-KILL_CONFIG = dict(
-    model={"depth": 2, "width": 256, "dropout": 0.1},
-    train={"epochs": 5, "batch_size": 32, "save_every_steps": 5, "schedule": "cosine"},
-)
-
 
 def start(args, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([*MNIST, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -139,14 +134,6 @@ def wait_for(condition, timeout: float = 60.0, every: float = 0.002) -> bool:
             return True
         time.sleep(every)
     return False
-
-
-@pytest.fixture
-def kill_setup(tmp_path):
-    root = write_mnist(tmp_path / "bigger", n_train=3000)  # 87 steps per epoch
-    cfg = write_config(tmp_path / "kill.yaml", data={"val_size": 200, "root": str(root)}, **KILL_CONFIG)
-    train(load_config(cfg), tmp_path / "baseline")
-    return cfg, tmp_path / "baseline"
 
 
 def test_sigkill_at_random_points_then_resume_is_bit_identical(kill_setup, tmp_path):

@@ -17,26 +17,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_config, write_mnist
-from test_resume import KILL_CONFIG, Stderr, assert_identical, position, start, wait_for
+from conftest import write_config
+from test_resume import Stderr, assert_identical, position, start, wait_for
 
 from mnist_cli.config import load_config
-from mnist_cli.training.loop import train
 
 MNIST = [sys.executable, "-m", "mnist_cli"]
 
 
-@pytest.fixture
-def setup(tmp_path):
-    root = write_mnist(tmp_path / "bigger", n_train=3000)  # 87 steps per epoch
-    cfg = write_config(tmp_path / "sig.yaml", data={"val_size": 200, "root": str(root)}, **KILL_CONFIG)
-    train(load_config(cfg), tmp_path / "baseline")
-    return cfg, tmp_path / "baseline"
-
-
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_sigterm_and_sighup_save_and_resume_bit_identical(setup, tmp_path, signum, code):
-    cfg, baseline = setup
+def test_sigterm_and_sighup_save_and_resume_bit_identical(kill_setup, tmp_path, signum, code):
+    cfg, baseline = kill_setup
     out = tmp_path / "stopped"
     proc = start(["train", "-c", cfg, "--out", out], tmp_path)
     err = Stderr(proc)
@@ -86,11 +77,11 @@ def test_sigterm_on_a_terminal_restores_the_cursor(tmp_path):
 
 
 @pytest.fixture
-def unpinned(setup, tmp_path) -> Path:
+def unpinned(kill_setup, tmp_path) -> Path:
     """The config with threads unset (torch's default), as most are: only the environment decides the count."""
     import yaml
 
-    raw = load_config(setup[0]).model_dump(mode="json")
+    raw = load_config(kill_setup[0]).model_dump(mode="json")
     raw["train"]["threads"] = None
     (tmp_path / "unpinned.yaml").write_text(yaml.safe_dump(raw))
     return tmp_path / "unpinned.yaml"

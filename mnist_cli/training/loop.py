@@ -260,7 +260,8 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
     for step, (images, labels) in enumerate(batches, state.step + 1):
         global_step = (epoch - 1) * steps + step
         probing = logged and run.health is not None and run.health.due(epoch, step)
-        lr = run.optimizer.param_groups[0]["lr"]  # the rate this step uses
+        reporting = step % report_every == 0 or step == steps
+        lr = run.optimizer.param_groups[0]["lr"] if reporting else None  # the rate this step uses, read before the step
         with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
             logits = run.forward(augment(to_inputs(images, run.norm), cfg.data.augment, background))
         loss = run.loss(logits.float(), labels)
@@ -279,7 +280,7 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
         guard.observe(loss, global_step)
         if probing:
             run.run_dir.append_health(run.health.record(epoch, step, finite(loss.item())))
-        if step % report_every == 0 or step == steps:
+        if reporting:
             guard.check()
             value = loss.item()
             if logged:
