@@ -92,8 +92,8 @@ class WithPreprocessing(nn.Module):
 def export_checkpoint(checkpoint: Path, fmt: Format, output: Path | None = None) -> Exported:
     """Load `checkpoint` (with every check `mnist eval` makes) and write it as `fmt` to `output`.
 
-    By default into the current folder, named for the run (`tiny-best.onnx`): never into the run folder, which
-    `mnist train` refuses to write into while it holds files that are not a run's.
+    Named for the run (`tiny-best.onnx`), in `output` when that is a folder, else in the current folder: never into
+    the run folder by default, since `mnist train` refuses to write into a folder holding files that are not a run's.
     """
     if fmt not in SUFFIXES:
         raise MnistError(f"unknown export format {fmt!r}; choose one of {', '.join(SUFFIXES)}")
@@ -104,8 +104,9 @@ def export_checkpoint(checkpoint: Path, fmt: Format, output: Path | None = None)
         except ImportError:
             raise MnistError(ONNX_EXTRA) from None
     trained = load_trained(checkpoint, "cpu")
-    run = trained.path.resolve().parent.name
-    path = Path(output) if output is not None else Path(f"{run}-{trained.path.stem}{SUFFIXES[fmt]}")
+    name = f"{trained.path.resolve().parent.name}-{trained.path.stem}{SUFFIXES[fmt]}"
+    path = Path(output or name)
+    path = path / name if path.is_dir() else path
     if path.resolve() == trained.path.resolve():
         raise SaveError(f"cannot export to {path}: it is the checkpoint being exported")
     spec = input_spec(trained.dataset)

@@ -55,16 +55,24 @@ def assert_same_as_pytorch(checkpoint: Path, exported: Path, fmt: str, root: Pat
     assert metadata["model"] == trained.describe()
 
 
-@pytest.fixture(scope="module", params=["mnist", "digits", "xor"])
+# Batch norm and dropout behave differently in training: the export must carry eval mode's running statistics.
+SMALL = {
+    "digits": {"data": {"dataset": "digits", "val_size": 0}},
+    "xor": {"data": {"dataset": "xor", "val_size": 0}},
+    "mnist-batch-norm": {"model": {"depth": 2, "width": 32, "norm": "batch", "dropout": 0.2, "activation": "gelu"}},
+}
+
+
+@pytest.fixture(scope="module", params=["mnist", *SMALL])
 def small_checkpoint(request, trained_checkpoint, tmp_path_factory) -> Path:
-    """The shared synthetic-MNIST checkpoint, and one epoch on the 8x8 digits and on the xor table."""
+    """The shared synthetic-MNIST checkpoint, and one epoch of each of SMALL."""
     if request.param == "mnist":
         return trained_checkpoint
     from mnist_cli.config import load_config
     from mnist_cli.training.loop import train
 
     out = tmp_path_factory.mktemp(request.param)
-    cfg = write_config(out / "c.yaml", data={"dataset": request.param, "val_size": 0}, train={"epochs": 1})
+    cfg = write_config(out / "c.yaml", train={"epochs": 1}, **SMALL[request.param])
     train(load_config(cfg), out / "run")
     return out / "run" / "best.pt"
 
@@ -90,6 +98,9 @@ def test_export_writes_to_the_current_folder_named_for_the_run(trained_checkpoin
     assert (tmp_path / "tiny-best.torchscript").is_file()
     assert r.stdout.startswith("wrote tiny-best.torchscript (torchscript, 784-32-10, test accuracy "), r.stdout
     assert "float32 (batch, 28, 28) of 0-255 in, probabilities of 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 out" in r.stdout
+    r = invoke("export", checkpoint, "-o", tmp_path / "runs")  # a folder: the same name, in it
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "runs" / "tiny-best.onnx").is_file()
 
 
 def test_export_refuses_bad_input_in_one_line(trained_checkpoint, tmp_path, monkeypatch):

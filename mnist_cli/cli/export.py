@@ -28,7 +28,7 @@ def export(
     ),
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="The file to write; default: RUN-CHECKPOINT.onnx here (tiny-best.onnx)."),
+        typer.Option("--output", "-o", help="The file, or a folder for RUN-CHECKPOINT.onnx (default: here, tiny-best.onnx)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {path, format, input, classes, model} as JSON.")] = False,
 ) -> None:
