@@ -1,11 +1,14 @@
 """The benchmark suite behind README "Performance": run with `make bench` (or `--quick` while developing).
 
-    .venv/bin/python benchmarks/bench.py [--quick] [--sections naive,tta,startup,serve,health]
+    .venv/bin/python benchmarks/bench.py [--quick] [--sections peers,tta,startup,serve,health,sweep]
 
-Measures, on this machine, in one run: the tutorial loop against `mnist train` on the classic recipes,
+Measures, on this machine, in one run: the peers (the tutorials' loop and, with the bench extra, Lightning both
+ways) against `mnist train` on the classic recipes, each as a share of the matmul rate measured in the same run;
 compute efficiency against this machine's matrix-multiply GFLOP/s, time to accuracy of every shipped
 recipe (whole command, process start to exit), startup and inference wall times, peak RSS,
-`mnist serve` under load (500 requests from 8 clients), and what recording layer health (train.health) costs per epoch.
+`mnist serve` under load (500 requests from 8 clients), what recording layer health (train.health) costs per epoch,
+and `mnist sweep` against a shell loop of `mnist train` with the same thread budget.
+Smoke run (tiny sizes, results outside the tree): --quick --peer-images 1000 --out /tmp/bench
 Every figure is a median of >= 3 runs with min and max (--quick: fewer). Each section holds
 /tmp/mnist-cpu.lock (flock) while it computes, so measurements on a shared machine are not disturbed.
 Writes benchmarks/results/<host>-<date>.json and .md.
@@ -17,6 +20,8 @@ import argparse
 import contextlib
 import datetime
 import fcntl
+import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -44,7 +49,9 @@ MNIST = [PYTHON, "-m", "mnist_cli"]
 DEFAULT_SIZES = [784, 512, 512, 10]  # configs/default.yaml
 # Shipped recipe -> the accuracy it is meant to reach.
 RECIPES = {"default": 0.980, "fast-98.5": 0.985, "mlp-99": 0.990, "mlp-99.3": 0.993}
-CLASSICS = {"classic-256": 64, "classic-64x3": 15}  # recipe -> batch size
+CLASSICS = {"classic-256": ([784, 256, 10], 64), "classic-64x3": ([784, 64, 64, 64, 10], 15)}  # recipe -> (sizes, batch)
+PEERS = ("tutorial", "lightning", "lightning-tensors")  # benchmarks/naive.py --trainer
+LIGHTNING_RECIPES = ("classic-256",)  # the tutorials' 784-256-10, Adam 1e-3, batch 64 (Lightning needs the bench extra)
 
 
 @contextlib.contextmanager
@@ -101,38 +108,62 @@ def unpacked_root() -> Path:
     return root if (root / "MNIST/raw/train-images-idx3-ubyte").is_file() else cache_root()
 
 
-def side_by_side(args, work: Path) -> dict:
-    """The tutorial loop and `mnist train` on the classic recipes, same epochs, seconds per epoch."""
-    out = {}
+def peers(args, work: Path) -> dict:
+    """The peers (benchmarks/naive.py) and `mnist train` on the classic recipes, seconds per epoch, and each one's share
+    of this machine's fp32 matmul rate on the recipe's own matmuls, measured in the same lock."""
     root = unpacked_root()
-    for recipe, batch in CLASSICS.items():
+    lightning = importlib.util.find_spec("lightning") is not None
+    out: dict = {}
+    for recipe, (sizes, batch) in CLASSICS.items():
+        peers = [p for p in PEERS if p == "tutorial" or (lightning and recipe in LIGHTNING_RECIPES)]
         with cpu_lock(args.lock):
-            naive_cmd = [PYTHON, str(HERE / "naive.py"), "--recipe", recipe, "--epochs", str(args.epochs), "--root", str(root)]
-            _, _, text = run_measured(naive_cmd, env_with())
-            naive = json.loads(text)
-            run_dir = work / f"classic-{recipe}"
-            ours_cmd = [*MNIST, "train", "-c", f"configs/{recipe}.yaml", "--epochs", str(args.epochs), "--out", str(run_dir)]
-            _, _, text = run_measured([*ours_cmd, "-q", "--json"], env_with())
-        ours = json.loads(text)
-        ours_epochs = [m.seconds for m in metrics_of(run_dir)]
-        ours_sps = [m.samples_per_second for m in metrics_of(run_dir)]
-        naive_sps = [naive["samples_per_epoch"] / s for s in naive["epoch_seconds"]]
+            rate = summarize(matmul_gflops(batch, sizes, args.reps))
+            rows = {p: peer_run(args, recipe, p, root) for p in peers}
+            rows["mnist train"] = mnist_run(args, recipe, work / f"peers-{recipe}")
+        flops = train_flops_per_sample(sizes)
+        ours = rows["mnist train"]["samples_per_second"]["median"]
+        for row in rows.values():
+            speed = row["samples_per_second"]["median"]
+            row["fraction_of_matmul"] = speed * flops / (rate["median"] * 1e9)
+            row["mnist_speedup_per_sample"] = ours / speed
         out[recipe] = {
             "batch_size": batch,
+            "model": "-".join(map(str, sizes)),
             "epochs": args.epochs,
-            "naive_seconds_per_epoch": summarize(naive["epoch_seconds"]),
-            "naive_samples_per_epoch": naive["samples_per_epoch"],
-            "naive_samples_per_second": summarize(naive_sps),
-            "naive_test_accuracy": naive["test_accuracy"],
-            "mnist_seconds_per_epoch": summarize(ours_epochs),
-            "mnist_samples_per_epoch": round(ours_sps[0] * ours_epochs[0]),
-            "mnist_samples_per_second": summarize(ours_sps),
-            "mnist_test_accuracy": ours["test_accuracy"],
-            # Per sample, since the tutorial trains on all 60k images and mnist train holds 5k out for validation.
-            "speedup_per_sample": summarize(ours_sps)["median"] / summarize(naive_sps)["median"],
-            "speedup_per_epoch": summarize(naive["epoch_seconds"])["median"] / summarize(ours_epochs)["median"],
+            "matmul_gflops": rate,
+            # The arithmetic alone: 6 x parameters per sample, for the 55,000 images of an `mnist train` epoch.
+            "arithmetic_seconds_per_epoch": 55_000 * flops / (rate["median"] * 1e9),
+            "lightning": "measured" if lightning else 'not installed (pip install "mnist-cli[bench]")',
+            "trainers": rows,
         }
     return out
+
+
+def peer_run(args, recipe: str, trainer: str, root: Path) -> dict:
+    """One peer's run of `args.epochs` epochs: seconds per epoch, samples per second, test accuracy."""
+    cmd = [PYTHON, str(HERE / "naive.py"), "--recipe", recipe, "--trainer", trainer, "--epochs", str(args.epochs)]
+    cmd += ["--root", str(root)] + (["--limit", str(args.peer_images)] if args.peer_images else [])
+    result = json.loads(run_measured(cmd, env_with())[2])
+    seconds = result["epoch_seconds"]
+    return {
+        "seconds_per_epoch": summarize(seconds),
+        "samples_per_epoch": result["samples_per_epoch"],
+        "samples_per_second": summarize([result["samples_per_epoch"] / s for s in seconds]),
+        "test_accuracy": result["test_accuracy"],
+    }
+
+
+def mnist_run(args, recipe: str, run_dir: Path) -> dict:
+    """`mnist train -c configs/RECIPE.yaml` for `args.epochs` epochs, per epoch from its metrics."""
+    cmd = [*MNIST, "train", "-c", f"configs/{recipe}.yaml", "--epochs", str(args.epochs), "--out", str(run_dir)]
+    result = json.loads(run_measured([*cmd, "-q", "--json"], env_with())[2])
+    epochs = metrics_of(run_dir)
+    return {
+        "seconds_per_epoch": summarize([m.seconds for m in epochs]),
+        "samples_per_epoch": round(epochs[0].samples_per_second * epochs[0].seconds),
+        "samples_per_second": summarize([m.samples_per_second for m in epochs]),
+        "test_accuracy": result["test_accuracy"],
+    }
 
 
 def matmul_gflops(batch: int, sizes: list[int], reps: int) -> list[float]:
@@ -248,52 +279,53 @@ def startup_and_inference(args, work: Path) -> dict:
     return out
 
 
-# The same 12 runs both ways: a 2x3 grid x 2 seeds, 2 epochs each, configs/tiny.yaml-sized nets.
+# The same runs both ways: a 2x3 grid x 2 seeds of configs/tiny.yaml-sized nets, 2 epochs each (--quick: 2 runs, 1 epoch).
 SWEEP_GRID = {"model.depth": [1, 2], "model.width": [32, 64, 128]}
 SWEEP_SEEDS, SWEEP_EPOCHS = 2, 2
+QUICK_SWEEP_GRID, QUICK_SWEEP_SEEDS, QUICK_SWEEP_EPOCHS = {"model.depth": [1], "model.width": [32, 64]}, 1, 1
 
 
 def sweep_vs_loop(args, work: Path) -> dict:
-    """`mnist sweep` against a shell loop of `mnist train` commands on the same 12 runs, wall seconds, side by side."""
-    grid = [x for key, values in SWEEP_GRID.items() for x in ("--grid", f"{key}={','.join(map(str, values))}")]
-    base = ["-c", "configs/tiny.yaml", "--epochs", str(SWEEP_EPOCHS)]
+    """`mnist sweep` against a shell loop of `mnist train` on the same runs, wall seconds, with the same thread budget:
+    the sweep as `threads` workers of one thread each, the loop one run at a time on `threads` threads."""
+    grid, seeds, epochs = (
+        (QUICK_SWEEP_GRID, QUICK_SWEEP_SEEDS, QUICK_SWEEP_EPOCHS) if args.quick else (SWEEP_GRID, SWEEP_SEEDS, SWEEP_EPOCHS)
+    )
+    threads = args.threads or len(os.sched_getaffinity(0))
+    base = ["-c", "configs/tiny.yaml", "--epochs", str(epochs)]
+    cells = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
     loop_lines = []
-    for depth in SWEEP_GRID["model.depth"]:
-        for width in SWEEP_GRID["model.width"]:
-            for seed in range(SWEEP_SEEDS):
-                words = [*MNIST, "train", *base, "--set", f"model.depth={depth}", "--set", f"model.width={width}"]
-                words += ["--seed", str(seed), "-q", "--out", "{out}/" + f"d{depth}-w{width}-s{seed}"]
-                loop_lines.append(shlex.join(words) + " || exit 1")
+    for cell in cells:
+        for seed in range(seeds):
+            name = ",".join(f"{k}={v}" for k, v in cell.items()) + f",seed={seed}"
+            words = [*MNIST, "train", *base, *(w for k, v in cell.items() for w in ("--set", f"{k}={v}")), "--seed", str(seed)]
+            words += ["--set", f"train.threads={threads}", "-q", "--json", "--out", f"{{out}}/{name}"]
+            loop_lines.append(f"{shlex.join(words)} > {{out}}/{shlex.quote(name)}.json || exit 1")
+    flags = [w for k, values in grid.items() for w in ("--grid", f"{k}={','.join(map(str, values))}")]
+    flags += ["--seeds", str(seeds), "--jobs", str(threads), "--set", "train.threads=1", "-q", "--json"]
     sweeps, loops, sweep_accs, loop_accs = [], [], [], []
     for rep in range(args.reps):
         with cpu_lock(args.lock):
-            out = work / f"sweep-{rep}"
-            wall, _, text = run_measured(
-                [*MNIST, "sweep", *base, *grid, "--seeds", str(SWEEP_SEEDS), "--out", str(out), "-q", "--json"], env_with()
-            )
+            wall, _, text = run_measured([*MNIST, "sweep", *base, *flags, "--out", str(work / f"sweep-{rep}")], env_with())
             sweeps.append(wall)
             sweep_accs += [r["test_accuracy"] for r in json.loads(text)["runs"]]
             out = work / f"loop-{rep}"
-            wall, _, _ = run_measured(["bash", "-c", "\n".join(loop_lines).replace("{out}", str(out))], env_with())
+            out.mkdir()
+            wall, _, _ = run_measured(["bash", "-c", "\n".join(loop_lines).replace("{out}", shlex.quote(str(out)))], env_with())
             loops.append(wall)
-            loop_accs += [load_test_accuracy(p) for p in sorted(out.iterdir())]
+            loop_accs += [json.loads(p.read_text())["test_accuracy"] for p in sorted(out.glob("*.json"))]
     return {
         "runs": len(loop_lines),
-        "grid": SWEEP_GRID,
-        "seeds": SWEEP_SEEDS,
-        "epochs": SWEEP_EPOCHS,
+        "grid": grid,
+        "seeds": seeds,
+        "epochs": epochs,
+        "threads": threads,
         "sweep_wall_seconds": summarize(sweeps),
         "loop_wall_seconds": summarize(loops),
         "speedup": summarize(loops)["median"] / summarize(sweeps)["median"],
         "sweep_mean_test_accuracy": sum(sweep_accs) / len(sweep_accs),
         "loop_mean_test_accuracy": sum(loop_accs) / len(loop_accs),
     }
-
-
-def load_test_accuracy(run_dir: Path) -> float:
-    import torch
-
-    return torch.load(run_dir / "best.pt", weights_only=True)["metrics"]["test_accuracy"]
 
 
 def serve_section(args, work: Path) -> dict:
@@ -405,10 +437,12 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 epoch of the classics, 1 run each, no mlp-99* recipes")
-    every = "naive,tta,startup,serve,health,sweep"
+    every = "peers,tta,startup,serve,health,sweep"
     parser.add_argument("--sections", default=every, help=f"comma-separated subset of {every}")
     parser.add_argument("--lock", default="/tmp/mnist-cpu.lock", help="flock file held per section ('' for none)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--peer-images", type=int, help="the peers train on the first N images only (smoke runs)")
+    parser.add_argument("--threads", type=int, help="the sweep section's thread budget, both sides (default: the cores)")
     args = parser.parse_args()
     args.reps = 1 if args.quick else 3
     args.epochs = 1 if args.quick else 3
@@ -419,8 +453,8 @@ def main() -> None:
     results: dict = {"machine": machine(), "date": now.strftime("%Y-%m-%d %H:%M UTC"), "quick": args.quick}
     with tempfile.TemporaryDirectory(prefix="mnist-bench-") as tmp:
         work = Path(tmp)
-        if "naive" in sections:
-            results["side_by_side"] = side_by_side(args, work)
+        if "peers" in sections:
+            results["peers"] = peers(args, work)
             print(table(results), file=sys.stderr)
         if "tta" in sections:
             results["time_to_accuracy"] = time_to_accuracy(args, work)

@@ -4,22 +4,32 @@ from __future__ import annotations
 
 from stats import fmt
 
+TRAINERS = {
+    "tutorial": "the tutorials' loop",
+    "lightning": "Lightning, its docs' DataLoader",
+    "lightning-tensors": "Lightning, in-memory TensorDataset",
+    "mnist train": "`mnist train`",
+}
+
 
 def table(results: dict) -> str:
     """The markdown table README "Performance" shows."""
     lines = ["| measurement | median (min-max) | notes |", "|---|---|---|"]
-    for recipe, r in results.get("side_by_side", {}).items():
+    for recipe, r in results.get("peers", {}).items():
+        head = f"{recipe} ({r['model']}, batch {r['batch_size']})"
+        for trainer, t in r["trainers"].items():
+            ratio = "" if trainer == "mnist train" else f"; `mnist train` {t['mnist_speedup_per_sample']:.1f}x per sample"
+            lines.append(
+                f"| {head}, {TRAINERS[trainer]}, s/epoch | {fmt(t['seconds_per_epoch'])} | {t['samples_per_epoch']} "
+                f"samples/epoch; {t['fraction_of_matmul']:.0%} of the matmul rate{ratio}; "
+                f"test acc after {r['epochs']} epochs {t['test_accuracy']:.2%} |"
+            )
         lines.append(
-            f"| {recipe} (batch {r['batch_size']}), tutorial loop, s/epoch | {fmt(r['naive_seconds_per_epoch'])} | "
-            f"{r['naive_samples_per_epoch']} samples/epoch; test acc after {r['epochs']} epochs {r['naive_test_accuracy']:.2%} |"
+            f"| {head}, the arithmetic alone, s/epoch | {r['arithmetic_seconds_per_epoch']:.2f} | 6 x parameters x 55,000 "
+            f"images at {fmt(r['matmul_gflops'], 1)} GFLOP/s, this run's fp32 matmul rate on the recipe's matmuls |"
         )
-        lines.append(
-            f"| {recipe} (batch {r['batch_size']}), `mnist train`, s/epoch | {fmt(r['mnist_seconds_per_epoch'])} | "
-            f"{r['mnist_samples_per_epoch']} samples/epoch; test acc after {r['epochs']} epochs {r['mnist_test_accuracy']:.2%} |"
-        )
-        lines.append(
-            f"| {recipe} speed-up | {r['speedup_per_sample']:.1f}x per sample | {r['speedup_per_epoch']:.1f}x per epoch |"
-        )
+        if r["lightning"] != "measured" and recipe == "classic-256":
+            lines.append(f"| {head}, Lightning | - | {r['lightning']} |")
     eff = results.get("efficiency")
     if eff:
         sps = fmt(eff["samples_per_second"], 0)
@@ -44,10 +54,13 @@ def table(results: dict) -> str:
         lines.append(f"| ... of which compute s | {fmt(s['eval_10k_compute_seconds'], 3)} | evaluate() in process |")
     sw = results.get("sweep_vs_loop")
     if sw:
-        what = f"{sw['runs']} runs: 2x3 grid x {sw['seeds']} seeds, {sw['epochs']} epochs, tiny nets"
-        lines.append(f"| `mnist sweep`, {what}, wall s | {fmt(sw['sweep_wall_seconds'], 1)} | default --jobs (one per core) |")
+        shape = "x".join(str(len(v)) for v in sw["grid"].values())
+        what = f"{sw['runs']} runs: {shape} grid x {sw['seeds']} seeds, {sw['epochs']} epochs, tiny nets"
+        n = sw["threads"]
+        lines.append(f"| `mnist sweep`, {what}, wall s | {fmt(sw['sweep_wall_seconds'], 1)} | {n} workers x 1 thread |")
         lines.append(
-            f"| shell loop of `mnist train`, same runs, wall s | {fmt(sw['loop_wall_seconds'], 1)} | one after another |"
+            f"| shell loop of `mnist train`, same runs, wall s | {fmt(sw['loop_wall_seconds'], 1)} | "
+            f"one after another, {n} threads each |"
         )
         lines.append(
             f"| sweep speed-up | {sw['speedup']:.1f}x | mean test acc {sw['sweep_mean_test_accuracy']:.2%} (sweep), "

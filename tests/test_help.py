@@ -41,6 +41,7 @@ FLAGS = {
     "": ["--version", "--install-completion", "--show-completion", "--help"],
     "train": ["--dry-run", "--overwrite", "--json", "--quiet", "--help"],
     "eval": ["--json", "--help"],
+    "export": ["--json", "--help"],
     "predict": ["--show", "--json", "--help"],
     "report": ["--json", "--help"],
     "compare": ["--json", "--help"],
