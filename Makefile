@@ -52,12 +52,14 @@ check-docs: install
 check-readme: install
 	$(BIN)/python docs/check_readme.py README.md $(CHECK_DOCS_ARGS)
 
-# The documentation site: `make docs` serves it at http://127.0.0.1:8000/, `make docs-build` writes site/.
+# The documentation site: `make docs` serves it at http://127.0.0.1:8000/, `make docs-build` writes site/. --clean:
+# Zensical caches pages by their Markdown, and the reference pages change with the code, not with their Markdown.
 docs: install-docs
+	$(BIN)/zensical build --clean
 	$(BIN)/zensical serve
 
 docs-build: install-docs
-	$(BIN)/zensical build --strict
+	$(BIN)/zensical build --clean --strict
 
 # The benchmark behind docs/performance.md (~20 min on 2 cores; BENCH_ARGS=--quick for ~1-2 min while developing).
 bench: install

@@ -1,8 +1,8 @@
 """Make the pictures of docs/learning.md (and the sweep heatmap of docs/sweeps.md) from real runs of the current code.
 
-    python docs/make_learning_figures.py                  # trains the page's runs in a scratch folder (~1 min quiet)
+    python docs/make_learning_figures.py                  # trains the page's runs in a scratch folder
     python docs/make_learning_figures.py --runs DIR       # reuse (or keep) the run folders in DIR
-    python docs/make_learning_figures.py --sweep          # also the 36-run depth x width sweep (many minutes)
+    python docs/make_learning_figures.py --sweep          # also the 36-run depth x width sweep and its two figures
 
 The runs are exactly the page's commands; the pictures are the files `mnist report`, `mnist compare` and
 `mnist sweep` write, copied into docs/images under the names the pages use.
@@ -70,6 +70,7 @@ def main() -> None:
             grid = ["--grid", "model.depth=1,2,3,4", "--grid", "model.width=32,128,512", "--seeds", "3", "--epochs", "2"]
             mnist("sweep", "-c", "configs/default.yaml", *grid, "--out", str(out), cwd=REPO)
             shutil.copy(out / "heatmap.png", IMAGES / "sweep-heatmap.png")
+            shutil.copy(out / "accuracy-vs-parameters.png", IMAGES / "sweep-accuracy-vs-parameters.png")
     finally:
         if args.runs is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -6,6 +6,7 @@ MkDocs both run) that calls a function here, so the pages cannot drift from `mni
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -18,8 +19,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _cell(text: Any) -> str:
-    """One Markdown table cell: pipes escaped, newlines folded."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """One Markdown table cell: newlines folded, and pipes and angle brackets (`<path>`) shown, not interpreted."""
+    text = " ".join(str(text).split())
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _code(text: str) -> str:
+    """Inline code in a table cell: a pipe inside backticks would still end the cell, so plain HTML instead."""
+    return "<code>" + html.escape(text).replace("|", "&#124;") + "</code>"
 
 
 def commands() -> str:
@@ -38,7 +45,7 @@ def commands() -> str:
         out += [f"## `mnist {name}`", "", "```", f"mnist {name} {usage}", "```", "", _help_text(command.help or ""), ""]
         records = [p.get_help_record(ctx) for p in command.get_params(ctx) if p.name != "help"]
         out += ["| argument or option | meaning |", "|---|---|"]
-        out += [f"| `{_cell(names)}` | {_cell(meaning)} |" for names, meaning in filter(None, records)]
+        out += [f"| {_code(names)} | {_cell(meaning)} |" for names, meaning in filter(None, records)]
         out.append("")
     return "\n".join(out)
 

@@ -99,8 +99,8 @@ def test_the_commands_reference_shows_every_command_and_its_options():
     for command in app.registered_commands:
         name = command.name or command.callback.__name__
         assert f"## `mnist {name}`" in text
-    assert "`-m, --checkpoint <path>`" in text
-    assert "`--split <test\\|val>`" in text
+    assert "| <code>-m, --checkpoint &lt;path&gt;</code> |" in text
+    assert "<code>--split &lt;test&#124;val&gt;</code>" in text
 
 
 def test_the_configs_reference_shows_every_key_with_its_default_and_meaning():
