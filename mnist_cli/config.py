@@ -73,13 +73,20 @@ class _Section(BaseModel):
 class AugmentConfig(_Section):
     """Per-image random affine (and elastic) warps, drawn uniformly in +-each magnitude; 0 turns one off."""
 
-    rotate: float = Field(0.0, ge=0.0, le=180.0)  # degrees
-    shift: float = Field(0.0, ge=0.0, le=14.0)  # pixels, in x and y independently
-    scale: float = Field(0.0, ge=0.0, lt=1.0)  # fraction: 0.1 scales by 0.9..1.1
-    shear: float = Field(0.0, ge=0.0, lt=90.0)  # degrees
-    # Elastic warp: a random displacement on an elastic_grid x elastic_grid lattice, smoothly interpolated.
-    elastic_alpha: float = Field(0.0, ge=0.0, le=14.0)  # largest displacement of a lattice point, pixels
-    elastic_grid: int = Field(4, ge=2, le=28)  # fewer points: smoother, larger-scale warps
+    rotate: float = Field(0.0, ge=0.0, le=180.0, description="Random rotation of each training image, +- degrees.")
+    shift: float = Field(0.0, ge=0.0, le=14.0, description="Random shift, +- pixels in x and y independently.")
+    scale: float = Field(0.0, ge=0.0, lt=1.0, description="Random scale, +- fraction: 0.1 scales by 0.9 to 1.1.")
+    shear: float = Field(0.0, ge=0.0, lt=90.0, description="Random shear, +- degrees.")
+    elastic_alpha: float = Field(
+        0.0,
+        ge=0.0,
+        le=14.0,
+        description="Elastic warp: largest displacement of a lattice point, in pixels (0: off). The displacement is drawn "
+        "on an elastic_grid x elastic_grid lattice and smoothly interpolated.",
+    )
+    elastic_grid: int = Field(
+        4, ge=2, le=28, description="Elastic warp lattice size; fewer points give smoother, larger-scale warps."
+    )
 
     @property
     def enabled(self) -> bool:
@@ -88,17 +95,32 @@ class AugmentConfig(_Section):
 
 
 class DataConfig(_Section):
-    # MNIST-style files, scikit-learn's 8x8 digits, or a truth table's four points (data/catalog.py).
-    dataset: Literal["mnist", "fashion-mnist", "kmnist", "digits", "xor", "and", "or"] = "mnist"
-    # None means $MNIST_DATA_DIR, else ./data (resolved when the data is loaded, not stored).
-    root: str | None = None
-    # Examples held out of the training set for model selection; the test set is never used for it.
-    # Left out, the dataset's own: 5000 of MNIST's 60k, 144 of digits' 1,437, 0 for a truth table.
-    val_size: int = Field(5000, ge=0, le=50000)
-    # True: (x/255 - mean) / std with the dataset's constants; False: x/255 only.
-    normalize: bool = True
-    # Random distortions of training batches (never of val/test); all off by default.
-    augment: AugmentConfig = AugmentConfig()
+    dataset: Literal["mnist", "fashion-mnist", "kmnist", "digits", "xor", "and", "or"] = Field(
+        "mnist",
+        description="MNIST-style image files (mnist, fashion-mnist, kmnist); scikit-learn's 8x8 digits (digits, no "
+        "download); or the four points of a truth table (xor, and, or).",
+    )
+    root: str | None = Field(
+        None,
+        description="Folder that holds MNIST/raw/ (or FashionMNIST/raw/, KMNIST/raw/). null: $MNIST_DATA_DIR, else "
+        "./data, resolved when the data is loaded.",
+    )
+    val_size: int = Field(
+        5000,
+        ge=0,
+        le=50000,
+        description="Training examples held out to pick the best epoch (0: none, the last epoch is kept); the test set is "
+        "never used for it. Left out, the dataset's own: 5000 for MNIST-style data, 144 for digits, 0 for a truth table "
+        "(which refuses any other value).",
+    )
+    normalize: bool = Field(
+        True,
+        description="true: (x/scale - mean)/std with the dataset's constants (MNIST 0.1307, 0.3081); false: x/scale only. "
+        "scale is the raw values' range: 255 for pixels, 16 for digits, 1 for truth tables.",
+    )
+    augment: AugmentConfig = Field(
+        AugmentConfig(), description="Random distortions of training batches (never of validation or test); all off by default."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -131,15 +153,21 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    # Hidden layers; 0 gives a linear softmax model (inputs straight to classes).
-    depth: int = Field(2, ge=0, le=64)
-    # One width for every hidden layer, or a list with one width per layer.
-    width: int | list[int] = 512
-    activation: Literal["relu", "gelu", "silu", "tanh", "sigmoid"] = "relu"
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    norm: Literal["none", "batch", "layer"] = "none"
-    # uniform01: weights uniform in [0, 1), biases zero, as the XOR tutorial initialises.
-    init: Literal["default", "xavier", "kaiming", "uniform01"] = "default"
+    depth: int = Field(2, ge=0, le=64, description="Hidden layers; 0 gives a linear softmax model (inputs straight to classes).")
+    width: int | list[int] = Field(
+        512, description="Units of every hidden layer (an int, 1 to 65536), or a list with one width per layer: [512, 256]."
+    )
+    activation: Literal["relu", "gelu", "silu", "tanh", "sigmoid"] = Field(
+        "relu", description="Activation after each hidden Linear."
+    )
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout probability after each hidden activation.")
+    norm: Literal["none", "batch", "layer"] = Field("none", description="Normalisation after each hidden Linear.")
+    init: Literal["default", "xavier", "kaiming", "uniform01"] = Field(
+        "default",
+        description="Weight initialisation: default is PyTorch's; xavier (for tanh, sigmoid) and kaiming (for relu) "
+        "keep the signal's size from layer to layer; uniform01 draws weights uniformly in [0, 1), as the XOR tutorial "
+        "does. All but default zero the biases.",
+    )
 
     @field_validator("width")
     @classmethod
@@ -164,42 +192,78 @@ class ModelConfig(_Section):
 
 
 class TrainConfig(_Section):
-    # The defaults are the recommended recipe, configs/default.yaml: 98.5% in seconds on a CPU.
-    epochs: int = Field(4, ge=1, le=10000)
-    batch_size: int = Field(256, ge=1, le=65536)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    # Up to 100: a full-batch recipe written for gradients summed over N examples maps to lr x N here (mean loss).
-    lr: float = Field(2e-3, gt=0.0, le=100.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
-    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
-    schedule: Literal["none", "cosine", "onecycle"] = "onecycle"
-    # Linear warm-up from 0 over this many epochs (fractions allowed), before the schedule.
-    warmup_epochs: float = Field(0.0, ge=0.0)
-    # cross_entropy; nll: log_softmax then NLL, the same numbers by another road; mse: softmax vs one-hot targets.
-    loss: Literal["cross_entropy", "nll", "mse"] = "cross_entropy"
-    # cross_entropy and nll only; left out with mse it is 0.
-    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
-    device: str = "auto"
-    # bf16 autocast on CUDA; ignored on the CPU.
-    amp: bool = False
-    # Intra-op CPU threads; None keeps torch's default (one per core), which measured fastest at batch 15-256.
-    threads: int | None = Field(None, ge=1, le=1024)
-    # torch.compile the model: costs tens of seconds of compilation up front; off unless it pays (README, Performance).
-    compile: bool = False
-    eval_batch_size: int = Field(2048, ge=1, le=1 << 20)
-    # Also write last.pt every N optimizer steps, so a killed run loses at most N steps; 0: at epoch ends only.
-    save_every_steps: int = Field(0, ge=0, le=10**9)
-    # A NaN or inf loss: stop (keep the last good checkpoint, exit non-zero) or skip that batch's update.
-    on_nan: Literal["stop", "skip"] = "stop"
-    # Validate, write a metrics row and best.pt every N epochs (and at the last); 0: automatic, every
-    # ceil(epochs / 100) epochs, so a run commits at most ~100 epochs (every epoch for runs up to 100 epochs).
-    log_every_epochs: int = Field(0, ge=0, le=10000)
-    # Write last.pt every N epochs (and at the last); 0: with every logged epoch.
-    save_every_epochs: int = Field(0, ge=0, le=10000)
-    # Record layer health (gradients, update sizes, dead and saturated units) into health.jsonl while training, on a
-    # fixed batch of 512 validation images: health_probes_per_epoch times an epoch plus each epoch's last step.
-    health: bool = True
-    health_probes_per_epoch: int = Field(4, ge=1, le=1000)
+    # The defaults are the recommended recipe, configs/default.yaml.
+    epochs: int = Field(4, ge=1, le=10000, description="Passes over the training set.")
+    batch_size: int = Field(256, ge=1, le=65536, description="Training examples per optimizer step.")
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="The optimizer; sgd uses train.momentum.")
+    lr: float = Field(
+        2e-3,
+        gt=0.0,
+        le=100.0,
+        description="Peak learning rate, on the batch's mean loss. Up to 100: a full-batch recipe written for gradients "
+        "summed over N examples needs lr x N here.",
+    )
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum (sgd only).")
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Weight decay (L2 for adam and sgd, decoupled for adamw).")
+    schedule: Literal["none", "cosine", "onecycle"] = Field(
+        "onecycle",
+        description="Learning-rate schedule: none; cosine (down to 0); onecycle (from lr/25 up to lr over the first 25% "
+        "of steps, or warmup_epochs, then linearly down to 0).",
+    )
+    warmup_epochs: float = Field(0.0, ge=0.0, description="Linear warm-up from 0 over this many epochs (fractions allowed).")
+    loss: Literal["cross_entropy", "nll", "mse"] = Field(
+        "cross_entropy",
+        description="Training loss: cross_entropy; nll (log_softmax then NLL, the same numbers by another road, as the "
+        "784-64x3 tutorial writes it); mse (softmax probabilities against one-hot targets, as the XOR tutorial trains). "
+        "Validation and test losses are always cross-entropy.",
+    )
+    label_smoothing: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Label smoothing for cross_entropy and nll; 0 when left out with loss: mse."
+    )
+    device: str = Field(
+        "auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps; a missing device is an error."
+    )
+    amp: bool = Field(False, description="bf16 autocast on CUDA; ignored on the CPU.")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Intra-op CPU threads; null keeps torch's default (one per core). Results repeat bit for bit only "
+        "with the same thread count.",
+    )
+    compile: bool = Field(False, description="torch.compile the model: costs compilation time up front.")
+    eval_batch_size: int = Field(2048, ge=1, le=1 << 20, description="Batch size for validation and test.")
+    save_every_steps: int = Field(
+        0,
+        ge=0,
+        le=10**9,
+        description="Also write last.pt every N optimizer steps, so a killed run loses at most N steps; 0: at epoch ends only.",
+    )
+    on_nan: Literal["stop", "skip"] = Field(
+        "stop",
+        description="A NaN or inf loss: stop (name the step, keep the last good checkpoint, exit 2) or skip that batch's update.",
+    )
+    log_every_epochs: int = Field(
+        0,
+        ge=0,
+        le=10000,
+        description="Validate, record the epoch and write best.pt every N epochs and at the last; 0: every "
+        "ceil(epochs/100) epochs, so every epoch for runs of up to 100 epochs.",
+    )
+    save_every_epochs: int = Field(
+        0, ge=0, le=10000, description="Write last.pt every N epochs and at the last; 0: with every logged epoch."
+    )
+    health: bool = Field(
+        True,
+        description="Record layer health while training: gradients, update sizes, dead and saturated units (on a fixed "
+        "probe batch of 512 validation images). It draws no random numbers, so it does not change the run.",
+    )
+    health_probes_per_epoch: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Health probes per logged epoch, evenly spaced, the last at the epoch's end (plus the run's first step).",
+    )
 
     @field_validator("device")
     @classmethod
@@ -241,7 +305,7 @@ class TrainConfig(_Section):
 
 
 class Config(_Section):
-    seed: int = Field(0, ge=0, le=2**32 - 1)
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds the train/val split, initialisation, shuffling and dropout.")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
