@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mnist_cli.cli.app import app, print_json, printable, user_errors
+from mnist_cli.cli.app import print_json, printable, user_errors
 from mnist_cli.cli.completion import DEVICE_METAVAR, complete_checkpoint, complete_device
 
 
@@ -17,7 +17,6 @@ class EvalSplit(str, Enum):
     val = "val"
 
 
-@app.command("eval")
 def evaluate_checkpoint(
     checkpoint: Annotated[
         Path,

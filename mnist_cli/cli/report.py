@@ -7,10 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from mnist_cli.cli.app import app, print_json, user_errors
+from mnist_cli.cli.app import print_json, user_errors
 
 
-@app.command("report")
 def report(
     run: Annotated[Path, typer.Argument(help="A run folder written by `mnist train`, or a checkpoint inside one.")],
     out: Annotated[Path | None, typer.Option(help="Where to write the report (default: <run folder>/report/).")] = None,
