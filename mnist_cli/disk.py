@@ -96,7 +96,7 @@ def atomic_write(
             with contextlib.suppress(OSError):
                 Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):
-            kept = f"the previous {path.name} is intact" if _exists(path) else "nothing was written"
+            kept = f"the previous {path.name} is intact" if _exists(path) else f"{path.name} was not written"
             raise MnistError(f"cannot write {path} ({os_reason(e)}); {kept}") from None
         raise
 

@@ -50,6 +50,11 @@ def test_mnist_report_draws_the_boundary_for_xor_and_8x8_tiles_for_digits(tmp_pa
     files = {p.rsplit("/", 1)[-1] for p in json.loads(r.stdout)["files"]}
     assert {"boundary.png", "hidden-units.png", "curves.png"} <= files and "mistakes.png" not in files
     assert "weights.png" not in files
+    # What the captions say is true of a truth table: no validation split, no digits, an MSE loss if it trained on one.
+    page = (tmp_path / "xor" / "report" / "report.md").read_text()
+    assert "validation images" not in page and "digit" not in page, page
+    if (tmp_path / "xor" / "health.jsonl").exists():
+        assert "taken from the training step" in page and "4 training examples (there is no validation split)" in page
 
     digits = dict(data={"dataset": "digits", "val_size": 144}, train={"epochs": 2, "batch_size": 256})
     train(load_config(write_config(tmp_path / "d.yaml", **digits)), tmp_path / "digits")

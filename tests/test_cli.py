@@ -142,3 +142,19 @@ def test_user_mistakes_exit_2_without_traceback(args, message, trained_checkpoin
     if torch.cuda.device_count() > 7:
         pytest.skip("this machine really has cuda:7")
     assert_clean_error(invoke(*[a.replace("{ckpt}", str(trained_checkpoint)) for a in args]), message)
+
+
+def test_a_truth_table_at_p_one_half_says_each_answer_is_a_tie():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from mnist_cli.cli.evaluate import truth_table_view
+    from mnist_cli.evaluate import TableRow
+
+    rows = [TableRow([0, 0], 0, 1, [0.5, 0.5]), TableRow([1, 1], 0, 0, [0.9, 0.1])]
+    buf = StringIO()
+    Console(file=buf, width=80).print(truth_table_view(rows, "xor"))
+    lines = buf.getvalue().splitlines()
+    assert [line.split("│")[5].strip() for line in lines if line.startswith("│")] == ["1 (tie)", "0"], lines
+    assert "(tie): P(1) = P(0), the output is a coin toss" in buf.getvalue()

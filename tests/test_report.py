@@ -220,3 +220,70 @@ def test_a_step_whose_loss_was_not_finite_is_left_out_of_the_curves(run_copy, tm
     r = invoke("report", run_copy, "--out", tmp_path, "--json")
     assert r.exit_code == 0, r.output
     assert_picture((tmp_path / "curves.png").read_bytes(), SIZES["curves.png"])
+
+
+def test_curves_say_which_loss_and_draw_an_epoch_mean_mid_epoch():
+    from mnist_cli.training.metrics import EpochMetrics
+
+    epochs = [EpochMetrics(e, 0.3, None, None, 1e-3, 1.0, 100.0, train_accuracy=0.5) for e in (1, 2)]
+    loss_ax = figures.training_curves(epochs, loss_label="squared error").axes[0]
+    assert loss_ax.get_ylabel() == "squared error"
+    [mean] = [line for line in loss_ax.get_lines() if line.get_label() == "training, epoch mean"]
+    assert list(mean.get_xdata()) == [0.5, 1.5]
+
+
+def test_health_layers_each_look_different_and_every_panel_has_a_legend():
+    from mnist_cli.report.figures import LayerCurve
+
+    hidden = [LayerCurve(f"layer {i + 1}", [1, 2], [1.0, 0.5], [0.1, 0.2], [None, None]) for i in range(12)]
+    grad_ax, dead_ax, _ = figures.layer_health(hidden).axes[:3]
+    looks = {(line.get_color(), line.get_linestyle()) for line in grad_ax.get_lines()}
+    assert len(looks) == 12
+    assert [t.get_text() for t in dead_ax.get_legend().get_texts()] == [c.name for c in hidden]
+
+
+def test_report_never_writes_through_a_link_out_of_the_run_folder(run_copy, tmp_path):
+    elsewhere = tmp_path / "somedir"
+    elsewhere.mkdir()
+    (elsewhere / "boundary.png").write_bytes(b"mine")
+    (elsewhere / "report.md").write_text("mine")
+    (run_copy / "report").symlink_to(elsewhere)
+    r = invoke("report", run_copy)
+    assert_clean_error(r, f"{run_copy / 'report'} is a link to {elsewhere}", "remove it, or give --out")
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["boundary.png", "report.md"]
+    assert (elsewhere / "report.md").read_text() == "mine"
+
+
+def test_report_deletes_only_figures_an_earlier_report_wrote(run_dir, tmp_path):
+    (tmp_path / "boundary.png").write_bytes(b"a user's file")
+    (tmp_path / "hidden-units.png").write_bytes(b"an earlier report's")
+    (tmp_path / "report.md").write_text("![x](hidden-units.png)\n")
+    assert invoke("report", run_dir, "--out", tmp_path).exit_code == 0
+    assert (tmp_path / "boundary.png").read_bytes() == b"a user's file"
+    assert not (tmp_path / "hidden-units.png").exists()
+
+
+def test_report_md_shows_an_html_run_name_as_text(run_dir, tmp_path):
+    run = Path(shutil.copytree(run_dir, tmp_path / "<img src=x onerror=alert(1)>"))
+    assert invoke("report", run).exit_code == 0
+    markdown = (run / "report" / "report.md").read_text()
+    assert "<img" not in markdown and "# mnist report: &lt;img src=x onerror=alert(1)&gt;" in markdown
+
+
+def test_a_full_disk_names_the_files_already_written(run_dir, tmp_path, monkeypatch):
+    import errno
+
+    from mnist_cli.disk import atomic_write
+    from mnist_cli.report import build
+
+    def full_at_html(path, write, **kw):
+        def fail(f):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        atomic_write(path, fail if path.name == "report.html" else write, **kw)
+
+    monkeypatch.setattr(build, "atomic_write", full_at_html)
+    r = invoke("report", run_dir, "--out", tmp_path)
+    pngs = ", ".join(p.name for p in sorted(tmp_path.glob("*.png"), key=lambda p: p.stat().st_mtime_ns))
+    assert_clean_error(r, "(No space left on device); report.html was not written; written before it: " + pngs)
+    assert "curves.png" in pngs

@@ -167,7 +167,7 @@ def test_not_learning_under_five_times_chance(best, how):
 
 def test_without_validation_training_accuracy_is_judged():
     found = v.not_learning(run_of([epoch(1, None, 0.12)]))
-    assert found.evidence["source"] == "training" and found.evidence["best_accuracy"] == 0.12
+    assert found.evidence["source"] == "training" and found.evidence["final_accuracy"] == 0.12
 
 
 @pytest.mark.parametrize(("last", "flagged"), [(0.976, True), (0.974, False)])
@@ -310,3 +310,11 @@ def test_a_relu_net_at_a_large_learning_rate_gets_dead_units(tmp_path):
     assert "lower train.lr (now 0.05)" in dead.suggestion
     assert run.metrics[-1].val_accuracy > 0.9  # it still learns, with a third of its units wasted
     print("\n".join(map(str, found.values())))
+
+
+def test_a_truth_table_net_that_ends_at_chance_is_not_learning_whatever_it_reached_on_the_way():
+    cfg = Config.model_validate({"data": {"dataset": "xor"}, "model": {"depth": 0}})
+    run = RunRecord(RunDir(Path("run")), cfg, [epoch(100, None, 0.75), epoch(200, None, 0.5)], [], [], None)
+    [found] = verdicts(run)
+    assert found.message == "final training accuracy 50.0% after 200 epoch(s), chance is 50%: the network is not learning"
+    assert found.suggestion.endswith("cannot separate XOR's points: add a hidden layer (model.depth: 1)")
