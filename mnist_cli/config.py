@@ -302,19 +302,22 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping from `path`, with errors a user can act on."""
-    from mnist_cli.disk import A_FOLDER, unreadable_file
+    from mnist_cli.disk import A_FOLDER, NO_SUCH_FILE, unreadable_file
 
     problem = unreadable_file(path)
     if problem == A_FOLDER:
         raise ConfigError(["is a folder; give a YAML file (such as configs/default.yaml)"], str(path))
+    if problem == NO_SUCH_FILE:
+        near = difflib.get_close_matches(path.name, [p.name for p in _files_in(path.parent)], n=1, cutoff=0.75)
+        raise ConfigError([problem + (f" (did you mean {path.with_name(near[0])}?)" if near else "")], str(path))
     if problem:
         raise ConfigError([problem], str(path))
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        raw = _safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"not a YAML file: it is not text (byte 0x{e.object[e.start]:02x} at {e.start})"], str(path)) from None
+    except OSError as e:
         raise ConfigError([f"cannot read: {_one_line(e)}"], str(path)) from None
-    try:
-        raw = _safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError([f"invalid YAML: {_one_line(e)}"], str(path)) from None
     except RecursionError:
@@ -325,6 +328,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError([f"expected a mapping of keys at the top, got {type(raw).__name__}"], str(path))
     return raw
+
+
+def _files_in(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.suffix in (".yaml", ".yml")]
+    except OSError:
+        return []
 
 
 def load_config(path: Path | None, overrides: list[str] = ()) -> Config:
@@ -338,7 +348,12 @@ def validate(raw: dict[str, Any], source: str = "config") -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError([_describe(err) for err in e.errors()], source) from None
+        errors = e.errors()
+    # `--set model.width=512,256` is the string '512,256', refused as an int and as a list: say how a list is written.
+    lists = {_key(err): err["input"] for err in errors if err["type"] == "list_type" and "," in str(err["input"])}
+    problems = [f"{k}: a list is written in brackets, [{v}] (got {v!r})" for k, v in lists.items()]
+    problems += [_describe(err) for err in errors if _key(err) not in lists]
+    raise ConfigError(problems, source) from None
 
 
 def to_yaml(cfg: Config) -> str:
@@ -346,15 +361,16 @@ def to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
+def _key(err: dict[str, Any]) -> str:
+    return ".".join(_key_path(err["loc"], keep_last=err["type"] == "extra_forbidden")) or "(top level)"
+
+
 def _describe(err: dict[str, Any]) -> str:
-    loc = _key_path(err["loc"], keep_last=err["type"] == "extra_forbidden")
-    key = ".".join(loc) or "(top level)"
+    key = _key(err)
     if err["type"] == "extra_forbidden":
-        return f"{key}: unknown key{_did_you_mean(loc)}"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "finite_number":
-        msg = "must be a finite number"
-    if err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], dict | list):
+        return f"{key}: unknown key{_did_you_mean(key.split('.'))}"
+    msg = "must be a finite number" if err["type"] == "finite_number" else err["msg"].removeprefix("Value error, ")
+    if err["type"] != "missing" and "input" in err and not isinstance(err["input"], dict | list):
         msg += f" (got {err['input']!r})"
     return f"{key}: {msg}"
 
@@ -383,16 +399,38 @@ def _key_path(loc: tuple[Any, ...], keep_last: bool) -> list[str]:
 def _did_you_mean(loc: list[str]) -> str:
     model: type[BaseModel] = Config
     for part in loc[:-1]:
-        field = model.model_fields.get(part)
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        if (section := _section(model, part)) is None:
             return ""
-        model = annotation
+        model = section
     known = list(model.model_fields)
-    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6) if loc else []
-    if close:
+    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6) or [closest_key(".".join(loc))]
+    if close[0]:
         return f" (did you mean {close[0]!r}?)"
     return f" (known keys: {', '.join(known)})"
+
+
+def key_paths(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
+    """Every settable key of the config as a dotted path: seed, data.dataset, ..., train.lr."""
+    paths = []
+    for name in model.model_fields:
+        section = _section(model, name)
+        paths += key_paths(section, f"{prefix}{name}.") if section else [prefix + name]
+    return paths
+
+
+def closest_key(key: str) -> str | None:
+    """The dotted key a user probably meant (`width` -> model.width, `model.widht` -> model.width), or None when
+    nothing is close: for messages about keys given outside a config file, such as a sweep's --grid."""
+    paths = key_paths()
+    if key in paths:
+        return key
+    by_leaf = [p for p in paths if p.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]]
+    return by_leaf[0] if len(by_leaf) == 1 else next(iter(difflib.get_close_matches(key, paths, n=1, cutoff=0.75)), None)
+
+
+def _section(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    annotation = getattr(model.model_fields.get(name), "annotation", None)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
 def _check_size(value: Any, source: str) -> None:

@@ -139,3 +139,37 @@ def test_yaml_merge_keys_may_still_override(tmp_path):
 def test_the_schema_defaults_are_the_recommended_recipe():
     # `mnist train` without a config and `--config configs/default.yaml` share checkpoints/default/.
     assert load_config(CONFIG_DIR / "default.yaml") == Config()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        (["model.width=512,256"], "model.width: a list is written in brackets, [512,256] (got '512,256')"),
+        (["width=5"], "width: unknown key (did you mean 'model.width'?)"),
+    ],
+)
+def test_a_list_without_brackets_and_a_key_without_its_section_get_a_hint(overrides, problem):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, overrides)
+    assert e.value.problems == [problem]
+
+
+def test_closest_key_finds_the_section_a_key_belongs_to():
+    from mnist_cli.config import closest_key
+
+    assert [closest_key(k) for k in ("width", "model.widht", "train.lr", "nonsense")] == [
+        "model.width",
+        "model.width",
+        "train.lr",
+        None,
+    ]
+
+
+def test_an_image_given_as_config_is_not_a_yaml_file_and_a_near_name_is_suggested(tmp_path):
+    (tmp_path / "seven.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (tmp_path / "default.yaml").write_text("seed: 1\n")
+    with pytest.raises(ConfigError, match=r"not a YAML file: it is not text \(byte 0x89 at 0\)"):
+        load_config(tmp_path / "seven.png")
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path / "default.yml")
+    assert e.value.problems == [f"no such file (did you mean {tmp_path / 'default.yaml'}?)"]
