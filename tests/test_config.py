@@ -131,7 +131,7 @@ def test_yaml_merge_keys_may_still_override(tmp_path):
     path = tmp_path / "merge.yaml"
     path.write_text("model: &base {depth: 1, width: 8}\ntrain:\n  epochs: 2\n")
     assert load_config(path).model.hidden_widths == [8]
-    from mnist_cli.config import _safe_load
+    from mnist_cli.yaml_files import safe_load as _safe_load
 
     assert _safe_load("a: &x {b: 1}\nc:\n  <<: *x\n  b: 2\n") == {"a": {"b": 1}, "c": {"b": 2}}
 
