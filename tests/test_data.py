@@ -11,7 +11,8 @@ import pytest
 import torch
 from conftest import N_TEST, N_TRAIN, REAL_DATA, assert_clean_error, invoke, write_config, write_mnist
 
-from mnist_cli.data.datasets import MNIST_MEAN, MNIST_STD, Normalization, Split, load_dataset, normalization_for, split_train_val
+from mnist_cli.data.catalog import MNIST_MEAN, MNIST_STD
+from mnist_cli.data.datasets import Normalization, Split, load_dataset, normalization_for, split_train_val
 from mnist_cli.data.loader import ShuffledBatches, make_loader, to_inputs
 from mnist_cli.errors import DataError
 
@@ -76,6 +77,20 @@ def test_missing_data_says_which_files_and_where(tmp_path, monkeypatch):
     message = str(e.value)
     assert "train-images-idx3-ubyte.gz" in message and "MNIST_DATA_DIR" in message
     assert str(tmp_path / "empty" / "MNIST" / "raw") in message
+    assert not (tmp_path / "empty").exists()  # the failed download left no folder behind
+
+
+def test_an_unpacked_file_changed_after_unpacking_is_refused(tmp_path):
+    raw = write_mnist(tmp_path) / "MNIST" / "raw"
+    for path in list(raw.iterdir()):
+        (raw / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+    assert len(load_dataset("mnist", tmp_path)[0]) == N_TRAIN
+    labels = raw / "train-labels-idx1-ubyte"
+    data = bytearray(labels.read_bytes())
+    data[8] = (data[8] + 1) % 10  # one label, 7 -> 8
+    labels.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte is not what train-labels-idx1-ubyte.gz beside it unpacks to"):
+        load_dataset("mnist", tmp_path)
 
 
 def test_gz_archives_are_checked_against_torchvisions_md5(tmp_path):
