@@ -153,15 +153,9 @@ FIGURE_TEXT = {
     "weights": (
         "weights.png",
         "What the first layer looks for",
-        "Each tile is one unit's 784 input weights laid out as the 28x28 image: red pixels push the unit up, blue push "
-        "it down, white is 0 (each tile on its own scale). Units that learned strokes and edges show smooth blobs; "
-        "tiles that still look like noise barely moved from their random start.",
-    ),
-    "digit-weights": (
-        "weights.png",
-        "What the first layer looks for",
-        "Each tile is one unit's 64 input weights laid out as the 8x8 digit: red pushes the unit up, blue pushes it "
-        "down, white is 0 (one scale for all tiles).",
+        "Each tile is one unit's {inputs} input weights laid out as the {side}x{side} image: red pixels push the unit up, "
+        "blue push it down, white is 0 (each tile on its own scale). Units that learned strokes and edges show smooth "
+        "blobs; tiles that still look like noise barely moved from their random start.",
     ),
     "boundary": (
         "boundary.png",
@@ -213,13 +207,10 @@ def _figures(run: RunRecord, trained: TrainedModel, evaluation: Evaluation, imag
     idx = wrong[: figures.MAX_MISTAKES]
     side = info.image_side
     draws["confusion"] = lambda: figures.confusion(evaluation.confusion, classes)
-    if side != figures.SIDE:  # 8x8 digits: their own tiles, and mistakes enlarged into the 28x28 cells
-        pictures = _enlarged(np.asarray(images[idx].cpu()), side, trained.normalization.scale)
-        tiles_title = tiles_title.replace("28x28", f"{side}x{side}")
-        draws["digit-weights"] = lambda: boundary.digit_tiles(weights[: figures.MAX_TILES], side, tiles_title)
-    else:
-        pictures = np.asarray(images[idx].cpu())
-        draws["weights"] = lambda: figures.weight_tiles(weights, tiles_title, tile_labels)
+    pictures = np.asarray(images[idx].cpu())
+    if side != figures.SIDE:  # 8x8 digits: mistakes enlarged into the 28x28 cells
+        pictures = _enlarged(pictures, side, trained.normalization.scale)
+    draws["weights"] = lambda: figures.weight_tiles(weights, tiles_title.replace("28x28", f"{side}x{side}"), tile_labels, side)
     draws["mistakes"] = lambda: figures.mistakes(
         pictures,
         [classes[i] for i in predictions.labels[idx].tolist()],
@@ -236,8 +227,9 @@ def _described(run: RunRecord, trained: TrainedModel, draws: dict) -> list:
     notes = {"curves": f" The training loss includes label smoothing ({smoothing}), so it stays higher." if smoothing else ""}
     source = "validation images" if trained.config.data.val_size else "training examples (there is no validation split)"
     probe = f"a fixed batch of {run.health[0].probe_images} {source}" if run.health else ""
+    side = trained.dataset.image_side
     return [
-        (file, title, caption.format(probe=probe) + notes.get(key, ""), draw)
+        (file, title, caption.format(probe=probe, side=side, inputs=trained.dataset.in_features) + notes.get(key, ""), draw)
         for key, draw in draws.items()
         if draw is not None
         for file, title, caption in [FIGURE_TEXT[key]]

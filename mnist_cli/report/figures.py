@@ -148,12 +148,12 @@ def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], what: str
     return fig
 
 
-def weight_tiles(weights: np.ndarray, title: str, labels: Sequence[str] | None = None) -> Figure:
-    """Rows of `weights` (units, 784) as 28x28 tiles, each on a diverging scale centred on 0 (up to MAX_TILES).
+def weight_tiles(weights: np.ndarray, title: str, labels: Sequence[str] | None = None, side: int = SIDE) -> Figure:
+    """Rows of `weights` (units, side * side) as tiles, each on a diverging scale centred on 0 (up to MAX_TILES).
 
     One image of all tiles (a mosaic) rather than an axes per tile: the same picture, drawn ~10x faster.
     """
-    weights = np.asarray(weights, dtype=np.float32)[:MAX_TILES].reshape(-1, SIDE, SIDE)
+    weights = np.asarray(weights, dtype=np.float32)[:MAX_TILES].reshape(-1, side, side)
     n = len(weights)
     cols = min(8, n) if n > 10 else min(5, n)
     rows = -(-n // cols)
@@ -175,7 +175,7 @@ def weight_tiles(weights: np.ndarray, title: str, labels: Sequence[str] | None =
         r, c = divmod(i, cols)
         label = labels[i] if labels is not None else f"unit {i + 1}"
         ax.text(
-            c * (SIDE + TILE_GAP) + SIDE / 2, r * (SIDE + TILE_GAP) + TILE_GAP - 1, label, ha="center", va="bottom", fontsize=7
+            c * (side + TILE_GAP) + side / 2, r * (side + TILE_GAP) + TILE_GAP - 1, label, ha="center", va="bottom", fontsize=7
         )
     return fig
 
@@ -203,12 +203,13 @@ def mistakes(
 
 
 def _mosaic(tiles: np.ndarray, rows: int, cols: int, gap: int, top: int) -> np.ndarray:
-    """(n, 28, 28) tiles row by row in a (rows, cols) grid: `gap` NaN pixels between columns, `top` above each row."""
-    height, width = top + SIDE, SIDE + gap
+    """(n, side, side) tiles row by row in a (rows, cols) grid: `gap` NaN pixels between columns, `top` above each row."""
+    side = tiles.shape[-1]
+    height, width = top + side, side + gap
     grid = np.full((rows * height, cols * width - gap), np.nan)
     for i, tile in enumerate(tiles[: rows * cols]):
         r, c = divmod(i, cols)
-        grid[r * height + top : (r + 1) * height, c * width : c * width + SIDE] = tile
+        grid[r * height + top : (r + 1) * height, c * width : c * width + side] = tile
     return grid
 
 
