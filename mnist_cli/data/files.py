@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mnist_cli.data.idx import FIX, idx_layout, unpack_gzip
-from mnist_cli.disk import accepts_new_file
+from mnist_cli.disk import probe_writable
 from mnist_cli.errors import DataError
 
 CACHE_ENV = "MNIST_CACHE_DIR"
@@ -43,8 +43,10 @@ def working_root(cls: type, root: Path) -> Path:
     names = [name for name, _ in cls.resources]
     if all((raw / n.removesuffix(".gz")).is_file() for n in names):
         return root
-    if not any((raw / n).is_file() for n in names) and accepts_new_file(raw):
-        return root
+    if not any((raw / n).is_file() for n in names):
+        with contextlib.suppress(OSError):
+            probe_writable(raw)
+            return root
     work = cache_root()
     work_raw = ds_raw_folder(cls, work)
     try:

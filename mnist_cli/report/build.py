@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +40,8 @@ class Report:
     mistakes: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_dir": str(self.run_dir),
-            "checkpoint": str(self.checkpoint),
-            "out_dir": str(self.out_dir),
-            "html": str(self.html),
-            "files": [str(p) for p in self.files],
-            "verdicts": [v.as_dict() for v in self.verdicts],
-            "test_accuracy": self.test_accuracy,
-            "test_images": self.test_images,
-            "mistakes": self.mistakes,
-        }
+        """Plain JSON types: paths as strings."""
+        return json.loads(json.dumps(asdict(self), default=str))
 
 
 def build_report(path: Path | str, out: Path | None = None, root: Path | None = None) -> Report:
