@@ -89,6 +89,7 @@ def digit_image(path: Path, index: int) -> tuple[Path, int]:
     return path, int(labels[index])
 
 
+@pytest.mark.slow  # trains on the real MNIST (real_checkpoint)
 def test_predict_uses_the_newest_checkpoint_and_says_which(real_checkpoint, tmp_path):
     root = Path(os.environ["MNIST_CHECKPOINT_DIR"]) / "run"
     root.mkdir(parents=True)
@@ -101,6 +102,7 @@ def test_predict_uses_the_newest_checkpoint_and_says_which(real_checkpoint, tmp_
     assert row["prediction"] == label and len(row["top_k"]) == 3
 
 
+@pytest.mark.slow
 def test_predict_reports_bad_files_and_still_predicts_the_rest(real_checkpoint, tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     good, label = digit_image(tmp_path / "two.png", 1)
