@@ -129,7 +129,6 @@ def test_unpacked_files_are_read_without_torchvision_and_match_it(synthetic_root
     assert test.images.shape == (200, 28, 28) and test.labels.dtype == torch.int64
 
 
-
 def corrupt_copy(tmp_path: Path, synthetic_root: Path, name: str, change) -> Path:
     root = tmp_path / "data"
     shutil.copytree(synthetic_root, root)
