@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 from io import BytesIO
@@ -223,6 +224,9 @@ def test_report_deletes_only_figures_an_earlier_report_wrote(run_dir, tmp_path):
     assert invoke("report", run_dir, "--out", tmp_path).exit_code == 0
     assert (tmp_path / "boundary.png").read_bytes() == b"a user's file"
     assert not (tmp_path / "hidden-units.png").exists()
+    (tmp_path / "report.md").unlink()
+    os.mkfifo(tmp_path / "report.md")  # someone else's run folder: a FIFO is named, never read (it would not end)
+    assert invoke("report", run_dir, "--out", tmp_path).exit_code == 0
 
 
 def test_report_md_shows_an_html_run_name_as_text(run_dir, tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 
 from mnist_cli.config import data_root
 from mnist_cli.data.datasets import load_split
-from mnist_cli.disk import atomic_write
+from mnist_cli.disk import atomic_write, unreadable_file
 from mnist_cli.errors import CheckpointError, MnistError, SaveError
 from mnist_cli.evaluate import Evaluation, predict_split, summarize
 from mnist_cli.inference.trained import TrainedModel, load_trained
@@ -107,10 +107,11 @@ def _out_dir(run: RunRecord, out: Path | None) -> Path:
 
 def _earlier_figures(out_dir: Path) -> set[str]:
     """The figures an earlier report wrote here, as its report.md links them: the only files ever deleted."""
-    try:
-        text = (out_dir / MARKDOWN).read_text(encoding="utf-8", errors="replace")
-    except OSError:
+    path = out_dir / MARKDOWN
+    if unreadable_file(path):  # none, or not a regular file (a FIFO would never end)
         return set()
+    with open(path, "rb") as f:
+        text = f.read(1 << 20).decode("utf-8", errors="replace")
     known = {file for file, *_ in FIGURE_TEXT.values()}
     return {name for name in re.findall(r"\]\(([^)]+\.png)\)$", text, re.M) if name in known}
 
