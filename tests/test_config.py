@@ -54,18 +54,6 @@ def test_set_overrides_file(tmp_path):
     assert (cfg.model.width, cfg.train.epochs) == (64, 1)
 
 
-def test_unknown_key_suggests_the_right_one():
-    with pytest.raises(ConfigError) as e:
-        validate({"model": {"widht": 3}})
-    assert e.value.problems == ["model.widht: unknown key (did you mean 'width'?)"]
-
-
-def test_unknown_section_suggests_too():
-    with pytest.raises(ConfigError) as e:
-        validate({"trian": {}})
-    assert "did you mean 'train'" in e.value.problems[0]
-
-
 def test_all_problems_reported_at_once_with_key_paths():
     with pytest.raises(ConfigError) as e:
         validate({"train": {"lr": -1, "optimizer": "adamax", "device": "tpu"}, "model": {"dropout": 1.5}})
@@ -106,9 +94,13 @@ def test_resolved_yaml_round_trips(tmp_path):
         ("train.interval=3", "train.interval: unknown key"),
         ("model.list_x=1", "model.list_x: unknown key"),
         ("model.intt=1", "model.intt: unknown key (did you mean 'init'?)"),
+        ("model.widht=3", "model.widht: unknown key (did you mean 'width'?)"),
+        ("trian={}", "trian: unknown key (did you mean 'train'?)"),
+        ("width=5", "width: unknown key (did you mean 'model.width'?)"),
+        ("model.width=512,256", "model.width: a list is written in brackets, [512,256] (got '512,256')"),
     ],
 )
-def test_unknown_keys_that_look_like_pydantic_tags_keep_their_path(override, expected):
+def test_each_bad_key_or_value_is_one_problem_under_its_own_path_with_a_hint(override, expected):
     with pytest.raises(ConfigError) as e:
         load_config(None, [override])
     assert len(e.value.problems) == 1 and e.value.problems[0].startswith(expected), e.value.problems
@@ -139,19 +131,6 @@ def test_yaml_merge_keys_may_still_override(tmp_path):
 def test_the_schema_defaults_are_the_recommended_recipe():
     # `mnist train` without a config and `--config configs/default.yaml` share checkpoints/default/.
     assert load_config(CONFIG_DIR / "default.yaml") == Config()
-
-
-@pytest.mark.parametrize(
-    ("overrides", "problem"),
-    [
-        (["model.width=512,256"], "model.width: a list is written in brackets, [512,256] (got '512,256')"),
-        (["width=5"], "width: unknown key (did you mean 'model.width'?)"),
-    ],
-)
-def test_a_list_without_brackets_and_a_key_without_its_section_get_a_hint(overrides, problem):
-    with pytest.raises(ConfigError) as e:
-        load_config(None, overrides)
-    assert e.value.problems == [problem]
 
 
 def test_closest_key_finds_the_section_a_key_belongs_to():
