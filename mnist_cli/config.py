@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -14,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from mnist_cli.data.catalog import DATASETS
 from mnist_cli.errors import ConfigError
+from mnist_cli.yaml_files import apply_overrides, describe_errors, nearest_key, read_yaml
+
+__all__ = ["Config", "apply_overrides", "closest_key", "data_root", "load_config", "read_yaml", "to_yaml", "validate"]
 
 DATA_DIR_ENV = "MNIST_DATA_DIR"
 DEVICE_NAMES_HELP = "must be auto, cpu, cuda, cuda:N or mps"
@@ -22,28 +23,6 @@ DEVICE_NAMES_HELP = "must be auto, cpu, cuda, cuda:N or mps"
 def is_device_name(name: str) -> bool:
     """Whether `name` is a device this tool knows how to ask for (whether it exists here is checked later)."""
     return re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name) is not None
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load that refuses a mapping with the same key twice, instead of silently keeping the last."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        # Explicit keys only: a key that overrides one brought in by a `<<` merge is ordinary YAML.
-        explicit = [k for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]
-        keys = [self.construct_object(k, deep=deep) for k in explicit]
-        hashable = [k for k in keys if isinstance(k, Hashable)]
-        for key_node, key in zip(explicit, keys, strict=True):
-            if isinstance(key, Hashable) and hashable.count(key) > 1:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _safe_load(text: str) -> Any:
-    return yaml.load(text, Loader=_UniqueKeyLoader)
-
-
-# YAML aliases can make a small file expand into billions of values, or into a mapping that contains itself.
-MAX_YAML_VALUES = 100_000
 
 
 def _number_kinds(annotation: Any) -> set[type]:
@@ -333,64 +312,6 @@ def data_root(cfg: DataConfig) -> Path:
     return root
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split `a.b=value` into (["a", "b"], parsed YAML value)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError([f"{text!r}: expected KEY.PATH=VALUE"], "--set")
-    try:
-        value = _safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
-        raise ConfigError([f"{key}: value is not valid YAML ({_one_line(e)})"], "--set") from None
-    except RecursionError:
-        raise ConfigError([f"{key}: value is nested too deeply"], "--set") from None
-    _check_size(value, f"--set {key}")
-    return key.strip().split("."), value
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of `raw` with each `a.b=v` override set."""
-    out = _deep_copy(raw)
-    for text in overrides:
-        path, value = parse_override(text)
-        node = out
-        for part in path[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[path[-1]] = value
-    return out
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping from `path`, with errors a user can act on."""
-    from mnist_cli.disk import A_FOLDER, unreadable_file
-
-    problem = unreadable_file(path)
-    if problem == A_FOLDER:
-        raise ConfigError(["is a folder; give a YAML file (such as configs/default.yaml)"], str(path))
-    if problem:
-        raise ConfigError([problem], str(path))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([f"cannot read: {_one_line(e)}"], str(path)) from None
-    try:
-        raw = _safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError([f"invalid YAML: {_one_line(e)}"], str(path)) from None
-    except RecursionError:
-        raise ConfigError(["invalid YAML: nested too deeply"], str(path)) from None
-    _check_size(raw, str(path))
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError([f"expected a mapping of keys at the top, got {type(raw).__name__}"], str(path))
-    return raw
-
-
 def load_config(path: Path | None, overrides: list[str] = ()) -> Config:
     """Build the config from defaults, an optional YAML file and `--set` overrides."""
     raw = read_yaml(path) if path is not None else {}
@@ -402,83 +323,15 @@ def validate(raw: dict[str, Any], source: str = "config") -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError([_describe(err) for err in e.errors()], source) from None
+        raise ConfigError(describe_errors(e.errors(), Config), source) from None
+
+
+def closest_key(key: str) -> str | None:
+    """The dotted key a user probably meant (`width` -> model.width, `model.widht` -> model.width), or None when
+    nothing is close: for messages about keys given outside a config file, such as a sweep's --grid."""
+    return nearest_key(key, Config)
 
 
 def to_yaml(cfg: Config) -> str:
     """The resolved config as YAML, every key written out."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-
-
-def _describe(err: dict[str, Any]) -> str:
-    loc = _key_path(err["loc"], keep_last=err["type"] == "extra_forbidden")
-    key = ".".join(loc) or "(top level)"
-    if err["type"] == "extra_forbidden":
-        return f"{key}: unknown key{_did_you_mean(loc)}"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "finite_number":
-        msg = "must be a finite number"
-    if err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], dict | list):
-        msg += f" (got {err['input']!r})"
-    return f"{key}: {msg}"
-
-
-def _key_path(loc: tuple[Any, ...], keep_last: bool) -> list[str]:
-    """The user's key path in a pydantic error location, without pydantic's own union and validator tags.
-
-    A part is kept when it names a field of the section reached so far, indexes a list, or (for an
-    unknown key) is the last part; tags such as `int`, `list[int]` or `function-after[...]` are not.
-    """
-    model: type[BaseModel] | None = Config
-    path: list[str] = []
-    for i, part in enumerate(loc):
-        is_last = i == len(loc) - 1
-        if isinstance(part, int):
-            path.append(str(part))
-        elif model is not None and part in model.model_fields:
-            path.append(part)
-            annotation = model.model_fields[part].annotation
-            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-        elif is_last and keep_last:
-            path.append(str(part))
-    return path
-
-
-def _did_you_mean(loc: list[str]) -> str:
-    model: type[BaseModel] = Config
-    for part in loc[:-1]:
-        field = model.model_fields.get(part)
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return ""
-        model = annotation
-    known = list(model.model_fields)
-    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6) if loc else []
-    if close:
-        return f" (did you mean {close[0]!r}?)"
-    return f" (known keys: {', '.join(known)})"
-
-
-def _check_size(value: Any, source: str) -> None:
-    """Refuse YAML whose aliases expand past MAX_YAML_VALUES values or loop back into themselves (walked without recursion)."""
-    stack, visited = [value], 0
-    while stack:
-        node = stack.pop()
-        visited += 1
-        if visited > MAX_YAML_VALUES:
-            raise ConfigError(
-                [f"expands to more than {MAX_YAML_VALUES:,} values (YAML aliases, or one that contains itself)"], source
-            )
-        if isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, list | tuple | set):
-            stack.extend(node)
-
-
-def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in raw.items()}
-
-
-def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split())

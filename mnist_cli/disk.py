@@ -63,11 +63,6 @@ def unreadable_file(path: Path) -> str | None:
     return None
 
 
-def temp_name_prefix(path: Path) -> str:
-    """Temporary files for `path` are named `.<name>.<random>.tmp` beside it; only these are ever cleaned up."""
-    return f".{path.name}."
-
-
 def atomic_write(
     path: Path, write: Callable[[IO[bytes]], object], mode: int | None = None, check: Callable[[Path], object] | None = None
 ) -> None:
@@ -80,14 +75,18 @@ def atomic_write(
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=temp_name_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
+        # Named `.<name>.<random>.tmp` beside it: only these are ever cleaned up.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         if check is not None:
             check(Path(tmp))
-        os.chmod(tmp, mode if mode is not None else 0o666 & ~umask())
+        if mode is None:
+            os.umask(mask := os.umask(0))  # the umask is read by setting it and putting it back
+            mode = 0o666 & ~mask
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as e:
         if tmp is not None:
@@ -96,23 +95,9 @@ def atomic_write(
             with contextlib.suppress(OSError):
                 Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):
-            kept = f"the previous {path.name} is intact" if _exists(path) else "nothing was written"
+            kept = f"the previous {path.name} is intact" if os.path.exists(path) else f"{path.name} was not written"
             raise MnistError(f"cannot write {path} ({os_reason(e)}); {kept}") from None
         raise
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except OSError:
-        return False
-
-
-def umask() -> int:
-    """The process's umask (read by setting it and putting it back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def nearest_existing(path: Path) -> Path:
@@ -120,19 +105,10 @@ def nearest_existing(path: Path) -> Path:
     return next(p for p in (path, *Path(path).parents) if p.exists())
 
 
-def accepts_new_file(folder: Path) -> bool:
-    """True if `folder`, or its nearest existing parent, takes a new file; tried, since root ignores modes."""
-    try:
-        probe_writable(folder)
-    except OSError:
-        return False
-    return True
-
-
 def probe_writable(folder: Path) -> Path:
-    """Write and remove a temporary file in `folder` or its nearest existing parent; raise OSError if that fails."""
-    import errno
+    """Write and remove a temporary file in `folder` or its nearest existing parent; raise OSError if that fails.
 
+    Tried, not judged from mode bits: root ignores them."""
     base = nearest_existing(Path(folder))
     if not base.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, f"{base} is a file")

@@ -49,3 +49,13 @@ def _digest(text: str) -> str:
 def folder_name(text: str) -> str:
     """`text` made safe as one folder name; past MAX_NAME_CHARS it is cut and keeps a hash of the whole."""
     return _safe(text, MAX_NAME_CHARS)
+
+
+def layer_number(name: str) -> int:
+    """'hidden.0' -> 1: people count hidden layers from 1; any other layer ('output') sorts after them."""
+    return int(name.removeprefix("hidden.")) + 1 if name.startswith("hidden.") else 1 << 30
+
+
+def layer_label(name: str) -> str:
+    """'hidden.0' -> 'layer 1'; 'output' stays."""
+    return f"layer {layer_number(name)}" if name.startswith("hidden.") else name

@@ -9,18 +9,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import sign
+from conftest import invoke, sign
 from PIL import Image
-from typer.testing import CliRunner
 
-from mnist_cli.cli import app
-
-runner = CliRunner()
 MNIST = [sys.executable, "-m", "mnist_cli"]
-
-
-def invoke(*args, **kwargs):
-    return runner.invoke(app, [str(a) for a in args], **kwargs)
 
 
 def digit(path):

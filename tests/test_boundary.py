@@ -5,18 +5,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from conftest import write_config
+from conftest import invoke, write_config
 from matplotlib.figure import Figure
-from typer.testing import CliRunner
 
-from mnist_cli.cli import app
 from mnist_cli.config import load_config
 from mnist_cli.data.small import truth_table
 from mnist_cli.inference.trained import load_trained
 from mnist_cli.report.boundary import dataset_figures, input_grid
 from mnist_cli.training.loop import train
 
-runner = CliRunner()
 XOR = dict(
     data={"dataset": "xor", "val_size": 0},
     model={"depth": 1, "width": 3, "activation": "sigmoid", "init": "uniform01"},
@@ -45,15 +42,20 @@ def torch_points():
 
 def test_mnist_report_draws_the_boundary_for_xor_and_8x8_tiles_for_digits(tmp_path):
     train(load_config(write_config(tmp_path / "x.yaml", **XOR)), tmp_path / "xor")
-    r = runner.invoke(app, ["report", str(tmp_path / "xor"), "--json"])
+    r = invoke("report", tmp_path / "xor", "--json")
     assert r.exit_code == 0, r.output
     files = {p.rsplit("/", 1)[-1] for p in json.loads(r.stdout)["files"]}
     assert {"boundary.png", "hidden-units.png", "curves.png"} <= files and "mistakes.png" not in files
     assert "weights.png" not in files
+    # What the captions say is true of a truth table: no validation split, no digits, an MSE loss if it trained on one.
+    page = (tmp_path / "xor" / "report" / "report.md").read_text()
+    assert "validation images" not in page and "digit" not in page, page
+    if (tmp_path / "xor" / "health.jsonl").exists():
+        assert "taken from the training step" in page and "4 training examples (there is no validation split)" in page
 
     digits = dict(data={"dataset": "digits", "val_size": 144}, train={"epochs": 2, "batch_size": 256})
     train(load_config(write_config(tmp_path / "d.yaml", **digits)), tmp_path / "digits")
-    r = runner.invoke(app, ["report", str(tmp_path / "digits"), "--json"])
+    r = invoke("report", tmp_path / "digits", "--json")
     assert r.exit_code == 0, r.output
     files = {p.rsplit("/", 1)[-1] for p in json.loads(r.stdout)["files"]}
     assert {"weights.png", "mistakes.png"} <= files and "boundary.png" not in files

@@ -10,7 +10,7 @@ import torch
 from conftest import assert_clean_error, invoke, sign
 
 from mnist_cli.checkpoint import FORMAT_VERSION, load_checkpoint
-from mnist_cli.data.datasets import MNIST_MEAN, MNIST_STD
+from mnist_cli.data.catalog import MNIST_MEAN, MNIST_STD
 from mnist_cli.inference.trained import load_trained
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,10 @@ import pytest
 import torch
 from conftest import REAL_DATA, assert_clean_error, invoke
 from digit_styles import large_black_on_white, read_mnist_test
+from rich.console import Console
 
+from mnist_cli.cli.evaluate import truth_table_view
+from mnist_cli.evaluate import TableRow
 from mnist_cli.training.rundir import RunDir
 
 
@@ -62,27 +66,17 @@ def test_progress_is_plain_lines_when_not_a_terminal(tiny_config, tmp_path):
     assert "\r" not in r.stderr and "\x1b[" not in r.stderr
 
 
-def test_eval_json_matches_the_training_report(trained_checkpoint):
-    r = invoke("eval", trained_checkpoint, "--json", "--device", "cpu")
-    assert r.exit_code == 0, r.output
-    result = json.loads(r.stdout)
+def test_eval_reproduces_the_training_report_on_test_and_val_and_renders_tables(trained_checkpoint):
     stored = torch.load(trained_checkpoint, weights_only=True)["metrics"]
+    test, val, tables = (
+        invoke("eval", trained_checkpoint, *a) for a in (["--json", "--device", "cpu"], ["--split", "val", "--json"], [])
+    )
+    assert (test.exit_code, val.exit_code, tables.exit_code) == (0, 0, 0), test.output + val.output + tables.output
+    result = json.loads(test.stdout)
     assert result["accuracy"] == pytest.approx(stored["test_accuracy"])
-    assert result["n"] == 200 and len(result["per_class"]) == 10
-    assert sum(map(sum, result["confusion"])) == 200
-
-
-def test_eval_on_val_split_reproduces_the_validation_accuracy(trained_checkpoint):
-    r = invoke("eval", trained_checkpoint, "--split", "val", "--json")
-    assert r.exit_code == 0, r.output
-    stored = torch.load(trained_checkpoint, weights_only=True)["metrics"]
-    assert json.loads(r.stdout)["accuracy"] == pytest.approx(stored["val_accuracy"])
-
-
-def test_eval_renders_tables(trained_checkpoint):
-    r = invoke("eval", trained_checkpoint)
-    assert r.exit_code == 0, r.output
-    assert "per-class accuracy" in r.stdout and "confusion matrix" in r.stdout
+    assert result["n"] == 200 and len(result["per_class"]) == 10 and sum(map(sum, result["confusion"])) == 200
+    assert json.loads(val.stdout)["accuracy"] == pytest.approx(stored["val_accuracy"])
+    assert "per-class accuracy" in tables.stdout and "confusion matrix" in tables.stdout
 
 
 def digit_image(path: Path, index: int) -> tuple[Path, int]:
@@ -95,6 +89,7 @@ def digit_image(path: Path, index: int) -> tuple[Path, int]:
     return path, int(labels[index])
 
 
+@pytest.mark.slow  # trains on the real MNIST (real_checkpoint)
 def test_predict_uses_the_newest_checkpoint_and_says_which(real_checkpoint, tmp_path):
     root = Path(os.environ["MNIST_CHECKPOINT_DIR"]) / "run"
     root.mkdir(parents=True)
@@ -107,6 +102,7 @@ def test_predict_uses_the_newest_checkpoint_and_says_which(real_checkpoint, tmp_
     assert row["prediction"] == label and len(row["top_k"]) == 3
 
 
+@pytest.mark.slow
 def test_predict_reports_bad_files_and_still_predicts_the_rest(real_checkpoint, tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     good, label = digit_image(tmp_path / "two.png", 1)
@@ -142,3 +138,12 @@ def test_user_mistakes_exit_2_without_traceback(args, message, trained_checkpoin
     if torch.cuda.device_count() > 7:
         pytest.skip("this machine really has cuda:7")
     assert_clean_error(invoke(*[a.replace("{ckpt}", str(trained_checkpoint)) for a in args]), message)
+
+
+def test_a_truth_table_at_p_one_half_says_each_answer_is_a_tie():
+    rows = [TableRow([0, 0], 0, 1, [0.5, 0.5]), TableRow([1, 1], 0, 0, [0.9, 0.1])]
+    buf = StringIO()
+    Console(file=buf, width=80).print(truth_table_view(rows, "xor"))
+    lines = buf.getvalue().splitlines()
+    assert [line.split("│")[5].strip() for line in lines if line.startswith("│")] == ["1 (tie)", "0"], lines
+    assert "(tie): P(1) = P(0), the output is a coin toss" in buf.getvalue()

@@ -54,18 +54,6 @@ def test_set_overrides_file(tmp_path):
     assert (cfg.model.width, cfg.train.epochs) == (64, 1)
 
 
-def test_unknown_key_suggests_the_right_one():
-    with pytest.raises(ConfigError) as e:
-        validate({"model": {"widht": 3}})
-    assert e.value.problems == ["model.widht: unknown key (did you mean 'width'?)"]
-
-
-def test_unknown_section_suggests_too():
-    with pytest.raises(ConfigError) as e:
-        validate({"trian": {}})
-    assert "did you mean 'train'" in e.value.problems[0]
-
-
 def test_all_problems_reported_at_once_with_key_paths():
     with pytest.raises(ConfigError) as e:
         validate({"train": {"lr": -1, "optimizer": "adamax", "device": "tpu"}, "model": {"dropout": 1.5}})
@@ -106,9 +94,13 @@ def test_resolved_yaml_round_trips(tmp_path):
         ("train.interval=3", "train.interval: unknown key"),
         ("model.list_x=1", "model.list_x: unknown key"),
         ("model.intt=1", "model.intt: unknown key (did you mean 'init'?)"),
+        ("model.widht=3", "model.widht: unknown key (did you mean 'width'?)"),
+        ("trian={}", "trian: unknown key (did you mean 'train'?)"),
+        ("width=5", "width: unknown key (did you mean 'model.width'?)"),
+        ("model.width=512,256", "model.width: a list is written in brackets, [512,256] (got '512,256')"),
     ],
 )
-def test_unknown_keys_that_look_like_pydantic_tags_keep_their_path(override, expected):
+def test_each_bad_key_or_value_is_one_problem_under_its_own_path_with_a_hint(override, expected):
     with pytest.raises(ConfigError) as e:
         load_config(None, [override])
     assert len(e.value.problems) == 1 and e.value.problems[0].startswith(expected), e.value.problems
@@ -131,7 +123,7 @@ def test_yaml_merge_keys_may_still_override(tmp_path):
     path = tmp_path / "merge.yaml"
     path.write_text("model: &base {depth: 1, width: 8}\ntrain:\n  epochs: 2\n")
     assert load_config(path).model.hidden_widths == [8]
-    from mnist_cli.config import _safe_load
+    from mnist_cli.yaml_files import safe_load as _safe_load
 
     assert _safe_load("a: &x {b: 1}\nc:\n  <<: *x\n  b: 2\n") == {"a": {"b": 1}, "c": {"b": 2}}
 
@@ -139,3 +131,24 @@ def test_yaml_merge_keys_may_still_override(tmp_path):
 def test_the_schema_defaults_are_the_recommended_recipe():
     # `mnist train` without a config and `--config configs/default.yaml` share checkpoints/default/.
     assert load_config(CONFIG_DIR / "default.yaml") == Config()
+
+
+def test_closest_key_finds_the_section_a_key_belongs_to():
+    from mnist_cli.config import closest_key
+
+    assert [closest_key(k) for k in ("width", "model.widht", "train.lr", "nonsense")] == [
+        "model.width",
+        "model.width",
+        "train.lr",
+        None,
+    ]
+
+
+def test_an_image_given_as_config_is_not_a_yaml_file_and_a_near_name_is_suggested(tmp_path):
+    (tmp_path / "seven.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (tmp_path / "default.yaml").write_text("seed: 1\n")
+    with pytest.raises(ConfigError, match=r"not a YAML file: it is not text \(byte 0x89 at 0\)"):
+        load_config(tmp_path / "seven.png")
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path / "default.yml")
+    assert e.value.problems == [f"no such file (did you mean {tmp_path / 'default.yaml'}?)"]

@@ -8,17 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import invoke
 from PIL import Image
-from typer.testing import CliRunner
 
-from mnist_cli.cli import app
-
-runner = CliRunner()
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def train_json(*args) -> dict:
@@ -38,7 +31,6 @@ def test_xor_with_one_hidden_layer_learns_all_four_points(tmp_path):
     out = tmp_path / "xor"
     result = train_json("-c", CONFIGS / "tutorial-xor.yaml", "--out", out)
     assert result["test_accuracy"] == 1.0 and result["epochs"] == 10000
-    assert result["train_seconds"] < 60, result  # "seconds": 10,000 epochs measured ~6 s on a shared 2-core CPU
     # 10,000 epochs commit every 100th: 100 metrics rows, not 10,000 validations and checkpoint writes.
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == list(range(100, 10001, 100))
@@ -57,7 +49,7 @@ def test_xor_with_one_hidden_layer_learns_all_four_points(tmp_path):
 def test_xor_without_a_hidden_layer_cannot_get_all_four(tmp_path):
     # A linear model separates the plane with one line: no epoch count fixes that, so a short run shows it.
     result = train_json("-c", CONFIGS / "tutorial-xor.yaml", "--depth", "0", "--epochs", "1000", "--out", tmp_path / "x0")
-    assert result["test_accuracy"] <= 0.75
+    assert result["test_accuracy"] == 0.75  # 3 of 4 at best, as one line can do
     r = invoke("eval", tmp_path / "x0" / "best.pt")
     assert r.exit_code == 0 and "wrong" in r.stdout, r.output
 
@@ -108,11 +100,11 @@ def test_predict_refuses_a_truth_table_checkpoint_in_one_line(tmp_path):
     assert "and truth table: predict takes no images" in r.stderr and "mnist eval" in r.stderr
 
 
-@pytest.mark.parametrize("name", ["xor", "and", "or"])
-def test_every_truth_table_trains_and_evaluates_through_the_cli(name, tmp_path):
+@pytest.mark.parametrize(("name", "accuracy"), [("xor", 0.5), ("and", 0.75), ("or", 0.75)])
+def test_every_truth_table_trains_and_evaluates_through_the_cli(name, accuracy, tmp_path):
     result = train_json(
         "-c", CONFIGS / "tutorial-xor.yaml", "--set", f"data.dataset={name}", "--epochs", "20", "--out", tmp_path / name
     )
-    assert result["val_accuracy"] is None and 0 <= result["test_accuracy"] <= 1
+    assert (result["val_accuracy"], result["test_accuracy"]) == (None, accuracy)  # 20 epochs: still on its way
     r = invoke("eval", tmp_path / name / "best.pt", "--split", "val")
     assert r.exit_code == 2 and "no validation split" in r.stderr, r.output

@@ -13,7 +13,9 @@ from PIL import Image
 from rich.console import Console
 
 from mnist_cli.checkpoint import save_checkpoint
-from mnist_cli.cli.ui import TrainReporter, render_evaluation, render_predictions
+from mnist_cli.cli.evaluate import evaluation_views
+from mnist_cli.cli.ui import TrainReporter, render_predictions
+from mnist_cli.evaluate import Evaluation
 from mnist_cli.inference.predict import Prediction
 
 # Rich markup, an emoji code and a markup escape: each must come out exactly as written.
@@ -30,15 +32,16 @@ def text_of(buf: StringIO) -> str:
     return ANSI.sub("", buf.getvalue())
 
 
-def evaluation(n_classes: int) -> dict:
+def evaluation(n_classes: int) -> Evaluation:
     confusion = [[5 if i == j else i for j in range(n_classes)] for i in range(n_classes)]
     per_class = [row[i] / sum(row) for i, row in enumerate(confusion)]
-    return {"n": sum(map(sum, confusion)), "accuracy": 0.9, "loss": 0.25, "per_class": per_class, "confusion": confusion}
+    return Evaluation(accuracy=0.9, loss=0.25, n=sum(map(sum, confusion)), per_class=per_class, confusion=confusion)
 
 
 def test_eval_tables_print_class_names_as_written_and_use_them_as_matrix_headers():
     console, buf = terminal()
-    render_evaluation(console, evaluation(len(HOSTILE)), HOSTILE, "test split")
+    for view in evaluation_views(evaluation(len(HOSTILE)), HOSTILE, "test split"):
+        console.print(view)
     out = text_of(buf)
     per_class, confusion = out.split("per-class accuracy")[1].split("confusion matrix")
     for name in HOSTILE:

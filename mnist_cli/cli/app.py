@@ -11,54 +11,34 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperArgument, TyperOption
+from typer.core import TyperArgument, TyperCommand, TyperOption
 
 from mnist_cli import __version__
 from mnist_cli.errors import ConfigError, MnistError
 
 
-class _Flag(TyperOption):
-    """A flag takes no value, so its help shows none (typer 0.29 labels every option with a type: `--dry-run <bool>`)."""
+def _shown_plainly(params: list[Any]) -> list[Any]:
+    """Flags shown as flags and arguments by name in `--help`, through click's own `metavar` (display only).
 
-    def display_type_rich(self, ctx: typer.Context) -> str | None:
-        return None
-
-
-class _Named(TyperArgument):
-    """An argument shown by its name, CHECKPOINT or [CONFIG] or IMAGES... (typer 0.29 prints `{checkpoint}`)."""
-
-    @property
-    def display_name_raw(self) -> str:
-        return self.metavar or (self.name or "").upper()
-
-    def _label(self) -> str:
-        return self.display_name_raw
-
-    def _usage_display_name(self) -> str:
-        name = self._label() if self.required else f"[{self._label()}]"
-        return name + ("..." if self.nargs != 1 else "")
-
-    def _rich_display_name(self) -> str:
-        return self._label() + ("..." if self.nargs != 1 else "")
-
-    def display_type_rich(self, ctx: typer.Context) -> str | None:
-        return None
-
-
-def _honest_help(params: list[Any]) -> list[Any]:
-    """Flags shown as flags and arguments by name, in `--help` and usage lines; every command gets this, new ones too.
-
-    typer 0.29 (which carries its own copy of click, so the installed click's version plays no part) renders a type
-    label beside every option and wraps arguments in braces; its help then says `--dry-run <bool>`, which reads as if
-    the flag took a value (`--dry-run true` fails with "unexpected extra argument"). Swapping in the two small
-    subclasses above changes only how a parameter is shown, never how it is parsed.
+    typer 0.29 labels every option with a type, so a flag would read `--dry-run <bool>` as if it took a value, and
+    names arguments by their Python parameter (`{checkpoint}`).
     """
     for param in params:
-        if type(param) is TyperOption and param.is_flag:
-            param.__class__ = _Flag
-        elif type(param) is TyperArgument:
-            param.__class__ = _Named
+        if isinstance(param, TyperOption) and param.is_flag:
+            param.metavar = ""
+        elif isinstance(param, TyperArgument) and param.metavar is None:
+            param.metavar = (param.name or "").upper()
     return params
+
+
+class MnistCommand(TyperCommand):
+    """A command whose help shows flags plainly and whose usage writes a required argument bare (`eval CHECKPOINT`)."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        return _shown_plainly(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        return [piece.replace("{", "").replace("}", "") for piece in super().collect_usage_pieces(ctx)]
 
 
 def _reader_went_away(e: BaseException) -> bool:
@@ -67,19 +47,13 @@ def _reader_went_away(e: BaseException) -> bool:
 
 
 class MnistGroup(typer.core.TyperGroup):
-    """Every command, but help that shows flags as flags, and a closed stdout ends it quietly with exit 141.
+    """Every command; a closed stdout ends it quietly with exit 141.
 
     typer itself, and rich's console, would exit 1 when the reader of the output goes away (`mnist eval X | head -1`).
     """
 
     def get_params(self, ctx: typer.Context) -> list[Any]:
-        return _honest_help(super().get_params(ctx))
-
-    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
-        command = super().get_command(ctx, cmd_name)
-        if command is not None:
-            _honest_help(command.get_params(ctx))
-        return command
+        return _shown_plainly(super().get_params(ctx))
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:

@@ -7,10 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from mnist_cli.cli.app import app, print_json, user_errors
+from mnist_cli.cli.app import print_json, user_errors
 
 
-@app.command("compare")
 def compare(
     runs: Annotated[
         list[Path], typer.Argument(help="Two or more run folders written by `mnist train` (or checkpoints in them).")

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.table import Column, Table
+from rich.text import Text
 
-from mnist_cli.cli.app import app, print_json, printable, user_errors
+from mnist_cli.cli.app import print_json, printable, user_errors
 from mnist_cli.cli.completion import DEVICE_METAVAR, complete_checkpoint, complete_device
+
+if TYPE_CHECKING:
+    from mnist_cli.evaluate import Evaluation, TableRow
 
 
 class EvalSplit(str, Enum):
@@ -17,7 +22,6 @@ class EvalSplit(str, Enum):
     val = "val"
 
 
-@app.command("eval")
 def evaluate_checkpoint(
     checkpoint: Annotated[
         Path,
@@ -58,17 +62,52 @@ def evaluate_checkpoint(
         root = data_root_option or data_root(cfg.data)
         data = load_split(cfg.data.dataset, root, split.value, cfg.data.val_size, cfg.seed).to(trained.device)
         per_example = predict_split(trained.model, data, trained.normalization)
-        result = summarize(per_example, len(trained.classes)).as_dict()
+        result = summarize(per_example, len(trained.classes))
         table = truth_table(data, per_example) if trained.dataset.kind == "table" else None
-        if table is not None:
-            result["truth_table"] = [row.as_dict() for row in table]
     if as_json:
-        print_json(result)
+        print_json({**result.as_dict(), **({"truth_table": [row.as_dict() for row in table]} if table else {})})
         return
-    from mnist_cli.cli.ui import consoles, render_evaluation, render_truth_table
+    from mnist_cli.cli.ui import consoles
 
     stdout, _ = consoles()
     stdout.print(printable(f"{checkpoint} on the {split.value} split"), markup=False, soft_wrap=True)
     if table is not None:
-        render_truth_table(stdout, table, cfg.data.dataset)
-    render_evaluation(stdout, result, trained.classes, f"{split.value} split")
+        stdout.print(truth_table_view(table, cfg.data.dataset))
+    for view in evaluation_views(result, trained.classes, f"{split.value} split"):
+        stdout.print(view)
+
+
+def evaluation_views(result: Evaluation, classes: list[str], title: str) -> list[Table]:
+    """Accuracy and loss, per-class accuracy, and the confusion matrix as tables.
+
+    Class names come from the checkpoint, so they are Text: `[/]` in a name is printed, never parsed as markup.
+    """
+    names = [Text(printable(name)) for name in classes]
+    summary = Table(title=Text(title))
+    for col in ("images", "accuracy", "loss"):
+        summary.add_column(col, justify="right")
+    summary.add_row(f"{result.n:,}", f"{result.accuracy:.2%}", f"{result.loss:.4f}")
+    per_class = Table("class", Column("images", justify="right"), Column("accuracy", justify="right"), title="per-class accuracy")
+    for name, row, acc in zip(names, result.confusion, result.per_class, strict=True):
+        per_class.add_row(name, f"{sum(row):,}", "n/a" if acc is None else f"{acc:.2%}")
+    confusion = Table(Column("", style="bold"), *(Column(n, justify="right") for n in names))
+    confusion.title = "confusion matrix (rows: true, columns: predicted)"
+    for i, (name, row) in enumerate(zip(names, result.confusion, strict=True)):
+        confusion.add_row(name, *(Text(str(v), style="bold") if i == j else (str(v) if v else "·") for j, v in enumerate(row)))
+    return [summary, per_class, confusion]
+
+
+def truth_table_view(rows: list[TableRow], name: str) -> Table:
+    """The four points of a truth table: inputs, the target, the network's P(1) and its answer; a tie is said so."""
+    centred = [Column(name, justify="center") for name in ("a", "b", "target")]
+    table = Table(
+        *centred, Column("P(1)", justify="right"), Column("output", justify="center"), "", title=Text(f"{name} truth table")
+    )
+    for row in rows:
+        tie = round(row.probabilities[1], 4) == 0.5  # shown as 0.5000: which class wins is rounding noise
+        mark = Text("ok", style="green") if row.prediction == row.target else Text("wrong", style="bold red")
+        output = f"{row.prediction} (tie)" if tie else str(row.prediction)
+        table.add_row(*(str(v) for v in row.inputs), str(row.target), f"{row.probabilities[1]:.4f}", output, mark)
+        if tie:
+            table.caption = "(tie): P(1) = P(0), the output is a coin toss"
+    return table

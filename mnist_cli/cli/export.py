@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mnist_cli.cli.app import app, print_json, printable, user_errors
+from mnist_cli.cli.app import print_json, printable, user_errors
 from mnist_cli.cli.completion import complete_checkpoint
 
 
@@ -17,7 +17,6 @@ class ExportFormat(str, Enum):
     torchscript = "torchscript"
 
 
-@app.command("export")
 def export(
     checkpoint: Annotated[
         Path,

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from mnist_cli.cli.app import USER_ERROR, app, print_json, printable, user_errors
+from mnist_cli.cli.app import USER_ERROR, print_json, printable, user_errors
 from mnist_cli.cli.completion import DEVICE_METAVAR, complete_checkpoint, complete_device
 from mnist_cli.errors import MnistError
 
@@ -20,7 +20,6 @@ class InvertChoice(str, Enum):
     no = "no"
 
 
-@app.command()
 def predict(
     images: Annotated[
         list[str], typer.Argument(help="Image files, folders (every image inside), globs, or - for one image on stdin.")

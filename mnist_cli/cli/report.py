@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from mnist_cli.cli.app import app, print_json, user_errors
+from mnist_cli.cli.app import print_json, user_errors
 
 
-@app.command("report")
 def report(
     run: Annotated[Path, typer.Argument(help="A run folder written by `mnist train`, or a checkpoint inside one.")],
     out: Annotated[Path | None, typer.Option(help="Where to write the report (default: <run folder>/report/).")] = None,
@@ -31,45 +30,24 @@ def report(
     if as_json:
         print_json(result.as_dict())
         return
+    from rich.text import Text
+
     from mnist_cli.cli.ui import consoles
-
-    stdout, _ = consoles()
-    render_report(stdout, result.as_dict())
-
-
-def render_report(console: Any, result: dict[str, Any]) -> None:
-    """The verdicts, then what was written and where: plain text, coloured on a terminal."""
-    from rich.text import Text
-
-    wrong = round((1 - result["test_accuracy"]) * result["test_images"])
-    lines = [
-        Text(f"{result['run_dir']}: test accuracy {result['test_accuracy']:.2%} ({wrong:,} of {result['test_images']:,} wrong)")
-    ]
-    lines += verdict_lines(result["verdicts"])
-    figures = sum(1 for f in result["files"] if f.endswith(".png"))
-    lines.append(Text(f"wrote {figures} figures, report.html and report.md to {result['out_dir']}"))
-    lines.append(Text.assemble("report: ", (result["html"], "bold")))
-    for line in lines:
-        console.print(line, soft_wrap=True)
-
-
-SEVERITY_STYLES = {"error": "bold red", "warning": "bold yellow", "info": "bold blue"}
-
-
-def verdict_lines(verdicts: list[dict[str, Any]]) -> list[Any]:
-    """Each verdict as 'severity: message', then its evidence and suggestion indented beneath."""
-    from rich.text import Text
-
     from mnist_cli.report.pages import evidence_text
 
-    if not verdicts:
-        return [Text("no warnings: nothing in this run's records crossed a threshold")]
-    lines = []
-    for v in verdicts:
-        severity = str(v.get("severity", ""))
-        lines.append(Text.assemble((severity, SEVERITY_STYLES.get(severity, "bold")), f": {v.get('message', '')}"))
-        if evidence := evidence_text(v.get("evidence")):
-            lines.append(Text(f"    evidence: {evidence}"))
-        if v.get("suggestion"):
-            lines.append(Text(f"    suggestion: {v['suggestion']}"))
-    return lines
+    stdout, _ = consoles()
+    wrong = f"{result.mistakes:,} of {result.test_images:,} wrong"
+    lines = [Text(f"{result.run_dir}: test accuracy {result.test_accuracy:.2%} ({wrong})")]
+    for v in result.verdicts:
+        lines.append(Text.assemble((v.severity, SEVERITY_STYLES[v.severity]), f": {v.message}"))
+        lines += [Text(f"    evidence: {evidence_text(v.evidence)}"), Text(f"    suggestion: {v.suggestion}")]
+    if not result.verdicts:
+        lines.append(Text("no warnings: nothing in this run's records crossed a threshold"))
+    figures = sum(1 for f in result.files if f.suffix == ".png")
+    lines.append(Text(f"wrote {figures} figures, report.html and report.md to {result.out_dir}"))
+    lines.append(Text.assemble("report: ", (str(result.html), "bold")))
+    for line in lines:
+        stdout.print(line, soft_wrap=True)
+
+
+SEVERITY_STYLES = {"warning": "bold yellow", "info": "bold blue"}

@@ -10,11 +10,10 @@ from typing import Annotated
 
 import typer
 
-from mnist_cli.cli.app import app, user_errors
+from mnist_cli.cli.app import user_errors
 from mnist_cli.errors import MnistError
 
 
-@app.command()
 def serve(
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", "-m", help="A best.pt; default: the newest checkpoints/**/best.pt.")

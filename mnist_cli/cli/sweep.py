@@ -8,10 +8,9 @@ from typing import Annotated
 
 import typer
 
-from mnist_cli.cli.app import INTERRUPTED, USER_ERROR, app, print_json, user_errors
+from mnist_cli.cli.app import INTERRUPTED, USER_ERROR, print_json, user_errors
 
 
-@app.command()
 def sweep(
     grid: Annotated[
         list[str] | None,

@@ -8,12 +8,11 @@ from typing import Annotated
 
 import typer
 
-from mnist_cli.cli.app import INTERRUPTED, app, print_json, user_errors
+from mnist_cli.cli.app import INTERRUPTED, print_json, user_errors
 from mnist_cli.cli.completion import DEVICE_METAVAR, complete_checkpoint, complete_config, complete_device
 from mnist_cli.errors import MnistError
 
 
-@app.command()
 def train(
     config_argument: Annotated[
         Path | None,

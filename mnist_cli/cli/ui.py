@@ -166,50 +166,6 @@ def render_train_result(console: Console, result: dict[str, Any]) -> None:
     console.print(Text(text), soft_wrap=True)
 
 
-def render_evaluation(console: Console, result: dict[str, Any], classes: list[str], title: str) -> None:
-    """Accuracy and loss, per-class accuracy, and the confusion matrix as tables.
-
-    Class names come from the checkpoint, so they are Text: `[/]` in a name is printed, never parsed as markup.
-    """
-    summary = Table(title=Text(title), show_header=True)
-    for col in ("images", "accuracy", "loss"):
-        summary.add_column(col, justify="right")
-    summary.add_row(f"{result['n']:,}", f"{result['accuracy']:.2%}", f"{result['loss']:.4f}")
-    console.print(summary)
-
-    per_class = Table(title="per-class accuracy")
-    per_class.add_column("class")
-    per_class.add_column("images", justify="right")
-    per_class.add_column("accuracy", justify="right")
-    for name, row, acc in zip(classes, result["confusion"], result["per_class"], strict=True):
-        per_class.add_row(Text(printable(name)), f"{sum(row):,}", "n/a" if acc is None else f"{acc:.2%}")
-    console.print(per_class)
-
-    confusion = Table(title="confusion matrix (rows: true, columns: predicted)")
-    confusion.add_column("", style="bold")
-    for name in classes:
-        confusion.add_column(Text(printable(name)), justify="right")
-    for i, (name, row) in enumerate(zip(classes, result["confusion"], strict=True)):
-        cells = (Text(str(v), style="bold") if i == j else (str(v) if v else "·") for j, v in enumerate(row))
-        confusion.add_row(Text(printable(name)), *cells)
-    console.print(confusion)
-
-
-def render_truth_table(console: Console, rows: list[Any], name: str) -> None:
-    """The four points of a truth table: inputs, the target, the network's P(1) and its answer."""
-    table = Table(title=Text(f"{name} truth table"))
-    for col in ("a", "b", "target"):
-        table.add_column(col, justify="center")
-    table.add_column("P(1)", justify="right")
-    table.add_column("output", justify="center")
-    table.add_column("")
-    for row in rows:
-        ok = row.prediction == row.target
-        mark = Text("ok", style="green") if ok else Text("wrong", style="bold red")
-        table.add_row(*(str(v) for v in row.inputs), str(row.target), f"{row.probabilities[1]:.4f}", str(row.prediction), mark)
-    console.print(table)
-
-
 SHADES = " ░▒▓█"  # plain-text block art: 5 levels, each pixel two characters wide so digits keep their shape
 
 

@@ -12,8 +12,6 @@ from typing import Literal
 from mnist_cli.errors import DataError
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
-KMNIST_MEAN, KMNIST_STD = 0.1918, 0.3483
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 
 # The truth tables: the four (a, b) points in this order, and each table's output for them.
@@ -34,6 +32,7 @@ class DatasetInfo:
     mean: float | None
     std: float | None
     default_val_size: int  # training examples held out for validation unless data.val_size says otherwise
+    torchvision_name: str | None = None  # the torchvision class whose files (MNIST/raw/...) and mirrors it has
 
     @property
     def in_features(self) -> int:
@@ -49,8 +48,8 @@ class DatasetInfo:
         return self.input_shape[-1] if self.kind == "images" else None
 
 
-def _mnist_like(name: str, mean: float, std: float, classes: tuple[str, ...] | None) -> DatasetInfo:
-    return DatasetInfo(name, "images", (1, 28, 28), 255.0, classes, mean, std, 5000)
+def _mnist_like(name: str, torchvision: str, mean: float, std: float, classes: tuple[str, ...] | None) -> DatasetInfo:
+    return DatasetInfo(name, "images", (1, 28, 28), 255.0, classes, mean, std, 5000, torchvision)
 
 
 def _table(name: str) -> DatasetInfo:
@@ -59,9 +58,9 @@ def _table(name: str) -> DatasetInfo:
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "mnist": _mnist_like("mnist", MNIST_MEAN, MNIST_STD, DIGIT_CLASSES),
-    "fashion-mnist": _mnist_like("fashion-mnist", FASHION_MNIST_MEAN, FASHION_MNIST_STD, None),
-    "kmnist": _mnist_like("kmnist", KMNIST_MEAN, KMNIST_STD, None),
+    "mnist": _mnist_like("mnist", "MNIST", MNIST_MEAN, MNIST_STD, DIGIT_CLASSES),
+    "fashion-mnist": _mnist_like("fashion-mnist", "FashionMNIST", 0.2860, 0.3530, None),
+    "kmnist": _mnist_like("kmnist", "KMNIST", 0.1918, 0.3483, None),
     # scikit-learn's 8x8 digits: 4x4 blocks of 32x32 bitmaps, each the count of its inked pixels (0..16).
     # 144 validation digits: about 10% of the 1,437 in the 80% training part.
     "digits": DatasetInfo("digits", "images", (1, 8, 8), 16.0, DIGIT_CLASSES, None, None, 144),

@@ -12,28 +12,21 @@ from pathlib import Path
 
 import torch
 
-from mnist_cli.data.catalog import (
-    FASHION_MNIST_MEAN,
-    FASHION_MNIST_STD,
-    KMNIST_MEAN,
-    KMNIST_STD,
-    MNIST_MEAN,
-    MNIST_STD,
-    dataset_info,
+from mnist_cli.data.catalog import dataset_info
+from mnist_cli.data.files import (
+    cache_root,
+    check_archives,
+    ds_raw_folder,
+    fetch,
+    missing_message,
+    same_as_archive,
+    working_root,
 )
-from mnist_cli.data.files import cache_root, check_archives, ds_raw_folder, missing_message, quiet_network, working_root
 from mnist_cli.data.idx import IMAGE_SIDE, check_idx, idx_layout, idx_names
 from mnist_cli.disk import os_reason
 from mnist_cli.errors import DataError
 
-NUM_CLASSES = 10  # of every MNIST-style file set
-
-# MNIST-style dataset name -> (torchvision class name, mean, std)
-DATASETS = {
-    "mnist": ("MNIST", MNIST_MEAN, MNIST_STD),
-    "fashion-mnist": ("FashionMNIST", FASHION_MNIST_MEAN, FASHION_MNIST_STD),
-    "kmnist": ("KMNIST", KMNIST_MEAN, KMNIST_STD),
-}
+PARTS = ("train", "t10k")  # the two splits of an MNIST-style file set, as its file names start
 
 
 @dataclass(frozen=True)
@@ -119,7 +112,7 @@ def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split
 
 def _load_any(dataset: str, root: Path, download: bool) -> tuple[Split, Split]:
     """A small dataset from its package, or an MNIST-style one from files; an unreadable folder is one DataError."""
-    if dataset not in DATASETS:
+    if dataset_info(dataset).torchvision_name is None:
         from mnist_cli.data.small import load_small
 
         return load_small(dataset)
@@ -131,35 +124,25 @@ def _load_any(dataset: str, root: Path, download: bool) -> tuple[Split, Split]:
 
 
 def _load_dataset(dataset: str, root: Path, download: bool) -> tuple[Split, Split]:
-    unpacked = _read_unpacked(dataset, Path(root))
+    unpacked = _read_unpacked(dataset, root)
     if unpacked is not None:
         return unpacked
     cls = _torchvision_class(dataset)
-    work_root = working_root(cls, Path(root))
-    check_archives(cls, Path(root), work_root)
+    work_root = working_root(cls, root)
+    check_archives(cls, root, work_root)
     raw = ds_raw_folder(cls, work_root)
-    splits = []
-    for train, part in ((True, "train"), (False, "t10k")):
-        _check_unpacked(raw, part)
-        try:
-            with quiet_network():
-                ds = cls(str(work_root), train=train, download=download)
-        except (RuntimeError, OSError) as e:
-            if not download:
-                raise DataError(
-                    f"{cls.__name__} data not found in {ds_raw_folder(cls, Path(root))}/ (a dry run does not download it; "
-                    f"a run would); or set MNIST_DATA_DIR to the folder that holds {cls.__name__}/raw/"
-                ) from None
-            raise DataError(missing_message(cls, Path(root), e)) from None
-        except (AssertionError, ValueError, TypeError, IndexError) as e:
+    if not all((raw / name).is_file() for part in PARTS for name in idx_names(part)):
+        if not download:
             raise DataError(
-                f"{raw}/{part}-*-ubyte is not a valid IDX file ({e or type(e).__name__}); "
-                "delete the extracted files to unpack the .gz archives again"
-            ) from None
-        classes = len(getattr(ds, "classes", [])) or NUM_CLASSES
-        splits.append(_checked(ds.data, ds.targets.long(), raw, part, classes))
-    train_split, test_split = splits
-    return train_split, test_split
+                f"{cls.__name__} data not found in {ds_raw_folder(cls, root)}/ (a dry run does not download it; "
+                f"a run would); or set MNIST_DATA_DIR to the folder that holds {cls.__name__}/raw/"
+            )
+        try:
+            fetch(cls, work_root)
+        except (RuntimeError, OSError) as e:
+            raise DataError(missing_message(cls, root, e)) from None
+    train, test = (_read_split(raw, part) for part in PARTS)
+    return train, test
 
 
 def load_split(dataset: str, root: Path, split: str, val_size: int, seed: int) -> Split:
@@ -192,18 +175,16 @@ def _read_unpacked(dataset: str, root: Path) -> tuple[Split, Split] | None:
     Importing torchvision costs ~1 s of a ~8 s training command, so once the files are unpacked (in
     `root`, or in the cache for archives of this very `root`) they are read here without it.
     """
-    if dataset not in DATASETS:
-        return None
-    name = DATASETS[dataset][0]
+    name = dataset_info(dataset).torchvision_name
     folders = [root / name / "raw"]
     cached = cache_root() / name / "raw"
-    files = [f for part in ("train", "t10k") for f in idx_names(part)]
+    files = [f for part in PARTS for f in idx_names(part)]
     archives = [f"{f}.gz" for f in files]
     if all((cached / a).is_symlink() and (cached / a).resolve() == (root / name / "raw" / a).resolve() for a in archives):
         folders.append(cached)
     for folder in folders:
         if all((folder / f).is_file() for f in files):
-            train, test = (_read_split(folder, part) for part in ("train", "t10k"))
+            train, test = (_read_split(folder, part) for part in PARTS)
             return train, test
     return None
 
@@ -213,12 +194,13 @@ def _read_split(raw: Path, part: str) -> Split:
     images_path, labels_path = (raw / name for name in idx_names(part))
     _check_pair(images_path, labels_path)
     images, labels = (_idx_tensor(p) for p in (images_path, labels_path))
-    return _checked(images, labels.long(), raw, part, NUM_CLASSES)
+    return _checked(images, labels.long(), raw, part)
 
 
 def _idx_tensor(path: Path) -> torch.Tensor:
-    """A uint8 IDX file whose header `check_idx` has accepted, as a tensor."""
+    """A uint8 IDX file whose header `check_idx` has accepted, as a tensor; it must still be what its .gz holds."""
     data = path.read_bytes()
+    same_as_archive(path, data)
     shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(data[3])]
     return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=4 + 4 * data[3]).view(shape)
 
@@ -226,17 +208,7 @@ def _idx_tensor(path: Path) -> torch.Tensor:
 def _torchvision_class(dataset: str) -> type:
     from torchvision import datasets
 
-    if dataset not in DATASETS:
-        raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    return getattr(datasets, DATASETS[dataset][0])
-
-
-def _check_unpacked(raw: Path, part: str) -> None:
-    """Check the images and labels files of one split, when present, before torchvision parses them."""
-    images, labels = (raw / name for name in idx_names(part))
-    if images.is_file() and labels.is_file():
-        _check_pair(images, labels)
-    # Otherwise torchvision downloads them, and _checked checks what it read.
+    return getattr(datasets, dataset_info(dataset).torchvision_name)
 
 
 def _check_pair(images: Path, labels: Path) -> None:
@@ -246,7 +218,7 @@ def _check_pair(images: Path, labels: Path) -> None:
         raise DataError(f"{images} holds {n_images:,} images but {labels} holds {n_labels:,} labels")
 
 
-def _checked(images: torch.Tensor, labels: torch.Tensor, raw: Path, part: str, classes: int) -> Split:
+def _checked(images: torch.Tensor, labels: torch.Tensor, raw: Path, part: str, classes: int = 10) -> Split:
     """The tensors as a Split, refusing shapes and labels no MNIST-style file has."""
     if tuple(images.shape[1:]) != (IMAGE_SIDE, IMAGE_SIDE) or len(images) != len(labels) or not len(labels):
         raise DataError(f"{raw}/{part}-*-ubyte: {tuple(images.shape)} images for {len(labels)} labels")

@@ -115,25 +115,6 @@ def _draw_points(ax, points: Split, predictions: list[int] | None, size: int = 9
         )
 
 
-def digit_tiles(weights: np.ndarray, side: int, title: str) -> Figure:
-    """First-layer weights as side x side tiles (8x8 for digits), one per unit, on a diverging colour scale."""
-    weights = np.asarray(weights, dtype=np.float32)
-    n = len(weights)
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    fig = Figure(figsize=(1.3 * cols + 0.8, 1.3 * rows + 0.6), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
-    bound = float(np.abs(weights).max()) or 1.0
-    for i, ax in enumerate(axes.ravel()):
-        ax.axis("off")
-        if i < n:
-            image = ax.imshow(weights[i].reshape(side, side), cmap=PROB_CMAP, vmin=-bound, vmax=bound)
-            ax.set_title(f"unit {i + 1}", fontsize=8)
-    fig.colorbar(image, ax=axes, shrink=0.6, label="weight (red: pushes the unit up)")
-    fig.suptitle(title)
-    return fig
-
-
 def dataset_figures(trained: TrainedModel, points: Split) -> dict[str, Figure]:
     """For a 2-input model: its decision boundary and its hidden units' responses over the input square,
     with `points` (the truth table) drawn on them; {} for any other model."""

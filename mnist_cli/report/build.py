@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +13,8 @@ import numpy as np
 
 from mnist_cli.config import data_root
 from mnist_cli.data.datasets import load_split
-from mnist_cli.disk import atomic_write
-from mnist_cli.errors import CheckpointError
+from mnist_cli.disk import atomic_write, unreadable_file
+from mnist_cli.errors import CheckpointError, MnistError, SaveError
 from mnist_cli.evaluate import Evaluation, predict_split, summarize
 from mnist_cli.inference.trained import TrainedModel, load_trained
 from mnist_cli.report import boundary, figures, pages, series
@@ -37,17 +40,8 @@ class Report:
     mistakes: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_dir": str(self.run_dir),
-            "checkpoint": str(self.checkpoint),
-            "out_dir": str(self.out_dir),
-            "html": str(self.html),
-            "files": [str(p) for p in self.files],
-            "verdicts": [v.as_dict() for v in self.verdicts],
-            "test_accuracy": self.test_accuracy,
-            "test_images": self.test_images,
-            "mistakes": self.mistakes,
-        }
+        """Plain JSON types: paths as strings."""
+        return json.loads(json.dumps(asdict(self), default=str))
 
 
 def build_report(path: Path | str, out: Path | None = None, root: Path | None = None) -> Report:
@@ -64,32 +58,62 @@ def build_report(path: Path | str, out: Path | None = None, root: Path | None = 
     wrong = wrong[predictions.confidence[wrong].argsort(descending=True)]  # most confident mistakes first
     found = verdicts(run)
 
-    out_dir = Path(out) if out is not None else run.run_dir.path / REPORT_FOLDER
+    out_dir = _out_dir(run, out)
+    written: list[Path] = []
+
+    def write(name: str, data: bytes) -> None:
+        try:
+            atomic_write(out_dir / name, lambda f: f.write(data))
+        except MnistError as e:
+            done = f"; written before it: {', '.join(p.name for p in written)}" if written else ""
+            raise SaveError(f"{e}{done}") from None
+        written.append(out_dir / name)
+
+    earlier = _earlier_figures(out_dir)
     pictures = []
     for name, title, caption, draw in _figures(run, trained, evaluation, test.images, predictions, wrong):
-        data = figures.png_bytes(draw())
-        atomic_write(out_dir / name, lambda f, data=data: f.write(data))
+        write(name, data := figures.png_bytes(draw()))
         pictures.append(pages.Picture(name, title, caption, data))
-    for stale in {name for name, *_ in FIGURE_TEXT.values()} - {p.file for p in pictures}:
-        (out_dir / stale).unlink(missing_ok=True)  # a figure an earlier report drew that this run has no data for
+    for stale in earlier - {p.file for p in pictures}:  # a figure the last report drew that this run has no data for
+        (out_dir / stale).unlink(missing_ok=True)
 
     facts = _facts(run, trained, evaluation, len(wrong))
     title = f"mnist report: {run.name}"
-    html = pages.html_page(title, facts, [v.as_dict() for v in found], pictures)
-    markdown = pages.markdown_page(title, facts, [v.as_dict() for v in found], pictures)
-    atomic_write(out_dir / HTML, lambda f: f.write(html.encode()))
-    atomic_write(out_dir / MARKDOWN, lambda f: f.write(markdown.encode()))
+    write(HTML, pages.html_page(title, facts, found, pictures).encode())
+    write(MARKDOWN, pages.markdown_page(title, facts, found, pictures).encode())
     return Report(
         run_dir=run.run_dir.path,
         checkpoint=run.checkpoint,
         out_dir=out_dir,
         html=out_dir / HTML,
-        files=[out_dir / p.file for p in pictures] + [out_dir / HTML, out_dir / MARKDOWN],
+        files=written,
         verdicts=found,
         test_accuracy=evaluation.accuracy,
         test_images=evaluation.n,
         mistakes=len(wrong),
     )
+
+
+def _out_dir(run: RunRecord, out: Path | None) -> Path:
+    """--out as given, else <run>/report/, which must be a folder in the run folder, not a link to somewhere else."""
+    if out is not None:
+        return Path(out)
+    out_dir = run.run_dir.path / REPORT_FOLDER
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        what = f"a link to {os.readlink(out_dir)}" if out_dir.is_symlink() else "not a folder"
+        raise SaveError(f"{out_dir} is {what}; the report writes only inside the run folder: remove it, or give --out")
+    return out_dir
+
+
+def _earlier_figures(out_dir: Path) -> set[str]:
+    """The figures an earlier report wrote here, as its report.md links them: the only files ever deleted."""
+    path = out_dir / MARKDOWN
+    if unreadable_file(path):  # none, or not a regular file (a FIFO would never end)
+        return set()
+    with open(path, "rb") as f:
+        text = f.read(1 << 20).decode("utf-8", errors="replace")
+    known = {file for file, *_ in FIGURE_TEXT.values()}
+    return {name for name in re.findall(r"\]\(([^)]+\.png)\)$", text, re.M) if name in known}
 
 
 # figure key -> (file, title, what to look for)
@@ -103,28 +127,28 @@ FIGURE_TEXT = {
     "health": (
         "health.png",
         "Layer health while training",
-        "The size of each layer's weight gradient on a log scale, measured on a fixed batch of validation images. "
-        "Layers near the input far below the output layer (dashed) barely learn: vanishing gradients. Dead units never "
-        "activate (ReLU family); saturated units sit at a flat end of sigmoid or tanh, where the gradient is almost 0.",
+        "The size of each layer's weight gradient on a log scale, taken from the training step at each probe. Layers "
+        "near the input far below the output layer (dashed) barely learn: vanishing gradients. Dead units never "
+        "activate (ReLU family); saturated units sit at a flat end of sigmoid or tanh, where the gradient is almost 0; "
+        "both are counted on {probe}.",
     ),
     "confusion": (
         "confusion.png",
         "Confusion matrix and per-class accuracy",
-        "Rows are the true digits, columns what the model said; everything off the diagonal is a mistake (log colour "
-        "scale, so a handful shows). The bars show which digits are hardest.",
+        "Rows are the true classes, columns what the model said; everything off the diagonal is a mistake (log colour "
+        "scale, so a handful shows). The bars show which classes are hardest.",
+    ),
+    "table-confusion": (
+        "confusion.png",
+        "Right and wrong answers on the four points",
+        "Rows are each point's target output, columns what the network answered; off the diagonal is a wrong answer.",
     ),
     "weights": (
         "weights.png",
         "What the first layer looks for",
-        "Each tile is one unit's 784 input weights laid out as the 28x28 image: red pixels push the unit up, blue push "
-        "it down, white is 0 (each tile on its own scale). Units that learned strokes and edges show smooth blobs; "
-        "tiles that still look like noise barely moved from their random start.",
-    ),
-    "digit-weights": (
-        "weights.png",
-        "What the first layer looks for",
-        "Each tile is one unit's 64 input weights laid out as the 8x8 digit: red pushes the unit up, blue pushes it "
-        "down, white is 0 (one scale for all tiles).",
+        "Each tile is one unit's {inputs} input weights laid out as the {side}x{side} image: red pixels push the unit up, "
+        "blue push it down, white is 0 (each tile on its own scale). Units that learned strokes and edges show smooth "
+        "blobs; tiles that still look like noise barely moved from their random start.",
     ),
     "boundary": (
         "boundary.png",
@@ -150,9 +174,20 @@ FIGURE_TEXT = {
 
 def _figures(run: RunRecord, trained: TrainedModel, evaluation: Evaluation, images, predictions, wrong) -> list:
     """(file, title, caption, draw) for every figure this run has data for; `draw()` makes the Figure when called."""
-    classes = trained.classes
+    classes, model, info = trained.classes, trained.model, trained.dataset
     hidden, output = series.layer_curves(run.health)
-    model = trained.model
+    draws = {
+        "curves": lambda: figures.training_curves(
+            run.metrics, series.step_loss(run), series.learning_rate(run), _loss_label(trained.config)
+        ),
+        "health": (lambda: figures.layer_health(hidden, output)) if hidden else None,
+    }
+    if info.kind == "table":  # four points: the picture is the input square, not images
+        grid_figures = boundary.dataset_figures(trained, points=_table_points(trained))
+        draws["boundary"] = lambda: grid_figures["boundary"]
+        draws["hidden-units"] = (lambda: grid_figures["hidden-units"]) if len(model.hidden) else None
+        draws["table-confusion"] = lambda: figures.confusion(evaluation.confusion, classes, "the four points")
+        return _described(run, trained, draws)
     if len(model.hidden):
         weights = model.hidden[0].linear.weight.detach().cpu().numpy()
         shown = min(len(weights), figures.MAX_TILES)
@@ -163,53 +198,41 @@ def _figures(run: RunRecord, trained: TrainedModel, evaluation: Evaluation, imag
         tiles_title = "No hidden layer: each class's output weights as a 28x28 image (red +, blue -)"
         tile_labels = [f"class {c}" for c in classes]
     idx = wrong[: figures.MAX_MISTAKES]
-    info = trained.dataset
-    if info.kind == "table":  # four points: the picture is the input square, not images
-        grid_figures = boundary.dataset_figures(trained, points=_table_points(trained))
-        return _described(
-            trained,
-            {
-                "curves": lambda: figures.training_curves(run.metrics, series.step_loss(run), series.learning_rate(run)),
-                "health": (lambda: figures.layer_health(hidden, output)) if hidden else None,
-                "boundary": lambda: grid_figures["boundary"],
-                "hidden-units": (lambda: grid_figures["hidden-units"]) if len(model.hidden) else None,
-                "confusion": lambda: figures.confusion(evaluation.confusion, classes),
-            },
-        )
     side = info.image_side
-    if side != figures.SIDE:  # 8x8 digits: their own tiles, and mistakes enlarged into the 28x28 cells
-        pictures = _enlarged(np.asarray(images[idx].cpu()), side, trained.normalization.scale)
-        tiles_title = tiles_title.replace("28x28", f"{side}x{side}")
-        weights_key, weights_draw = "digit-weights", lambda: boundary.digit_tiles(weights[: figures.MAX_TILES], side, tiles_title)
-    else:
-        pictures = np.asarray(images[idx].cpu())
-        weights_key, weights_draw = "weights", lambda: figures.weight_tiles(weights, tiles_title, tile_labels)
-    draws = {
-        "curves": lambda: figures.training_curves(run.metrics, series.step_loss(run), series.learning_rate(run)),
-        "health": (lambda: figures.layer_health(hidden, output)) if hidden else None,
-        "confusion": lambda: figures.confusion(evaluation.confusion, classes),
-        weights_key: weights_draw,
-        "mistakes": lambda: figures.mistakes(
-            pictures,
-            [classes[i] for i in predictions.labels[idx].tolist()],
-            [classes[i] for i in predictions.predictions[idx].tolist()],
-            predictions.confidence[idx].tolist(),
-            len(wrong),
-        ),
-    }
-    return _described(trained, draws)
+    draws["confusion"] = lambda: figures.confusion(evaluation.confusion, classes)
+    pictures = np.asarray(images[idx].cpu())
+    if side != figures.SIDE:  # 8x8 digits: mistakes enlarged into the 28x28 cells
+        pictures = _enlarged(pictures, side, trained.normalization.scale)
+    draws["weights"] = lambda: figures.weight_tiles(weights, tiles_title.replace("28x28", f"{side}x{side}"), tile_labels, side)
+    draws["mistakes"] = lambda: figures.mistakes(
+        pictures,
+        [classes[i] for i in predictions.labels[idx].tolist()],
+        [classes[i] for i in predictions.predictions[idx].tolist()],
+        predictions.confidence[idx].tolist(),
+        len(wrong),
+    )
+    return _described(run, trained, draws)
 
 
-def _described(trained: TrainedModel, draws: dict) -> list:
-    """(file, title, caption, draw) for each figure that has a draw function."""
+def _described(run: RunRecord, trained: TrainedModel, draws: dict) -> list:
+    """(file, title, caption, draw) for each figure that has a draw function, captions filled in for this run."""
     smoothing = trained.config.train.label_smoothing
     notes = {"curves": f" The training loss includes label smoothing ({smoothing}), so it stays higher." if smoothing else ""}
+    source = "validation images" if trained.config.data.val_size else "training examples (there is no validation split)"
+    probe = f"a fixed batch of {run.health[0].probe_images} {source}" if run.health else ""
+    side = trained.dataset.image_side
     return [
-        (file, title, caption + notes.get(key, ""), draw)
+        (file, title, caption.format(probe=probe, side=side, inputs=trained.dataset.in_features) + notes.get(key, ""), draw)
         for key, draw in draws.items()
         if draw is not None
         for file, title, caption in [FIGURE_TEXT[key]]
     ]
+
+
+def _loss_label(cfg) -> str:
+    if cfg.train.loss == "mse":
+        return "training: squared error of the probabilities" + ("; validation: cross-entropy" if cfg.data.val_size else "")
+    return figures.CROSS_ENTROPY
 
 
 def _table_points(trained: TrainedModel):

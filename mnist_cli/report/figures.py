@@ -27,6 +27,7 @@ TILE_MARGIN, TILE_TITLE = 0.08, 0.55  # inches around the tiles, and above them 
 MISTAKES_SIZE = (10.0, 6.4)  # 4 rows of 8 digits with a two-line caption each
 HEALTH_SIZE = (12.0, 4.0)
 COMPARE_SIZE = (11.0, 4.2)
+CROSS_ENTROPY = "cross-entropy (nats per image)"
 
 MAX_TILES = 64  # first-layer units shown; more tiles get too small to read at this size
 MAX_MISTAKES = 32
@@ -78,20 +79,25 @@ def png_bytes(fig: Figure) -> bytes:
     return out.getvalue()
 
 
-def training_curves(epochs: Sequence[EpochMetrics], step_loss: Series | None = None, lr: Series | None = None) -> Figure:
-    """Loss (training per step and per epoch, validation per epoch), accuracy per epoch and the learning rate."""
+def training_curves(
+    epochs: Sequence[EpochMetrics], step_loss: Series | None = None, lr: Series | None = None, loss_label: str = CROSS_ENTROPY
+) -> Figure:
+    """Loss (training per step and per epoch, validation per epoch), accuracy per epoch and the learning rate.
+
+    An epoch's training mean is drawn at the middle of the epoch it averages; validation at its end, where it is taken.
+    """
     fig = new_figure(CURVES_SIZE)
     loss_ax, acc_ax, lr_ax = fig.subplots(1, 3)
     x = [m.epoch for m in epochs]
+    mid = [e - 0.5 for e in x]
     if step_loss is not None and len(step_loss.x):
         loss_ax.plot(step_loss.x, step_loss.y, color="tab:blue", alpha=0.35, linewidth=0.8, label="training, per step")
-    loss_ax.plot(x, [m.train_loss for m in epochs], "o-", color="tab:blue", label="training, epoch mean")
+    loss_ax.plot(mid, [m.train_loss for m in epochs], "o-", color="tab:blue", label="training, epoch mean")
     _plot_present(loss_ax, x, [m.val_loss for m in epochs], "s-", color="tab:orange", label="validation")
-    loss_ax.set(title="Loss", xlabel="epoch", ylabel="cross-entropy (nats per image)")
+    loss_ax.set(title="Loss", xlabel="epoch", ylabel=loss_label)
     loss_ax.legend(fontsize="small")
 
-    train_acc = [getattr(m, "train_accuracy", None) for m in epochs]
-    _plot_present(acc_ax, x, _percent(train_acc), "o-", color="tab:blue", label="training")
+    _plot_present(acc_ax, mid, _percent([m.train_accuracy for m in epochs]), "o-", color="tab:blue", label="training")
     _plot_present(acc_ax, x, _percent([m.val_accuracy for m in epochs]), "s-", color="tab:orange", label="validation")
     acc_ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
     if acc_ax.has_data():
@@ -109,7 +115,7 @@ def training_curves(epochs: Sequence[EpochMetrics], step_loss: Series | None = N
     return fig
 
 
-def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str]) -> Figure:
+def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], what: str = "test images") -> Figure:
     """The confusion matrix as a heatmap (log colour scale, so a handful of mistakes shows) and per-class accuracy."""
     counts = np.asarray(matrix, dtype=np.int64)
     fig = new_figure(CONFUSION_SIZE)
@@ -118,7 +124,7 @@ def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str]) -> Figure
     n = len(classes)
     heat_ax.set_xticks(range(n), classes, fontsize="small")
     heat_ax.set_yticks(range(n), classes, fontsize="small")
-    heat_ax.set(title="Confusion matrix (test images)", xlabel="predicted class", ylabel="true class")
+    heat_ax.set(title=f"Confusion matrix ({what})", xlabel="predicted class", ylabel="true class")
     if n <= 12:  # numbers stay legible up to about a dozen classes
         for i in range(n):
             for j in range(n):
@@ -142,12 +148,12 @@ def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str]) -> Figure
     return fig
 
 
-def weight_tiles(weights: np.ndarray, title: str, labels: Sequence[str] | None = None) -> Figure:
-    """Rows of `weights` (units, 784) as 28x28 tiles, each on a diverging scale centred on 0 (up to MAX_TILES).
+def weight_tiles(weights: np.ndarray, title: str, labels: Sequence[str] | None = None, side: int = SIDE) -> Figure:
+    """Rows of `weights` (units, side * side) as tiles, each on a diverging scale centred on 0 (up to MAX_TILES).
 
     One image of all tiles (a mosaic) rather than an axes per tile: the same picture, drawn ~10x faster.
     """
-    weights = np.asarray(weights, dtype=np.float32)[:MAX_TILES].reshape(-1, SIDE, SIDE)
+    weights = np.asarray(weights, dtype=np.float32)[:MAX_TILES].reshape(-1, side, side)
     n = len(weights)
     cols = min(8, n) if n > 10 else min(5, n)
     rows = -(-n // cols)
@@ -169,7 +175,7 @@ def weight_tiles(weights: np.ndarray, title: str, labels: Sequence[str] | None =
         r, c = divmod(i, cols)
         label = labels[i] if labels is not None else f"unit {i + 1}"
         ax.text(
-            c * (SIDE + TILE_GAP) + SIDE / 2, r * (SIDE + TILE_GAP) + TILE_GAP - 1, label, ha="center", va="bottom", fontsize=7
+            c * (side + TILE_GAP) + side / 2, r * (side + TILE_GAP) + TILE_GAP - 1, label, ha="center", va="bottom", fontsize=7
         )
     return fig
 
@@ -197,12 +203,13 @@ def mistakes(
 
 
 def _mosaic(tiles: np.ndarray, rows: int, cols: int, gap: int, top: int) -> np.ndarray:
-    """(n, 28, 28) tiles row by row in a (rows, cols) grid: `gap` NaN pixels between columns, `top` above each row."""
-    height, width = top + SIDE, SIDE + gap
+    """(n, side, side) tiles row by row in a (rows, cols) grid: `gap` NaN pixels between columns, `top` above each row."""
+    side = tiles.shape[-1]
+    height, width = top + side, side + gap
     grid = np.full((rows * height, cols * width - gap), np.nan)
     for i, tile in enumerate(tiles[: rows * cols]):
         r, c = divmod(i, cols)
-        grid[r * height + top : (r + 1) * height, c * width : c * width + SIDE] = tile
+        grid[r * height + top : (r + 1) * height, c * width : c * width + side] = tile
     return grid
 
 
@@ -210,15 +217,19 @@ def layer_health(hidden: Sequence[LayerCurve], output: LayerCurve | None = None)
     """Gradient norm per layer (log scale; the output layer dashed, for reference), dead and saturated units, over training."""
     fig = new_figure(HEALTH_SIZE)
     grad_ax, dead_ax, sat_ax = fig.subplots(1, 3)
-    for layer, color in zip(hidden, _layer_colors(len(hidden)), strict=True):
-        _plot_present(grad_ax, layer.x, layer.grad_norm, color=color, label=layer.name)
-        _plot_present(dead_ax, layer.x, _percent(layer.dead), color=color, label=layer.name)
-        _plot_present(sat_ax, layer.x, _percent(layer.saturated), color=color, label=layer.name)
+    for i, layer in enumerate(hidden):
+        # A qualitative palette, and a new line style for each ten layers: no two layers share a look.
+        style = {"color": colormaps["tab10"](i % 10), "linestyle": ("-", ":", "-.")[i // 10 % 3], "label": layer.name}
+        _plot_present(grad_ax, layer.x, layer.grad_norm, **style)
+        _plot_present(dead_ax, layer.x, _percent(layer.dead), **style)
+        _plot_present(sat_ax, layer.x, _percent(layer.saturated), **style)
     if output is not None:
         _plot_present(grad_ax, output.x, output.grad_norm, "--", color="k", label=output.name)
     if grad_ax.has_data():
         grad_ax.set_yscale("log")
-        grad_ax.legend(fontsize="x-small", ncol=2 if len(hidden) > 4 else 1)
+    for ax in (grad_ax, dead_ax, sat_ax):
+        if ax.has_data():
+            ax.legend(fontsize="x-small", ncol=2 if len(hidden) > 4 else 1)
     grad_ax.set(title="Weight-gradient norm per layer", xlabel="epoch", ylabel="L2 norm of dLoss/dW (log scale)")
     dead_ax.set(title="Dead units (never active)", xlabel="epoch", ylabel="units (%)")
     sat_ax.set(title="Saturated units (flat ends)", xlabel="epoch", ylabel="units (%)")
@@ -242,9 +253,9 @@ def comparison(runs: Sequence[tuple[str, Sequence[EpochMetrics]]], step_losses: 
         _plot_present(acc_ax, x, _percent([m.val_accuracy for m in epochs]), "o-", color=color, label=name)
         if step is not None and len(step.x):
             loss_ax.plot(step.x, step.y, color=color, alpha=0.3, linewidth=0.8)
-        loss_ax.plot(x, [m.train_loss for m in epochs], "o-", color=color, label=name)
+        loss_ax.plot([e - 0.5 for e in x], [m.train_loss for m in epochs], "o-", color=color, label=name)
     acc_ax.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy (%)")
-    loss_ax.set(title="Training loss (faint: per step)", xlabel="epoch", ylabel="cross-entropy (nats per image)")
+    loss_ax.set(title="Training loss (faint: per step)", xlabel="epoch", ylabel=CROSS_ENTROPY)
     for ax in (acc_ax, loss_ax):
         ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
@@ -262,11 +273,6 @@ def _plot_present(ax, x: Sequence[float], y: Sequence[float | None], *style: str
 
 def _percent(values: Sequence[float | None]) -> list[float | None]:
     return [None if v is None else 100 * v for v in values]
-
-
-def _layer_colors(n: int) -> list:
-    """Input-side layers dark, output-side light, so depth reads as a gradient."""
-    return [colormaps["viridis"](i / max(n - 1, 1) * 0.9) for i in range(n)]
 
 
 def _run_colors(n: int) -> list:

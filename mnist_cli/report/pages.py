@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-SEVERITY_COLORS = {"error": "#b00020", "warning": "#b35c00", "info": "#1a5fb4"}  # anything else: grey
+if TYPE_CHECKING:
+    from mnist_cli.report.verdicts import Verdict
+
+SEVERITY_COLORS = {"warning": "#b35c00", "info": "#1a5fb4"}
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1240px; margin: 2em auto;
@@ -32,79 +36,69 @@ class Picture:
     png: bytes
 
 
-def evidence_text(evidence: Any) -> str:
-    """A verdict's evidence as one line: text as it is, a mapping as `key value, ...`, a list joined."""
-    if evidence is None:
-        return ""
-    if isinstance(evidence, dict):
-        return ", ".join(f"{k} {_number(v)}" for k, v in evidence.items())
-    if isinstance(evidence, list | tuple):
-        return "; ".join(evidence_text(e) for e in evidence)
-    return str(evidence)
+def evidence_text(evidence: dict[str, Any]) -> str:
+    """A verdict's evidence as one line, `key value, ...`: floats to 3 digits, mappings in parentheses, lists in brackets."""
+
+    def number(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.3g}"
+        if isinstance(value, dict):
+            return "(" + evidence_text(value) + ")"
+        if isinstance(value, list | tuple):
+            return "[" + ", ".join(map(number, value)) + "]"
+        return str(value)
+
+    return ", ".join(f"{k} {number(v)}" for k, v in evidence.items())
 
 
-def _number(value: Any) -> str:
-    """0.000012 -> 1.2e-05, nested mappings in parentheses, lists in brackets."""
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, dict):
-        return "(" + evidence_text(value) + ")"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_number(v) for v in value) + "]"
-    return str(value)
+NO_WARNINGS = "No warnings: nothing in this run's records crossed a threshold."
 
 
-def html_page(title: str, facts: list[tuple[str, str]], verdicts: list[dict[str, Any]], pictures: list[Picture]) -> str:
+def html_page(title: str, facts: list[tuple[str, str]], verdicts: list[Verdict], pictures: list[Picture]) -> str:
     """The whole report as one HTML file that opens offline: every image is a base64 data URI."""
     e = html.escape
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(title)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(title)}</title><style>{STYLE}</style></head><body>\n<h1>{e(title)}</h1>",
         '<table class="facts">',
         *(f"<tr><td>{e(label)}</td><td>{e(value)}</td></tr>" for label, value in facts),
-        "</table>",
-        "<h2>Verdicts</h2>",
+        "</table>\n<h2>Verdicts</h2>",
     ]
-    parts += [_verdict_html(v) for v in verdicts] or ["<p>No warnings: nothing in this run's records crossed a threshold.</p>"]
+    for v in verdicts:
+        color = SEVERITY_COLORS[v.severity]
+        parts += [
+            f'<div class="verdict" style="border-left-color: {color}">',
+            f'<span class="sev" style="color: {color}">{v.severity}</span> {e(v.message)}',
+            f'<div class="evidence"><span class="label">evidence:</span> {e(evidence_text(v.evidence))}</div>',
+            f'<div class="suggestion"><span class="label">suggestion:</span> {e(v.suggestion)}</div>\n</div>',
+        ]
+    if not verdicts:
+        parts.append(f"<p>{NO_WARNINGS}</p>")
     for picture in pictures:
         data = base64.b64encode(picture.png).decode("ascii")
         parts += [
-            f"<h2>{e(picture.title)}</h2>",
-            f"<figure><figcaption>{e(picture.caption)}</figcaption>",
+            f"<h2>{e(picture.title)}</h2>\n<figure><figcaption>{e(picture.caption)}</figcaption>",
             f'<img src="data:image/png;base64,{data}" alt="{e(picture.title)}"></figure>',
         ]
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return "\n".join([*parts, "</body></html>"]) + "\n"
 
 
-def _verdict_html(v: dict[str, Any]) -> str:
-    e = html.escape
-    severity = str(v.get("severity", ""))
-    color = SEVERITY_COLORS.get(severity, "#666")
-    lines = [
-        f'<div class="verdict" style="border-left-color: {color}">',
-        f'<span class="sev" style="color: {color}">{e(severity)}</span> {e(str(v.get("message", "")))}',
-    ]
-    if evidence := evidence_text(v.get("evidence")):
-        lines.append(f'<div class="evidence"><span class="label">evidence:</span> {e(evidence)}</div>')
-    if v.get("suggestion"):
-        lines.append(f'<div class="suggestion"><span class="label">suggestion:</span> {e(str(v["suggestion"]))}</div>')
-    return "\n".join([*lines, "</div>"])
+def md(text: str) -> str:
+    """`text` shown as written in Markdown: HTML escaped (a run named `<script>` must not run) and Markdown's marks too."""
+    return re.sub(r"([\\`*_\[\]#|!])", r"\\\1", html.escape(text, quote=False))
 
 
-def markdown_page(title: str, facts: list[tuple[str, str]], verdicts: list[dict[str, Any]], pictures: list[Picture]) -> str:
+def markdown_page(title: str, facts: list[tuple[str, str]], verdicts: list[Verdict], pictures: list[Picture]) -> str:
     """A short Markdown summary beside the PNGs it links to."""
-    lines = [f"# {title}", "", *(f"- **{label}**: {value}" for label, value in facts), "", "## Verdicts", ""]
+    lines = [f"# {md(title)}", "", *(f"- **{label}**: {md(value)}" for label, value in facts), "", "## Verdicts", ""]
     for v in verdicts:
-        lines.append(f"- **{v.get('severity', '')}**: {v.get('message', '')}")
-        if evidence := evidence_text(v.get("evidence")):
-            lines.append(f"  - evidence: {evidence}")
-        if v.get("suggestion"):
-            lines.append(f"  - suggestion: {v['suggestion']}")
+        lines += [
+            f"- **{v.severity}**: {md(v.message)}",
+            f"  - evidence: {md(evidence_text(v.evidence))}",
+            f"  - suggestion: {md(v.suggestion)}",
+        ]
     if not verdicts:
-        lines.append("No warnings: nothing in this run's records crossed a threshold.")
+        lines.append(NO_WARNINGS)
     for picture in pictures:
         lines += ["", f"## {picture.title}", "", picture.caption, "", f"![{picture.title}]({picture.file})"]
     return "\n".join(lines) + "\n"
