@@ -12,6 +12,7 @@ from conftest import assert_clean_error, invoke, sign
 from mnist_cli.checkpoint import FORMAT_VERSION, load_checkpoint
 from mnist_cli.data.datasets import MNIST_MEAN, MNIST_STD
 from mnist_cli.inference.trained import load_trained
+from mnist_cli.record import read_result
 
 
 def _plain(value) -> bool:
@@ -28,7 +29,7 @@ def test_checkpoint_holds_everything_needed_in_plain_types(trained_checkpoint):
     assert set(ckpt["versions"]) == {"mnist_cli", "torch", "torchvision"}
     assert ckpt["classes"] == [str(d) for d in range(10)]
     assert ckpt["normalization"] == {"mean": MNIST_MEAN, "std": MNIST_STD}
-    assert {"val_accuracy", "test_accuracy", "train_loss"} <= set(ckpt["metrics"])
+    assert {"val_accuracy", "train_loss", "epoch", "best"} <= set(ckpt["metrics"])
     assert ckpt["optimizer_state"]["state"] and ckpt["config"]["model"]["width"] == 32
     assert _plain(ckpt)
 
@@ -41,8 +42,9 @@ def test_the_reloaded_model_reproduces_the_accuracy_measured_in_training(trained
     assert not trained.model.training
     _, test = load_dataset("mnist", synthetic_root)
     result = evaluate(trained.model, test, trained.normalization, len(trained.classes))
-    assert result.accuracy == trained.metrics["test_accuracy"] == trained.test_accuracy
-    assert result.loss == pytest.approx(trained.metrics["test_loss"])
+    run = read_result(trained_checkpoint.parent)  # the final test, in the run's result.json
+    assert result.accuracy == run.test_accuracy == trained.test_accuracy
+    assert result.loss == pytest.approx(run.test_loss)
     assert trained.normalization.std == MNIST_STD
 
 
@@ -71,6 +73,30 @@ def test_a_format_1_checkpoint_evaluates_exactly_as_before(name, tmp_path, monke
     expected = json.loads((FIXTURES / "format1-expected.json").read_text())[name]
     assert json.loads(r.stdout) == expected
     assert load_checkpoint(FIXTURES / f"{name}.pt")["format_version"] == FORMAT_VERSION == 2
+
+
+@pytest.mark.parametrize("name", ["format2-best", "format2-last"])
+def test_a_format_2_checkpoint_evaluates_and_predicts_exactly_as_before(name, tmp_path, monkeypatch):
+    """best.pt and last.pt of the release before this one's run record: the same `eval --json` and `predict --json`.
+
+    Made by that release (a 784-8-10 net with dropout) on the tests' synthetic data, with its outputs.
+    """
+    import json
+
+    from conftest import synthetic_digits, write_mnist
+    from PIL import Image
+
+    monkeypatch.setenv("MNIST_DATA_DIR", str(write_mnist(tmp_path / "data")))
+    expected = json.loads((FIXTURES / "format2-expected.json").read_text())[name]
+    r = invoke("eval", FIXTURES / f"{name}.pt", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == expected["eval"]
+    images, _ = synthetic_digits(3, seed=7)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"digit{i}.png")
+    r = invoke("predict", "-m", FIXTURES / f"{name}.pt", "--json", "digit0.png", "digit1.png", "digit2.png")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == expected["predict"] and r.stderr == expected["predict_stderr"]
 
 
 # --- damaged and hostile checkpoints: one line, exit 2, nothing runs ----------------------------------------

@@ -11,8 +11,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from mnist_cli.record import HealthRecord, LayerHealth
 from mnist_cli.report.run import RunRecord
-from mnist_cli.training.health import HealthRecord, LayerHealth
 
 # A hidden layer's weight gradient below 1/1000 of the output layer's: its weights move a thousand times slower
 # (with SGD) and its gradient is mostly rounding noise. Healthy MLPs on MNIST measure 0.05-20: the first layer's
