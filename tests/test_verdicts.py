@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 from conftest import REAL_DATA, require_real_data, write_config
-from mnist_cli.training.health import HealthRecord, LayerHealth
-from mnist_cli.training.metrics import EpochMetrics
 
 from mnist_cli.config import Config, load_config
 from mnist_cli.errors import MnistError
 from mnist_cli.report import verdicts as v
 from mnist_cli.report.run import RunRecord, load_run
 from mnist_cli.report.verdicts import Verdict, verdicts
+from mnist_cli.training.health import HealthRecord, LayerHealth
 from mnist_cli.training.loop import train
+from mnist_cli.training.metrics import EpochMetrics
 from mnist_cli.training.rundir import RunDir
 
 # --- hand-made runs ----------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from mnist_cli.training.plan import config_differences
 from mnist_cli.training.preflight import check_resources
 from mnist_cli.training.probe import HealthProbe, probe_batch
 from mnist_cli.training.rundir import RunDir
-from mnist_cli.training.state import RESUME_KEY, RunState, derived_seed, isolated_process_state, restore
+from mnist_cli.training.state import RESUME_KEY, RunState, derived_seed, isolated_process_state, restore, step_generator
 
 PROGRESS_UPDATES_PER_EPOCH = 50  # step events per epoch; each reads the loss (a host sync on CUDA)
 
@@ -65,7 +65,7 @@ class Run:
     state: RunState
     amp: bool
     health: HealthProbe | None  # None with train.health off
-    draws: bool  # a step draws random numbers (dropout, augmentation): seed it from its global step
+    draws: bool  # a step draws random numbers (dropout, augmentation): seed them from its global step
     history: list[EpochMetrics] = field(default_factory=list)  # the epoch records so far, resumed ones included
     best_state: dict[str, torch.Tensor] | None = None  # best.pt's weights, kept for the final test
 
@@ -233,6 +233,7 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
     background = -run.norm.mean / run.norm.std  # an empty pixel after normalisation, for augmentation's borders
     report_every = max(1, steps // PROGRESS_UPDATES_PER_EPOCH)
     save_every = cfg.train.save_every_steps
+    generator = step_generator(run.device)
     t0, seconds_before = time.perf_counter(), state.seconds
     logged = is_logged(cfg.train, epoch)  # health and step records only in the epochs end_epoch logs
     for step in range(state.step + 1, steps + 1):
@@ -240,7 +241,7 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
         images, labels = run.train_split.images[index], run.train_split.labels[index]
         global_step = (epoch - 1) * steps + step
         if run.draws:
-            torch.manual_seed(derived_seed(cfg.seed, "step", global_step))
+            (generator or torch).manual_seed(derived_seed(cfg.seed, "step", global_step))
         probing = logged and run.health is not None and run.health.due(epoch, step)
         reporting = step % report_every == 0 or step == steps
         lr = run.optimizer.param_groups[0]["lr"] if reporting else None  # the rate this step uses, read before the step
