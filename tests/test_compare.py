@@ -122,3 +122,19 @@ def test_compare_with_an_empty_folder_is_one_error_line(runs, tmp_path):
 def test_compare_with_a_run_stopped_before_its_first_epoch_is_one_error_line(runs, tmp_path, synthetic_root):
     stopped = stopped_run(tmp_path / "killed", synthetic_root)
     assert_clean_error(invoke("compare", runs[0], stopped), "before finishing its first epoch")
+
+
+def test_a_run_folder_of_the_release_before_still_compares_and_reports(runs, tmp_path):
+    """metrics.jsonl, health.jsonl and steps.jsonl, no events.jsonl or result.json: best.pt holds the test accuracy."""
+    import shutil
+
+    fixtures = Path(__file__).parent / "fixtures"
+    old = Path(shutil.copytree(fixtures / "format2-run", tmp_path / "old"))
+    shutil.copy(fixtures / "format2-best.pt", old / "best.pt")
+    r = invoke("compare", runs[0], old, "--out", tmp_path / "cmp", "--json")
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout)["runs"][1]
+    assert (row["epochs"], row["best_val_accuracy"], row["test_accuracy"], row["parameters"]) == (2, 1.0, 0.995, 6370)
+    r = invoke("report", old, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["test_accuracy"] == 0.995
