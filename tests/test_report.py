@@ -66,8 +66,7 @@ def test_report_writes_every_figure_at_its_size_and_not_blank(run_dir, tmp_path)
     result = json.loads(r.stdout)
     names = [Path(f).name for f in result["files"]]
     expected = ["curves.png", "confusion.png", "weights.png", "mistakes.png", "report.html", "report.md"]
-    if (run_dir / "health.jsonl").exists():
-        expected.insert(1, "health.png")
+    expected.insert(1, "health.png")  # the run recorded layer health
     assert names == expected
     assert all(Path(f).parent == tmp_path / "out" for f in result["files"])
     for name in names:
@@ -111,28 +110,29 @@ def test_report_reads_a_checkpoint_inside_a_run(run_dir, tmp_path):
 
 
 def test_layer_health_is_drawn_when_the_run_recorded_it(run_copy, tmp_path):
-    from mnist_cli.training.health import HealthRecord, LayerHealth, to_jsonl
+    from mnist_cli.record import HealthRecord, LayerHealth, to_json
 
-    if not (run_copy / "health.jsonl").exists():  # written here by hand if this build's training does not record it
-        records = [
-            HealthRecord(
-                epoch=e,
-                step=s,
-                global_step=(e - 1) * 16 + s,
-                steps_per_epoch=16,
-                end_of_epoch=s == 16,
-                loss=1.0 / (e * s),
-                activation="relu",
-                probe_images=100,
-                layers=[
-                    LayerHealth("hidden.0", 32, 3.0, 0.01 * s, 0.5, 1e-3, 0.4, 0.6, 0.1 * e, None),
-                    LayerHealth("output", 10, 1.0, 0.02 * s, 1.0, 1e-3),
-                ],
-            )
-            for e in (1, 2)
-            for s in (4, 8, 12, 16)
-        ]
-        (run_copy / "health.jsonl").write_text(to_jsonl(records))
+    # Hand-made probes in place of those the run recorded.
+    records = [
+        HealthRecord(
+            epoch=e,
+            step=s,
+            global_step=(e - 1) * 16 + s,
+            steps_per_epoch=16,
+            end_of_epoch=s == 16,
+            loss=1.0 / (e * s),
+            activation="relu",
+            probe_images=100,
+            layers=[
+                LayerHealth("hidden.0", 32, 3.0, 0.01 * s, 0.5, 1e-3, 0.4, 0.6, 0.1 * e, None),
+                LayerHealth("output", 10, 1.0, 0.02 * s, 1.0, 1e-3),
+            ],
+        )
+        for e in (1, 2)
+        for s in (4, 8, 12, 16)
+    ]
+    kept = [line for line in (run_copy / "events.jsonl").read_text().splitlines(True) if '"kind": "health"' not in line]
+    (run_copy / "events.jsonl").write_text("".join(kept) + "".join(map(to_json, records)))
     r = invoke("report", run_copy, "--out", tmp_path, "--json")
     assert r.exit_code == 0, r.output
     assert str(tmp_path / "health.png") in json.loads(r.stdout)["files"]
@@ -188,7 +188,7 @@ def stopped_run(folder: Path, root: Path) -> Path:
     calls = iter(range(1000))
     with pytest.raises(TrainingInterrupted):
         train(cfg, folder, should_stop=lambda: next(calls) >= 2)
-    assert (folder / "last.pt").exists() and not (folder / "metrics.jsonl").exists()
+    assert (folder / "last.pt").exists() and '"kind": "epoch"' not in (folder / "events.jsonl").read_text()
     return folder
 
 
@@ -213,10 +213,10 @@ def test_verdicts_are_printed_with_their_evidence_and_suggestion_and_land_in_htm
 
 
 def test_a_step_whose_loss_was_not_finite_is_left_out_of_the_curves(run_copy, tmp_path):
-    steps = run_copy / "steps.jsonl"
-    rows = [json.loads(line) for line in steps.read_text().splitlines()]
-    rows[3]["loss"] = None  # how a NaN/inf loss is recorded (train.on_nan: skip)
-    steps.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    events = run_copy / "events.jsonl"
+    rows = [json.loads(line) for line in events.read_text().splitlines()]
+    next(row for row in rows if row["kind"] == "step")["loss"] = None  # how a NaN/inf loss is recorded (on_nan: skip)
+    events.write_text("".join(json.dumps(row) + "\n" for row in rows))
     r = invoke("report", run_copy, "--out", tmp_path, "--json")
     assert r.exit_code == 0, r.output
     assert_picture((tmp_path / "curves.png").read_bytes(), SIZES["curves.png"])

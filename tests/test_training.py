@@ -142,3 +142,18 @@ def test_two_runs_in_one_process_match_two_separate_commands(tmp_path):
         assert done.returncode == 0, done.stderr
         assert without_clocks(tmp_path / f"library-{name}") == without_clocks(tmp_path / f"command-{name}") != []
         assert same_weights(tmp_path / f"library-{name}", tmp_path / f"command-{name}")
+
+
+def test_an_epochs_batches_visit_every_sample_once_in_an_order_seed_and_epoch_decide():
+    from mnist_cli.data.loader import batch_sizes, shuffled_batches
+    from mnist_cli.training.state import derived_seed
+
+    def order(epoch: int) -> list[int]:
+        batches = shuffled_batches(103, 10, derived_seed(7, "epoch", epoch), torch.device("cpu"))
+        assert [len(b) for b in batches] == [10] * 10 + [3]
+        return torch.cat(batches).tolist()
+
+    assert sorted(order(1)) == list(range(103)) and order(1) == order(1)  # again after a resume: the same order
+    assert order(2) != order(1) != list(range(103))
+    assert batch_sizes(21, 10) == [10, 10]  # a trailing batch of one is held back (batch norm)
+    assert batch_sizes(1, 10) == [1]

@@ -52,12 +52,12 @@ def load_run(path: Path | str) -> RunRecord:
         raise MnistError(f"{where} (no {CONFIG}, {EVENTS} or last.pt in {path}); give the folder `mnist train --out` wrote")
     records = read_run_records(path)
     metrics = [r for r in records if isinstance(r, EpochMetrics)]
+    log = EVENTS if run_dir.events.exists() else LEGACY_LOGS[0]
     if not metrics:
         again = "continue it with `mnist train --resume auto --out` that folder" if run_dir.last.exists() else "train it again"
-        log = EVENTS if run_dir.events.exists() else LEGACY_LOGS[0]
         raise MnistError(f"{path}: the run stopped before finishing its first epoch ({log} holds no epochs); {again}")
     if not run_dir.config.exists():
-        raise MnistError(f"{path} holds a run's record but no {CONFIG}; it was not written by mnist train")
+        raise MnistError(f"{path} holds {log} but no {CONFIG}; it was not written by mnist train")
     try:
         config = validate(read_yaml(run_dir.config), str(run_dir.config))
     except ConfigError as e:
