@@ -19,6 +19,7 @@ import stat
 import types
 import typing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -172,7 +173,7 @@ def write_events(path: Path, records: list[Record]) -> None:
 
 def read_events(path: Path) -> list[Record]:
     """Every record in `path` (events.jsonl), checked field by field."""
-    return _read_lines(path, lambda row: _build(KINDS.get(row.get("kind")) or _no_kind(row), row))
+    return _read_lines(path, partial(_build, None))
 
 
 def read_run_records(folder: Path) -> list[Record]:
@@ -180,11 +181,8 @@ def read_run_records(folder: Path) -> list[Record]:
     folder = Path(folder)
     if (folder / EVENTS).exists():
         return read_events(folder / EVENTS)
-    records: list[Record] = []
-    for name, cls in zip(LEGACY_LOGS, (EpochMetrics, HealthRecord, StepRecord), strict=True):
-        if (folder / name).exists():
-            records += _read_lines(folder / name, lambda row, cls=cls: _build(cls, row))
-    return records
+    kinds = zip(LEGACY_LOGS, (EpochMetrics, HealthRecord, StepRecord), strict=True)
+    return [r for name, cls in kinds if (folder / name).exists() for r in _read_lines(folder / name, partial(_build, cls))]
 
 
 def write_result(path: Path, result: RunResult) -> None:
@@ -199,9 +197,8 @@ def read_result(run_dir: Path | str) -> RunResult | None:
     path = Path(run_dir) / RESULT
     if not path.exists():
         return None
-    text = _read_text(path)
     try:
-        return _build(RunResult, json.loads(text))
+        return _build(RunResult, json.loads(_read_text(path)))
     except (ValueError, RecordError) as e:
         raise RecordError(f"{path}: {_reason(e)}; {NOT_OURS}") from None
 
@@ -212,35 +209,25 @@ NOT_OURS = "it is damaged or was not written by mnist train"
 def _read_text(path: Path) -> str:
     """A regular file's text, at most MAX_BYTES: never a FIFO that blocks, nor /dev/zero read until memory runs out."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise RecordError(f"{path} is not a regular file; a run folder's records are files mnist train writes")
+            data = f.read(MAX_BYTES + 1)
     except OSError as e:
         raise RecordError(f"{path}: cannot read it ({e.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise RecordError(f"{path} is not a regular file; a run folder's records are files mnist train writes")
-        data = f.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise RecordError(f"{path} is larger than {MAX_BYTES >> 20} MB; {NOT_OURS}")
-    try:
-        return data.decode()
-    except UnicodeDecodeError:
-        raise RecordError(f"{path} is not text; {NOT_OURS}") from None
+    return data.decode(errors="replace")  # a replaced byte fails the JSON or the field check that follows
 
 
 def _read_lines(path: Path, build) -> list:
     lines = _read_text(path).split("\n")
     rows = []
     for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
         try:
-            row = json.loads(line)
-            if not isinstance(row, dict):
-                raise RecordError("the row is not a JSON object")
-            rows.append(build(row))
+            rows += [build(json.loads(line))] if line.strip() else []
         except (ValueError, RecordError) as e:
-            if i == len(lines) and isinstance(e, ValueError):
+            if i == len(lines) and not isinstance(e, RecordError):
                 break  # the unterminated tail of an append a killed run left
             raise RecordError(f"{path}, line {i}: {_reason(e)}; {NOT_OURS}") from None
     return rows
@@ -250,19 +237,19 @@ def _reason(e: Exception) -> str:
     return str(e) if isinstance(e, RecordError) else f"not JSON ({e})"
 
 
-def _no_kind(row: dict) -> type:
-    raise RecordError(f"kind {_short(row.get('kind'))} is none of {', '.join(KINDS)}")
-
-
-def _build(cls: type, row: dict) -> Any:
-    """`cls` from a JSON object, every field checked against its annotation; keys of newer releases are ignored."""
-    values = {}
+def _build(cls: type | None, row: Any) -> Any:
+    """`cls` (None: the row's `kind`) from a JSON object, every field checked; keys of newer releases are ignored."""
+    if not isinstance(row, dict):
+        raise RecordError(f"{_short(row)} is not a JSON object")
+    cls = cls or KINDS.get(row.get("kind"))
+    if cls is None:
+        raise RecordError(f"kind {_short(row.get('kind'))} is none of {', '.join(KINDS)}")
+    hints, values = _hints(cls), {}
     for f in dataclasses.fields(cls):
-        if f.name not in row:
-            if f.default is dataclasses.MISSING:
-                raise RecordError(f"lacks {f.name}")
-            continue
-        values[f.name] = _check(f.name, _hints(cls)[f.name], row[f.name])
+        if f.name in row:
+            values[f.name] = _check(f.name, hints[f.name], row[f.name])
+        elif f.default is dataclasses.MISSING:
+            raise RecordError(f"lacks {f.name}")
     return cls(**values)
 
 
@@ -273,41 +260,27 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def _check(name: str, hint: Any, value: Any) -> Any:
     """`value` if it is what `hint` says, in range; RecordError otherwise."""
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    if value is None and type(None) in options:
+    optional = isinstance(hint, types.UnionType)  # `X | None`
+    kind = typing.get_args(hint)[0] if optional else hint
+    if value is None and optional:
         return None
-    kind = options[0]
-    if typing.get_origin(kind) is list:
-        (item,) = typing.get_args(kind)
-        if isinstance(value, list) and len(value) <= 10_000:
-            return [_check(name, item, v) for v in value]
-    elif (
-        (kind is bool and type(value) is bool)
-        or (kind is str and isinstance(value, str) and len(value) <= 1000)
-        or (kind is int and type(value) is int and 0 <= value <= MAX_COUNT)
-    ):
-        return value
-    elif kind is float and type(value) in (int, float) and _in_range(name, value):
-        return float(value)
+    if typing.get_origin(kind) is list and isinstance(value, list) and len(value) <= 10_000:
+        return [_check(name, typing.get_args(kind)[0], v) for v in value]
     if dataclasses.is_dataclass(kind) and isinstance(value, dict):
         return _build(kind, value)
-    raise RecordError(f"{name} is {_short(value)}, not {_describe(name, hint)}")
-
-
-def _in_range(name: str, x: float) -> bool:
-    if not math.isfinite(x) or abs(x) > MAX_NUMBER:
-        return False
-    if name.endswith(("accuracy", "fraction")):
-        return 0 <= x <= 1
-    return x >= 0 or name == "activation_mean"
-
-
-def _describe(name: str, hint: Any) -> str:
-    kind = typing.get_args(hint)[0] if isinstance(hint, types.UnionType) else hint
-    what = {int: "a count", float: "a fraction" if name.endswith(("accuracy", "fraction")) else "a number", bool: "true or false"}
-    return what.get(kind, "a list" if typing.get_origin(kind) is list else "a string") + (
-        " or null" if isinstance(hint, types.UnionType) else ""
-    )
+    fraction = name.endswith(("accuracy", "fraction"))
+    finite = kind is float and type(value) in (int, float) and math.isfinite(value) and abs(value) <= MAX_NUMBER
+    if finite and ((0 <= value <= 1) if fraction else (value >= 0 or name == "activation_mean")):
+        return float(value)
+    if (
+        kind is not float
+        and type(value) is kind
+        and (kind is not int or 0 <= value <= MAX_COUNT)
+        and (kind is not str or len(value) <= 1000)
+    ):
+        return value
+    what = {int: "a count", float: "a fraction" if fraction else "a number", bool: "true or false", str: "a string"}
+    raise RecordError(f"{name} is {_short(value)}, not {what.get(kind, 'a list')}{' or null' if optional else ''}")
 
 
 def _short(value: Any) -> str:
