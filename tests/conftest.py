@@ -198,6 +198,22 @@ MNIST = [sys.executable, "-m", "mnist_cli"]
 HARD = dict(model={"depth": 2, "width": 32, "dropout": 0.2, "norm": "batch"}, train={"epochs": 3, "schedule": "cosine"})
 
 
+def one_error_line(text: str) -> str:
+    """The one `error:` line of a command's stderr (other lines, such as "resuming from", may come first)."""
+    assert "Traceback" not in text, text
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, text
+    return errors[0]
+
+
+def assert_refused(r, *fragments: str) -> None:
+    """Exit 2 with one `error:` line holding every fragment; `r` from invoke() or subprocess.run()."""
+    line = one_error_line(r.stderr)
+    assert getattr(r, "exit_code", getattr(r, "returncode", None)) == 2, r.stderr
+    for fragment in fragments:
+        assert fragment in line, r.stderr
+
+
 def records(run: Path, kind: type | None = None) -> list:
     """The run's records (events.jsonl, or the logs of the release before), of one kind if given."""
     from mnist_cli.record import read_run_records

@@ -14,18 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MNIST, REAL_DATA, Stderr, require_real_data, start, wait_for, write_config, write_mnist
+from conftest import MNIST, REAL_DATA, Stderr, one_error_line, require_real_data, start, wait_for, write_config, write_mnist
 
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import load_config
 from mnist_cli.training.loop import train as train_run
-
-
-def one_error_line(text: str) -> str:
-    assert "Traceback" not in text, text
-    errors = [line for line in text.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, text
-    return errors[0]
 
 
 def _can(command: list[str]) -> bool:

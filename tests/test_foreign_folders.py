@@ -7,22 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
-
-from mnist_cli.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_refused(r, *fragments: str) -> None:
-    assert r.exit_code == 2, r.output
-    assert "Traceback" not in r.output
-    for fragment in fragments:
-        assert fragment in r.stderr, r.stderr
+from conftest import assert_refused, invoke
 
 
 def test_a_folder_holding_someone_elses_files_is_not_trained_into(tiny_config, tmp_path):

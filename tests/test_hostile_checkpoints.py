@@ -15,33 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import sign, write_config
-from typer.testing import CliRunner
+from conftest import MNIST, assert_refused, invoke, sign, write_config
 
-from mnist_cli.cli import app
 from mnist_cli.config import load_config
 from mnist_cli.errors import TrainingInterrupted
 from mnist_cli.record import EpochMetrics
 from mnist_cli.training.loop import train
-
-runner = CliRunner()
-MNIST = [sys.executable, "-m", "mnist_cli"]
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_refused(r, *fragments: str) -> None:
-    """Exit 2 with one `error:` line holding every fragment, and no traceback."""
-    out = r.stderr
-    code = r.exit_code if hasattr(r, "exit_code") else r.returncode
-    assert code == 2, out
-    assert "Traceback" not in out, out
-    lines = [line for line in out.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, out
-    for fragment in fragments:
-        assert fragment in lines[0], out
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ def plan_run(
 ) -> RunPlan:
     """Config file + `--set` overrides + shortcuts (`{"train.epochs": 3}`, None for not given) + --resume + --out.
 
-    Without --out the run folder is named by the config and the overrides that change it (`default_out_dir`).
+    Without --out the run folder is named by the config and the overrides that change it (`_folder`).
     A resumed run keeps its stored config; a config given as well must match it, except for the device.
     """
     shortcuts = {k: v for k, v in (shortcuts or {}).items() if v is not None}
@@ -96,12 +96,6 @@ def _is_dir(path: Path) -> bool:
         return path.is_dir()
     except OSError:
         return False  # load_checkpoint says why
-
-
-def default_out_dir(config_path: Path | None, overrides: list[str] | None = None) -> Path:
-    """checkpoints/<config name>/[<changed settings>/] (under $MNIST_CHECKPOINT_DIR when set)."""
-    raw = read_yaml(config_path) if config_path is not None else {}
-    return _folder(config_path, validate(raw), validate(apply_overrides(raw, list(overrides or []))))
 
 
 def _folder(config_path: Path | None, base: Config, cfg: Config) -> Path:
