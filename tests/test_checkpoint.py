@@ -162,23 +162,26 @@ def test_a_digest_mismatch_is_called_corruption(trained_checkpoint, tmp_path):
     assert_clean_error(invoke("eval", tmp_path / "tampered.pt"), "checkpoint is corrupt")
 
 
+def _zip_without_torch(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("hello.txt", "hi")
+
+
 @pytest.mark.parametrize(
-    "payload",
+    ("write", "message"),
     [
-        {"just": "a dict"},
-        torch.zeros(3),
-        [1, 2, 3],
+        (lambda p: torch.save({"just": "a dict"}, p), "not an mnist-cli checkpoint"),
+        (lambda p: torch.save(torch.zeros(3), p), "not an mnist-cli checkpoint"),
+        (lambda p: torch.save([1, 2, 3], p), "not an mnist-cli checkpoint"),
+        (_zip_without_torch, "not a readable checkpoint"),
+        (lambda p: p.write_bytes(b""), "not a checkpoint"),
+        (lambda p: p.write_bytes(b"garbage" * 100), "not a checkpoint"),
+        (lambda p: p.write_bytes(b"PK\x03\x04broken zip"), "not a checkpoint"),
     ],
 )
-def test_other_torch_files_are_refused(tmp_path, payload):
-    torch.save(payload, tmp_path / "other.pt")
-    assert_clean_error(invoke("eval", tmp_path / "other.pt"), "not an mnist-cli checkpoint")
-
-
-def test_a_zip_that_torch_did_not_write_is_refused(tmp_path):
-    with zipfile.ZipFile(tmp_path / "plain.pt", "w") as z:
-        z.writestr("hello.txt", "hi")
-    assert_clean_error(invoke("eval", tmp_path / "plain.pt"), "not a readable checkpoint")
+def test_files_that_are_not_our_checkpoints_are_named_and_refused(tmp_path, write, message):
+    write(tmp_path / "other.pt")
+    assert_clean_error(invoke("eval", tmp_path / "other.pt"), str(tmp_path / "other.pt"), message)
 
 
 @pytest.mark.parametrize("command", ["eval", "predict", "resume"])
@@ -199,13 +202,6 @@ def test_a_malicious_pickle_runs_nothing_in_any_command(tmp_path, command):
     r = invoke(*args[command])
     assert_clean_error(r, "refused to load", "system")
     assert not marker.exists()
-
-
-@pytest.mark.parametrize("content", [b"", b"garbage" * 100, b"PK\x03\x04broken zip"])
-def test_not_a_checkpoint_exits_2(tmp_path, content):
-    path = tmp_path / "bad.pt"
-    path.write_bytes(content)
-    assert_clean_error(invoke("eval", path), str(path), "not a checkpoint")
 
 
 def test_a_folder_given_as_checkpoint_is_named_as_a_folder(tmp_path):
