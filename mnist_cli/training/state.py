@@ -83,9 +83,10 @@ def resume_payload(ckpt: dict[str, Any], path: Path | str) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} {NO_RESUME_STATE}")
     if "rng" in payload:  # the release before captured RNG states; this one derives them, so the run would differ
+        folder = Path(path).parent
         raise CheckpointError(
-            f"{path} was saved by an earlier mnist-cli, whose runs this one cannot continue exactly; "
-            "start the run again with --overwrite"
+            f"{path} was saved by an earlier mnist-cli, whose runs this one cannot continue exactly; start the run "
+            f"again with: mnist train -c {folder / 'config.yaml'} --out {folder} --overwrite"
         )
     return payload
 
