@@ -91,10 +91,10 @@ def env_with(**extra: str) -> dict[str, str]:
 
 
 def metrics_of(run_dir: Path) -> list:
-    """The run's EpochMetrics rows."""
-    from mnist_cli.training.rundir import RunDir
+    """The run's EpochMetrics records."""
+    from mnist_cli.record import EpochMetrics, read_run_records
 
-    return RunDir(run_dir).read_metrics()
+    return [r for r in read_run_records(run_dir) if isinstance(r, EpochMetrics)]
 
 
 def unpacked_root() -> Path:
@@ -381,8 +381,7 @@ def probe_cost(reps: int) -> dict:
 
     from mnist_cli.config import load_config
     from mnist_cli.model import build_model
-    from mnist_cli.training.health import PROBE_IMAGES
-    from mnist_cli.training.probe import HealthProbe, probe_steps
+    from mnist_cli.training.probe import PROBE_IMAGES, HealthProbe, probe_steps
 
     cfg = load_config(REPO / "configs" / "default.yaml")
     model = build_model(cfg.model, 784, 10)

@@ -1,8 +1,8 @@
 """Batch augmentation on the training device: one random affine (plus optional elastic warp) per image.
 
 Everything is tensor ops on whole batches (`affine_grid` + `grid_sample`), as airbench and tinygrad's
-beautiful_mnist do it; randomness comes from torch's global generator on the batch's device, so the
-run's seed (and a saved RNG state) decides it.
+beautiful_mnist do it; randomness comes from torch's generator on the batch's device, which training
+seeds from the run's seed and the global step, so a resumed run warps the same images the same way.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ CHECKPOINT_DIR_ENV = "MNIST_CHECKPOINT_DIR"
 DIGEST_KEY = "digest"  # SHA-256 of everything else: torch.load does not check the zip's CRCs, so bit rot loads silently
 MAX_CLASSES = 1000
 FORMAT_1_INPUT = ([1, 28, 28], 255.0)  # input_shape and input_scale of checkpoints written before they were stored
-# Our checkpoints nest a few levels (resume -> rng -> numpy -> tensor); a crafted list 200,000 deep would blow the stack.
+# Our checkpoints nest a few levels (optimizer_state -> state -> 0 -> exp_avg); a crafted list 200,000 deep would blow
+# the stack.
 MAX_DEPTH = 32
 
 

@@ -70,6 +70,12 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def parameter_count(cfg: ModelConfig, in_features: int, num_classes: int) -> int:
+    """Trainable parameters of the configured model, counted on the meta device: no memory, no RNG draws."""
+    with torch.device("meta"):
+        return count_parameters(build_model(cfg, in_features, num_classes))
+
+
 def architecture(in_features: int, hidden_widths: list[int], num_classes: int) -> str:
     """'784-512-512-10': the sizes of the layers, input to output."""
     return "-".join(str(n) for n in (in_features, *hidden_widths, num_classes))

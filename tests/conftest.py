@@ -5,6 +5,10 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +189,139 @@ def kill_setup(tmp_path):
     cfg = write_config(tmp_path / "kill.yaml", data={"val_size": 200, "root": str(root)}, **KILL_CONFIG)
     train(load_config(cfg), tmp_path / "baseline")
     return cfg, tmp_path / "baseline"
+
+
+# --- core: training runs, resume and a run's record (test_resume, test_signals, test_health, test_disk_faults, ...) ---
+
+MNIST = [sys.executable, "-m", "mnist_cli"]
+# Dropout, batch norm and a cosine schedule: every kind of state a resume has to restore.
+HARD = dict(model={"depth": 2, "width": 32, "dropout": 0.2, "norm": "batch"}, train={"epochs": 3, "schedule": "cosine"})
+
+
+def one_error_line(text: str) -> str:
+    """The one `error:` line of a command's stderr (other lines, such as "resuming from", may come first)."""
+    assert "Traceback" not in text, text
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, text
+    return errors[0]
+
+
+def assert_refused(r, *fragments: str) -> None:
+    """Exit 2 with one `error:` line holding every fragment; `r` from invoke() or subprocess.run()."""
+    line = one_error_line(r.stderr)
+    assert getattr(r, "exit_code", getattr(r, "returncode", None)) == 2, r.stderr
+    for fragment in fragments:
+        assert fragment in line, r.stderr
+
+
+def records(run: Path, kind: type | None = None) -> list:
+    """The run's records (events.jsonl, or the logs of the release before), of one kind if given."""
+    from mnist_cli.record import read_run_records
+
+    return [r for r in read_run_records(run) if kind is None or isinstance(r, kind)]
+
+
+def epoch_records(run: Path) -> list:
+    """The run's epoch records."""
+    from mnist_cli.record import EpochMetrics
+
+    return records(run, EpochMetrics)
+
+
+def without_clocks(run: Path) -> list:
+    """Every record of the run, the wall-clock fields (which no two runs share) zeroed."""
+    import dataclasses
+
+    from mnist_cli.record import EpochMetrics
+
+    return [
+        dataclasses.replace(r, seconds=0.0, samples_per_second=0.0) if isinstance(r, EpochMetrics) else r for r in records(run)
+    ]
+
+
+def assert_identical(a: Path, b: Path) -> None:
+    """Same weights, optimizer state, best model and records (steps, health, epochs, test), bit for bit."""
+    import torch
+
+    for name in ("last.pt", "best.pt"):
+        x, y = torch.load(a / name, weights_only=True), torch.load(b / name, weights_only=True)
+        assert x["model_state"].keys() == y["model_state"].keys()
+        for key in x["model_state"]:
+            assert torch.equal(x["model_state"][key], y["model_state"][key]), (name, key)
+        for i, state in x["optimizer_state"]["state"].items():
+            for key, value in state.items():
+                assert torch.equal(value, y["optimizer_state"]["state"][i][key]), (name, i, key)
+        clock = ("seconds", "samples_per_second")
+        assert {k: v for k, v in x["metrics"].items() if k not in clock} == {
+            k: v for k, v in y["metrics"].items() if k not in clock
+        }
+    assert without_clocks(a) == without_clocks(b)
+
+
+def position(last: Path) -> tuple[int, int]:
+    """(epoch, step) a last.pt resumes from."""
+    from mnist_cli.checkpoint import load_checkpoint
+
+    state = load_checkpoint(last)["resume"]
+    return state["epoch"], state["step"]
+
+
+def start(args, cwd: Path, **kwargs) -> subprocess.Popen:
+    """`mnist ARGS` as a real process, stdout and stderr piped."""
+    return subprocess.Popen(
+        [*MNIST, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
+
+
+def wait_for(condition, timeout: float = 60.0, every: float = 0.002) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(every)
+    return False
+
+
+def mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+class Stderr:
+    """Collects a process's stderr lines on a thread, so the test can wait for one."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=lambda: self.lines.extend(proc.stderr), daemon=True)
+        self.thread.start()
+
+    def text(self) -> str:
+        self.thread.join(timeout=30)
+        return "".join(self.lines)
+
+
+def train_run(folder: Path, root: Path, **sections) -> Path:
+    """A small run on the synthetic data; returns its folder."""
+    from mnist_cli.config import load_config
+    from mnist_cli.training.loop import train
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(write_config(folder.parent / f"{folder.name}.yaml", data={"val_size": 100, "root": str(root)}, **sections))
+    train(cfg, folder)
+    return folder
+
+
+def stopped_run(folder: Path, root: Path) -> Path:
+    """A run stopped at step 3 of its first epoch, as Ctrl-C stops one: last.pt, no finished epoch."""
+    from mnist_cli.config import load_config
+    from mnist_cli.errors import TrainingInterrupted
+    from mnist_cli.training.loop import train
+
+    cfg = load_config(write_config(folder.parent / "stopped.yaml", data={"val_size": 100, "root": str(root)}))
+    calls = iter(range(1000))
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, folder, should_stop=lambda: next(calls) >= 2)
+    assert (folder / "last.pt").exists() and not epoch_records(folder)
+    return folder

@@ -13,6 +13,11 @@ from mnist_cli.errors import ConfigError
 ALL_ON = AugmentConfig(rotate=10, shift=2, scale=0.1, shear=5, elastic_alpha=1.5)
 
 
+@pytest.fixture(autouse=True)
+def seeded() -> None:
+    torch.manual_seed(0)  # every warp here is a random draw
+
+
 def square_batch(n: int = 8) -> torch.Tensor:
     x = torch.zeros(n, 28, 28)
     x[:, 10:18, 10:18] = 1.0

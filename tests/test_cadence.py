@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from conftest import write_config
+from conftest import epoch_records, without_clocks, write_config
 
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import load_config
 from mnist_cli.errors import TrainingInterrupted
-from mnist_cli.training.events import EpochDone
+from mnist_cli.record import EpochMetrics
 from mnist_cli.training.loop import train
 
 XOR = dict(
@@ -22,7 +20,7 @@ XOR = dict(
 
 
 def epochs_logged(run) -> list[int]:
-    return [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [m.epoch for m in epoch_records(run)]
 
 
 def test_automatic_cadence_logs_at_most_about_100_epochs(tmp_path):
@@ -30,12 +28,12 @@ def test_automatic_cadence_logs_at_most_about_100_epochs(tmp_path):
     assert load_config(None, ["train.epochs=101"]).train.log_every == 2
     cfg = load_config(write_config(tmp_path / "x.yaml", **XOR))
     done = []
-    result = train(cfg, tmp_path / "run", lambda e: done.append(e.metrics.epoch) if isinstance(e, EpochDone) else None)
+    result = train(cfg, tmp_path / "run", lambda e: done.append(e.epoch) if isinstance(e, EpochMetrics) else None)
     assert epochs_logged(tmp_path / "run") == done == list(range(3, 301, 3))
-    # Each row's seconds and samples cover the epochs since the row before, so they add up to the run's.
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert sum(r["seconds"] for r in rows) == pytest.approx(result.train_seconds)
-    assert sum(round(r["seconds"] * r["samples_per_second"]) for r in rows) == 300 * 4
+    # Each record's seconds and samples cover the epochs since the record before, so they add up to the run's.
+    rows = epoch_records(tmp_path / "run")
+    assert sum(r.seconds for r in rows) == pytest.approx(result.train_seconds)
+    assert sum(r.samples for r in rows) == 300 * 4
 
 
 def test_explicit_cadence_and_the_last_epoch_always_logged(tmp_path):
@@ -67,18 +65,14 @@ def test_a_tiny_long_run_stopped_between_saves_resumes_bit_identical(stop_at, wh
     for name in ("best.pt", "last.pt"):
         a, b = (torch.load(tmp_path / run / name, weights_only=True) for run in ("whole", "cut"))
         assert all(torch.equal(a["model_state"][k], b["model_state"][k]) for k in a["model_state"])
-    strip = lambda run: [  # noqa: E731
-        {k: v for k, v in json.loads(line).items() if k not in ("seconds", "samples_per_second")}
-        for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()
-    ]
-    assert strip("whole") == strip("cut")
+    assert without_clocks(tmp_path / "whole") == without_clocks(tmp_path / "cut")
 
 
 def test_a_crash_between_saves_loses_at_most_save_every_epochs(tmp_path):
     cfg = load_config(write_config(tmp_path / "x.yaml", **XOR), ["train.save_every_epochs=25"])
 
     def crash(event):
-        if isinstance(event, EpochDone) and event.metrics.epoch == 69:
+        if isinstance(event, EpochMetrics) and event.epoch == 69:
             raise RuntimeError("power cut")
 
     with pytest.raises(RuntimeError):

@@ -12,6 +12,7 @@ from conftest import assert_clean_error, invoke, sign
 from mnist_cli.checkpoint import FORMAT_VERSION, load_checkpoint
 from mnist_cli.data.catalog import MNIST_MEAN, MNIST_STD
 from mnist_cli.inference.trained import load_trained
+from mnist_cli.record import read_result
 
 
 def _plain(value) -> bool:
@@ -28,7 +29,7 @@ def test_checkpoint_holds_everything_needed_in_plain_types(trained_checkpoint):
     assert set(ckpt["versions"]) == {"mnist_cli", "torch", "torchvision"}
     assert ckpt["classes"] == [str(d) for d in range(10)]
     assert ckpt["normalization"] == {"mean": MNIST_MEAN, "std": MNIST_STD}
-    assert {"val_accuracy", "test_accuracy", "train_loss"} <= set(ckpt["metrics"])
+    assert {"val_accuracy", "train_loss", "epoch", "best"} <= set(ckpt["metrics"])
     assert ckpt["optimizer_state"]["state"] and ckpt["config"]["model"]["width"] == 32
     assert _plain(ckpt)
 
@@ -41,8 +42,9 @@ def test_the_reloaded_model_reproduces_the_accuracy_measured_in_training(trained
     assert not trained.model.training
     _, test = load_dataset("mnist", synthetic_root)
     result = evaluate(trained.model, test, trained.normalization, len(trained.classes))
-    assert result.accuracy == trained.metrics["test_accuracy"] == trained.test_accuracy
-    assert result.loss == pytest.approx(trained.metrics["test_loss"])
+    run = read_result(trained_checkpoint.parent)  # the final test, in the run's result.json
+    assert result.accuracy == run.test_accuracy == trained.test_accuracy
+    assert result.loss == pytest.approx(run.test_loss)
     assert trained.normalization.std == MNIST_STD
 
 
@@ -71,6 +73,30 @@ def test_a_format_1_checkpoint_evaluates_exactly_as_before(name, tmp_path, monke
     expected = json.loads((FIXTURES / "format1-expected.json").read_text())[name]
     assert json.loads(r.stdout) == expected
     assert load_checkpoint(FIXTURES / f"{name}.pt")["format_version"] == FORMAT_VERSION == 2
+
+
+@pytest.mark.parametrize("name", ["format2-best", "format2-last"])
+def test_a_format_2_checkpoint_evaluates_and_predicts_exactly_as_before(name, tmp_path, monkeypatch):
+    """best.pt and last.pt of the release before this one's run record: the same `eval --json` and `predict --json`.
+
+    Made by that release (a 784-8-10 net with dropout) on the tests' synthetic data, with its outputs.
+    """
+    import json
+
+    from conftest import synthetic_digits, write_mnist
+    from PIL import Image
+
+    monkeypatch.setenv("MNIST_DATA_DIR", str(write_mnist(tmp_path / "data")))
+    expected = json.loads((FIXTURES / "format2-expected.json").read_text())[name]
+    r = invoke("eval", FIXTURES / f"{name}.pt", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == expected["eval"]
+    images, _ = synthetic_digits(3, seed=7)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"digit{i}.png")
+    r = invoke("predict", "-m", FIXTURES / f"{name}.pt", "--json", "digit0.png", "digit1.png", "digit2.png")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == expected["predict"] and r.stderr == expected["predict_stderr"]
 
 
 # --- damaged and hostile checkpoints: one line, exit 2, nothing runs ----------------------------------------
@@ -136,23 +162,26 @@ def test_a_digest_mismatch_is_called_corruption(trained_checkpoint, tmp_path):
     assert_clean_error(invoke("eval", tmp_path / "tampered.pt"), "checkpoint is corrupt")
 
 
+def _zip_without_torch(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("hello.txt", "hi")
+
+
 @pytest.mark.parametrize(
-    "payload",
+    ("write", "message"),
     [
-        {"just": "a dict"},
-        torch.zeros(3),
-        [1, 2, 3],
+        (lambda p: torch.save({"just": "a dict"}, p), "not an mnist-cli checkpoint"),
+        (lambda p: torch.save(torch.zeros(3), p), "not an mnist-cli checkpoint"),
+        (lambda p: torch.save([1, 2, 3], p), "not an mnist-cli checkpoint"),
+        (_zip_without_torch, "not a readable checkpoint"),
+        (lambda p: p.write_bytes(b""), "not a checkpoint"),
+        (lambda p: p.write_bytes(b"garbage" * 100), "not a checkpoint"),
+        (lambda p: p.write_bytes(b"PK\x03\x04broken zip"), "not a checkpoint"),
     ],
 )
-def test_other_torch_files_are_refused(tmp_path, payload):
-    torch.save(payload, tmp_path / "other.pt")
-    assert_clean_error(invoke("eval", tmp_path / "other.pt"), "not an mnist-cli checkpoint")
-
-
-def test_a_zip_that_torch_did_not_write_is_refused(tmp_path):
-    with zipfile.ZipFile(tmp_path / "plain.pt", "w") as z:
-        z.writestr("hello.txt", "hi")
-    assert_clean_error(invoke("eval", tmp_path / "plain.pt"), "not a readable checkpoint")
+def test_files_that_are_not_our_checkpoints_are_named_and_refused(tmp_path, write, message):
+    write(tmp_path / "other.pt")
+    assert_clean_error(invoke("eval", tmp_path / "other.pt"), str(tmp_path / "other.pt"), message)
 
 
 @pytest.mark.parametrize("command", ["eval", "predict", "resume"])
@@ -173,13 +202,6 @@ def test_a_malicious_pickle_runs_nothing_in_any_command(tmp_path, command):
     r = invoke(*args[command])
     assert_clean_error(r, "refused to load", "system")
     assert not marker.exists()
-
-
-@pytest.mark.parametrize("content", [b"", b"garbage" * 100, b"PK\x03\x04broken zip"])
-def test_not_a_checkpoint_exits_2(tmp_path, content):
-    path = tmp_path / "bad.pt"
-    path.write_bytes(content)
-    assert_clean_error(invoke("eval", path), str(path), "not a checkpoint")
 
 
 def test_a_folder_given_as_checkpoint_is_named_as_a_folder(tmp_path):

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REAL_DATA, assert_clean_error, invoke
+from conftest import REAL_DATA, assert_clean_error, epoch_records, invoke
 from digit_styles import large_black_on_white, read_mnist_test
 from rich.console import Console
 
 from mnist_cli.cli.evaluate import truth_table_view
 from mnist_cli.evaluate import TableRow
-from mnist_cli.training.rundir import RunDir
+from mnist_cli.record import read_result
 
 
 def test_help_lists_the_commands():
@@ -34,8 +34,8 @@ def test_train_writes_every_artifact_and_reports_json(tiny_config, tmp_path):
         assert key in result
     assert result["test_accuracy"] > 0.9, result  # synthetic bars are easy to learn
     run = tmp_path / "run"
-    assert {p.name for p in run.iterdir()} >= {"best.pt", "last.pt", "config.yaml", "metrics.jsonl"}
-    rows = RunDir(run).read_metrics()
+    assert {p.name for p in run.iterdir()} >= {"best.pt", "last.pt", "config.yaml", "events.jsonl", "result.json"}
+    rows = epoch_records(run)
     assert [m.epoch for m in rows] == [1, 2]
     assert all(m.val_accuracy is not None and m.train_loss > 0 and m.seconds > 0 for m in rows)
     assert max(m.val_accuracy for m in rows) == result["val_accuracy"]
@@ -73,7 +73,7 @@ def test_eval_reproduces_the_training_report_on_test_and_val_and_renders_tables(
     )
     assert (test.exit_code, val.exit_code, tables.exit_code) == (0, 0, 0), test.output + val.output + tables.output
     result = json.loads(test.stdout)
-    assert result["accuracy"] == pytest.approx(stored["test_accuracy"])
+    assert result["accuracy"] == pytest.approx(read_result(trained_checkpoint.parent).test_accuracy)
     assert result["n"] == 200 and len(result["per_class"]) == 10 and sum(map(sum, result["confusion"])) == 200
     assert json.loads(val.stdout)["accuracy"] == pytest.approx(stored["val_accuracy"])
     assert "per-class accuracy" in tables.stdout and "confusion matrix" in tables.stdout

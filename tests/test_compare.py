@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_clean_error, invoke
+from conftest import assert_clean_error, epoch_records, invoke, stopped_run, train_run
+from PIL import Image
 from rich.console import Console
-from test_report import assert_picture, stopped_run, train_run
 
 from mnist_cli.cli.compare import render_comparison
-from mnist_cli.report.compare import ComparedRun, Comparison, differing_keys, flatten, run_names
+from mnist_cli.config import validate
+from mnist_cli.record import read_result
+from mnist_cli.report.compare import ComparedRun, Comparison, differing_settings, run_names
 
 COMPARE_PIXELS = (1100, 420)  # figures.COMPARE_SIZE at figures.DPI
 
@@ -29,10 +31,6 @@ def runs(tmp_path_factory, synthetic_root) -> tuple[Path, Path]:
     return wide, narrow
 
 
-def metrics_of(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
 def test_compare_shows_only_the_keys_that_differ_and_each_runs_numbers(runs, tmp_path):
     r = invoke("compare", *runs, "--out", tmp_path, "--json")
     assert r.exit_code == 0, r.output
@@ -44,16 +42,17 @@ def test_compare_shows_only_the_keys_that_differ_and_each_runs_numbers(runs, tmp
     ]
     for row, run in zip(result["runs"], runs, strict=True):
         best = torch.load(run / "best.pt", weights_only=True)
-        metrics = metrics_of(run)
+        metrics = epoch_records(run)
         assert row["name"] == run.name
         assert row["parameters"] == sum(v.numel() for v in best["model_state"].values())  # no buffers in these nets
         assert row["epochs"] == len(metrics) == 2
-        assert row["best_val_accuracy"] == max(m["val_accuracy"] for m in metrics)
-        assert row["test_accuracy"] == best["metrics"]["test_accuracy"]
-        assert row["train_seconds"] == pytest.approx(sum(m["seconds"] for m in metrics))
+        assert row["best_val_accuracy"] == max(m.val_accuracy for m in metrics)
+        assert row["test_accuracy"] == read_result(run).test_accuracy
+        assert row["train_seconds"] == pytest.approx(sum(m.seconds for m in metrics))
     assert [row["parameters"] for row in result["runs"]] == [784 * 32 + 32 + 32 * 10 + 10, 784 * 8 + 8 + 8 * 10 + 10]
     assert result["files"] == [str(tmp_path / "compare.png"), str(tmp_path / "compare.md")]
-    assert_picture((tmp_path / "compare.png").read_bytes(), COMPARE_PIXELS)
+    image = Image.open(tmp_path / "compare.png")
+    assert image.size == COMPARE_PIXELS and len(image.convert("RGB").getcolors(1 << 16)) > 20  # drawn, not blank
     table = (tmp_path / "compare.md").read_text()
     assert "| run | model.width | train.lr | parameters | epochs | best val acc | test acc | train s |" in table
 
@@ -87,9 +86,14 @@ def test_compare_on_a_terminal_is_a_rich_table():
     assert "┃" in text and "a[/]" in text and "50,890" in text and "95.00%" in text and "n/a" in text
 
 
-def test_differing_keys_counts_a_key_only_one_config_has():
-    configs = [flatten({"model": {"width": [64, 32], "depth": 2}, "seed": 0}), flatten({"model": {"width": [64, 32]}, "seed": 1})]
-    assert differing_keys(configs) == ["model.depth", "seed"]
+def test_differing_settings_counts_a_key_that_differs_in_any_config_in_the_schemas_order():
+    configs = [validate({"seed": 1}), validate({"model": {"depth": 3}}), validate({"seed": 1, "train": {"device": "cuda"}})]
+    # The device says where a run happened, not what it computed: never a difference.
+    assert differing_settings(configs) == [
+        {"seed": 1, "model.depth": 2},
+        {"seed": 0, "model.depth": 3},
+        {"seed": 1, "model.depth": 2},
+    ]
 
 
 def test_runs_with_the_same_folder_name_are_told_apart_by_their_parents():
@@ -118,3 +122,19 @@ def test_compare_with_an_empty_folder_is_one_error_line(runs, tmp_path):
 def test_compare_with_a_run_stopped_before_its_first_epoch_is_one_error_line(runs, tmp_path, synthetic_root):
     stopped = stopped_run(tmp_path / "killed", synthetic_root)
     assert_clean_error(invoke("compare", runs[0], stopped), "before finishing its first epoch")
+
+
+def test_a_run_folder_of_the_release_before_still_compares_and_reports(runs, tmp_path):
+    """metrics.jsonl, health.jsonl and steps.jsonl, no events.jsonl or result.json: best.pt holds the test accuracy."""
+    import shutil
+
+    fixtures = Path(__file__).parent / "fixtures"
+    old = Path(shutil.copytree(fixtures / "format2-run", tmp_path / "old"))
+    shutil.copy(fixtures / "format2-best.pt", old / "best.pt")
+    r = invoke("compare", runs[0], old, "--out", tmp_path / "cmp", "--json")
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout)["runs"][1]
+    assert (row["epochs"], row["best_val_accuracy"], row["test_accuracy"], row["parameters"]) == (2, 1.0, 0.995, 6370)
+    r = invoke("report", old, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["test_accuracy"] == 0.995

@@ -12,8 +12,8 @@ import torch
 from conftest import N_TEST, N_TRAIN, REAL_DATA, assert_clean_error, invoke, write_config, write_mnist
 
 from mnist_cli.data.catalog import MNIST_MEAN, MNIST_STD
-from mnist_cli.data.datasets import Normalization, Split, load_dataset, normalization_for, split_train_val
-from mnist_cli.data.loader import ShuffledBatches, make_loader, to_inputs
+from mnist_cli.data.datasets import Normalization, load_dataset, normalization_for, split_train_val
+from mnist_cli.data.loader import to_inputs
 from mnist_cli.errors import DataError
 
 
@@ -34,26 +34,6 @@ def test_split_is_deterministic_disjoint_and_complete(synthetic_root):
     assert len(rows) == N_TRAIN
     with pytest.raises(DataError, match="leaves no training images"):
         split_train_val(train, N_TRAIN, seed=0)
-
-
-def test_loader_visits_every_sample_once_per_epoch_in_seeded_order():
-    split = Split(torch.arange(103, dtype=torch.uint8).view(103, 1, 1).expand(103, 28, 28).contiguous(), torch.arange(103))
-    orders = []
-    for _ in range(2):
-        loader = make_loader(split, 10, shuffle=True, generator=torch.Generator().manual_seed(7))
-        batches = list(loader)
-        assert [len(y) for _, y in batches] == [10] * 10 + [3]
-        seen = torch.cat([y for _, y in batches])
-        assert sorted(seen.tolist()) == list(range(103))
-        assert all(torch.equal(x[:, 0, 0].long(), y) for x, y in batches)
-        orders.append(seen)
-    assert torch.equal(orders[0], orders[1])
-    assert not torch.equal(orders[0], torch.arange(103))
-
-
-def test_a_trailing_batch_of_one_is_held_back():
-    assert len(ShuffledBatches(21, 10, shuffle=True)) == 2
-    assert sum(len(b) for b in ShuffledBatches(21, 10, shuffle=True)) == 20
 
 
 def test_to_inputs_normalises_with_the_dataset_constants():

@@ -14,21 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REAL_DATA, require_real_data, write_config, write_mnist
-from test_resume import Stderr, start, wait_for
+from conftest import MNIST, REAL_DATA, Stderr, one_error_line, require_real_data, start, wait_for, write_config, write_mnist
 
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import load_config
 from mnist_cli.training.loop import train as train_run
-
-MNIST = [sys.executable, "-m", "mnist_cli"]
-
-
-def one_error_line(text: str) -> str:
-    assert "Traceback" not in text, text
-    errors = [line for line in text.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, text
-    return errors[0]
 
 
 def _can(command: list[str]) -> bool:
@@ -82,7 +72,7 @@ def test_running_out_of_inodes_mid_run_is_one_line_and_keeps_the_saved_files(tmp
     train_run(
         load_config(cfg).model_copy(update={"train": load_config(cfg).train.model_copy(update={"epochs": 1})}), tmp_path / "one"
     )
-    inodes = 1 + len(list((tmp_path / "one").iterdir()))
+    inodes = 1 + len([p for p in (tmp_path / "one").iterdir() if p.name != "result.json"])  # written at the end
     out = tmp_path / "run"
     check = f"from mnist_cli.checkpoint import load_checkpoint as l; l('{out}/last.pt'); l('{out}/best.pt'); print('intact')"
     train = shlex.join(map(str, [*MNIST, "train", "-c", cfg, "--out", out, "-q"]))

@@ -3,23 +3,11 @@ refused run leaves nothing behind."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
-from typer.testing import CliRunner
-
-from mnist_cli.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_refused(r, *fragments: str) -> None:
-    assert r.exit_code == 2, r.output
-    assert "Traceback" not in r.output
-    for fragment in fragments:
-        assert fragment in r.stderr, r.stderr
+from conftest import assert_refused, invoke
 
 
 def test_a_folder_holding_someone_elses_files_is_not_trained_into(tiny_config, tmp_path):
@@ -86,3 +74,84 @@ def test_a_folder_holding_our_run_is_replaced_with_overwrite(tiny_config, tmp_pa
     r = invoke("train", "-c", tiny_config, "--out", out, "-q", "--epochs", "1", "--overwrite", "--set", "model.width=8")
     assert r.exit_code == 0, r.output
     assert torch.load(out / "best.pt", weights_only=True)["config"]["model"]["width"] == 8
+
+
+# --- a run folder from someone else: report and compare read its record; one line naming file and row, exit 2 ---
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, synthetic_root):
+    from conftest import train_run
+
+    return train_run(tmp_path_factory.mktemp("finished") / "run", synthetic_root, train={"epochs": 1})
+
+
+def copy_with(finished, tmp_path, name: str, text: str | None = None):
+    """A copy of a finished run whose `name` holds `text` (or is removed when text is None)."""
+    import shutil
+
+    run = Path(shutil.copytree(finished, tmp_path / "theirs"))
+    if text is not None:
+        (run / name).write_text(text)
+    return run
+
+
+def epoch_row(finished, **change) -> str:
+    import json
+
+    row = next(json.loads(line) for line in (finished / "events.jsonl").read_text().splitlines() if '"kind": "epoch"' in line)
+    return json.dumps(row | change, allow_nan=True) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"train_loss": None}, "train_loss is null, not a number"),
+        ({"train_loss": [1]}, "train_loss is [1], not a number"),
+        ({"val_accuracy": {"a": 1}}, 'val_accuracy is {"a": 1}, not a fraction or null'),
+        ({"seconds": "1"}, 'seconds is "1", not a number'),
+        ({"epoch": "x"}, 'epoch is "x", not a count'),
+        ({"epoch": None}, "epoch is null, not a count"),
+        ({"epoch": 1.5}, "epoch is 1.5, not a count"),
+        ({"seconds": float("nan")}, "seconds is NaN"),
+        ({"seconds": 1e308}, "seconds is 1e+308"),
+        ({"epoch": -5}, "epoch is -5, not a count"),
+        ({"val_accuracy": 7.0}, "val_accuracy is 7.0, not a fraction"),
+        ({"kind": "weights"}, 'kind "weights" is none of'),
+    ],
+)
+def test_a_row_that_is_not_a_record_is_one_line_naming_the_file_and_row(finished, tmp_path, change, fragment):
+    from conftest import assert_clean_error
+
+    run = copy_with(finished, tmp_path, "events.jsonl", epoch_row(finished) + epoch_row(finished, **change))
+    for command in (["report", run], ["compare", finished, run]):
+        assert_clean_error(invoke(*command), f"{run / 'events.jsonl'}, line 2: {fragment}")
+
+
+def test_a_fifo_or_a_device_as_the_record_is_refused_at_once(finished, tmp_path):
+    import os
+
+    from conftest import assert_clean_error
+
+    run = copy_with(finished, tmp_path, "events.jsonl")
+    for make in (lambda p: os.mkfifo(p), lambda p: p.symlink_to("/dev/zero")):
+        (run / "events.jsonl").unlink()
+        make(run / "events.jsonl")  # a FIFO would block a reader forever; /dev/zero would fill the memory
+        assert_clean_error(invoke("compare", finished, run), "events.jsonl is not a regular file")
+
+
+def test_a_result_that_is_not_ours_is_one_line(finished, tmp_path):
+    from conftest import assert_clean_error
+
+    run = copy_with(finished, tmp_path, "result.json", '{"test_accuracy": "high"}')
+    assert_clean_error(invoke("compare", finished, run), 'result.json: test_accuracy is "high", not a fraction')
+
+
+def test_the_report_folder_of_a_run_does_not_block_overwrite(tiny_config, tmp_path):
+    out = tmp_path / "run"
+    assert invoke("train", "-c", tiny_config, "--out", out, "-q", "--epochs", "1").exit_code == 0
+    (out / "report").mkdir()
+    (out / "report" / "report.md").write_text("the old run's report")
+    r = invoke("train", "-c", tiny_config, "--out", out, "-q", "--epochs", "1", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert (out / "report" / "report.md").read_text() == "the old run's report"  # never a run's file to delete

@@ -1,61 +1,45 @@
-"""Layer health while training: the numbers the probe measures, health.jsonl and steps.jsonl, and that probing
-changes nothing about training (same weights on or off, bit-identical after a resume)."""
+"""Layer health while training: the numbers the probe measures, the health and step records, and that probing
+changes nothing about training (same weights on or off; a resumed run's records: conftest.assert_identical)."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_config
-from test_resume import HARD as RESUME_HARD
+from conftest import HARD, records, write_config
 
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import ModelConfig, load_config
-from mnist_cli.errors import MnistError, TrainingInterrupted
+from mnist_cli.errors import MnistError
 from mnist_cli.model import build_model
-from mnist_cli.training.health import HEALTH_SCHEMA, PROBE_IMAGES, HealthRecord
+from mnist_cli.record import EpochMetrics, HealthRecord, StepRecord, read_events, read_run_records
 from mnist_cli.training.loop import train
-from mnist_cli.training.metrics import EpochMetrics, from_jsonl
-from mnist_cli.training.probe import HealthProbe, probe_steps
-from mnist_cli.training.rundir import RunDir
+from mnist_cli.training.probe import PROBE_IMAGES, HealthProbe, probe_steps
 
-# Dropout and batch norm: a probe that ran in training mode would draw dropout masks and move the running statistics.
-# test_resume's hard config (dropout, batch norm, cosine schedule), over 2 epochs instead of 3.
-HARD = {**RESUME_HARD, "train": {**RESUME_HARD["train"], "epochs": 2}}
 STEPS = 16  # 500 training images at batch 32: 15 full batches and the trailing 20
 
 
-def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-@pytest.fixture
-def hard_config(tmp_path) -> Path:
-    return write_config(tmp_path / "hard.yaml", **HARD)
-
-
-@pytest.fixture
-def baseline(hard_config, tmp_path) -> Path:
-    train(load_config(hard_config), tmp_path / "baseline")
-    return tmp_path / "baseline"
-
-
-# --- what a run writes -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, synthetic_root) -> Path:
+    """Dropout and batch norm (a probe in training mode would draw dropout masks and move the running statistics),
+    a cosine schedule, two epochs."""
+    out = tmp_path_factory.mktemp("health")
+    hard = {**HARD, "train": {**HARD["train"], "epochs": 2}}
+    train(load_config(write_config(out / "hard.yaml", data={"val_size": 100, "root": str(synthetic_root)}, **hard)), out / "run")
+    return out / "run"
 
 
 def test_a_run_records_health_at_the_planned_steps(baseline):
-    run = RunDir(baseline)
-    records = run.read_health()
+    health = records(baseline, HealthRecord)
     planned = sorted(probe_steps(STEPS, 4))
     assert planned == [4, 8, 12, 16]
-    assert [(r.epoch, r.step) for r in records] == [(1, 1)] + [(e, s) for e in (1, 2) for s in planned]
-    assert [r.global_step for r in records] == [1, 4, 8, 12, 16, 20, 24, 28, 32]
-    assert [r.end_of_epoch for r in records] == [False, False, False, False, True, False, False, False, True]
-    for r in records:
-        assert r.schema == HEALTH_SCHEMA and r.activation == "relu" and r.steps_per_epoch == STEPS
+    assert [(r.epoch, r.step) for r in health] == [(1, 1)] + [(e, s) for e in (1, 2) for s in planned]
+    assert [r.global_step for r in health] == [1, 4, 8, 12, 16, 20, 24, 28, 32]
+    assert [r.end_of_epoch for r in health] == [False, False, False, False, True, False, False, False, True]
+    for r in health:
+        assert r.activation == "relu" and r.steps_per_epoch == STEPS
         assert r.probe_images == 100  # the whole validation split: it holds fewer than PROBE_IMAGES
         assert [layer.name for layer in r.layers] == ["hidden.0", "hidden.1", "output"]
         assert [layer.width for layer in r.layers] == [32, 32, 10]
@@ -67,111 +51,77 @@ def test_a_run_records_health_at_the_planned_steps(baseline):
             assert 0 < layer.update_ratio < 1  # one Adam step at lr 0.003 moves weights by well under their size
             assert layer.activation_mean > 0 and layer.activation_std > 0  # ReLU outputs: non-negative, not all 0
             assert 0 <= layer.dead_fraction < 0.5 and layer.saturated_fraction is None
-    assert records[-1].loss < records[0].loss  # it learned
+    assert health[-1].loss < health[0].loss  # it learned
 
 
-def test_steps_and_training_accuracy_are_recorded(baseline):
-    steps = RunDir(baseline).read_steps()
+def test_steps_epochs_and_the_test_are_recorded_in_order(baseline):
+    steps = records(baseline, StepRecord)
     # The progress cadence: every max(1, 16 // 50) = 1 step.
     assert [(s.epoch, s.step) for s in steps] == [(e, s) for e in (1, 2) for s in range(1, STEPS + 1)]
     assert all(s.global_step == (s.epoch - 1) * STEPS + s.step for s in steps)
     # Cosine from lr 0.003 to 0 over 32 steps; the first step uses the full rate.
     assert steps[0].lr == pytest.approx(0.003) and steps[-1].lr < 0.0001
     assert all(isinstance(s.loss, float) for s in steps)
-    metrics = RunDir(baseline).read_metrics()
-    assert [m.schema for m in metrics] == [2, 2]
-    assert all(0.1 < m.train_accuracy <= 1 for m in metrics)
-    assert metrics[1].train_accuracy > metrics[0].train_accuracy
-    assert "train_accuracy" in rows(baseline / "metrics.jsonl")[0]
+    epochs = records(baseline, EpochMetrics)
+    assert [(m.epoch, m.step, m.global_step, m.samples) for m in epochs] == [(1, 16, 16, 500), (2, 16, 32, 500)]
+    assert all(0.1 < m.train_accuracy <= 1 for m in epochs) and epochs[1].train_accuracy > epochs[0].train_accuracy
+    kinds = [r.kind for r in records(baseline)]
+    assert kinds[-1] == "test" and kinds.count("test") == 1
+    assert [r.global_step for r in records(baseline)] == sorted(r.global_step for r in records(baseline))
 
 
-def test_health_off_writes_no_health_file_and_trains_the_same_weights(hard_config, baseline, tmp_path):
-    train(load_config(hard_config, ["train.health=false"]), tmp_path / "off")
-    assert not (tmp_path / "off" / "health.jsonl").exists()
-    assert (tmp_path / "off" / "steps.jsonl").exists()
+def test_health_off_records_no_health_and_trains_the_same_weights(baseline, tmp_path):
+    cfg = load_config(baseline / "config.yaml", ["train.health=false"])
+    train(cfg, tmp_path / "off")
+    assert not records(tmp_path / "off", HealthRecord) and records(tmp_path / "off", StepRecord)
     a, b = load_checkpoint(baseline / "last.pt"), load_checkpoint(tmp_path / "off" / "last.pt")
     for key, value in a["model_state"].items():
         assert torch.equal(value, b["model_state"][key]), key  # running means included: probes leave batch norm alone
-    assert [m.train_accuracy for m in RunDir(baseline).read_metrics()] == [
-        m.train_accuracy for m in RunDir(tmp_path / "off").read_metrics()
+    assert [m.train_accuracy for m in records(baseline, EpochMetrics)] == [
+        m.train_accuracy for m in records(tmp_path / "off", EpochMetrics)
     ]
+    # Overwriting a run starts its record afresh.
+    train(load_config(baseline / "config.yaml", ["train.health=false", "train.epochs=1"]), tmp_path / "off", overwrite=True)
+    assert max(s.epoch for s in records(tmp_path / "off", StepRecord)) == 1
 
 
-def test_overwriting_a_run_starts_its_logs_afresh(hard_config, baseline):
-    train(load_config(hard_config, ["train.health=false", "train.epochs=1"]), baseline, overwrite=True)
-    assert not (baseline / "health.jsonl").exists()
-    assert max(s.epoch for s in RunDir(baseline).read_steps()) == 1
-
-
-# --- resume ------------------------------------------------------------------------------------------------------
-
-
-def test_a_resumed_run_writes_the_same_logs_as_an_unbroken_one(hard_config, baseline, tmp_path):
-    cfg = load_config(hard_config, ["train.save_every_steps=5"])
-    run = tmp_path / "stopped"
-    for stop_after in (7, 9):  # mid-epoch 1, then at the boundary
-        polls = iter(range(1, 1000))
-        resume = load_checkpoint(run / "last.pt") if (run / "last.pt").exists() else None
-        with pytest.raises(TrainingInterrupted):
-            train(cfg, run, resume_from=resume, should_stop=lambda n=stop_after, p=polls: next(p) >= n)
-    train(cfg, run, resume_from=load_checkpoint(run / "last.pt"))
-    for name in ("health.jsonl", "steps.jsonl"):
-        assert rows(run / name) == rows(baseline / name), name
-
-
-def test_rows_written_after_the_last_save_are_dropped_on_resume(hard_config, baseline, tmp_path):
-    cfg = load_config(hard_config, ["train.save_every_steps=5"])
+def test_records_past_the_last_save_and_a_torn_row_are_dropped_on_resume(baseline, tmp_path):
+    cfg = load_config(baseline / "config.yaml", ["train.save_every_steps=5"])
 
     def crash(event):
-        if getattr(event, "step", 0) == 13:  # dies after the save at step 10, like a kill
+        if isinstance(event, HealthRecord) and event.step == 12:  # dies after the save at step 10, like a kill
             raise RuntimeError("power cut")
 
     with pytest.raises(RuntimeError):
         train(cfg, tmp_path / "run", crash)
-    assert [r.step for r in RunDir(tmp_path / "run").read_health()] == [1, 4, 8, 12]  # 12: past last.pt's step 10
-    with open(tmp_path / "run" / "health.jsonl", "a") as f:
-        f.write('{"epoch": 1, "st')  # and a row torn by the kill
+    assert [r.step for r in records(tmp_path / "run", HealthRecord)] == [1, 4, 8, 12]  # 12: past last.pt's step 10
+    with open(tmp_path / "run" / "events.jsonl", "a") as f:
+        f.write('{"kind": "step", "epoch": 1, "st')  # and a row torn by the kill
     train(cfg, tmp_path / "run", resume_from=load_checkpoint(tmp_path / "run" / "last.pt"))
-    for name in ("health.jsonl", "steps.jsonl"):
-        assert rows(tmp_path / "run" / name) == rows(baseline / name), name
+    assert records(tmp_path / "run", HealthRecord) == records(baseline, HealthRecord)
+    assert records(tmp_path / "run", StepRecord) == records(baseline, StepRecord)
 
 
-# --- reading the files back --------------------------------------------------------------------------------------
+def test_a_torn_last_row_is_ignored_a_bad_row_is_named_and_newer_keys_are_ignored(baseline, tmp_path):
+    events = tmp_path / "events.jsonl"
+    text = (baseline / "events.jsonl").read_text()
+    events.write_text(text.replace('"activation": "relu"', '"activation": "relu", "added_later": 1') + '{"kind": "he')
+    assert read_events(events) == records(baseline)
+    events.write_text("not json\n" + text)
+    with pytest.raises(MnistError, match=r"events.jsonl, line 1: not JSON .*not written by mnist train"):
+        read_events(events)
 
 
-def test_a_torn_last_row_is_ignored_and_a_bad_row_is_an_error(baseline):
-    run = RunDir(baseline)
-    n = len(run.read_health())
-    with open(run.health, "a") as f:
-        f.write('{"epoch": 3, "step"')
-    assert len(run.read_health()) == n
-    run.health.write_text("not json\n" + run.health.read_text())
-    with pytest.raises(MnistError, match=r"health.jsonl is not a health file written by mnist train"):
-        run.read_health()
-
-
-def test_records_round_trip_and_ignore_keys_from_newer_releases(baseline):
-    record = RunDir(baseline).read_health()[-1]
-    row = record.as_dict() | {"added_later": 1}
-    row["layers"][0]["added_later"] = 2
-    assert HealthRecord.from_dict(json.loads(json.dumps(row))) == record
-
-
-def test_schema_1_metrics_rows_read_without_training_accuracy():
-    old = json.dumps(
-        {
-            "epoch": 1,
-            "train_loss": 0.5,
-            "val_loss": 0.2,
-            "val_accuracy": 0.95,
-            "lr": 0.001,
-            "seconds": 1.0,
-            "samples_per_second": 9,
-        }
+def test_rows_of_the_release_before_read_as_the_same_records(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(
+        '{"epoch": 1, "train_loss": 0.5, "val_loss": 0.2, "val_accuracy": 0.95, "lr": 0.001, "seconds": 1.0,'
+        ' "samples_per_second": 9}\n'  # schema 1: no train_accuracy
     )
-    (row,) = from_jsonl(old)
-    assert row == EpochMetrics(1, 0.5, 0.2, 0.95, 0.001, 1.0, 9.0, train_accuracy=None, schema=1)
-    assert row.as_dict()["schema"] == 1
+    (tmp_path / "steps.jsonl").write_text('{"epoch": 1, "step": 2, "global_step": 2, "loss": 0.7, "lr": 0.001, "schema": 1}\n')
+    assert read_run_records(tmp_path) == [
+        EpochMetrics(1, 0.5, 0.2, 0.95, 0.001, 1.0, 9.0, train_accuracy=None),
+        StepRecord(1, 2, 2, 0.7, 0.001),
+    ]
 
 
 # --- the probe on hand-made models -------------------------------------------------------------------------------
@@ -184,6 +134,7 @@ def model_and_probe(activation: str, images: torch.Tensor, **model) -> tuple[tor
 
 
 def test_the_probe_measures_gradients_updates_and_activations_exactly():
+    torch.manual_seed(1)
     images = torch.randn(64, 28, 28)
     net, probe = model_and_probe("relu", images)
     with torch.no_grad():
@@ -213,6 +164,7 @@ def test_the_probe_measures_gradients_updates_and_activations_exactly():
     [("sigmoid", 100.0, 1.0), ("sigmoid", 1e-3, 0.0), ("tanh", 100.0, 1.0), ("tanh", 1e-3, 0.0)],
 )
 def test_saturated_units_are_those_at_a_flat_end(activation, scale, saturated):
+    torch.manual_seed(1)
     net, probe = model_and_probe(activation, torch.randn(32, 28, 28))
     with torch.no_grad():
         net.hidden[0].linear.weight.mul_(scale)  # pre-activations of ~+-100 (all units at a flat end) or ~+-0.001
@@ -223,6 +175,7 @@ def test_saturated_units_are_those_at_a_flat_end(activation, scale, saturated):
 
 
 def test_probing_draws_no_random_numbers_and_leaves_the_model_as_it_was():
+    torch.manual_seed(3)
     net, probe = model_and_probe("relu", torch.randn(16, 28, 28), dropout=0.5, norm="batch")
     state = {k: v.clone() for k, v in net.state_dict().items()}
     rng = torch.get_rng_state()
@@ -236,11 +189,10 @@ def test_probe_steps_spread_over_the_epoch_and_end_on_its_last_step():
     assert probe_steps(215, 4) == {54, 108, 161, 215}
     assert probe_steps(3, 4) == {1, 2, 3}
     assert probe_steps(1, 4) == {1}
-    assert PROBE_IMAGES == 512
 
 
 def test_without_validation_images_the_probe_uses_training_images(tmp_path):
     cfg = load_config(write_config(tmp_path / "c.yaml", data={"val_size": 0}, train={"epochs": 1}))
     train(cfg, tmp_path / "run")
-    records = RunDir(tmp_path / "run").read_health()
-    assert records and all(r.probe_images == PROBE_IMAGES for r in records)  # 600 training images, 512 probed
+    health = records(tmp_path / "run", HealthRecord)
+    assert health and all(r.probe_images == PROBE_IMAGES for r in health)  # 600 training images, 512 probed

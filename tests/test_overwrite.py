@@ -43,7 +43,9 @@ def test_an_overwriting_run_stopped_by_ctrl_c_leaves_only_its_own_files(tmp_path
     old_cfg = write_config(tmp_path / "old.yaml", data={"val_size": 200, "root": str(data)})
     new_cfg = write_config(tmp_path / "new.yaml", data={"val_size": 200, "root": str(data)}, model={"depth": 2, "width": 1024})
     out = tmp_path / "run"
-    train(load_config(old_cfg), out)  # a finished run: best.pt, last.pt, config.yaml, metrics.jsonl
+    train(load_config(old_cfg), out)  # a finished run: best.pt, last.pt, config.yaml, events.jsonl, result.json
+    for name in ("metrics.jsonl", "health.jsonl", "steps.jsonl"):  # and the logs of the release before
+        (out / name).write_text("{}\n")
     assert {p.name for p in out.iterdir()} >= set(RUN_FILES)
 
     started = time.time_ns()
@@ -68,11 +70,9 @@ def test_an_overwriting_run_stopped_by_ctrl_c_leaves_only_its_own_files(tmp_path
     new = load_config(new_cfg)
     assert (out / "config.yaml").read_text() == to_yaml(new)
     assert load_checkpoint(out / "last.pt")["resume"]["epoch"] == 1, "Ctrl-C landed after epoch 1: make the epoch longer"
-    # Stopped inside its first epoch, the new run has no best.pt and no metrics yet; the old run's must be gone,
+    # Stopped inside its first epoch, the new run has no best.pt and no result yet; the old run's must be gone,
     # or `mnist eval run/best.pt` would silently evaluate the old model.
     names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    assert "best.pt" not in names and "metrics.jsonl" not in names, names
-    assert {"config.yaml", "last.pt"} <= set(names) <= set(RUN_FILES), names
-    # Whatever else is there (health.jsonl, steps.jsonl: written from the first step) was written by the new run.
+    assert names == ["config.yaml", "events.jsonl", "last.pt"], names
     assert all((out / name).stat().st_mtime_ns >= started for name in names), names
     assert load_checkpoint(out / "last.pt")["config"]["model"]["width"] == 1024

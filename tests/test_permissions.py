@@ -10,17 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import MNIST, invoke, one_error_line
 from PIL import Image
-from typer.testing import CliRunner
 
-from mnist_cli.cli import app
-
-runner = CliRunner()
-MNIST = [sys.executable, "-m", "mnist_cli"]
 DROP = "-dac_override,-dac_read_search,-fowner"
 LONG = "x" * 300  # a path component over the 255 bytes a file system allows
 
@@ -39,17 +34,6 @@ def _without_bypass() -> list[str]:
 def run(*args, cwd: Path) -> subprocess.CompletedProcess:
     """The real command, without root's bypass of permission bits."""
     return subprocess.run([*_without_bypass(), *MNIST, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_error_line(text: str) -> str:
-    assert "Traceback" not in text, text
-    errors = [line for line in text.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, text
-    return errors[0]
 
 
 def digit(path: Path) -> Path:

@@ -151,7 +151,7 @@ def stopped_run(folder: Path, root: Path) -> Path:
     calls = iter(range(1000))
     with pytest.raises(TrainingInterrupted):
         train(cfg, folder, should_stop=lambda: next(calls) >= 2)
-    assert (folder / "last.pt").exists() and not (folder / "metrics.jsonl").exists()
+    assert (folder / "last.pt").exists() and '"kind": "epoch"' not in (folder / "events.jsonl").read_text()
     return folder
 
 
@@ -176,10 +176,10 @@ def test_verdicts_are_printed_with_their_evidence_and_suggestion_and_land_in_htm
 
 
 def test_a_step_whose_loss_was_not_finite_is_left_out_of_the_curves(run_copy, tmp_path):
-    steps = run_copy / "steps.jsonl"
-    rows = [json.loads(line) for line in steps.read_text().splitlines()]
-    rows[3]["loss"] = None  # how a NaN/inf loss is recorded (train.on_nan: skip)
-    steps.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    events = run_copy / "events.jsonl"
+    rows = [json.loads(line) for line in events.read_text().splitlines()]
+    next(row for row in rows if row["kind"] == "step")["loss"] = None  # how a NaN/inf loss is recorded (on_nan: skip)
+    events.write_text("".join(json.dumps(row) + "\n" for row in rows))
     r = invoke("report", run_copy, "--out", tmp_path, "--json")
     assert r.exit_code == 0, r.output
     assert_picture((tmp_path / "curves.png").read_bytes(), SIZES["curves.png"])

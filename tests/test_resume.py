@@ -2,59 +2,34 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import shlex
 import signal
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import invoke, write_config
+from conftest import (
+    HARD,
+    MNIST,
+    Stderr,
+    assert_clean_error,
+    assert_identical,
+    invoke,
+    mtime,
+    position,
+    records,
+    start,
+    wait_for,
+    write_config,
+)
 
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import load_config
 from mnist_cli.errors import TrainingInterrupted
+from mnist_cli.training.events import StepDone
 from mnist_cli.training.loop import train
-from mnist_cli.training.metrics import EpochMetrics
-from mnist_cli.training.rundir import RunDir
-
-MNIST = [sys.executable, "-m", "mnist_cli"]
-
-
-def metrics(run: Path) -> list[EpochMetrics]:
-    """metrics.jsonl without the wall-clock fields, which no two runs share."""
-    return [dataclasses.replace(m, seconds=0.0, samples_per_second=0.0) for m in RunDir(run).read_metrics()]
-
-
-def assert_identical(a: Path, b: Path) -> None:
-    """Same weights, optimizer state, best model and metrics, bit for bit."""
-    for name in ("last.pt", "best.pt"):
-        x, y = torch.load(a / name, weights_only=True), torch.load(b / name, weights_only=True)
-        assert x["model_state"].keys() == y["model_state"].keys()
-        for key in x["model_state"]:
-            assert torch.equal(x["model_state"][key], y["model_state"][key]), (name, key)
-        for i, state in x["optimizer_state"]["state"].items():
-            for key, value in state.items():
-                assert torch.equal(value, y["optimizer_state"]["state"][i][key]), (name, i, key)
-        assert {k: v for k, v in x["metrics"].items() if k not in ("seconds", "samples_per_second")} == {
-            k: v for k, v in y["metrics"].items() if k not in ("seconds", "samples_per_second")
-        }
-    assert metrics(a) == metrics(b)
-
-
-def position(last: Path) -> tuple[int, int]:
-    """(epoch, step) a last.pt resumes from."""
-    state = load_checkpoint(last)["resume"]
-    return state["epoch"], state["step"]
-
-
-# Dropout, batch norm and a cosine schedule: every kind of state a resume has to restore.
-HARD = dict(model={"depth": 2, "width": 32, "dropout": 0.2, "norm": "batch"}, train={"epochs": 3, "schedule": "cosine"})
 
 
 @pytest.fixture
@@ -89,7 +64,7 @@ def test_save_every_steps_bounds_what_a_crash_loses(hard_config, tmp_path):
     cfg = load_config(hard_config, ["train.save_every_steps=4"])
 
     def crash(event):
-        if getattr(event, "step", 0) == 11:  # dies between saves, like a kill
+        if isinstance(event, StepDone) and event.record.step == 11:  # dies between saves, like a kill
             raise RuntimeError("power cut")
 
     with pytest.raises(RuntimeError):
@@ -123,27 +98,14 @@ def test_resume_refuses_a_different_config_and_best_pt(hard_config, baseline):
 # --- real processes ---------------------------------------------------------------------------------------------
 
 
-def start(args, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([*MNIST, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition, timeout: float = 60.0, every: float = 0.002) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(every)
-    return False
-
-
 def test_sigkill_at_random_points_then_resume_is_bit_identical(kill_setup, tmp_path):
     cfg, baseline = kill_setup
-    out, rng, log = tmp_path / "killed", random.Random(), []
+    out, rng, log = tmp_path / "killed", random.Random(4), []
     for _ in range(4):
         proc = start(["train", "-c", cfg, "--out", out, "--resume", "auto", "-q"], tmp_path)
-        started = _mtime(out / "last.pt")
+        started = mtime(out / "last.pt")
         # Wait for a save newer than the one resumed from: training is under way. Then kill at a random moment.
-        assert wait_for(lambda p=proc, s=started: p.poll() is not None or _mtime(out / "last.pt") > s)
+        assert wait_for(lambda p=proc, s=started: p.poll() is not None or mtime(out / "last.pt") > s)
         delay = rng.uniform(0.0, 0.3)  # the whole run trains for about a second
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
@@ -155,29 +117,22 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(kill_setup, tmp_p
     assert_identical(baseline, out)
 
 
-def _mtime(path: Path) -> int:
-    try:
-        return path.stat().st_mtime_ns
-    except FileNotFoundError:
-        return 0
-
-
 def test_sigkill_during_saves_leaves_the_previous_file_intact(tmp_path):
     # A wide model saved every step: most of the time goes to writing checkpoints.
     cfg = write_config(tmp_path / "wide.yaml", model={"depth": 2, "width": 1024}, train={"epochs": 1, "save_every_steps": 1})
     out, caught = tmp_path / "run", []
     for _ in range(3):
-        before = _mtime(out / "last.pt")
+        before = mtime(out / "last.pt")
         proc = start(["train", "-c", cfg, "--out", out, "--resume", "auto", "-q"], tmp_path)
         # Once this process has saved a last.pt, kill it the moment it writes the next: mid-save, before the rename.
-        assert wait_for(lambda p=proc, b=before: p.poll() is not None or _mtime(out / "last.pt") > b)
+        assert wait_for(lambda p=proc, b=before: p.poll() is not None or mtime(out / "last.pt") > b)
         assert wait_for(lambda p=proc: p.poll() is not None or any(out.glob(".last.pt.*.tmp")), every=0.0005)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         caught.append(bool(list(out.glob(".last.pt.*.tmp"))))
         load_checkpoint(out / "last.pt")  # loads and passes its digest: the previous good file
-        assert _mtime(out / "last.pt") > before
-        RunDir(out).read_metrics()  # whole rows only: each line parses
+        assert mtime(out / "last.pt") > before
+        records(out)  # whole rows only: each line parses
     assert sum(caught) >= 2, caught  # most kills really landed while a temporary file was being written
     r = subprocess.run([*MNIST, "train", "-c", cfg, "--out", out, "--resume", "auto", "-q"], cwd=tmp_path, capture_output=True)
     assert r.returncode == 0, r.stderr
@@ -186,26 +141,13 @@ def test_sigkill_during_saves_leaves_the_previous_file_intact(tmp_path):
     assert_identical(tmp_path / "baseline", out)
 
 
-class Stderr:
-    """Collects a process's stderr lines on a thread, so the test can wait for one."""
-
-    def __init__(self, proc: subprocess.Popen):
-        self.lines: list[str] = []
-        self.thread = threading.Thread(target=lambda: self.lines.extend(proc.stderr), daemon=True)
-        self.thread.start()
-
-    def text(self) -> str:
-        self.thread.join(timeout=30)
-        return "".join(self.lines)
-
-
 def test_ctrl_c_saves_prints_the_resume_command_and_exits_130(kill_setup, tmp_path):
     cfg, baseline = kill_setup
     out = tmp_path / "interrupted"
     proc = start(["train", "-c", cfg, "--out", out], tmp_path)
     err = Stderr(proc)
     assert wait_for(lambda: any("training on" in line for line in err.lines))
-    time.sleep(random.uniform(0.05, 0.4))
+    time.sleep(random.Random(5).uniform(0.05, 0.4))
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     text = err.text()
@@ -235,3 +177,13 @@ def test_a_second_ctrl_c_quits_at_once(tmp_path):
     text = err.text()
     assert "Traceback" not in text and ("interrupted at once" in text or "resume with:" in text), text
     load_checkpoint(out / "last.pt")
+
+
+def test_an_unfinished_run_of_the_release_before_is_refused_with_the_way_on(tmp_path):
+    """Its last.pt captured RNG states, which this release derives: continuing it would not be exact."""
+    import shutil
+
+    (tmp_path / "old").mkdir()
+    shutil.copy(Path(__file__).parent / "fixtures" / "format2-unfinished-last.pt", tmp_path / "old" / "last.pt")
+    assert_clean_error(invoke("train", "--resume", tmp_path / "old" / "last.pt"), "earlier mnist-cli", "--overwrite")
+    assert_clean_error(invoke("train", "--resume", "auto", "--out", tmp_path / "old"), "earlier mnist-cli", "--overwrite")

@@ -6,17 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from conftest import write_config
-from typer.testing import CliRunner
+from conftest import invoke, write_config
 
-from mnist_cli.cli import app
-from mnist_cli.training.plan import default_out_dir, plan_run
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
+from mnist_cli.training.plan import plan_run
 
 
 def root() -> Path:
@@ -29,15 +21,16 @@ def test_overrides_that_change_the_config_name_the_folder(tiny_config):
 
 
 def test_the_same_settings_typed_differently_share_a_folder(tiny_config):
-    a = default_out_dir(tiny_config, ["model.width=48", "train.epochs=3"])
-    b = default_out_dir(tiny_config, ["train.epochs=3", "model.width=48", "train.lr=0.003"])  # lr 0.003 is the file's
+    a = plan_run(tiny_config, ["model.width=48", "train.epochs=3"]).run_dir
+    b = plan_run(tiny_config, ["train.epochs=3", "model.width=48", "train.lr=0.003"]).run_dir  # lr 0.003 is the file's
     assert a == b
 
 
 def test_overrides_that_repeat_the_file_or_only_move_the_run_add_nothing(tiny_config, synthetic_root):
-    assert default_out_dir(tiny_config, []) == root() / "tiny"
-    assert default_out_dir(tiny_config, ["train.epochs=2", "train.device=cpu", f"data.root={synthetic_root}"]) == root() / "tiny"
-    assert default_out_dir(None, []) == root() / "default"
+    assert plan_run(tiny_config).run_dir.path == root() / "tiny"
+    same = ["train.epochs=2", "train.device=cpu", f"data.root={synthetic_root}"]
+    assert plan_run(tiny_config, same).run_dir.path == root() / "tiny"
+    assert plan_run(None).run_dir.path == root() / "default"
 
 
 def test_shortcuts_name_the_folder_like_set(tiny_config):

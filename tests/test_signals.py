@@ -1,5 +1,5 @@
 """Signals, threads, pipes and terminals, on real processes: SIGTERM and SIGHUP stop a run like the first Ctrl-C, a
-resume keeps the thread count, and a display that loses its reader does not kill the training."""
+resume keeps the thread count its config recorded, and a display that loses its reader does not kill the training."""
 
 from __future__ import annotations
 
@@ -11,18 +11,15 @@ import select
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_config
-from test_resume import Stderr, assert_identical, position, start, wait_for
+from conftest import MNIST, Stderr, assert_identical, position, start, wait_for, write_config
 
 from mnist_cli.config import load_config
-
-MNIST = [sys.executable, "-m", "mnist_cli"]
+from mnist_cli.record import read_result
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
@@ -32,7 +29,7 @@ def test_sigterm_and_sighup_save_and_resume_bit_identical(kill_setup, tmp_path, 
     proc = start(["train", "-c", cfg, "--out", out], tmp_path)
     err = Stderr(proc)
     assert wait_for(lambda: any("training on" in line for line in err.lines))
-    delay = random.uniform(0.05, 0.4)  # a random moment of a ~1.5 s run
+    delay = random.Random(signum).uniform(0.05, 0.4)  # a random moment of a ~1.5 s run
     time.sleep(delay)
     proc.send_signal(signum)
     assert proc.wait(timeout=60) == code, (delay, err.text())
@@ -99,22 +96,11 @@ def test_a_resume_under_another_thread_count_uses_the_recorded_one(unpinned, tmp
     full = subprocess.run([*MNIST, "train", "-c", unpinned, "--out", tmp_path / "full", "-q"], env=two, capture_output=True)
     assert full.returncode == 0, full.stderr
     _stopped_run(unpinned, tmp_path / "cut", two)
-    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["resume"]["threads"] == 2
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["config"]["train"]["threads"] == 2
+    assert load_config(tmp_path / "cut" / "config.yaml").train.threads == 2
     r = subprocess.run([*MNIST, "train", "--resume", tmp_path / "cut" / "last.pt", "-q"], env=one, capture_output=True)
     assert r.returncode == 0, r.stderr
     assert_identical(tmp_path / "full", tmp_path / "cut")
-
-
-def test_a_last_pt_without_a_thread_count_says_so(unpinned, tmp_path):
-    from conftest import sign
-
-    _stopped_run(unpinned, tmp_path / "old", dict(os.environ))
-    ckpt = torch.load(tmp_path / "old" / "last.pt", weights_only=True)
-    del ckpt["resume"]["threads"]  # as an earlier release wrote it
-    torch.save(sign(ckpt), tmp_path / "old" / "last.pt")
-    r = subprocess.run([*MNIST, "train", "--resume", tmp_path / "old" / "last.pt"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert "note: this last.pt does not record its thread count" in r.stderr
 
 
 def test_a_closed_stdout_does_not_fail_a_finished_run(tmp_path):
@@ -129,7 +115,7 @@ def test_a_closed_stdout_does_not_fail_a_finished_run(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
-    assert "test_accuracy" in torch.load(tmp_path / "run" / "best.pt", weights_only=True)["metrics"]
+    assert read_result(tmp_path / "run").epochs == 1
 
 
 def test_a_progress_reader_that_goes_away_does_not_stop_training(tmp_path):
@@ -139,6 +125,6 @@ def test_a_progress_reader_that_goes_away_does_not_stop_training(tmp_path):
     assert len(r.stdout.splitlines()) == 2
     # The run finished: every epoch trained and the final test written, whatever the reader saw.
     assert position(tmp_path / "run" / "last.pt") == (4, 0)
-    assert "test_accuracy" in torch.load(tmp_path / "run" / "best.pt", weights_only=True)["metrics"]
+    assert read_result(tmp_path / "run").epochs == 3
     # 141 (128 + SIGPIPE) only because the result could not be printed, like any program whose reader left; never 1.
     assert r.returncode == 141, r

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import assert_clean_error, invoke, write_config
+from conftest import assert_clean_error, epoch_records, invoke, write_config
 
 from mnist_cli.errors import ConfigError
 from mnist_cli.sweep.grid import parse_grid, short_keys
@@ -89,11 +89,8 @@ def test_a_run_in_a_sweep_equals_the_same_run_by_mnist_train(base, tmp_path):
     alone = json.loads(t.stdout)
     row = next(x for x in rows(out / "runs.csv") if x["out_dir"] == "width=24/seed=1")
     assert (float(row["test_accuracy"]), float(row["test_loss"])) == (alone["test_accuracy"], alone["test_loss"])
-    for a, b in zip(
-        (run / "metrics.jsonl").read_text().splitlines(), (tmp_path / "alone/metrics.jsonl").read_text().splitlines(), strict=True
-    ):
-        a, b = json.loads(a), json.loads(b)
-        assert (a["train_loss"], a["val_loss"]) == (b["train_loss"], b["val_loss"])
+    for a, b in zip(epoch_records(run), epoch_records(tmp_path / "alone"), strict=True):
+        assert (a.train_loss, a.val_loss) == (b.train_loss, b.val_loss)
 
     # The same command again trains nothing; a wider grid into the same folder adds its cells and reuses the rest.
     again = invoke("sweep", "-c", base, "--grid", "model.width=16,24", "--seeds", "2", "--jobs", "1", "--out", out)

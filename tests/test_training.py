@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import random
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import torch
-from conftest import assert_clean_error, invoke, write_config
+from conftest import MNIST, assert_clean_error, assert_identical, epoch_records, invoke, without_clocks, write_config
 
 from mnist_cli.checkpoint import load_checkpoint
-from mnist_cli.training.metrics import EpochMetrics
 from mnist_cli.training.rundir import RunDir
 
 
@@ -41,7 +37,7 @@ def test_on_nan_skip_drops_the_bad_batches_and_finishes(tmp_path, monkeypatch):
     cfg = write_config(tmp_path / "c.yaml", train={"epochs": 2, "on_nan": "skip"})
     r = invoke("train", "-c", cfg, "--out", tmp_path / "run", "-q", "--json")
     assert r.exit_code == 0, r.output
-    assert [m.skipped_steps for m in RunDir(tmp_path / "run").read_metrics()] == [1, 1]
+    assert [m.skipped_steps for m in epoch_records(tmp_path / "run")] == [1, 1]
     assert all(torch.isfinite(v).all() for v in load_checkpoint(tmp_path / "run" / "best.pt")["model_state"].values())
 
 
@@ -66,8 +62,6 @@ def test_a_model_too_big_for_memory_is_refused_before_allocating_it(tmp_path, ti
 
 
 def test_two_runs_into_one_folder_are_refused(tmp_path, tiny_config):
-    from mnist_cli.training.rundir import RunDir
-
     (tmp_path / "run").mkdir()
     with RunDir(tmp_path / "run").locked():
         assert_clean_error(invoke("train", "-c", tiny_config, "--out", tmp_path / "run"), "another `mnist train` is writing")
@@ -112,23 +106,12 @@ def test_a_new_run_does_not_silently_replace_another(tiny_config, tmp_path):
     assert torch.load(out / "best.pt", weights_only=True)["config"]["model"]["width"] == 8
 
 
-def timeless(run_dir: Path) -> list[EpochMetrics]:
-    """A run's metrics without the wall-clock fields, which no two runs share."""
-    return [dataclasses.replace(m, seconds=0.0, samples_per_second=0.0) for m in RunDir(run_dir).read_metrics()]
-
-
-def same_weights(a: Path, b: Path) -> bool:
-    wa = torch.load(a / "last.pt", weights_only=True)["model_state"]
-    wb = torch.load(b / "last.pt", weights_only=True)["model_state"]
-    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-
-
-def test_same_seed_gives_identical_metrics(tiny_config, tmp_path):
+def test_same_seed_gives_identical_runs(tiny_config, tmp_path):
     for name in ("a", "b"):
         r = invoke("train", "-c", tiny_config, "--out", tmp_path / name, "-q")
         assert r.exit_code == 0, r.output
-    assert timeless(tmp_path / "a") == timeless(tmp_path / "b") != []
-    assert same_weights(tmp_path / "a", tmp_path / "b")
+    assert without_clocks(tmp_path / "a") != []
+    assert_identical(tmp_path / "a", tmp_path / "b")
 
 
 def test_two_runs_in_one_process_match_two_separate_commands(tmp_path):
@@ -146,8 +129,21 @@ def test_two_runs_in_one_process_match_two_separate_commands(tmp_path):
     assert torch.get_num_threads() == threads
     assert torch.equal(torch.get_rng_state(), torch_rng) and random.getstate() == python_rng
     for name, cfg in (("a", a), ("b", b)):
-        command = [sys.executable, "-m", "mnist_cli", "train", "-c", str(cfg), "--out", str(tmp_path / f"command-{name}"), "-q"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        done = subprocess.run([*MNIST, "train", "-c", cfg, "--out", tmp_path / f"command-{name}", "-q"], capture_output=True)
         assert done.returncode == 0, done.stderr
-        assert timeless(tmp_path / f"library-{name}") == timeless(tmp_path / f"command-{name}") != []
-        assert same_weights(tmp_path / f"library-{name}", tmp_path / f"command-{name}")
+        assert_identical(tmp_path / f"library-{name}", tmp_path / f"command-{name}")
+
+
+def test_an_epochs_batches_visit_every_sample_once_in_an_order_seed_and_epoch_decide():
+    from mnist_cli.data.loader import batch_sizes, shuffled_batches
+    from mnist_cli.training.state import derived_seed
+
+    def order(epoch: int) -> list[int]:
+        batches = shuffled_batches(103, 10, derived_seed(7, "epoch", epoch), torch.device("cpu"))
+        assert [len(b) for b in batches] == [10] * 10 + [3]
+        return torch.cat(batches).tolist()
+
+    assert sorted(order(1)) == list(range(103)) and order(1) == order(1)  # again after a resume: the same order
+    assert order(2) != order(1) != list(range(103))
+    assert batch_sizes(21, 10) == [10, 10]  # a trailing batch of one is held back (batch norm)
+    assert batch_sizes(1, 10) == [1]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import invoke
+from conftest import epoch_records, invoke
 from PIL import Image
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -32,8 +32,7 @@ def test_xor_with_one_hidden_layer_learns_all_four_points(tmp_path):
     result = train_json("-c", CONFIGS / "tutorial-xor.yaml", "--out", out)
     assert result["test_accuracy"] == 1.0 and result["epochs"] == 10000
     # 10,000 epochs commit every 100th: 100 metrics rows, not 10,000 validations and checkpoint writes.
-    rows = (out / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(r)["epoch"] for r in rows] == list(range(100, 10001, 100))
+    assert [m.epoch for m in epoch_records(out)] == list(range(100, 10001, 100))
 
     r = invoke("eval", out / "best.pt")
     assert r.exit_code == 0, r.output

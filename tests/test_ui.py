@@ -105,25 +105,30 @@ def test_plain_lines_print_paths_and_labels_as_written():
 
 
 def test_train_reporter_draws_a_bar_per_epoch_and_prints_lines_above_it():
-    from mnist_cli.training.events import EpochDone, RunStarted, StepDone
-    from mnist_cli.training.metrics import EpochMetrics
+    from mnist_cli.record import EpochMetrics, StepRecord
+    from mnist_cli.training.events import RunStarted, StepDone
 
     console, buf = terminal()
     metrics = EpochMetrics(
-        epoch=1, train_loss=0.5, val_loss=0.4, val_accuracy=0.875, lr=0.001, seconds=1.5, samples_per_second=2000.0
+        epoch=1, train_loss=0.5, val_loss=0.4, val_accuracy=0.875, lr=0.001, seconds=1.5, samples_per_second=2000.0, best=True
     )
     with TrainReporter(console) as report:
         report(RunStarted("cpu", 1234, 600, 100, 200, 10, 2, "runs/[/]:smile:"))
         for step in (1, 5):
-            report(StepDone(1, step, 10, 0.75, 1000.0))
+            report(StepDone(StepRecord(1, step, step, 0.75, 0.001), 10, 1000.0))
         report.progress.refresh()
         assert re.search(r"epoch 1/2 .* 5/10 loss 0\.7500 +1,000 samples/s", text_of(buf)), text_of(buf)
-        report(EpochDone(metrics, is_best=True))
+        report(metrics)
         assert report.progress.tasks == []
+        # Without a validation split every epoch's model is kept, but none is "best"; one step is not "1 steps".
+        report(RunStarted("cpu", 9, 4, 0, 4, 1, 2, "xor"))
+        report(EpochMetrics(2, 0.25, None, None, 0.5, 0.1, 40.0, best=True))
     out = text_of(buf)
     started = "training on cpu: 600 train / 100 val / 200 test images, 1,234 parameters, 10 steps per epoch -> runs/[/]:smile:"
     assert started + "\n" in out
     assert "epoch 1/2  train_loss 0.5000  val_loss 0.4000  val_acc 87.50%  1.5s  2,000 samples/s  *best" in out
+    assert "1 step per epoch -> xor" in out
+    assert "epoch 2/2  train_loss 0.2500  no validation split  0.1s  40 samples/s\n" in out
 
 
 def test_predict_with_hostile_class_names_prints_tab_separated_lines_as_written(hostile_checkpoint, tmp_path):

@@ -11,12 +11,11 @@ from conftest import REAL_DATA, require_real_data, write_config
 
 from mnist_cli.config import Config, load_config
 from mnist_cli.errors import MnistError
+from mnist_cli.record import EpochMetrics, HealthRecord, LayerHealth
 from mnist_cli.report import verdicts as v
 from mnist_cli.report.run import RunRecord, load_run
 from mnist_cli.report.verdicts import Verdict, verdicts
-from mnist_cli.training.health import HealthRecord, LayerHealth
 from mnist_cli.training.loop import train
-from mnist_cli.training.metrics import EpochMetrics
 from mnist_cli.training.rundir import RunDir
 
 
@@ -197,14 +196,14 @@ def test_load_run_refuses_what_is_not_a_finished_run(tmp_path, finished_run):
     (tmp_path / "other" / "notes.txt").write_text("hello")
     (tmp_path / "loose" / "model.pt").write_bytes((finished_run / "best.pt").read_bytes())
     (tmp_path / "metrics-only").mkdir()
-    (tmp_path / "metrics-only" / "metrics.jsonl").write_text((finished_run / "metrics.jsonl").read_text())
+    (tmp_path / "metrics-only" / "events.jsonl").write_text((finished_run / "events.jsonl").read_text())
     cases = {
         tmp_path / "missing": f"no such run folder or checkpoint: {tmp_path / 'missing'}",
         tmp_path / "empty": f"{tmp_path / 'empty'} is empty: no run has written here yet",
-        tmp_path / "other": f"{tmp_path / 'other'} is not a run folder (no config.yaml, metrics.jsonl or last.pt in ",
+        tmp_path / "other": f"{tmp_path / 'other'} is not a run folder (no config.yaml, events.jsonl or last.pt in ",
         tmp_path / "other" / "notes.txt": "notes.txt is neither a run folder nor a checkpoint (.pt)",
         tmp_path / "loose" / "model.pt": "model.pt is a checkpoint outside a run folder",
-        tmp_path / "metrics-only": "holds metrics.jsonl but no config.yaml",
+        tmp_path / "metrics-only": "holds events.jsonl but no config.yaml",
     }
     for path, message in cases.items():
         with pytest.raises(MnistError) as e:
@@ -216,7 +215,7 @@ def test_load_run_names_a_run_killed_before_its_first_epoch(tmp_path):
     cfg = load_config(write_config(tmp_path / "c.yaml", train={"save_every_steps": 5}))
 
     def crash(event):
-        if getattr(event, "step", 0) == 7:
+        if getattr(getattr(event, "record", event), "step", 0) == 7:
             raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):
@@ -224,7 +223,7 @@ def test_load_run_names_a_run_killed_before_its_first_epoch(tmp_path):
     with pytest.raises(MnistError) as e:
         load_run(tmp_path / "run")
     assert str(e.value) == (
-        f"{tmp_path / 'run'}: the run stopped before finishing its first epoch (metrics.jsonl holds no epochs); "
+        f"{tmp_path / 'run'}: the run stopped before finishing its first epoch (events.jsonl holds no epochs); "
         "continue it with `mnist train --resume auto --out` that folder"
     )
 

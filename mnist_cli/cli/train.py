@@ -80,7 +80,7 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
-    """Train an MLP from a YAML config; writes best.pt, last.pt, config.yaml and metrics.jsonl.
+    """Train an MLP from a YAML config; writes best.pt, last.pt, config.yaml, events.jsonl and result.json.
 
     Without --out, the run goes to checkpoints/<config name>/, plus a folder named by the overrides that change the
     config (checkpoints/default/model.width=256,train.epochs=3/), so different experiments never share a folder.
@@ -149,4 +149,4 @@ def train(
             soft_wrap=True,
         )
     else:
-        render_train_result(stdout, done.as_dict())
+        render_train_result(stdout, done)

@@ -14,7 +14,8 @@ from rich.text import Text
 from mnist_cli.cli.app import printable
 
 if TYPE_CHECKING:
-    from mnist_cli.training.metrics import EpochMetrics
+    from mnist_cli.record import EpochMetrics
+    from mnist_cli.training.events import TrainResult
 
 
 class ReaderSafeConsole(Console):
@@ -64,8 +65,8 @@ def consoles() -> tuple[Console, Console]:
     )
 
 
-def epoch_line(metrics: EpochMetrics, epochs: int, is_best: bool) -> str:
-    """One epoch's figures as a single line."""
+def epoch_line(metrics: EpochMetrics, epochs: int) -> str:
+    """One epoch's figures as a single line; `*best` marks a validation accuracy better than every earlier one."""
     val = (
         f"val_loss {metrics.val_loss:.4f}  val_acc {metrics.val_accuracy:.2%}"
         if metrics.val_accuracy is not None and metrics.val_loss is not None
@@ -73,7 +74,8 @@ def epoch_line(metrics: EpochMetrics, epochs: int, is_best: bool) -> str:
     )
     return (
         f"epoch {metrics.epoch}/{epochs}  train_loss {metrics.train_loss:.4f}  {val}  "
-        f"{metrics.seconds:.1f}s  {metrics.samples_per_second:,.0f} samples/s" + ("  *best" if is_best else "")
+        f"{metrics.seconds:.1f}s  {metrics.samples_per_second:,.0f} samples/s"
+        + ("  *best" if metrics.best and metrics.val_accuracy is not None else "")
     )
 
 
@@ -122,7 +124,8 @@ class TrainReporter(BarReporter):
         ]
 
     def __call__(self, event: Any) -> None:
-        from mnist_cli.training.events import EpochDone, RunStarted, StepDone
+        from mnist_cli.record import EpochMetrics
+        from mnist_cli.training.events import RunStarted, StepDone
 
         if self.quiet:
             return
@@ -130,38 +133,36 @@ class TrainReporter(BarReporter):
             self.epochs = event.epochs
             self._print(
                 f"training on {event.device}: {event.n_train:,} train / {event.n_val:,} val / {event.n_test:,} test images, "
-                f"{event.parameters:,} parameters, {event.steps_per_epoch:,} steps per epoch -> {event.out_dir}"
+                f"{event.parameters:,} parameters, {event.steps_per_epoch:,} step{'s' if event.steps_per_epoch != 1 else ''} "
+                f"per epoch -> {event.out_dir}"
             )
-            for note in event.notes:
-                self._print(f"note: {note}")
         elif isinstance(event, StepDone) and self.progress is not None:
+            step = event.record
+            loss = step.loss if step.loss is not None else float("nan")
             if self.task is None:
-                self.task = self.progress.add_task(
-                    "", total=event.steps, epoch=f"{event.epoch}/{self.epochs}", loss=event.loss, rate=0.0
-                )
+                self.task = self.progress.add_task("", total=event.steps, epoch="", loss=loss, rate=0.0)
             self.progress.update(
                 self.task,
-                completed=event.step,
-                epoch=f"{event.epoch}/{self.epochs}",  # several epochs share a bar when only some are logged
-                loss=event.loss,
+                completed=step.step,
+                epoch=f"{step.epoch}/{self.epochs}",  # several epochs share a bar when only some are logged
+                loss=loss,
                 rate=event.samples_per_second,
             )
-        elif isinstance(event, EpochDone):
+        elif isinstance(event, EpochMetrics):
             if self.progress is not None and self.task is not None:
                 self.progress.remove_task(self.task)
                 self.task = None
-            self._print(epoch_line(event.metrics, self.epochs, event.is_best))
+            self._print(epoch_line(event, self.epochs))
 
 
-def render_train_result(console: Console, result: dict[str, Any]) -> None:
+def render_train_result(console: Console, r: TrainResult) -> None:
     """The end of a training run: where the model is and how good it is."""
-    val = f"{result['val_accuracy']:.2%}" if result["val_accuracy"] is not None else "n/a"
+    val = f"{r.val_accuracy:.2%}" if r.val_accuracy is not None else "n/a"
     text = (
-        f"best epoch {result['best_epoch']}: val accuracy {val}, test accuracy {result['test_accuracy']:.2%} "
-        f"(test loss {result['test_loss']:.4f})\n"
-        f"trained {result['epochs']} epoch{'s' if result['epochs'] != 1 else ''} in {result['train_seconds']:.1f}s "
-        f"({result['samples_per_second']:,.0f} samples/s) on {result['device']}\n"
-        f"checkpoint: {printable(result['checkpoint'])}"
+        f"best epoch {r.best_epoch}: val accuracy {val}, test accuracy {r.test_accuracy:.2%} (test loss {r.test_loss:.4f})\n"
+        f"trained {r.epochs} epoch{'s' if r.epochs != 1 else ''} in {r.train_seconds:.1f}s "
+        f"({r.samples_per_second:,.0f} samples/s) on {r.device}\n"
+        f"checkpoint: {printable(r.checkpoint)}"
     )
     console.print(Text(text), soft_wrap=True)
 

@@ -50,7 +50,13 @@ class TrainedModel:
 
     @property
     def test_accuracy(self) -> float | None:
+        """From the run's result.json beside a best.pt, or from the checkpoint (earlier releases stored it there)."""
         value = self.metrics.get("test_accuracy")
+        if value is None and self.path.name == "best.pt":
+            from mnist_cli.record import read_result
+
+            result = read_result(self.path.parent)
+            value = result.test_accuracy if result else None
         return float(value) if isinstance(value, int | float) else None
 
     def describe(self) -> str:

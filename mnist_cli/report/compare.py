@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from mnist_cli.checkpoint import checkpoints_root, load_checkpoint
+from mnist_cli.config import Config
 from mnist_cli.data.catalog import dataset_info
 from mnist_cli.data.datasets import class_names
 from mnist_cli.disk import atomic_write
 from mnist_cli.errors import MnistError
+from mnist_cli.model import parameter_count
 from mnist_cli.naming import folder_name
 from mnist_cli.report import figures, series
 from mnist_cli.report.run import RunRecord, load_run
-from mnist_cli.training.preflight import parameter_count
+from mnist_cli.training.plan import config_differences
 
 COMPARE_FOLDER = "compare"  # default output: <checkpoints root>/compare/<run names joined by '+'>/
 FIGURE, MARKDOWN = "compare.png", "compare.md"
@@ -31,7 +33,7 @@ class ComparedRun:
     parameters: int
     epochs: int  # finished epochs
     best_val_accuracy: float | None
-    test_accuracy: float | None  # None until the run finished (best.pt gets it at the end)
+    test_accuracy: float | None  # None until the run finished (its result.json)
     train_seconds: float
 
     def as_dict(self) -> dict[str, Any]:
@@ -72,9 +74,9 @@ def compare_runs(paths: list[Path], out: Path | None = None) -> Comparison:
     if twice := next((p for p, f in zip(paths, folders, strict=True) if folders.count(f) > 1), None):
         raise MnistError(f"{twice}: the same run is given twice")
     names = run_names(folders)
-    flat = [flatten(r.config.model_dump(mode="json")) for r in runs]
-    keys = differing_keys(flat)
-    rows = [_row(name, run, {k: settings.get(k) for k in keys}) for name, run, settings in zip(names, runs, flat, strict=True)]
+    settings = differing_settings([r.config for r in runs])
+    keys = list(settings[0])
+    rows = [_row(name, run, s) for name, run, s in zip(names, runs, settings, strict=True)]
 
     out_dir = Path(out) if out is not None else checkpoints_root() / COMPARE_FOLDER / folder_name("+".join(names))
     png = figures.png_bytes(
@@ -86,22 +88,12 @@ def compare_runs(paths: list[Path], out: Path | None = None) -> Comparison:
     return Comparison(rows, keys, out_dir, [out_dir / FIGURE, out_dir / MARKDOWN])
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'model': {'width': 64}} -> {'model.width': 64}; lists stay values."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def differing_keys(configs: list[dict[str, Any]]) -> list[str]:
-    """The keys whose values are not the same in every config (a key some lack counts), in first-seen order."""
-    keys = list(dict.fromkeys(k for config in configs for k in config))
-    missing = object()
-    return [k for k in keys if len({json.dumps(c.get(k, missing), default=repr) for c in configs}) > 1]
+def differing_settings(configs: list[Config]) -> list[dict[str, Any]]:
+    """Per config, the settings whose values are not the same in every config, in the schema's order."""
+    pairs = [{key: (a, b) for key, a, b in config_differences(configs[0], c, ordered=True)} for c in configs[1:]]
+    keys = list(dict.fromkeys(key for pair in pairs for key in pair))
+    first = {key: next(pair[key][0] for pair in pairs if key in pair) for key in keys}
+    return [first] + [{key: pair[key][1] if key in pair else first[key] for key in keys} for pair in pairs]
 
 
 def run_names(folders: list[Path]) -> list[str]:
@@ -135,8 +127,9 @@ def result_cells(r: ComparedRun) -> list[str]:
 
 def _row(name: str, run: RunRecord, settings: dict[str, Any]) -> ComparedRun:
     vals = [m.val_accuracy for m in run.metrics if m.val_accuracy is not None]
-    test = None
-    if run.run_dir.best.exists():
+    test = run.result.test_accuracy if run.result else None
+    if run.result is None and not run.run_dir.events.exists() and run.run_dir.best.exists():
+        # A run of the release before result.json: its best.pt carries the test accuracy.
         value = load_checkpoint(run.run_dir.best).get("metrics", {}).get("test_accuracy")
         test = float(value) if isinstance(value, int | float) else None
     cfg = run.config
@@ -144,7 +137,7 @@ def _row(name: str, run: RunRecord, settings: dict[str, Any]) -> ComparedRun:
         name=name,
         path=run.run_dir.path,
         settings=settings,
-        parameters=parameter_count(cfg, dataset_info(cfg.data.dataset).in_features, len(class_names(cfg.data.dataset))),
+        parameters=parameter_count(cfg.model, dataset_info(cfg.data.dataset).in_features, len(class_names(cfg.data.dataset))),
         epochs=run.epochs_done,
         best_val_accuracy=max(vals) if vals else None,
         test_accuracy=test,

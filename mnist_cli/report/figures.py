@@ -17,7 +17,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from PIL import Image
 
-from mnist_cli.training.metrics import EpochMetrics
+from mnist_cli.record import EpochMetrics
 
 DPI = 100
 CURVES_SIZE = (12.0, 4.0)  # inches: loss, accuracy and learning rate side by side

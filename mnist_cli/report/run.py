@@ -1,4 +1,4 @@
-"""A run folder read back as one typed RunRecord: config, per-epoch metrics, layer health, per-step losses."""
+"""A run folder read back as one typed RunRecord: config, epoch metrics, layer health, per-step losses, result."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from pathlib import Path
 
 from mnist_cli.config import Config, read_yaml, validate
 from mnist_cli.errors import ConfigError, MnistError
-from mnist_cli.training.health import HealthRecord, StepRecord
-from mnist_cli.training.metrics import EpochMetrics
-from mnist_cli.training.rundir import CONFIG, LOCK, METRICS, RUN_FILES, RunDir
+from mnist_cli.record import EVENTS, LEGACY_LOGS, EpochMetrics, HealthRecord, RunResult, StepRecord, read_result, read_run_records
+from mnist_cli.training.rundir import CONFIG, LOCK, RUN_FILES, RunDir
 
 
 @dataclass(frozen=True)
@@ -18,10 +17,11 @@ class RunRecord:
 
     run_dir: RunDir
     config: Config
-    metrics: list[EpochMetrics]  # one per finished epoch, never empty
+    metrics: list[EpochMetrics]  # one per validated epoch, never empty
     health: list[HealthRecord]  # [] when the run recorded none (train.health off, or a run from before it existed)
     steps: list[StepRecord]  # [] likewise
     checkpoint: Path | None  # the checkpoint asked for, else best.pt, else last.pt; None if neither exists
+    result: RunResult | None = None  # result.json: None until the run finished, and for runs of earlier releases
 
     @property
     def name(self) -> str:
@@ -49,13 +49,15 @@ def load_run(path: Path | str) -> RunRecord:
         raise MnistError(f"{path} is empty: no run has written here yet")
     if not present & set(RUN_FILES):
         where = f"{checkpoint} is a checkpoint outside a run folder" if checkpoint else f"{path} is not a run folder"
-        raise MnistError(f"{where} (no {CONFIG}, {METRICS} or last.pt in {path}); give the folder `mnist train --out` wrote")
-    metrics = run_dir.read_metrics()
+        raise MnistError(f"{where} (no {CONFIG}, {EVENTS} or last.pt in {path}); give the folder `mnist train --out` wrote")
+    records = read_run_records(path)
+    metrics = [r for r in records if isinstance(r, EpochMetrics)]
+    log = EVENTS if run_dir.events.exists() else LEGACY_LOGS[0]
     if not metrics:
         again = "continue it with `mnist train --resume auto --out` that folder" if run_dir.last.exists() else "train it again"
-        raise MnistError(f"{path}: the run stopped before finishing its first epoch ({METRICS} holds no epochs); {again}")
+        raise MnistError(f"{path}: the run stopped before finishing its first epoch ({log} holds no epochs); {again}")
     if not run_dir.config.exists():
-        raise MnistError(f"{path} holds {METRICS} but no {CONFIG}; it was not written by mnist train")
+        raise MnistError(f"{path} holds {log} but no {CONFIG}; it was not written by mnist train")
     try:
         config = validate(read_yaml(run_dir.config), str(run_dir.config))
     except ConfigError as e:
@@ -66,7 +68,8 @@ def load_run(path: Path | str) -> RunRecord:
         run_dir=run_dir,
         config=config,
         metrics=metrics,
-        health=run_dir.read_health(),
-        steps=run_dir.read_steps(),
+        health=[r for r in records if isinstance(r, HealthRecord)],
+        steps=[r for r in records if isinstance(r, StepRecord)],
         checkpoint=checkpoint,
+        result=read_result(path),
     )

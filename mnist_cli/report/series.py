@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
+from mnist_cli.record import OUTPUT_LAYER, HealthRecord
 from mnist_cli.report.figures import LayerCurve, Series
 from mnist_cli.report.run import RunRecord
-from mnist_cli.training.health import OUTPUT_LAYER, HealthRecord
 
 
 def layer_label(name: str) -> str:
@@ -16,20 +14,21 @@ def layer_label(name: str) -> str:
 
 
 def steps_per_epoch(run: RunRecord) -> int | None:
-    """Optimizer steps in one epoch: from the health probes, else the last step recorded in a finished epoch."""
+    """Optimizer steps in one epoch, as recorded: by the epoch records, or (runs of the release before) the probes,
+    else the last step recorded in a finished epoch."""
+    first = run.metrics[0]
+    if first.step:
+        return first.step
     if run.health:
         return run.health[0].steps_per_epoch
     finished = {m.epoch for m in run.metrics}
-    last_steps = [s.step for s in run.steps if s.epoch in finished]
-    return max(last_steps) if last_steps else None
+    return max((s.step for s in run.steps if s.epoch in finished), default=None)
 
 
 def step_loss(run: RunRecord) -> Series | None:
     """The training loss at each recorded step (non-finite ones, recorded as null, left out), or None if none was recorded."""
     per_epoch = steps_per_epoch(run)
-    if not per_epoch:
-        return None
-    points = [(s.global_step / per_epoch, s.loss) for s in run.steps if s.loss is not None and math.isfinite(s.loss)]
+    points = [(s.global_step / per_epoch, s.loss) for s in run.steps if s.loss is not None] if per_epoch else []
     return Series(*zip(*points, strict=True)) if points else None
 
 

@@ -13,9 +13,8 @@ from typing import Any, Literal
 
 from mnist_cli.data.datasets import class_names
 from mnist_cli.naming import layer_label, layer_number
+from mnist_cli.record import EpochMetrics, HealthRecord
 from mnist_cli.report.run import RunRecord
-from mnist_cli.training.health import HealthRecord
-from mnist_cli.training.metrics import EpochMetrics
 
 # A hidden layer's weight gradient below 1/1000 of the output layer's: its weights move a thousand times slower
 # (with SGD) and its gradient is mostly rounding noise. Healthy MLPs on MNIST measure 0.05-20: the first layer's

@@ -1,11 +1,15 @@
-"""What a training run reports while it runs (events for a progress display) and what it returns."""
+"""What a training run hands its `on_event` callback, and what it returns.
+
+The records it appends to events.jsonl (mnist_cli.record) go to the callback as they are; RunStarted and StepDone
+add what only a progress display needs.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mnist_cli.training.metrics import EpochMetrics
+from mnist_cli.record import EpochMetrics, HealthRecord, RunResult, StepRecord, TestRecord
 
 
 @dataclass(frozen=True)
@@ -18,25 +22,18 @@ class RunStarted:
     steps_per_epoch: int
     epochs: int
     out_dir: str
-    notes: tuple[str, ...] = ()  # things the user should know before the run starts
 
 
 @dataclass(frozen=True)
 class StepDone:
-    epoch: int
-    step: int
-    steps: int
-    loss: float
+    """A progress report: the step's record (appended in logged epochs) and the training speed so far."""
+
+    record: StepRecord
+    steps: int  # per epoch
     samples_per_second: float
 
 
-@dataclass(frozen=True)
-class EpochDone:
-    metrics: EpochMetrics  # the row written to metrics.jsonl
-    is_best: bool
-
-
-Event = RunStarted | StepDone | EpochDone
+Event = RunStarted | StepDone | HealthRecord | EpochMetrics | TestRecord
 
 
 @dataclass(frozen=True)
@@ -52,18 +49,12 @@ class DryRun:
 
 
 @dataclass(frozen=True)
-class TrainResult:
+class TrainResult(RunResult):
+    """A finished run: its result.json, and where and on what it ran."""
+
     checkpoint: str
     out_dir: str
     device: str
-    epochs: int
-    best_epoch: int
-    val_accuracy: float | None
-    test_accuracy: float
-    test_loss: float
-    train_seconds: float
-    samples_per_second: float
-    parameters: int
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,38 +1,44 @@
-"""The training run in phases that read top to bottom: preflight, set-up, epochs (train, then end the epoch), final test."""
+"""The training run in phases that read top to bottom: preflight, set-up, epochs (train, then end the epoch), final test.
+
+A run is a function of its config. The batch order of an epoch follows from (seed, epoch) and every random draw of a
+step (dropout, augmentation) from (seed, global step), so last.pt holds only the weights, optimizer, schedule,
+position and running sums, and a resumed run continues bit for bit. What the run measures goes to one append-only
+events.jsonl (mnist_cli.record), the same objects `on_event` receives; result.json sums the run up at its end.
+"""
 
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mnist_cli import record
 from mnist_cli.augment import augment
 from mnist_cli.checkpoint import build_checkpoint, config_from_checkpoint, load_checkpoint, save_checkpoint
 from mnist_cli.config import Config, TrainConfig, data_root, to_yaml
+from mnist_cli.data.catalog import dataset_info
 from mnist_cli.data.datasets import Normalization, Split, class_names, load_dataset, normalization_for, split_train_val
-from mnist_cli.data.loader import make_loader, to_inputs
+from mnist_cli.data.loader import batch_sizes, shuffled_batches, to_inputs
 from mnist_cli.devices import resolve_device
 from mnist_cli.disk import atomic_write
 from mnist_cli.errors import CheckpointError, TrainingInterrupted
 from mnist_cli.evaluate import evaluate
 from mnist_cli.losses import Loss, make_loss
-from mnist_cli.model import MLP, build_model, count_parameters
+from mnist_cli.model import MLP, architecture, build_model, parameter_count
 from mnist_cli.optim import make_optimizer, make_scheduler
-from mnist_cli.training.events import DryRun, EpochDone, Event, RunStarted, StepDone, TrainResult
+from mnist_cli.record import EpochMetrics, StepRecord, TestRecord
+from mnist_cli.training.events import DryRun, Event, RunStarted, StepDone, TrainResult
 from mnist_cli.training.guard import LossGuard
-from mnist_cli.training.health import StepRecord
-from mnist_cli.training.metrics import EpochMetrics
 from mnist_cli.training.plan import config_differences
-from mnist_cli.training.preflight import check_resources, parameter_count
+from mnist_cli.training.preflight import check_resources
 from mnist_cli.training.probe import HealthProbe, probe_batch
 from mnist_cli.training.rundir import RunDir
-from mnist_cli.training.state import RESUME_KEY, RunState, enter_epoch, isolated_process_state, restore, snapshot
+from mnist_cli.training.state import RESUME_KEY, RunState, derived_seed, isolated_process_state, restore, step_generator
 
 PROGRESS_UPDATES_PER_EPOCH = 50  # step events per epoch; each reads the loss (a host sync on CUDA)
 
@@ -54,17 +60,14 @@ class Run:
     loss: Loss  # train.loss: (logits, labels) -> the batch's mean loss
     optimizer: torch.optim.Optimizer
     scheduler: Any
-    generator: torch.Generator  # the sampler's; its state at each epoch start is saved for resume
-    loader: Any
     steps: int  # per epoch
     guard: LossGuard
     state: RunState
     amp: bool
     health: HealthProbe | None  # None with train.health off
-
-    @property
-    def in_features(self) -> int:
-        return self.train_split.images[0].numel()
+    draws: bool  # a step draws random numbers (dropout, augmentation): seed them from its global step
+    history: list[EpochMetrics] = field(default_factory=list)  # the epoch records so far, resumed ones included
+    best_state: dict[str, torch.Tensor] | None = None  # best.pt's weights, kept for the final test
 
     def checkpoint(self, metrics: dict[str, Any], epoch: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         return build_checkpoint(
@@ -79,6 +82,11 @@ class Run:
             extra=extra,
         )
 
+    def log(self, records: list[record.Record], on_event: Callable[[Event], None]) -> None:
+        record.append(self.run_dir.events, records)
+        for r in records:
+            on_event(r)
+
 
 def train(
     cfg: Config,
@@ -90,44 +98,33 @@ def train(
     dry_run: bool = False,
     overwrite: bool = False,
 ) -> TrainResult | DryRun:
-    """Train the configured MLP, writing best.pt, last.pt, config.yaml and metrics.jsonl into `out_dir`.
+    """Train the configured MLP into `out_dir`: config.yaml, events.jsonl, best.pt, last.pt, result.json.
 
     `resume_from` is a loaded last.pt to continue exactly; `should_stop` is polled after every step (Ctrl-C) and
     makes the run save last.pt and raise TrainingInterrupted; `dry_run` stops after the preflight checks and returns
-    what would run. A new run into a folder that holds another run's last.pt is refused unless `overwrite`, which
-    removes that run's files before the first save. Threads and RNG states the run changes are put back when it
-    returns, so runs in one process do not affect each other.
+    what would run. A new run into a folder that holds another run is refused unless `overwrite`; that run's files
+    are removed before the first save. The thread count and RNG states the run changes are put back when it returns.
     """
     run_dir = out_dir if isinstance(out_dir, RunDir) else RunDir(Path(out_dir))
     device, splits, parameters = preflight(cfg, run_dir, resume_from, overwrite=overwrite, dry_run=dry_run)
     if dry_run:
         return DryRun(str(run_dir), str(device), parameters)
-    threads = cfg.train.threads or recorded_threads(resume_from)
-    with run_dir.locked(), isolated_process_state(device, threads):
-        if overwrite and resume_from is None:
+    if cfg.train.threads is None:  # the count changes a result's last bits: the run's config records it
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": torch.get_num_threads()})})
+    with run_dir.locked(), isolated_process_state(device, cfg.train.threads):
+        if resume_from is None:
             run_dir.remove_previous_run()  # under the lock: never another live run's files
         run = set_up(cfg, run_dir, device, splits, resume_from)
-        on_event(
-            RunStarted(
-                str(device),
-                count_parameters(run.model),
-                len(run.train_split),
-                len(run.val_split),
-                len(run.test_split),
-                run.steps,
-                cfg.train.epochs,
-                str(run_dir),
-                notes=thread_notes(threads, cfg.train.threads is None and resume_from is not None),
-            )
-        )
+        splits_n = len(run.train_split), len(run.val_split), len(run.test_split)
+        on_event(RunStarted(str(device), parameters, *splits_n, run.steps, cfg.train.epochs, str(run_dir)))
         for epoch in range(run.state.epoch, cfg.train.epochs + 1):
             train_epoch(run, epoch, on_event, should_stop)
             saved = end_epoch(run, epoch, on_event)
             if should_stop() and epoch < cfg.train.epochs:
                 if not saved:
-                    save_last(run, epoch)
+                    save_last(run)
                 raise TrainingInterrupted(str(run_dir.last), epoch + 1, 0)
-        return final_test(run)
+        return final_test(run, parameters, on_event)
 
 
 def preflight(
@@ -144,77 +141,32 @@ def preflight(
     run_dir.prepare(create=False)
     if resume_from is None:
         run_dir.refuse_to_replace(overwrite)
-    else:
-        check_best(run_dir, resume_from)
     train_split, val_split = split_train_val(train_full, cfg.data.val_size, cfg.seed)
     in_features = train_full.images[0].numel()
-    parameters = parameter_count(cfg, in_features, len(class_names(cfg.data.dataset)))
+    parameters = parameter_count(cfg.model, in_features, len(class_names(cfg.data.dataset)))
     check_resources(cfg, run_dir, device, parameters, in_features, train_full.images.nbytes + test.images.nbytes)
     return device, (train_split, val_split, test), parameters
-
-
-def check_best(run_dir: RunDir, resume_from: dict[str, Any]) -> None:
-    """A resumed run ends by testing its best.pt: refuse, before training, one that is missing, corrupt or another run's."""
-    payload = resume_from.get(RESUME_KEY) or {}
-    best_epoch = payload.get("best_epoch")
-    if not best_epoch:
-        return  # no epoch has finished: the first one writes best.pt
-    fix = "restore it from a backup, or start a new run with --overwrite"
-    try:
-        best = load_checkpoint(run_dir.best)
-    except CheckpointError as e:
-        raise CheckpointError(f"cannot resume: the run's best model is needed for its final test, but {e}; {fix}") from None
-    differ = config_differences(config_from_checkpoint(best, run_dir.best), config_from_checkpoint(resume_from, run_dir.last))
-    if best.get("epoch") != best_epoch or differ:
-        raise CheckpointError(
-            f"cannot resume: {run_dir.best} is not this run's best model (epoch {best.get('epoch')!r}, "
-            f"the run's best is epoch {best_epoch}{', another config' if differ else ''}); {fix}"
-        )
-
-
-def recorded_threads(resume_from: dict[str, Any] | None) -> int | None:
-    """The CPU thread count the resumed run used (recorded since this release), so it continues bit for bit."""
-    threads = ((resume_from or {}).get(RESUME_KEY) or {}).get("threads")
-    return threads if type(threads) is int and threads >= 1 else None
-
-
-def thread_notes(threads: int | None, resumed: bool) -> tuple[str, ...]:
-    """What the user should know about the thread count of a resumed run."""
-    if not resumed:
-        return ()
-    if threads is None:
-        return ("this last.pt does not record its thread count; a different count changes the last bits of the result",)
-    if torch.get_num_threads() != threads:
-        return (
-            f"the run used {threads} CPU threads but torch runs {torch.get_num_threads()} here; "
-            "the result may differ from an unbroken run in the last bits",
-        )
-    return ()
 
 
 def set_up(
     cfg: Config, run_dir: RunDir, device: torch.device, splits: tuple[Split, Split, Split], resume_from: dict[str, Any] | None
 ) -> Run:
-    """Data on the device, a seeded model, optimizer, schedule and sampler; a resumed run's state put back."""
+    """Data on the device, a seeded model, optimizer and schedule; a resumed run's state and record put back."""
     # The whole dataset lives on the training device as uint8; batches are gathers from it.
     train_split, val_split, test_split = (s.to(device) for s in splits)
     classes = class_names(cfg.data.dataset)
-    random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, train_split.images[0].numel(), len(classes)).to(device)
     optimizer = make_optimizer(model, cfg.train)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    loader = make_loader(train_split, cfg.train.batch_size, shuffle=True, generator=generator)
-    steps = len(loader)
+    steps = len(batch_sizes(len(train_split), cfg.train.batch_size))
     scheduler = make_scheduler(optimizer, cfg.train, steps)
-    state = (
-        RunState()
-        if resume_from is None
-        else restore(resume_from, model, optimizer, scheduler, run_dir.last, steps, cfg.train.epochs)
-    )
+    state, records, best_state = RunState(), [], None
+    if resume_from is not None:
+        state = restore(resume_from, model, optimizer, scheduler, run_dir.last, steps, cfg.train.epochs)
+        records, best_state = resumed_record(run_dir, resume_from, (state.epoch - 1) * steps + state.step)
+    # The event log first: a folder holding one holds a run (RunDir.refuse_to_replace).
+    record.write_events(run_dir.events, records)
     atomic_write(run_dir.config, lambda f: f.write(to_yaml(cfg).encode()))
-    # health.jsonl and steps.jsonl are appended to as the run goes: back to where last.pt stands (empty for a new run).
-    run_dir.cut_logs(0 if resume_from is None else (state.epoch - 1) * steps + state.step)
     norm = normalization_for(cfg.data.dataset, cfg.data.normalize, train_split)
     health = None
     if cfg.train.health:
@@ -234,31 +186,62 @@ def set_up(
         loss=make_loss(cfg.train),
         optimizer=optimizer,
         scheduler=scheduler,
-        generator=generator,
-        loader=loader,
         steps=steps,
         guard=LossGuard(cfg.train.on_nan, device, steps, kept=run_dir.kept),
         state=state,
         amp=cfg.train.amp and device.type == "cuda",
         health=health,
+        draws=cfg.model.dropout > 0 or cfg.data.augment.enabled,
+        history=[r for r in records if isinstance(r, EpochMetrics)],
+        best_state=best_state,
     )
+
+
+def resumed_record(run_dir: RunDir, resume_from: dict[str, Any], at: int) -> tuple[list[record.Record], Any]:
+    """The event log up to global step `at` (where last.pt stands), and the weights of best.pt when an epoch in it
+    was the best: refused, before anything is written, when either is missing or is not this run's."""
+    fix = "restore it from a backup, or start a new run with --overwrite"
+    if at and not run_dir.events.exists():
+        raise CheckpointError(f"cannot resume: the run's record {run_dir.events} is missing; {fix}")
+    records = [r for r in record.read_events(run_dir.events) if r.global_step <= at and not isinstance(r, TestRecord)]
+    best_epoch = max((r.epoch for r in records if isinstance(r, EpochMetrics) and r.best), default=0)
+    if not best_epoch:
+        return records, None  # no epoch has been validated: the next one writes best.pt
+    try:
+        best = load_checkpoint(run_dir.best)
+    except CheckpointError as e:
+        raise CheckpointError(f"cannot resume: the run's best model is needed for its final test, but {e}; {fix}") from None
+    differ = config_differences(config_from_checkpoint(best, run_dir.best), config_from_checkpoint(resume_from, run_dir.last))
+    # best.pt may be newer than the log: a run killed between saving it and saving last.pt redoes that epoch.
+    if not isinstance(best.get("epoch"), int) or best["epoch"] < best_epoch or differ:
+        raise CheckpointError(
+            f"cannot resume: {run_dir.best} is not this run's best model (epoch {best.get('epoch')!r}, "
+            f"the run's best is epoch {best_epoch}{', another config' if differ else ''}); {fix}"
+        )
+    return records, best["model_state"]
 
 
 def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_stop: Callable[[], bool]) -> None:
     """The optimizer steps of one epoch (or what is left of it on a resumed run); saves last.pt when asked to."""
     cfg, state, guard, steps = run.cfg, run.state, run.guard, run.steps
     run.model.train()
-    batches = enter_epoch(state, run.loader, run.generator, run.device)
-    loss_sum = state.loss_sum.to(run.device) if state.loss_sum is not None else torch.zeros((), device=run.device)
-    correct = state.correct.to(run.device) if state.correct is not None else torch.zeros((), device=run.device, dtype=torch.int64)
-    seen, skipped = state.seen, state.skipped
+    batches = shuffled_batches(len(run.train_split), cfg.train.batch_size, derived_seed(cfg.seed, "epoch", epoch), run.device)
+    zero = torch.zeros((), device=run.device)
+    loss_sum = zero.clone() if state.loss_sum is None else state.loss_sum.to(run.device)
+    correct = zero.long() if state.correct is None else state.correct.to(run.device)
+    seen, skipped, seen_before = state.seen, state.skipped, state.seen
     background = -run.norm.mean / run.norm.std  # an empty pixel after normalisation, for augmentation's borders
     report_every = max(1, steps // PROGRESS_UPDATES_PER_EPOCH)
     save_every = cfg.train.save_every_steps
-    t0 = time.perf_counter() - state.epoch_seconds
+    generator = step_generator(run.device)
+    t0, seconds_before = time.perf_counter(), state.seconds
     logged = is_logged(cfg.train, epoch)  # health and step records only in the epochs end_epoch logs
-    for step, (images, labels) in enumerate(batches, state.step + 1):
+    for step in range(state.step + 1, steps + 1):
+        index = batches[step - 1]
+        images, labels = run.train_split.images[index], run.train_split.labels[index]
         global_step = (epoch - 1) * steps + step
+        if run.draws:
+            (generator or torch).manual_seed(derived_seed(cfg.seed, "step", global_step))
         probing = logged and run.health is not None and run.health.due(epoch, step)
         reporting = step % report_every == 0 or step == steps
         lr = run.optimizer.param_groups[0]["lr"] if reporting else None  # the rate this step uses, read before the step
@@ -279,24 +262,24 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
         run.scheduler.step()
         guard.observe(loss, global_step)
         if probing:
-            run.run_dir.append_health(run.health.record(epoch, step, finite(loss.item())))
+            run.log([run.health.record(epoch, step, finite(loss.item()))], on_event)
         if reporting:
             guard.check()
-            value = loss.item()
+            step_record = StepRecord(epoch, step, global_step, finite(loss.item()), lr)
             if logged:
-                run.run_dir.append_step(StepRecord(epoch, step, global_step, finite(value), lr))
-            on_event(StepDone(epoch, step, steps, value, seen / (time.perf_counter() - t0)))
+                record.append(run.run_dir.events, [step_record])
+            on_event(StepDone(step_record, steps, (seen - seen_before) / (time.perf_counter() - t0)))
         stop = should_stop()
         if step < steps and (stop or (save_every and global_step % save_every == 0)):
             state.step, state.loss_sum, state.correct, state.seen, state.skipped = step, loss_sum, correct, seen, skipped
-            state.epoch_seconds = time.perf_counter() - t0
-            save_last(run, epoch - 1)
+            state.seconds = seconds_before + time.perf_counter() - t0
+            save_last(run)
             if stop:
                 raise TrainingInterrupted(str(run.run_dir.last), epoch, step)
     guard.check()
     guard.check_epoch(skipped, epoch)
     state.loss_sum, state.correct, state.seen, state.skipped = loss_sum, correct, seen, skipped
-    state.epoch_seconds = time.perf_counter() - t0
+    state.seconds = seconds_before + time.perf_counter() - t0
 
 
 def finite(x: float) -> float | None:
@@ -310,7 +293,7 @@ def is_logged(train_cfg: TrainConfig, epoch: int) -> bool:
 
 
 def end_epoch(run: Run, epoch: int, on_event: Callable[[Event], None]) -> bool:
-    """Validate, keep the best model, write metrics and last.pt: the epoch is then committed. Returns whether
+    """Validate, keep the best model, record the epoch and save last.pt: the epoch is then committed. Returns whether
     last.pt was written.
 
     Only every train.log_every_epochs-th epoch (and the last) is validated and logged, and every
@@ -319,84 +302,75 @@ def end_epoch(run: Run, epoch: int, on_event: Callable[[Event], None]) -> bool:
     resumed run logs and saves the same epochs.
     """
     state, train_cfg = run.state, run.cfg.train
-    state.train_time += state.epoch_seconds
     state.samples += state.seen
-    last = epoch == train_cfg.epochs
-    if not is_logged(train_cfg, epoch):
-        saved = epoch % train_cfg.save_every == 0
-        state.next_epoch()
-        if saved:
-            save_last(run, epoch)
-        return saved
-    seconds, samples = since_last_row(state, epoch)
-    val = (
-        evaluate(run.model, run.val_split, run.norm, len(run.classes), run.cfg.train.eval_batch_size, run.amp)
-        if len(run.val_split)
-        else None
-    )
-    # Without a validation set the newest epoch counts as best.
-    is_best = val is None or val.accuracy > state.best_acc
-    metrics = EpochMetrics(
-        epoch=epoch,
-        train_loss=state.loss_sum.item() / max(state.seen, 1),
-        val_loss=val.loss if val else None,
-        val_accuracy=val.accuracy if val else None,
-        lr=run.scheduler.get_last_lr()[0],
-        seconds=seconds,
-        samples_per_second=samples / seconds,
-        skipped_steps=state.skipped,
-        train_accuracy=state.correct.item() / state.seen if state.seen else None,
-    )
-    state.history.append(metrics)
-    # best.pt and metrics.jsonl first, last.pt last: last.pt is the commit point a resumed run starts from.
-    if is_best:
-        state.best_acc, state.best_epoch = (val.accuracy if val else state.best_acc), epoch
-        save_checkpoint(run.checkpoint(metrics.as_dict(), epoch), run.run_dir.best)
-    run.run_dir.write_metrics(state.history)
+    if is_logged(train_cfg, epoch):
+        val = (
+            evaluate(run.model, run.val_split, run.norm, len(run.classes), train_cfg.eval_batch_size, run.amp)
+            if len(run.val_split)
+            else None
+        )
+        best_acc = max((m.val_accuracy for m in run.history if m.best and m.val_accuracy is not None), default=-1.0)
+        metrics = EpochMetrics(
+            epoch=epoch,
+            train_loss=state.loss_sum.item() / max(state.seen, 1),
+            val_loss=val.loss if val else None,
+            val_accuracy=val.accuracy if val else None,
+            lr=run.scheduler.get_last_lr()[0],
+            seconds=state.seconds,
+            samples_per_second=state.samples / max(state.seconds, 1e-9),
+            skipped_steps=state.skipped,
+            train_accuracy=state.correct.item() / state.seen if state.seen else None,
+            step=run.steps,
+            global_step=epoch * run.steps,
+            samples=state.samples,
+            best=val is None or val.accuracy > best_acc,  # without a validation split the newest epoch is kept
+        )
+        # best.pt and the record first, last.pt last: last.pt is the commit point a resumed run starts from.
+        if metrics.best:
+            best = run.checkpoint(metrics.as_dict(), epoch)
+            save_checkpoint(best, run.run_dir.best)
+            run.best_state = {k: v.clone() for k, v in best["model_state"].items()}  # on the CPU .cpu() is no copy
+        run.history.append(metrics)
+        run.log([metrics], on_event)
+        state.seconds, state.samples = 0.0, 0
     state.next_epoch()
-    saved = last or epoch % train_cfg.save_every == 0
+    saved = epoch == train_cfg.epochs or epoch % train_cfg.save_every == 0
     if saved:
-        save_last(run, epoch)
-    on_event(EpochDone(metrics, is_best))
+        save_last(run)
     return saved
 
 
-def since_last_row(state: RunState, epoch: int) -> tuple[float, int]:
-    """Training seconds and samples since the previous metrics row, so the rows' seconds add up to the run's
-    even when only every Nth epoch has a row (train_loss is still the logged epoch's own)."""
-    if epoch - (state.history[-1].epoch if state.history else 0) == 1:
-        return state.epoch_seconds, state.seen
-    logged_seconds = sum(row.seconds for row in state.history)
-    logged_samples = sum(round(row.seconds * row.samples_per_second) for row in state.history)
-    return state.train_time - logged_seconds, state.samples - logged_samples
-
-
-def save_last(run: Run, epoch: int) -> None:
-    """last.pt: the weights after `epoch` finished epochs plus where the run stands inside the next."""
+def save_last(run: Run) -> None:
+    """last.pt: the weights where the run stands, with the position and running sums (RunState)."""
     run.guard.check()  # never overwrite a good checkpoint with weights a NaN has reached
-    metrics = run.state.history[-1].as_dict() if run.state.history else {}
-    extra = {RESUME_KEY: snapshot(run.state, run.generator, run.device)}
-    save_checkpoint(run.checkpoint(metrics, epoch, extra), run.run_dir.last)
+    metrics = run.history[-1].as_dict() if run.history else {}
+    finished = run.state.epoch - 1
+    save_checkpoint(run.checkpoint(metrics, finished, {RESUME_KEY: run.state.snapshot()}), run.run_dir.last)
 
 
-def final_test(run: Run) -> TrainResult:
-    """The test set is touched once, by the model validation picked; its figures are added to best.pt."""
-    best = load_checkpoint(run.run_dir.best)
-    run.model.load_state_dict(best["model_state"])
+def final_test(run: Run, parameters: int, on_event: Callable[[Event], None]) -> TrainResult:
+    """The test set is touched once, by the model validation picked; result.json sums the run up."""
+    run.model.load_state_dict(run.best_state)
     test = evaluate(run.model, run.test_split, run.norm, len(run.classes), run.cfg.train.eval_batch_size, run.amp)
-    best["metrics"].update(test_accuracy=test.accuracy, test_loss=test.loss)
-    save_checkpoint(best, run.run_dir.best)
-    state = run.state
-    return TrainResult(
+    best = max((m for m in run.history if m.best), key=lambda m: m.epoch)
+    epochs, steps = run.cfg.train.epochs, run.steps
+    run.log([TestRecord(best.epoch, steps, epochs * steps, test.accuracy, test.loss)], on_event)
+    seconds = sum(m.seconds for m in run.history)
+    result = TrainResult(
+        test_accuracy=test.accuracy,
+        test_loss=test.loss,
+        best_epoch=best.epoch,
+        val_accuracy=best.val_accuracy,
+        epochs=epochs,
+        parameters=parameters,
+        train_seconds=seconds,
+        samples_per_second=sum(m.samples for m in run.history) / seconds if seconds else 0.0,
+        model=architecture(dataset_info(run.cfg.data.dataset).in_features, run.cfg.model.hidden_widths, len(run.classes)),
+        dataset=run.cfg.data.dataset,
+        classes=run.classes,
         checkpoint=str(run.run_dir.best),
         out_dir=str(run.run_dir),
         device=str(run.device),
-        epochs=run.cfg.train.epochs,
-        best_epoch=state.best_epoch,
-        val_accuracy=state.best_acc if len(run.val_split) else None,
-        test_accuracy=test.accuracy,
-        test_loss=test.loss,
-        train_seconds=state.train_time,
-        samples_per_second=state.samples / state.train_time if state.train_time else 0.0,
-        parameters=count_parameters(run.model),
     )
+    record.write_result(run.run_dir.result, result)
+    return result

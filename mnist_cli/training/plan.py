@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mnist_cli.checkpoint import checkpoints_root, config_from_checkpoint, load_checkpoint
-from mnist_cli.config import Config, load_config, validate
+from mnist_cli.config import Config, apply_overrides, read_yaml, validate
 from mnist_cli.errors import CheckpointError, ConfigError
 from mnist_cli.naming import settings_name
 from mnist_cli.training.rundir import LAST, RunDir
@@ -17,6 +16,7 @@ from mnist_cli.training.state import resume_payload
 # Keys that may differ between a run and its resumption: where it runs and where its data lives, not what it computes.
 # They are left out of default folder names too, so `--device cuda --resume auto` finds the run `--device cpu` began.
 MAY_DIFFER = {("train", "device"), ("data", "root")}
+RESOLVED = {("train", "threads")}  # None: torch's default, which the run resolves and records
 DEFAULT_CONFIG_NAME = "default"
 
 
@@ -45,25 +45,20 @@ def plan_run(
 ) -> RunPlan:
     """Config file + `--set` overrides + shortcuts (`{"train.epochs": 3}`, None for not given) + --resume + --out.
 
-    Without --out the run folder is named by the config and the overrides that change it (`default_out_dir`).
+    Without --out the run folder is named by the config and the overrides that change it (`_folder`).
     A resumed run keeps its stored config; a config given as well must match it, except for the device.
     """
     shortcuts = {k: v for k, v in (shortcuts or {}).items() if v is not None}
-    device = shortcuts.pop("train.device", None)
-    # Each value written as JSON, which YAML reads back as given: a --data-root named `yes` or `a: b` stays a string.
-    sets = list(overrides or []) + [f"{k}={json.dumps(v)}" for k, v in shortcuts.items()]
-    default_dir = RunDir(out or default_out_dir(config_path, sets))
+    raw = read_yaml(config_path) if config_path is not None else {}
+    source = str(config_path) if config_path else "config"
+    cfg = validate(with_values(apply_overrides(raw, list(overrides or [])), shortcuts), source)
+    default_dir = RunDir(out or _folder(config_path, validate(raw, source), cfg))
     if resume is None:
-        return RunPlan(
-            load_config(config_path, sets + ([f"train.device={json.dumps(device)}"] if device is not None else [])), default_dir
-        )
-    given = config_path is not None or bool(sets)
+        return RunPlan(cfg, default_dir)
     if resume == "auto":
-        cfg = load_config(config_path, sets)
-        path = default_dir.last
+        path, run_dir = default_dir.last, default_dir
         if not path.exists():
-            return RunPlan(_with_device(cfg, device), default_dir, resume_asked=True)
-        run_dir = default_dir
+            return RunPlan(cfg, default_dir, resume_asked=True)
     else:
         path = Path(resume)
         if _is_dir(path):
@@ -72,15 +67,28 @@ def plan_run(
     ckpt = load_checkpoint(path)
     resume_payload(ckpt, path)
     stored = config_from_checkpoint(ckpt, path)
-    if given:
-        differ = config_differences(stored, load_config(config_path, sets))
+    if config_path is not None or overrides or set(shortcuts) - {"train.device"}:
+        differ = config_differences(stored, cfg)
         if differ:
             raise ConfigError(
                 [f"{key}: {a!r} in the checkpoint, {b!r} now" for key, a, b in differ]
                 + ["a resumed run keeps its config; drop --config/--set, or train into another --out"],
                 f"--resume {path}",
             )
-    return RunPlan(_with_device(stored, device), run_dir, ckpt, path, resume_asked=True)
+    if "train.device" in shortcuts:  # where it runs may change; validated where the device is resolved
+        stored = stored.model_copy(update={"train": stored.train.model_copy(update={"device": shortcuts["train.device"]})})
+    return RunPlan(stored, run_dir, ckpt, path, resume_asked=True)
+
+
+def with_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with each dotted key set to its typed value (the command line's shortcuts), for validation."""
+    for key, value in values.items():
+        *parents, last = key.split(".")
+        node = raw
+        for part in parents:
+            node = node[part] if isinstance(node.get(part), dict) else node.setdefault(part, {})
+        node[last] = value
+    return raw
 
 
 def _is_dir(path: Path) -> bool:
@@ -90,35 +98,22 @@ def _is_dir(path: Path) -> bool:
         return False  # load_checkpoint says why
 
 
-def default_out_dir(config_path: Path | None, overrides: list[str] | None = None) -> Path:
-    """checkpoints/<config name>/[<changed settings>/] (under $MNIST_CHECKPOINT_DIR when set).
-
-    The second part names the overrides that change the config file's values (`model.width=512,train.epochs=3`), so
-    different experiments never share a folder and the same command run twice finds its own run. Overrides that
-    repeat the file's values, or change only where the run happens (MAY_DIFFER), add nothing.
-    """
+def _folder(config_path: Path | None, base: Config, cfg: Config) -> Path:
+    """The second part names the settings that change the config file's values (`model.width=512,train.epochs=3`), so
+    different experiments never share a folder and the same command run twice finds its own run. Settings that
+    repeat the file's values, or change only where the run happens (MAY_DIFFER), add nothing."""
     folder = checkpoints_root() / (config_path.stem if config_path else DEFAULT_CONFIG_NAME)
-    changed = changed_settings(load_config(config_path), load_config(config_path, overrides or []))
+    changed = {key: new for key, _, new in config_differences(base, cfg, ordered=True)}
     return folder / settings_name(changed) if changed else folder
 
 
-def changed_settings(base: Config, cfg: Config) -> dict[str, Any]:
-    """{"model.width": 512, ...}: every key whose value in `cfg` differs from `base`, in the config's order."""
-    return {key: new for key, _, new in config_differences(base, cfg, ordered=True)}
+def config_differences(a: Config, b: Config, ordered: bool = False) -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in a, value in b) for every setting that differs, sorted or in the schema's order.
 
-
-def _with_device(cfg: Config, device: str | None) -> Config:
-    if device is None:
-        return cfg
-    return validate({**cfg.model_dump(mode="json"), "train": {**cfg.train.model_dump(mode="json"), "device": device}})
-
-
-def config_differences(stored: Config, given: Config, ordered: bool = False) -> list[tuple[str, Any, Any]]:
-    """(key, stored, given) for every key that differs, except those in MAY_DIFFER; sorted, or in the schema's order.
-
-    Nested sections (data.augment) give dotted keys of their own: `data.augment.rotate`.
+    Keys in MAY_DIFFER (where a run happens) are left out, and so is a resolved key that one side leaves unset.
+    The one config comparison: resume, default folder names, `compare` and the sweep's finished runs use it.
     """
-    return _differences(stored.model_dump(mode="json"), given.model_dump(mode="json"), (), ordered)
+    return _differences(a.model_dump(mode="json"), b.model_dump(mode="json"), (), ordered)
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any], prefix: tuple[str, ...], ordered: bool) -> list[tuple[str, Any, Any]]:
@@ -128,6 +123,6 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: tuple[str, ...], 
         x, y, path = a.get(key), b.get(key), (*prefix, key)
         if isinstance(x, dict) and isinstance(y, dict):
             out += _differences(x, y, path, ordered)
-        elif x != y and path[-2:] not in MAY_DIFFER:
+        elif x != y and path[-2:] not in MAY_DIFFER and not (path[-2:] in RESOLVED and None in (x, y)):
             out.append((".".join(path), x, y))
     return out

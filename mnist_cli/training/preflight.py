@@ -16,14 +16,6 @@ CHECKPOINT_OVERHEAD = 1 << 20  # bytes of config, metrics and pickle framing per
 OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "sgd": 1}  # per-parameter state tensors
 
 
-def parameter_count(cfg: Config, in_features: int, num_classes: int) -> int:
-    """Parameters of the configured model, counted on the meta device: no memory, no RNG draws."""
-    from mnist_cli.model import build_model, count_parameters
-
-    with torch.device("meta"):
-        return count_parameters(build_model(cfg.model, in_features, num_classes))
-
-
 def check_resources(
     cfg: Config, run_dir: RunDir, device: torch.device, parameters: int, in_features: int, dataset_bytes: int
 ) -> None:

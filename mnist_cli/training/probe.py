@@ -1,6 +1,7 @@
-"""The layer-health probe: at a few steps an epoch, gradient and update norms of every Linear, then one forward pass
-of a fixed probe batch with hooks on the activations. It draws no random numbers and changes no model state, so a
-run trains exactly the same with it on or off."""
+"""The layer-health probe: at a few steps an epoch (`train.health_probes_per_epoch`, always at an epoch's last step,
+and at the run's first step), gradient and update norms of every Linear, then one forward pass of a fixed probe batch
+with hooks on the activations. It draws no random numbers and changes no model state, so a run trains exactly the
+same with it on or off. Each probe is one HealthRecord in the run's events.jsonl."""
 
 from __future__ import annotations
 
@@ -9,17 +10,16 @@ import torch
 from mnist_cli.data.datasets import Normalization, Split
 from mnist_cli.data.loader import to_inputs
 from mnist_cli.model import MLP
-from mnist_cli.training.health import (
-    OUTPUT_LAYER,
-    PROBE_IMAGES,
-    RELU_FAMILY,
-    SATURATED_SHARE,
-    SIGMOID_FLAT,
-    TANH_FLAT,
-    HealthRecord,
-    LayerHealth,
-    hidden_name,
-)
+from mnist_cli.record import OUTPUT_LAYER, HealthRecord, LayerHealth
+
+PROBE_IMAGES = 512  # probe batch size: enough that "never activates" means something, small enough to cost ~nothing
+RELU_FAMILY = ("relu", "gelu", "silu")  # dead units are measured for these; saturated units for sigmoid and tanh
+# A sigmoid output below 0.02 or above 0.98 has slope y(1-y) < 0.0196, under 8% of its peak 0.25; a tanh output with
+# |y| > 0.98 has slope 1 - y^2 < 0.04, 4% of its peak 1. Gradients through such a unit all but stop.
+SIGMOID_FLAT = 0.02
+TANH_FLAT = 0.98
+# A unit counts as saturated when it sits at a flat end for at least this share of the probe images.
+SATURATED_SHARE = 0.9
 
 
 def probe_steps(steps: int, probes: int) -> set[int]:
@@ -81,7 +81,7 @@ class HealthProbe:
             a = acts_l[i] if not is_output else [None] * 4
             layers.append(
                 LayerHealth(
-                    name=OUTPUT_LAYER if is_output else hidden_name(i),
+                    name=OUTPUT_LAYER if is_output else f"hidden.{i}",
                     width=layer.out_features,
                     weight_norm=weight_norms_l[i],
                     grad_norm=stats_l[0][i] if stats_l else None,

@@ -1,4 +1,4 @@
-"""A run folder: its files' names, the lock that keeps two runs apart, and what may be replaced or removed."""
+"""A run folder: its files' names, the lock that keeps two runs apart, and the one rule for replacing a run."""
 
 from __future__ import annotations
 
@@ -8,23 +8,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnist_cli.disk import TEMP_RANDOM, TEMP_SUFFIX, atomic_write, os_reason, probe_writable
-from mnist_cli.errors import MnistError
-from mnist_cli.training import health
-from mnist_cli.training.health import HealthRecord, StepRecord
-from mnist_cli.training.metrics import EpochMetrics, from_jsonl, to_jsonl
+import filelock
 
-BEST, LAST, CONFIG, METRICS, LOCK = "best.pt", "last.pt", "config.yaml", "metrics.jsonl", ".lock"
-HEALTH, STEPS = "health.jsonl", "steps.jsonl"
-# Every file a run writes (besides the lock), in one place: a feature that adds a file to the run folder adds it here,
-# so `--overwrite` removes it with the rest and a killed run's temporary copies of it are cleaned up.
-RUN_FILES = (BEST, LAST, CONFIG, METRICS, HEALTH, STEPS)
+from mnist_cli.disk import TEMP_RANDOM, TEMP_SUFFIX, os_reason, probe_writable
+from mnist_cli.errors import MnistError
+from mnist_cli.record import EVENTS, LEGACY_LOGS, RESULT
+
+BEST, LAST, CONFIG, LOCK = "best.pt", "last.pt", "config.yaml", ".lock"
+REPORT = "report"  # the folder `mnist report` writes into a run folder: its own, never a run's to remove
+# Every file a run writes (besides the lock), in one place: `--overwrite` removes these by name and nothing else.
+RUN_FILES = (BEST, LAST, CONFIG, EVENTS, RESULT, *LEGACY_LOGS)
 CHECKPOINT_FILES = (BEST, LAST)
 
 
 @dataclass(frozen=True)
 class RunDir:
-    """The folder `mnist train` writes: best.pt, last.pt, config.yaml, metrics.jsonl, health.jsonl, steps.jsonl, .lock."""
+    """The folder `mnist train` writes: config.yaml, events.jsonl, best.pt, last.pt, result.json, .lock."""
 
     path: Path
 
@@ -34,37 +33,12 @@ class RunDir:
     def __str__(self) -> str:
         return str(self.path)
 
-    @property
-    def best(self) -> Path:
-        return self.path / BEST
-
-    @property
-    def last(self) -> Path:
-        return self.path / LAST
-
-    @property
-    def config(self) -> Path:
-        return self.path / CONFIG
-
-    @property
-    def metrics(self) -> Path:
-        return self.path / METRICS
-
-    @property
-    def health(self) -> Path:
-        return self.path / HEALTH
-
-    @property
-    def steps(self) -> Path:
-        return self.path / STEPS
-
-    @property
-    def lock_file(self) -> Path:
-        return self.path / LOCK
-
-    def holds_run(self) -> bool:
-        """True if a run has saved a resumable state here."""
-        return self.last.exists()
+    best = property(lambda self: self.path / BEST)
+    last = property(lambda self: self.path / LAST)
+    config = property(lambda self: self.path / CONFIG)
+    events = property(lambda self: self.path / EVENTS)
+    result = property(lambda self: self.path / RESULT)
+    lock_file = property(lambda self: self.path / LOCK)
 
     def prepare(self, create: bool = True) -> None:
         """Create the folder and prove a file can be written there (root ignores permission bits).
@@ -80,86 +54,60 @@ class RunDir:
             raise MnistError(f"output directory {self.path} cannot be created or written to ({reason})") from None
 
     def refuse_to_replace(self, overwrite: bool = False) -> None:
-        """A new run writes only into an empty folder or one holding a run of ours, and replaces a run only if asked.
-
-        Ours means: nothing but our file names, and each of them reads as what we write there.
-        """
+        """The one rule (LightningCLI's): a folder holding a run (its last.pt) is trained into only with --overwrite
+        (or --resume), and a new run deletes only a run's files, by name; a folder holding anything else is refused."""
         try:
             names = sorted(p.name for p in self.path.iterdir()) if self.path.is_dir() else []
         except OSError as e:
             raise MnistError(f"output directory {self.path} cannot be listed ({os_reason(e)})") from None
-        foreign = [n for n in names if n not in (*RUN_FILES, LOCK) and not is_our_temp(n)]
+        foreign = [n for n in names if n not in (*RUN_FILES, LOCK, REPORT) and not is_our_temp(n)]
         if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise MnistError(
                 f"{self.path} holds files that are not a run's ({shown}); a run writes only into an empty folder "
                 "or one holding a run: choose another --out"
             )
-        if self.holds_run() and not overwrite:
+        ours = [n for n in names if n in RUN_FILES]
+        if ours and not any(n in (LAST, EVENTS, *LEGACY_LOGS) for n in ours):
+            # A run writes its event log before any other file: these are someone else's files with a run's names.
+            raise MnistError(
+                f"{self.path / ours[0]} was not written by mnist train (the folder holds no run's {EVENTS}); "
+                "a run replaces only its own files: move it away or choose another --out"
+            )
+        if LAST in names and not overwrite:
             raise MnistError(
                 f"{self.path} already holds a run ({LAST}); continue it with --resume auto, "
                 "replace it with --overwrite, or choose another --out"
             )
-        for name in (n for n in names if n in RUN_FILES):
-            problem = self._not_ours(self.path / name)
-            if problem:
-                raise MnistError(
-                    f"{self.path / name} was not written by mnist train ({problem}); a run replaces only its own files: "
-                    "move it away or choose another --out"
-                )
-
-    @staticmethod
-    def _not_ours(path: Path) -> str | None:
-        """Why a file named like a run's is not one of ours, or None."""
-        from mnist_cli.errors import first_line
-
-        try:
-            if path.name in CHECKPOINT_FILES:
-                from mnist_cli.checkpoint import load_checkpoint
-
-                load_checkpoint(path)
-            elif path.name == CONFIG:
-                from mnist_cli.config import load_config
-
-                load_config(path)
-            elif path.name == METRICS:
-                from_jsonl(path.read_text())
-        except (MnistError, OSError, ValueError, TypeError, UnicodeDecodeError) as e:
-            return first_line(e).removeprefix(f"{path}: ")
-        return None
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold .lock while a run writes here; under it, temporary files left by a killed run are removed."""
-        try:
-            import fcntl
-        except ImportError:  # not on POSIX: no lock
-            yield
-            return
+        lock = filelock.FileLock(self.lock_file, timeout=0)
         try:
             self.path.mkdir(parents=True, exist_ok=True)  # here, not in the preflight: a refused run leaves no folder
-            handle = open(self.lock_file, "a+b")  # noqa: SIM115 - held open for the whole run on purpose
+            lock.acquire()
+        except filelock.Timeout:
+            raise MnistError(f"another `mnist train` is writing to {self.path}; wait for it or use another --out") from None
         except OSError as e:
+            reason = "it is a folder" if isinstance(e, IsADirectoryError) else os_reason(e)
             raise MnistError(
-                f"cannot open the run's lock file {self.lock_file} ({os_reason(e)}); "
+                f"cannot open the run's lock file {self.lock_file} ({reason}); "
                 "if no `mnist train` is writing there, remove it or choose another --out"
             ) from None
         try:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                raise MnistError(f"another `mnist train` is writing to {self.path}; wait for it or use another --out") from None
-            self.remove_stale_temps()
+            for stale in self.path.iterdir():
+                if is_our_temp(stale.name):
+                    stale.unlink(missing_ok=True)
             yield
         finally:
-            handle.close()
+            lock.release()
 
     def remove_previous_run(self) -> None:
-        """Remove every file an earlier run left here (RUN_FILES), before a new run (`--overwrite`) saves anything.
+        """Remove every file an earlier run left here (RUN_FILES), before a new run saves anything.
 
-        A new run interrupted early must not leave the old run's best.pt or metrics.jsonl beside its own files, where
-        `eval` and `predict` would take them for the new run's. last.pt goes last: while any old file is left, the
-        folder still reads as holding a run and a new run without --overwrite is refused.
+        A new run stopped early must not leave the old run's best.pt beside its own files, where `eval` and `predict`
+        would take it for the new run's. last.pt goes last: while any old file is left, the folder still holds a run.
         """
         for name in sorted(RUN_FILES, key=lambda n: n == LAST):
             try:
@@ -168,67 +116,6 @@ class RunDir:
                 raise MnistError(f"{self.path / name} is a folder; a run folder's {name} must be a file") from None
             except OSError as e:
                 raise MnistError(f"cannot remove the earlier run's {self.path / name} ({e.strerror})") from None
-
-    def remove_stale_temps(self) -> None:
-        """Temporary files of our own saves (`.<run file>.<mkstemp's 8 characters>.tmp`), left by a killed run; never
-        anyone else's."""
-        for stale in self.path.iterdir():
-            if is_our_temp(stale.name):
-                stale.unlink(missing_ok=True)
-
-    def read_metrics(self) -> list[EpochMetrics]:
-        """The finished epochs recorded in metrics.jsonl ([] when there is none yet)."""
-        if not self.metrics.exists():
-            return []
-        try:
-            return from_jsonl(self.metrics.read_text())
-        except (ValueError, TypeError) as e:
-            raise MnistError(f"{self.metrics} is not a metrics file written by mnist train ({e})") from None
-
-    def write_metrics(self, rows: list[EpochMetrics]) -> None:
-        """Rewrite metrics.jsonl with `rows`, atomically."""
-        text = to_jsonl(rows)
-        atomic_write(self.metrics, lambda f: f.write(text.encode()))
-
-    def read_health(self) -> list[HealthRecord]:
-        """The layer-health probes recorded in health.jsonl ([] when there is none: an old run, or train.health off)."""
-        return self._read_log(self.health, HealthRecord, "health")
-
-    def read_steps(self) -> list[StepRecord]:
-        """The per-step training losses recorded in steps.jsonl ([] when there is none)."""
-        return self._read_log(self.steps, StepRecord, "steps")
-
-    def append_health(self, record: HealthRecord) -> None:
-        self._append(self.health, health.to_jsonl([record]))
-
-    def append_step(self, record: StepRecord) -> None:
-        self._append(self.steps, health.to_jsonl([record]))
-
-    def cut_logs(self, global_step: int) -> None:
-        """Keep only the health and step rows up to `global_step` (a resumed run's position; 0: a new run), atomically.
-
-        Rows past it were written after the last.pt the run resumes from, and the resumed run writes them again.
-        """
-        for path, kind in ((self.health, HealthRecord), (self.steps, StepRecord)):
-            if global_step == 0 or not path.exists():
-                path.unlink(missing_ok=True)
-                continue
-            rows = [row for row in self._read_log(path, kind, path.stem) if row.global_step <= global_step]
-            text = health.to_jsonl(rows)
-            atomic_write(path, lambda f, text=text: f.write(text.encode()))
-
-    def _read_log(self, path: Path, kind: type, what: str) -> list:
-        if not path.exists():
-            return []
-        try:
-            return health.parse_jsonl(path.read_text(), kind)
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
-            raise MnistError(f"{path} is not a {what} file written by mnist train ({e})") from None
-
-    @staticmethod
-    def _append(path: Path, text: str) -> None:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(text)
 
     def kept(self) -> str:
         """What survives a stop: the last checkpoint written, if any."""

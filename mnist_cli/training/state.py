@@ -1,94 +1,80 @@
-"""Where a run stands (RunState) and every RNG state: saved in last.pt so a killed run continues bit for bit."""
+"""Where a run stands, saved in last.pt. Everything else a resumed run needs is derived: the batch order of an epoch
+from (seed, epoch), the random draws of a step from (seed, global step), the best epoch from the event log."""
 
 from __future__ import annotations
 
 import contextlib
-import itertools
-import random
-import sys
+import hashlib
+import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mnist_cli.errors import CheckpointError, first_line
-from mnist_cli.training.metrics import EpochMetrics
 
 RESUME_KEY = "resume"
 NO_RESUME_STATE = "holds no resume state (only last.pt does; best.pt is for eval and predict)"
 
 
+def derived_seed(seed: int, purpose: str, n: int) -> int:
+    """A 64-bit seed for ('epoch', n) or ('step', n) of the run seeded `seed`: distinct streams, no shared state."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}/{purpose}/{n}".encode(), digest_size=8).digest(), "little")
+
+
+def step_generator(device: torch.device) -> torch.Generator | None:
+    """The generator a step's dropout and augmentation draw from on `device`, to seed per step: torch.manual_seed
+    would also queue a CUDA seeding with a stack trace, ~100 us a step on a CPU-only machine against ~1 us."""
+    if device.type == "cuda":
+        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    return torch.default_generator if device.type == "cpu" else None  # None: torch.manual_seed (mps)
+
+
 @dataclass
 class RunState:
-    """Where a run stands; with the weights, optimizer and schedule it decides everything the run does next."""
+    """The position and the running sums: with the weights, optimizer and schedule, what the run does next."""
 
     epoch: int = 1  # the epoch in progress, 1-based
     step: int = 0  # steps of `epoch` already taken
-    epoch_generator_state: torch.Tensor | None = None  # the sampler's generator as `epoch` began
-    rng: dict[str, Any] | None = None  # global RNG states at (epoch, step), to restore on entering the epoch
-    loss_sum: torch.Tensor | None = None  # sum of loss x batch size over this epoch's steps, as the loop holds it
-    correct: torch.Tensor | None = None  # training images of this epoch classified right (int64), as the loop holds it
+    loss_sum: torch.Tensor | None = None  # sum of loss x batch size over this epoch's steps, on the device
+    correct: torch.Tensor | None = None  # training images of this epoch classified right (int64), on the device
     seen: int = 0  # samples trained on in this epoch
     skipped: int = 0  # steps of this epoch dropped for a non-finite loss (train.on_nan: skip)
-    epoch_seconds: float = 0.0
-    history: list[EpochMetrics] = field(default_factory=list)  # one row per finished epoch
-    best_acc: float = -1.0
-    best_epoch: int = 0
-    train_time: float = 0.0
-    samples: int = 0
+    seconds: float = 0.0  # training time since the last epoch record, this epoch's steps so far included
+    samples: int = 0  # samples of the finished epochs since the last epoch record
 
     def next_epoch(self) -> None:
         """Move to the start of the following epoch."""
-        self.epoch, self.step, self.epoch_generator_state, self.loss_sum = self.epoch + 1, 0, None, None
-        self.correct = None
-        self.seen, self.skipped, self.epoch_seconds = 0, 0, 0.0
+        self.epoch, self.step, self.loss_sum, self.correct, self.seen, self.skipped = self.epoch + 1, 0, None, None, 0, 0
 
-
-def snapshot(run: RunState, generator: torch.Generator, device: torch.device) -> dict[str, Any]:
-    """The resume payload for last.pt, in plain types and tensors (loadable with weights_only=True)."""
-    at_boundary = run.step == 0
-    return {
-        "epoch": run.epoch,
-        "step": run.step,
-        # At an epoch boundary the generator already stands where the next epoch begins.
-        "epoch_generator_state": generator.get_state() if at_boundary else run.epoch_generator_state.clone(),
-        "rng": capture_rng(device),
-        "loss_sum": None if run.loss_sum is None else run.loss_sum.detach().cpu().clone(),
-        "correct": None if run.correct is None else run.correct.detach().cpu().clone(),
-        "seen": run.seen,
-        "skipped": run.skipped,
-        "epoch_seconds": run.epoch_seconds,
-        "history": [row.as_dict() for row in run.history],
-        "best_acc": run.best_acc,
-        "best_epoch": run.best_epoch,
-        "train_time": run.train_time,
-        "samples": run.samples,
-        # Intra-op threads split reductions differently: a resume with another count differs in the last bits.
-        "threads": torch.get_num_threads(),
-    }
+    def snapshot(self) -> dict[str, Any]:
+        """The resume payload for last.pt, plain values and CPU tensors (loadable with weights_only=True)."""
+        cpu = lambda t: None if t is None else t.detach().cpu().clone()  # noqa: E731
+        return {**asdict(self), "loss_sum": cpu(self.loss_sum), "correct": cpu(self.correct)}
 
 
 def restore(ckpt: dict[str, Any], model, optimizer, scheduler, path: Path | str, steps: int, epochs: int) -> RunState:
-    """Check a last.pt against this run (`steps` per epoch, `epochs` in all), then load its weights, optimizer and
-    schedule and return where its run stood. Nothing is restored from a file that fails a check."""
-    from mnist_cli.training.resume_check import resume_problem
+    """Load a last.pt's weights, optimizer and schedule and return where its run stood.
 
+    A last.pt is this machine's own file: checked only for what would otherwise crash (optimizer state that does not
+    fit the parameters makes the fused Adam step write past its buffers) or stop making sense (a position outside
+    the run).
+    """
     payload = resume_payload(ckpt, path)
-    problem = resume_problem(payload, ckpt, optimizer, scheduler, steps, epochs)
+    problem = optimizer_problem(ckpt.get("optimizer_state"), optimizer) or payload_problem(payload, steps, epochs)
+    if problem is None and not same_kind(ckpt.get("scheduler_state"), scheduler.state_dict()):
+        problem = "scheduler_state does not fit this run"
     if problem:
         raise CheckpointError(f"{path}: resume state does not fit this run ({problem})")
     try:
         model.load_state_dict(ckpt["model_state"])
         optimizer.load_state_dict(ckpt["optimizer_state"])
         scheduler.load_state_dict(ckpt["scheduler_state"])
-        fields = {k: v for k, v in payload.items() if k in RunState.__dataclass_fields__}
-        run = RunState(**fields)
-        run.history = [EpochMetrics.from_dict(row) for row in run.history]
-    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as e:
+    except (RuntimeError, ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"{path}: resume state does not fit this run ({first_line(e)})") from None
-    return run
+    return RunState(**{k: payload[k] for k in RunState.__dataclass_fields__})
 
 
 def resume_payload(ckpt: dict[str, Any], path: Path | str) -> dict[str, Any]:
@@ -96,66 +82,96 @@ def resume_payload(ckpt: dict[str, Any], path: Path | str) -> dict[str, Any]:
     payload = ckpt.get(RESUME_KEY)
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} {NO_RESUME_STATE}")
+    if "rng" in payload:  # the release before captured RNG states; this one derives them, so the run would differ
+        folder = Path(path).parent
+        raise CheckpointError(
+            f"{path} was saved by an earlier mnist-cli, whose runs this one cannot continue exactly; start the run "
+            f"again with: mnist train -c {folder / 'config.yaml'} --out {folder} --overwrite"
+        )
     return payload
 
 
-def enter_epoch(run: RunState, loader, generator: torch.Generator, device: torch.device) -> Iterator:
-    """The batches of run.epoch still to do; on a resumed epoch, the sampler and every RNG stand as they did."""
-    pending = run.rng
-    if run.epoch_generator_state is not None:
-        generator.set_state(run.epoch_generator_state)
-    run.epoch_generator_state = generator.get_state()
-    # iter(DataLoader) draws a seed from torch's global RNG: at a boundary the saved state precedes that draw,
-    # mid-epoch it follows it, so the restore goes before or after creating the iterator.
-    if pending is not None and run.step == 0:
-        restore_rng(pending, device)
-    batches = iter(loader)
-    for _ in itertools.islice(batches, run.step):
-        pass  # the batches done before the interruption: same permutation, skipped
-    if pending is not None and run.step > 0:
-        restore_rng(pending, device)
-    run.rng = None
-    return batches
+def payload_problem(p: dict[str, Any], steps: int, epochs: int) -> str | None:
+    """The position inside the run and the running sums, by type and range."""
+    limits = {"epoch": (1, epochs + 1), "step": (0, steps - 1), "seen": (0, None), "skipped": (0, steps), "samples": (0, None)}
+    for name, (low, high) in limits.items():
+        value = p.get(name)
+        if type(value) is not int or value < low or (high is not None and value > high):
+            return f"resume {name} is {value!r:.40}, not a count in range"
+    if type(p.get("seconds")) not in (int, float) or not 0 <= p["seconds"] < math.inf:
+        return f"resume seconds is {p.get('seconds')!r:.40}, not a finite number of seconds"
+    for name, dtype in (("loss_sum", None), ("correct", torch.int64)):
+        t = p.get(name)
+        if t is not None and not (isinstance(t, torch.Tensor) and t.dim() == 0 and (dtype is None or t.dtype == dtype)):
+            return f"resume {name} is not a scalar tensor"
+    return None
 
 
-def capture_rng(device: torch.device) -> dict[str, Any]:
-    """torch (CPU and the CUDA devices), python and, when loaded, numpy RNG states."""
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    np = sys.modules.get("numpy")
-    if np is not None:
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        state["numpy"] = [kind, torch.from_numpy(keys.astype("int64")), int(pos), int(has_gauss), float(gauss)]
-    return state
+def optimizer_problem(saved: Any, optimizer: torch.optim.Optimizer) -> str | None:
+    """The saved optimizer state against this run's optimizer: its settings, and per parameter tensors of its shape
+    and dtype."""
+    fresh = optimizer.state_dict()
+    if not isinstance(saved, dict) or set(saved) != {"state", "param_groups"}:
+        return "optimizer_state must hold state and param_groups"
+    groups = saved["param_groups"]
+    if not isinstance(groups, list) or len(groups) != len(fresh["param_groups"]):
+        return "optimizer_state has other parameter groups than this model"
+    for group, expected in zip(groups, fresh["param_groups"], strict=True):
+        if not isinstance(group, dict) or set(group) != set(expected) or group["params"] != expected["params"]:
+            return "optimizer_state has other parameter groups than this model"
+        bad = next((key for key, value in expected.items() if not same_kind(group[key], value)), None)
+        if bad:
+            return f"optimizer setting {bad} does not fit this run ({group[bad]!r:.40})"
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state = saved["state"]
+    if not isinstance(state, dict) or not all(type(i) is int and 0 <= i < len(params) for i in state):
+        return "optimizer_state.state must map parameter positions to their state"
+    for i, entry in state.items():
+        for name, value in entry.items() if isinstance(entry, dict) else [("state", entry)]:
+            problem = _slot_problem(name, value, params[i])
+            if problem:
+                return f"optimizer state {i}.{name} {problem}"
+    return None
 
 
-def restore_rng(state: dict[str, Any], device: torch.device) -> None:
-    """Put back the RNG states `capture_rng` took."""
-    try:
-        torch.set_rng_state(state["torch"])
-        if device.type == "cuda" and "cuda" in state:
-            torch.cuda.set_rng_state_all(state["cuda"])
-        version, internal, gauss = state["python"]
-        random.setstate((version, tuple(internal), gauss))
-        if "numpy" in state:
-            import numpy as np
+def _slot_problem(name: str, value: Any, param: torch.Tensor) -> str | None:
+    if name == "momentum_buffer" and value is None:
+        return None
+    if not isinstance(value, torch.Tensor) or value.layout != torch.strided:
+        return "is not a tensor"
+    if name == "step":
+        return None if value.dim() == 0 and value.is_floating_point() else "must be a scalar"
+    if tuple(value.shape) != tuple(param.shape) or value.dtype != param.dtype:
+        return f"is {value.dtype} {tuple(value.shape)}, the parameter {param.dtype} {tuple(param.shape)}"
+    return None if bool(torch.isfinite(value).all()) else "holds NaN or inf"
 
-            kind, keys, pos, has_gauss, cached = state["numpy"]
-            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    except (RuntimeError, ValueError, TypeError, KeyError) as e:
-        raise CheckpointError(f"resume state holds unusable RNG states ({e})") from None
+
+def same_kind(saved: Any, fresh: Any) -> bool:
+    """`saved` has the structure and types of `fresh` (ints and floats interchangeable, finite)."""
+    if fresh is None or isinstance(fresh, bool | str):
+        return type(saved) is type(fresh)
+    if isinstance(fresh, int | float):
+        return type(saved) in (int, float) and math.isfinite(saved)
+    if isinstance(fresh, list | tuple):
+        return isinstance(saved, list | tuple) and len(saved) == len(fresh) and all(map(same_kind, saved, fresh))
+    if isinstance(fresh, dict):
+        return isinstance(saved, dict) and set(saved) == set(fresh) and all(same_kind(saved[k], fresh[k]) for k in fresh)
+    return False
 
 
 @contextlib.contextmanager
-def isolated_process_state(device: torch.device, threads: int | None) -> Iterator[None]:
-    """Set torch's CPU threads for a run, and put them and every RNG state back when it ends."""
-    saved_rng, saved_threads = capture_rng(device), torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
+def isolated_process_state(device: torch.device, threads: int) -> Iterator[None]:
+    """Run with `threads` CPU threads; put the thread count and torch's RNG states (which a run reseeds) back after.
+
+    A sweep trains hundreds of runs in one worker: none may change what the next one does.
+    """
+    saved_threads, saved_rng = torch.get_num_threads(), torch.get_rng_state()
+    saved_cuda = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
-        if torch.get_num_threads() != saved_threads:
-            torch.set_num_threads(saved_threads)
-        restore_rng(saved_rng, device)
+        torch.set_num_threads(saved_threads)
+        torch.set_rng_state(saved_rng)
+        if saved_cuda is not None:
+            torch.cuda.set_rng_state_all(saved_cuda)

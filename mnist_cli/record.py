@@ -1,0 +1,288 @@
+"""A run's record: events.jsonl, appended as the run goes, and result.json, written once at its end.
+
+events.jsonl holds one JSON object a line, each a typed record with its `kind`, epoch, step and global step: a step's
+loss and learning rate (`step`), a layer-health probe (`health`), an epoch's metrics (`epoch`), the final test
+(`test`). Training appends the very objects it hands its `on_event` callback; report, compare, the sweep and later
+TensorBoard or a browser read them back. A run folder may come from someone else, so reading accepts regular files
+of bounded size only and checks every row's every field: one line naming the file and the row, never a traceback.
+Run folders of the release before (metrics.jsonl, health.jsonl, steps.jsonl) read back as the same records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import stat
+import types
+import typing
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mnist_cli.disk import atomic_write
+from mnist_cli.errors import MnistError
+
+EVENTS, RESULT = "events.jsonl", "result.json"
+LEGACY_LOGS = ("metrics.jsonl", "health.jsonl", "steps.jsonl")  # the release before: one file per kind
+MAX_BYTES = 512 << 20  # a 10,000-epoch run with every probe on writes ~100 MB
+MAX_NUMBER = 1e100  # larger values are no measurement: their sums would print as inf
+MAX_COUNT = 10**12
+OUTPUT_LAYER = "output"
+
+
+class RecordError(MnistError):
+    """A run folder's record that is not what `mnist train` writes."""
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """The training loss at one progress report (the value the progress bar shows)."""
+
+    kind: ClassVar[str] = "step"
+    epoch: int  # 1-based
+    step: int  # 1-based within the epoch
+    global_step: int  # 1-based in the run: (epoch - 1) * steps per epoch + step
+    loss: float | None  # this step's batch loss, label smoothing included; None if it was not finite
+    lr: float  # the learning rate this step used
+
+
+@dataclass(frozen=True)
+class LayerHealth:
+    """One layer at one probe. Norms are Frobenius norms of the Linear's weight matrix (bias excluded)."""
+
+    name: str  # "hidden.0", "hidden.1", ..., "output"
+    width: int  # units (output features)
+    weight_norm: float  # ||W|| before the probe step's update
+    grad_norm: float | None  # ||dLoss/dW|| of the probe step, before the optimizer step; None if the step was skipped
+    grad_ratio: float | None  # grad_norm / the output layer's grad_norm (1.0 for the output layer)
+    update_ratio: float | None  # ||W_after - W_before|| / ||W_before|| for the probe step
+    # Post-activation statistics on the probe batch (eval mode); None for the output layer.
+    activation_mean: float | None = None  # over all probe images and units
+    activation_std: float | None = None
+    # Share of units whose output is <= 0 on every probe image (relu, gelu, silu); None for other activations.
+    dead_fraction: float | None = None
+    # Share of units at a flat end (sigmoid y < 0.02 or > 0.98; tanh |y| > 0.98) on >= 90% of the probe images;
+    # None for activations that do not saturate.
+    saturated_fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class HealthRecord:
+    """One probe: where the run stood, the step's loss, and every layer's health, input to output."""
+
+    kind: ClassVar[str] = "health"
+    epoch: int
+    step: int
+    global_step: int
+    steps_per_epoch: int
+    end_of_epoch: bool  # the epoch's last step
+    loss: float | None  # training loss of the probe step (None if it was not finite)
+    activation: str  # model.activation, which decides whether dead or saturated units are measured
+    probe_images: int
+    layers: list[LayerHealth]  # hidden.0 ... hidden.N-1, then output
+
+    @property
+    def hidden(self) -> list[LayerHealth]:
+        """The hidden layers' entries, input to output."""
+        return [layer for layer in self.layers if layer.name != OUTPUT_LAYER]
+
+    def layer(self, name: str) -> LayerHealth:
+        """The entry of the layer called `name`."""
+        return next(layer for layer in self.layers if layer.name == name)
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """One validated epoch. Losses are mean losses per image; accuracies are fractions in [0, 1]."""
+
+    kind: ClassVar[str] = "epoch"
+    epoch: int  # 1-based
+    train_loss: float  # mean over the epoch's steps, label smoothing included
+    val_loss: float | None  # None when the run holds out no validation images
+    val_accuracy: float | None
+    lr: float  # learning rate after the epoch's last step
+    seconds: float  # training time since the previous epoch record (this epoch's when every epoch is logged)
+    samples_per_second: float
+    skipped_steps: int = 0  # steps dropped for a non-finite loss (train.on_nan: skip)
+    # Share of the epoch's training images classified right as the model trained on them (training mode, weights
+    # changing along the epoch); None in rows of releases before it existed.
+    train_accuracy: float | None = None
+    step: int = 0  # the epoch's last step (0 in rows of the release before)
+    global_step: int = 0
+    samples: int = 0  # training samples since the previous epoch record (0 in rows of the release before)
+    best: bool = False  # best.pt was written with this epoch's weights
+
+    def as_dict(self) -> dict[str, Any]:
+        """The epoch's metrics as plain values, as checkpoints carry them."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TestRecord:
+    """The final test of the model validation picked: the test set is touched once."""
+
+    kind: ClassVar[str] = "test"
+    epoch: int  # the tested model's epoch
+    step: int
+    global_step: int
+    accuracy: float
+    loss: float  # mean cross-entropy
+
+
+Record = StepRecord | HealthRecord | EpochMetrics | TestRecord
+KINDS: dict[str, type] = {cls.kind: cls for cls in (StepRecord, HealthRecord, EpochMetrics, TestRecord)}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """result.json: what a finished run reached, for compare, the sweep, predict and serve, without a checkpoint."""
+
+    test_accuracy: float
+    test_loss: float
+    best_epoch: int
+    val_accuracy: float | None  # None without a validation split
+    epochs: int
+    parameters: int
+    train_seconds: float
+    samples_per_second: float
+    model: str  # '784-512-512-10'
+    dataset: str
+    classes: list[str]
+
+
+def to_json(record: Record) -> str:
+    """One events.jsonl line."""
+    return json.dumps({"kind": record.kind, **dataclasses.asdict(record)}) + "\n"
+
+
+def append(path: Path, records: list[Record]) -> None:
+    """Add records at the end of events.jsonl; a killed run leaves at most a cut-short last line, dropped on reading."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("".join(map(to_json, records)))
+
+
+def write_events(path: Path, records: list[Record]) -> None:
+    """Replace events.jsonl with `records`, atomically: a resumed run's log cut back to where its last.pt stands."""
+    text = "".join(map(to_json, records))
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def read_events(path: Path) -> list[Record]:
+    """Every record in `path` (events.jsonl), checked field by field."""
+    return _read_lines(path, partial(_build, None))
+
+
+def read_run_records(folder: Path) -> list[Record]:
+    """A run folder's records: events.jsonl, or the three logs of the release before; [] when there are none."""
+    folder = Path(folder)
+    if (folder / EVENTS).exists():
+        return read_events(folder / EVENTS)
+    kinds = zip(LEGACY_LOGS, (EpochMetrics, HealthRecord, StepRecord), strict=True)
+    return [r for name, cls in kinds if (folder / name).exists() for r in _read_lines(folder / name, partial(_build, cls))]
+
+
+def write_result(path: Path, result: RunResult) -> None:
+    """result.json, atomically."""
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(RunResult)}  # a TrainResult says more
+    text = json.dumps(fields, indent=1) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def read_result(run_dir: Path | str) -> RunResult | None:
+    """A finished run's result.json, checked; None when the run has none (not finished, or an older release)."""
+    path = Path(run_dir) / RESULT
+    if not path.exists():
+        return None
+    try:
+        return _build(RunResult, json.loads(_read_text(path)))
+    except (ValueError, RecordError) as e:
+        raise RecordError(f"{path}: {_reason(e)}; {NOT_OURS}") from None
+
+
+NOT_OURS = "it is damaged or was not written by mnist train"
+
+
+def _read_text(path: Path) -> str:
+    """A regular file's text, at most MAX_BYTES: never a FIFO that blocks, nor /dev/zero read until memory runs out."""
+    try:
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise RecordError(f"{path} is not a regular file; a run folder's records are files mnist train writes")
+            data = f.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise RecordError(f"{path}: cannot read it ({e.strerror})") from None
+    if len(data) > MAX_BYTES:
+        raise RecordError(f"{path} is larger than {MAX_BYTES >> 20} MB; {NOT_OURS}")
+    return data.decode(errors="replace")  # a replaced byte fails the JSON or the field check that follows
+
+
+def _read_lines(path: Path, build) -> list:
+    lines = _read_text(path).split("\n")
+    rows = []
+    for i, line in enumerate(lines, 1):
+        try:
+            rows += [build(json.loads(line))] if line.strip() else []
+        except (ValueError, RecordError) as e:
+            if i == len(lines) and not isinstance(e, RecordError):
+                break  # the unterminated tail of an append a killed run left
+            raise RecordError(f"{path}, line {i}: {_reason(e)}; {NOT_OURS}") from None
+    return rows
+
+
+def _reason(e: Exception) -> str:
+    return str(e) if isinstance(e, RecordError) else f"not JSON ({e})"
+
+
+def _build(cls: type | None, row: Any) -> Any:
+    """`cls` (None: the row's `kind`) from a JSON object, every field checked; keys of newer releases are ignored."""
+    if not isinstance(row, dict):
+        raise RecordError(f"{_short(row)} is not a JSON object")
+    cls = cls or KINDS.get(row.get("kind"))
+    if cls is None:
+        raise RecordError(f"kind {_short(row.get('kind'))} is none of {', '.join(KINDS)}")
+    hints, values = _hints(cls), {}
+    for f in dataclasses.fields(cls):
+        if f.name in row:
+            values[f.name] = _check(f.name, hints[f.name], row[f.name])
+        elif f.default is dataclasses.MISSING:
+            raise RecordError(f"lacks {f.name}")
+    return cls(**values)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check(name: str, hint: Any, value: Any) -> Any:
+    """`value` if it is what `hint` says, in range; RecordError otherwise."""
+    optional = isinstance(hint, types.UnionType)  # `X | None`
+    kind = typing.get_args(hint)[0] if optional else hint
+    if value is None and optional:
+        return None
+    if typing.get_origin(kind) is list and isinstance(value, list) and len(value) <= 10_000:
+        return [_check(name, typing.get_args(kind)[0], v) for v in value]
+    if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+        return _build(kind, value)
+    fraction = name.endswith(("accuracy", "fraction"))
+    finite = kind is float and type(value) in (int, float) and math.isfinite(value) and abs(value) <= MAX_NUMBER
+    if finite and ((0 <= value <= 1) if fraction else (value >= 0 or name == "activation_mean")):
+        return float(value)
+    if (
+        kind is not float
+        and type(value) is kind
+        and (kind is not int or 0 <= value <= MAX_COUNT)
+        and (kind is not str or len(value) <= 1000)
+    ):
+        return value
+    what = {int: "a count", float: "a fraction" if fraction else "a number", bool: "true or false", str: "a string"}
+    raise RecordError(f"{name} is {_short(value)}, not {what.get(kind, 'a list')}{' or null' if optional else ''}")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
