@@ -95,6 +95,7 @@ def test_export_writes_to_the_current_folder_named_for_the_run(trained_checkpoin
     # Not into the run folder: `mnist train` refuses a folder holding files that are not a run's.
     (tmp_path / "runs" / "tiny").mkdir(parents=True)
     checkpoint = Path(shutil.copy(trained_checkpoint, tmp_path / "runs" / "tiny" / "best.pt"))
+    shutil.copy(trained_checkpoint.parent / "result.json", checkpoint.parent)  # where its test accuracy is
     r = invoke("export", checkpoint, "-f", "torchscript")  # the autouse fixture made tmp_path the current folder
     assert r.exit_code == 0, r.output
     assert (tmp_path / "tiny-best.torchscript").is_file()

@@ -59,6 +59,7 @@ CASES = {
     "compare help": (["compare", "--help"], 0),
     "serve help": (["serve", "--help"], 0),
     "sweep help": (["sweep", "--help"], 0),
+    "export help": (["export", "--help"], 0),
     "train": (["train", "{config}", "-q", "--out", "run"], 0),
     "train json": (["train", "{config}", "-q", "--out", "run-json", "--json"], 0),
     "eval": (["eval", "{ckpt}"], 0),

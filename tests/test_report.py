@@ -186,7 +186,7 @@ def test_a_step_whose_loss_was_not_finite_is_left_out_of_the_curves(run_copy, tm
 
 
 def test_curves_say_which_loss_and_draw_an_epoch_mean_mid_epoch():
-    from mnist_cli.training.metrics import EpochMetrics
+    from mnist_cli.record import EpochMetrics
 
     epochs = [EpochMetrics(e, 0.3, None, None, 1e-3, 1.0, 100.0, train_accuracy=0.5) for e in (1, 2)]
     loss_ax = figures.training_curves(epochs, loss_label="squared error").axes[0]
