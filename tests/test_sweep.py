@@ -70,7 +70,7 @@ def test_a_2x2_grid_with_2_seeds_gives_8_runs_4_cells_that_agree_with_eval_and_b
 
     assert set(result) == {"out_dir", "runs", "cells"}
     assert set(result["runs"][0]) == {
-        "params", "seed", "out_dir", "status", "val_accuracy", "test_accuracy", "train_seconds", "parameters", "error",
+        "params", "seed", "out_dir", "status", "val_accuracy", "test_accuracy", "train_seconds", "parameters", "node", "error",
     }  # fmt: skip
     assert set(result["cells"][0]) == {
         "params", "n", "test_accuracy_mean", "test_accuracy_std", "val_accuracy_mean", "val_accuracy_std", "parameters",

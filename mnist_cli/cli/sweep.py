@@ -41,10 +41,17 @@ def sweep(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Sweep folder (default: checkpoints/sweeps/<config>-<keys>).")] = None,
     backend: Annotated[
-        str, typer.Option(help="local (worker processes here) or ray (Ray tasks; needs the ray extra).")
-    ] = "local",
+        str | None,
+        typer.Option(
+            help="local (worker processes here; the default) or ray (Ray tasks; needs the ray extra).", show_default=False
+        ),
+    ] = None,
     address: Annotated[
-        str | None, typer.Option(help="Ray cluster to join: auto or ray://HOST:PORT (default: start Ray on this machine).")
+        str | None,
+        typer.Option(
+            help="Ray cluster to join (implies --backend ray): auto, HOST:PORT or ray://HOST:10001 "
+            "(default: with --backend ray, start Ray on this machine)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print runs and cells as one JSON object on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
@@ -76,7 +83,7 @@ def sweep(
         except KeyboardInterrupt:
             stderr.print(f"quit at once; finished runs are kept. Continue with:\n  {again}", markup=False, soft_wrap=True)
             raise typer.Exit(INTERRUPTED) from None
-    if result.interrupted:
+    if result.interrupted or stop():
         left = sum(r.status != "done" for r in result.runs)
         stderr.print(
             f"stopped: {len(result.runs) - left} of {len(result.runs)} runs finished (kept in {result.out_dir}). "
@@ -106,6 +113,6 @@ def continue_command(config, overrides, epochs, grid, seeds, jobs, out: Path, ba
     words += ["--epochs", str(epochs)] if epochs is not None else []
     words += ["--jobs", str(jobs)] if jobs else []
     words += ["--out", str(out)]
-    words += ["--backend", backend] if backend != "local" else []
+    words += ["--backend", backend] if backend else []
     words += ["--address", address] if address else []
     return shlex.join(words)

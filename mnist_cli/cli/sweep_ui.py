@@ -36,13 +36,13 @@ def best_text(cell: Any) -> str:
     return f"best so far: {cell_name(cell.params)} val {_pct(cell.val_accuracy_mean)} test {_pct(cell.test_accuracy_mean)}"
 
 
-def run_line(record: Any, done: int, total: int) -> str:
+def run_line(row: Any, done: int, total: int) -> str:
     """One settled run as a plain line."""
-    where = f"{cell_name(record.params)}/seed={record.seed}"
-    if record.status == "done":
-        what = f"done  val {_pct(record.val_accuracy)}  test {_pct(record.test_accuracy)}  {record.train_seconds:.1f}s"
+    where = f"{cell_name(row.params)}/seed={row.seed}"
+    if row.status == "done":
+        what = f"done  val {_pct(row.val_accuracy)}  test {_pct(row.test_accuracy)}  {row.train_seconds:.1f}s  on {row.node}"
     else:
-        what = record.status + (f": {record.error}" if record.error else "")
+        what = row.status + (f": {row.error}" if row.error else "")
     return f"[{done}/{total}] {where}  {what}"
 
 
@@ -68,18 +68,21 @@ class SweepReporter(BarReporter):
         if isinstance(event, SweepStarted):
             reused = f", {event.reused} already finished" if event.reused else ""
             where = f"{event.jobs} local worker{'s' if event.jobs != 1 else ''}" if event.backend == "local" else "Ray"
+            where += f" at {event.address}" if event.address else ""
+            if event.note:
+                self._print(event.note)
             self._print(f"sweep of {event.total} runs{reused}: {where}, {event.threads} thread(s) per run -> {event.out_dir}")
             if self.progress is not None:
                 # Only this invocation's runs count towards the ETA: reused runs took no time now.
                 self.task = self.progress.add_task("", total=event.total - event.reused, best="")
         elif isinstance(event, RunFinished):
-            if event.record.status == "pending":
+            if event.row.status == "pending":
                 return  # never started (a stop was asked): the closing message counts them
             if self.progress is None:
-                self._print(run_line(event.record, event.done, event.total))
+                self._print(run_line(event.row, event.done, event.total))
                 return
-            if event.record.status == "failed":
-                self._print(run_line(event.record, event.done, event.total))
+            if event.row.status == "failed":
+                self._print(run_line(event.row, event.done, event.total))
             self.progress.update(self.task, advance=1, best=best_text(event.best))
 
 
