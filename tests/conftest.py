@@ -185,3 +185,19 @@ def kill_setup(tmp_path):
     cfg = write_config(tmp_path / "kill.yaml", data={"val_size": 200, "root": str(root)}, **KILL_CONFIG)
     train(load_config(cfg), tmp_path / "baseline")
     return cfg, tmp_path / "baseline"
+
+
+# --- sweep (test_sweep.py, test_ray_cluster.py) ---
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def sweep_results(out: Path) -> list[tuple[str, ...]]:
+    """A sweep's runs.csv as (out_dir, status, val accuracy, test accuracy, test loss, node) per run."""
+    columns = ("out_dir", "status", "val_accuracy", "test_accuracy", "test_loss", "node")
+    return [tuple(r[c] for c in columns) for r in csv_rows(out / "runs.csv")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -15,18 +14,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import assert_clean_error, invoke, write_config
+from conftest import assert_clean_error, invoke, sweep_results, write_config
+from conftest import csv_rows as rows
 
 from mnist_cli.errors import ConfigError
 from mnist_cli.sweep.grid import parse_grid, short_keys
 
 GRID = ["--grid", "model.depth=1,2", "--grid", "model.width=16,32", "--seeds", "2"]
 CELLS = ["depth=1,width=16", "depth=1,width=32", "depth=2,width=16", "depth=2,width=32"]
-
-
-def rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture
@@ -190,7 +185,7 @@ def group_alive(pgid: int, within_s: float) -> bool:
 
 
 def results(out: Path) -> list[tuple[str, ...]]:
-    return [(r["out_dir"], r["status"], r["val_accuracy"], r["test_accuracy"], r["test_loss"]) for r in rows(out / "runs.csv")]
+    return [r[:5] for r in sweep_results(out)]
 
 
 def test_a_sweep_killed_with_sigkill_and_run_again_ends_with_the_accuracies_of_an_unbroken_one(base, tmp_path):

@@ -8,6 +8,7 @@ which a fixed grid needs, and would make a run in a sweep differ from `mnist tra
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +18,8 @@ from mnist_cli.sweep.run import RunRow, RunSpec, StopFile, execute, pending
 
 INSTALL_HINT = 'pip install -e ".[ray]" (or make install-ray)'
 POLL_S = 0.5
-PROBE_S = 5.0  # an address where nothing answers: Ray itself would retry for minutes
+PROBE_S = 5  # an address where nothing answers: Ray itself would retry for minutes
+GCS_WAIT = "RAY_gcs_server_port_wait_time_s"  # seconds ray.init tries an address that answers but is not Ray
 RETRIES = 3  # a task whose worker or node dies runs again elsewhere and resumes from the run's last.pt
 
 _loaded: list[object] = []  # a Ray worker keeps the parsed dataset from its first task to its last
@@ -39,13 +41,12 @@ def joined(address: str | None, cpus: int | None) -> Iterator[int]:
     Yields the CPUs of the largest node, so that a run's thread budget always fits on one.
     """
     ray = import_ray()
-    if address is not None:
-        _probe(address)
     try:
         if address is None:
             ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-        else:
-            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        else:  # something that is not Ray at the address: Ray's own 20 tries, one a second, cut to PROBE_S
+            with _environ({GCS_WAIT: os.environ.get(GCS_WAIT, str(PROBE_S))}):
+                ray.init(address=address, log_to_driver=False, logging_level="ERROR")
     except Exception as e:  # ConnectionError, an authentication error, a version mismatch: Ray's own words
         raise MnistError(f"cannot start or join Ray at {address or 'this machine'}: {' '.join(str(e).split())[:300]}") from None
     try:
@@ -54,8 +55,23 @@ def joined(address: str | None, cpus: int | None) -> Iterator[int]:
         ray.shutdown()
 
 
-def _probe(address: str) -> None:
-    """One line within seconds when nothing listens at the address (Ray would retry every ~40 s, saying nothing)."""
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+def probe(address: str | None) -> None:
+    """Ray installed, and something listening at `address`: one line within seconds otherwise (Ray would retry every
+    ~40 s, saying nothing)."""
+    import_ray()
+    if address is None:
+        return
     if address == "auto":
         with contextlib.suppress(Exception):  # Ray's own lookup of RAY_ADDRESS and the cluster `ray start` made here
             from ray._private.services import canonicalize_bootstrap_address

@@ -118,31 +118,31 @@ def run_sweep(
         raise MnistError("--address joins a Ray cluster, which --backend local does not use: drop --backend local")
     backend = backend or ("ray" if address else "local")
     if backend == "ray":
-        from mnist_cli.sweep.ray_backend import import_ray
+        from mnist_cli.sweep.ray_backend import probe
 
-        import_ray()  # before any folder is made: a missing extra is one clear error
+        probe(address)  # before any folder is made: a missing extra or a wrong address is one clear error, at once
     out = plan.out_dir
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        held = filelock.FileLock(out / LOCK_FILE, timeout=0).acquire()
-    except OSError as e:
-        raise MnistError(f"sweep folder {out} cannot be created ({e.strerror or e})") from None
-    except filelock.Timeout:  # one sweep at a time per folder: a second would train the same runs twice
-        raise MnistError(f"another `mnist sweep` is running into {out}; wait for it or use another --out") from None
-    with held, contextlib.ExitStack() as stack:
+    rows = [read_row(spec) or pending(spec) for spec in plan.runs]
+    todo = [i for i, r in enumerate(rows) if r.status == "pending"]
+    workers, threads, note = worker_budget(jobs, len(todo))
+    with contextlib.ExitStack() as stack:
+        if backend == "ray" and todo:  # joined before any folder is made: a wrong address leaves nothing behind
+            from mnist_cli.sweep.ray_backend import joined
+
+            largest = stack.enter_context(joined(address, workers * threads if jobs and not address else None))
+            threads, note = min(threads, largest), ""
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(filelock.FileLock(out / LOCK_FILE, timeout=0))
+        except OSError as e:
+            raise MnistError(f"sweep folder {out} cannot be created ({e.strerror or e})") from None
+        except filelock.Timeout:  # one sweep at a time per folder: a second would train the same runs twice
+            raise MnistError(f"another `mnist sweep` is running into {out}; wait for it or use another --out") from None
         text = yaml.safe_dump(plan.as_dict(), sort_keys=False)
         atomic_write(out / PLAN_FILE, lambda f: f.write(text.encode()))
         stop = StopFile(out)
         stop.clear()
         stack.callback(stop.clear)
-        rows = [read_row(spec) or pending(spec) for spec in plan.runs]
-        todo = [i for i, r in enumerate(rows) if r.status == "pending"]
-        workers, threads, note = worker_budget(jobs, len(todo))
-        if backend == "ray" and todo:
-            from mnist_cli.sweep.ray_backend import joined
-
-            largest = stack.enter_context(joined(address, workers * threads if jobs and not address else None))
-            threads, note = min(threads, largest), ""
         on_event(SweepStarted(len(rows), len(rows) - len(todo), workers, threads, backend, str(out), address, note))
         settled = len(rows) - len(todo)
 
