@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
-from conftest import invoke, sweep_results, write_config
+from conftest import invoke, start_mnist, sweep_results, wait_until, write_config
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
@@ -33,14 +31,14 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def cluster(monkeypatch, synthetic_root, tmp_path):
+def cluster(monkeypatch, synthetic_root):
     """A head and a second node, each `ray start` with one CPU in its own session; both killed whatever happens.
 
-    Token authentication as a real cluster has it (RAY_AUTH_MODE=token), the token in the environment of every
-    process, so that nothing is read from or written to ~/.ray. Yields (address, the second node's process group).
+    Token authentication as a real cluster has it, the test's own token in the environment of every process: nothing
+    read from or written to ~/.ray. Yields (address, the second node's process group).
     """
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "0123456789abcdef" * 2)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 characters
     port = free_port()
@@ -71,18 +69,8 @@ def cluster(monkeypatch, synthetic_root, tmp_path):
 
 
 def sweep(address: str, out: Path, base: Path, cwd: Path) -> subprocess.Popen:
-    """The real command in its own session, as a user on the head node starts it."""
-    command = [sys.executable, "-m", "mnist_cli", "sweep", "-c", base, *ARGS, "--address", address, "--out", out, "-q"]
-    return subprocess.Popen(list(map(str, command)), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
-
-
-def wait_for(proc: subprocess.Popen, ready, limit_s: float = 300) -> None:
-    deadline = time.monotonic() + limit_s
-    while not ready():
-        assert proc.poll() is None, f"the sweep ended before the test could break it: {proc.stderr.read()}"
-        assert time.monotonic() < deadline, "the sweep made no progress"
-        time.sleep(0.05)
+    """The real command, as a user on the head node starts it."""
+    return start_mnist(["sweep", "-c", base, *ARGS, "--address", address, "--out", out, "-q"], cwd)
 
 
 def training(out: Path) -> list[str]:
@@ -119,7 +107,7 @@ def test_a_sweep_on_two_nodes_survives_a_lost_node_and_a_killed_driver_with_the_
     # The second node lost (its raylet and workers killed, as a machine dies) while it and the head both train a run
     # that has saved last.pt: its task is retried on the head, resumes from last.pt and ends as an unbroken run.
     lost = sweep(address, tmp_path / "lost", base, tmp_path)
-    wait_for(lost, lambda: len(training(tmp_path / "lost")) == 2 and pgrep("-P", raylet(second_node), "-f", "ray::ray_task"))
+    wait_until(lost, lambda: len(training(tmp_path / "lost")) == 2 and pgrep("-P", raylet(second_node), "-f", "ray::ray_task"))
     at_loss = training(tmp_path / "lost")
     workers = pgrep("-P", raylet(second_node))  # each Ray worker runs in a session of its own, a child of the raylet
     os.killpg(second_node, signal.SIGKILL)
@@ -136,7 +124,7 @@ def test_a_sweep_on_two_nodes_survives_a_lost_node_and_a_killed_driver_with_the_
 
     # The driver killed with SIGKILL mid-sweep and started again: it ends complete, each run trained once to the end.
     killed = sweep(address, tmp_path / "killed", base, tmp_path)
-    wait_for(killed, lambda: bool(training(tmp_path / "killed")))
+    wait_until(killed, lambda: bool(training(tmp_path / "killed")))
     os.killpg(killed.pid, signal.SIGKILL)
     killed.communicate()
     again = sweep(address, tmp_path / "killed", base, tmp_path)
