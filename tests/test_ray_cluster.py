@@ -101,7 +101,7 @@ def test_a_sweep_on_two_nodes_survives_a_lost_node_and_a_killed_driver_with_the_
     assert whole.returncode == 0, err
     runs = sweep_results(tmp_path / "whole")
     assert [row[:5] for row in runs] == expected
-    print("where each run ran:", *(f"{row[0]} on {row[5]}" for row in runs), sep="\n  ")
+    print("where each run ran:", *(f"{row[0]} on {row[5]}: test accuracy {row[3]}, loss {row[4]}" for row in runs), sep="\n  ")
     assert len({row[5] for row in runs}) == 2, runs
 
     # The second node lost (its raylet and workers killed, as a machine dies) while it and the head both train a run

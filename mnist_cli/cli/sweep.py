@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -76,7 +77,7 @@ def sweep(
         from mnist_cli.sweep.runner import run_sweep
 
         plan = plan_sweep(config, sets, grid or [], seeds, out)
-        again = continue_command(config, overrides, epochs, grid, seeds, jobs, plan.out_dir, backend, address)
+        again = continue_command(plan.out_dir)
         try:
             with SweepReporter(stderr, quiet=quiet) as reporter:
                 result = run_sweep(plan, backend=backend, jobs=jobs, address=address, on_event=reporter, should_stop=stop)
@@ -101,18 +102,7 @@ def sweep(
         raise typer.Exit(USER_ERROR)
 
 
-def continue_command(config, overrides, epochs, grid, seeds, jobs, out: Path, backend: str, address) -> str:
-    """The command line that continues this sweep into the same folder."""
-    words = ["mnist", "sweep"]
-    words += ["--config", str(config)] if config else []
-    for g in grid or []:
-        words += ["--grid", g]
-    words += ["--seeds", str(seeds)]
-    for s in overrides or []:
-        words += ["--set", s]
-    words += ["--epochs", str(epochs)] if epochs is not None else []
-    words += ["--jobs", str(jobs)] if jobs else []
-    words += ["--out", str(out)]
-    words += ["--backend", backend] if backend else []
-    words += ["--address", address] if address else []
-    return shlex.join(words)
+def continue_command(out: Path) -> str:
+    """The command line that continues this sweep into the same folder: this one, with --out made explicit."""
+    args = sys.argv[1:]
+    return shlex.join(["mnist", *args, *([] if "--out" in args else ["--out", str(out)])])

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mnist_cli.cli.ui import BarReporter
+from mnist_cli.naming import settings_name, value_text
 
 
 def _pct(x: float | None) -> str:
@@ -23,7 +24,6 @@ def _spread(mean: float | None, std: float | None) -> str:
 
 
 def cell_name(params: dict[str, Any]) -> str:
-    from mnist_cli.naming import settings_name
     from mnist_cli.sweep.grid import short_keys
 
     shorts = short_keys(list(params))
@@ -97,7 +97,7 @@ def render_cells(console: Console, result: Any) -> None:
         mark = "*best" if c is result.best else ""
         rows.append(
             [
-                *(Text(_value(c.params[k])) for k in result.keys),
+                *(Text(value_text(c.params[k])) for k in result.keys),
                 str(c.n) + (f" ({c.failed} failed)" if c.failed else ""),
                 _spread(c.val_accuracy_mean, c.val_accuracy_std),
                 _spread(c.test_accuracy_mean, c.test_accuracy_std),
@@ -128,9 +128,3 @@ def render_failures(console: Console, result: Any) -> None:
     console.print(Text(f"{len(failed)} of {len(result.runs)} runs failed:"), soft_wrap=True)
     for r in failed:
         console.print(Text(f"  {cell_name(r.params)}/seed={r.seed}: {r.error}"), soft_wrap=True)
-
-
-def _value(v: Any) -> str:
-    from mnist_cli.naming import value_text
-
-    return value_text(v)

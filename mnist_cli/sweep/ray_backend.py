@@ -12,6 +12,7 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from unittest import mock
 
 from mnist_cli.errors import MnistError, first_line
 from mnist_cli.sweep.run import RunRow, RunSpec, StopFile, execute, pending
@@ -45,7 +46,7 @@ def joined(address: str | None, cpus: int | None) -> Iterator[int]:
         if address is None:
             ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         else:  # something that is not Ray at the address: Ray's own 20 tries, one a second, cut to PROBE_S
-            with _environ({GCS_WAIT: os.environ.get(GCS_WAIT, str(PROBE_S))}):
+            with mock.patch.dict(os.environ, {GCS_WAIT: os.environ.get(GCS_WAIT, str(PROBE_S))}):
                 ray.init(address=address, log_to_driver=False, logging_level="ERROR")
     except Exception as e:  # ConnectionError, an authentication error, a version mismatch: Ray's own words
         raise MnistError(f"cannot start or join Ray at {address or 'this machine'}: {' '.join(str(e).split())[:300]}") from None
@@ -53,17 +54,6 @@ def joined(address: str | None, cpus: int | None) -> Iterator[int]:
         yield int(max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=1)) or 1
     finally:
         ray.shutdown()
-
-
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
 def probe(address: str | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,7 @@ class Cell:
 
     def as_dict(self) -> dict[str, Any]:
         """The `--json` row."""
-        keys = ("params", "n", "test_accuracy_mean", "test_accuracy_std", "val_accuracy_mean", "val_accuracy_std")
-        return {
-            **{k: getattr(self, k) for k in keys},
-            "parameters": self.parameters,
-            "train_seconds_mean": self.train_seconds_mean,
-        }
+        return {k: v for k, v in asdict(self).items() if k != "failed"}
 
 
 def summarize_cells(rows: list[RunRow]) -> list[Cell]:
