@@ -36,11 +36,12 @@ def best_text(cell: Any) -> str:
     return f"best so far: {cell_name(cell.params)} val {_pct(cell.val_accuracy_mean)} test {_pct(cell.test_accuracy_mean)}"
 
 
-def run_line(row: Any, done: int, total: int) -> str:
+def run_line(row: Any, done: int, total: int, where_ran: bool = False) -> str:
     """One settled run as a plain line."""
     where = f"{cell_name(row.params)}/seed={row.seed}"
     if row.status == "done":
-        what = f"done  val {_pct(row.val_accuracy)}  test {_pct(row.test_accuracy)}  {row.train_seconds:.1f}s  on {row.node}"
+        what = f"done  val {_pct(row.val_accuracy)}  test {_pct(row.test_accuracy)}  {row.train_seconds:.1f}s"
+        what += f"  on {row.node}" if where_ran else ""
     else:
         what = row.status + (f": {row.error}" if row.error else "")
     return f"[{done}/{total}] {where}  {what}"
@@ -66,6 +67,7 @@ class SweepReporter(BarReporter):
         if self.quiet:
             return
         if isinstance(event, SweepStarted):
+            self.on_ray = event.backend == "ray"  # then each run's line says which node trained it
             reused = f", {event.reused} already finished" if event.reused else ""
             where = f"{event.jobs} local worker{'s' if event.jobs != 1 else ''}" if event.backend == "local" else "Ray"
             where += f" at {event.address}" if event.address else ""
@@ -79,10 +81,10 @@ class SweepReporter(BarReporter):
             if event.row.status == "pending":
                 return  # never started (a stop was asked): the closing message counts them
             if self.progress is None:
-                self._print(run_line(event.row, event.done, event.total))
+                self._print(run_line(event.row, event.done, event.total, self.on_ray))
                 return
             if event.row.status == "failed":
-                self._print(run_line(event.row, event.done, event.total))
+                self._print(run_line(event.row, event.done, event.total, self.on_ray))
             self.progress.update(self.task, advance=1, best=best_text(event.best))
 
 
