@@ -243,6 +243,23 @@ def test_no_run_starts_once_the_sweep_is_stopping(base, tmp_path):
     assert not (tmp_path / "sweep").exists()  # not one run folder made
 
 
+def test_a_run_waits_for_its_lock_held_by_a_task_of_a_killed_sweep_then_trains_once(base, tmp_path):
+    from mnist_cli.sweep.grid import plan_sweep
+    from mnist_cli.sweep.run import execute
+
+    (spec,) = plan_sweep(base, [], ["model.width=16"], 1, tmp_path / "sweep").runs
+    lock = Path(spec.out_dir) / ".lock"
+    lock.parent.mkdir(parents=True)
+    hold = "import fcntl, sys, time; f = open(sys.argv[1], 'a+b'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True)"
+    hold += "; time.sleep(2)"  # a task still training: its lock goes when it ends
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(lock)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    row = execute(spec, lambda: False)
+    assert holder.poll() is not None  # it trained only once the holder had gone
+    assert row.status == "done", row
+    holder.stdout.close()
+
+
 def test_a_wrong_ray_address_is_one_line_at_once_and_address_means_ray(base, tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "sweep"
