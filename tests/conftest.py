@@ -325,3 +325,38 @@ def stopped_run(folder: Path, root: Path) -> Path:
         train(cfg, folder, should_stop=lambda: next(calls) >= 2)
     assert (folder / "last.pt").exists() and not epoch_records(folder)
     return folder
+# --- sweep (test_sweep.py, test_ray_cluster.py) ---
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def sweep_results(out: Path) -> list[tuple[str, ...]]:
+    """A sweep's runs.csv as (out_dir, status, val accuracy, test accuracy, test loss, node) per run."""
+    columns = ("out_dir", "status", "val_accuracy", "test_accuracy", "test_loss", "node")
+    return [tuple(r[c] for c in columns) for r in csv_rows(out / "runs.csv")]
+
+
+def start_mnist(args: list, cwd: Path) -> subprocess.Popen:
+    """`mnist ARGS` as a real process in a session of its own, as a terminal runs it (Ctrl-C goes to the whole group)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnist_cli", *map(str, args)],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_until(proc: subprocess.Popen, ready, limit_s: float = 300) -> None:
+    """Poll `ready()` until true; fails if the process ends first or nothing happens within `limit_s`."""
+    deadline = time.monotonic() + limit_s
+    while not ready():
+        assert proc.poll() is None, f"the command ended before the test could break it: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "the command made no progress"
+        time.sleep(0.02)

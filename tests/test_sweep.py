@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -15,18 +14,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import assert_clean_error, epoch_records, invoke, write_config
+from conftest import assert_clean_error, epoch_records, invoke, start_mnist, sweep_results, wait_until, write_config
+from conftest import csv_rows as rows
 
 from mnist_cli.errors import ConfigError
 from mnist_cli.sweep.grid import parse_grid, short_keys
+from mnist_cli.sweep.runner import worker_budget
 
 GRID = ["--grid", "model.depth=1,2", "--grid", "model.width=16,32", "--seeds", "2"]
 CELLS = ["depth=1,width=16", "depth=1,width=32", "depth=2,width=16", "depth=2,width=32"]
-
-
-def rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture
@@ -35,10 +31,13 @@ def base(tmp_path) -> Path:
     return write_config(tmp_path / "base.yaml", train={"epochs": 1, "lr": 0.001})
 
 
-def test_a_2x2_grid_with_2_seeds_gives_8_runs_4_cells_that_agree_with_eval_and_by_hand(base, tmp_path):
+def test_a_2x2_grid_with_2_seeds_gives_8_runs_4_cells_that_agree_with_eval_and_by_hand(base, tmp_path, monkeypatch):
+    monkeypatch.setattr("mnist_cli.sweep.runner.cpu_cores", lambda: 2)
+    monkeypatch.setattr("mnist_cli.sweep.runner.available_mb", lambda: 100_000)
     out = tmp_path / "sweep"
-    r = invoke("sweep", "-c", base, *GRID, "--jobs", "2", "--out", out, "--json")
+    r = invoke("sweep", "-c", base, *GRID, "--jobs", "1000", "--out", out, "--json")
     assert r.exit_code == 0, r.output
+    assert "--jobs 1000 capped to 2 (2 cores)\nsweep of 8 runs: 2 local workers, 1 thread(s) per run" in r.stderr
     result = json.loads(r.stdout)
 
     folders = sorted(str(p.relative_to(out)) for p in out.glob("*/seed=*"))
@@ -70,7 +69,7 @@ def test_a_2x2_grid_with_2_seeds_gives_8_runs_4_cells_that_agree_with_eval_and_b
 
     assert set(result) == {"out_dir", "runs", "cells"}
     assert set(result["runs"][0]) == {
-        "params", "seed", "out_dir", "status", "val_accuracy", "test_accuracy", "train_seconds", "parameters", "error",
+        "params", "seed", "out_dir", "status", "val_accuracy", "test_accuracy", "train_seconds", "parameters", "node", "error",
     }  # fmt: skip
     assert set(result["cells"][0]) == {
         "params", "n", "test_accuracy_mean", "test_accuracy_std", "val_accuracy_mean", "val_accuracy_std", "parameters",
@@ -156,22 +155,17 @@ def test_grid_values_are_yaml_lists_need_quoting_and_problems_come_together():
     assert short_keys(["model.dropout", "x.dropout"]) == {"model.dropout": "model.dropout", "x.dropout": "x.dropout"}
 
 
+def test_workers_are_capped_by_cores_and_memory_and_say_so(monkeypatch):
+    monkeypatch.setattr("mnist_cli.sweep.runner.cpu_cores", lambda: 8)
+    monkeypatch.setattr("mnist_cli.sweep.runner.available_mb", lambda: 2000)
+    assert worker_budget(1000, 50) == (2, 4, "--jobs 1000 capped to 2 (2.0 GiB of memory free at ~800 MiB a worker)")
+    assert worker_budget(None, 50) == (2, 4, "")  # the default asks for nothing it is refused
+    assert worker_budget(4, 1) == (1, 8, "")  # one run needs one worker
+    monkeypatch.setattr("mnist_cli.sweep.runner.available_mb", lambda: None)  # not Linux: cores alone
+    assert worker_budget(1000, 50) == (8, 1, "--jobs 1000 capped to 8 (8 cores)")
+
+
 MNIST = [sys.executable, "-m", "mnist_cli"]
-
-
-def start(args: list, cwd: Path) -> subprocess.Popen:
-    """The real command in its own process group, as a terminal runs it (Ctrl-C goes to the whole group)."""
-    return subprocess.Popen(
-        [*MNIST, *map(str, args)], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-
-
-def wait_until(proc: subprocess.Popen, ready, limit_s: float = 180) -> None:
-    deadline = time.monotonic() + limit_s
-    while not ready():
-        assert proc.poll() is None, f"the sweep ended before the test could stop it: {proc.stderr.read()}"
-        assert time.monotonic() < deadline, "the sweep made no progress"
-        time.sleep(0.01)
 
 
 def group_alive(pgid: int, within_s: float) -> bool:
@@ -187,14 +181,14 @@ def group_alive(pgid: int, within_s: float) -> bool:
 
 
 def results(out: Path) -> list[tuple[str, ...]]:
-    return [(r["out_dir"], r["status"], r["val_accuracy"], r["test_accuracy"], r["test_loss"]) for r in rows(out / "runs.csv")]
+    return [r[:5] for r in sweep_results(out)]
 
 
 def test_a_sweep_killed_with_sigkill_and_run_again_ends_with_the_accuracies_of_an_unbroken_one(base, tmp_path):
     args = ["sweep", "-c", base, "--grid", "model.width=16,24,32", "--seeds", "2", "--jobs", "2", "-q"]
     args += ["--set", "train.epochs=6", "--set", "train.save_every_steps=5"]  # last.pt mid-epoch too
     killed = tmp_path / "killed"
-    proc = start([*args, "--out", killed], tmp_path)
+    proc = start_mnist([*args, "--out", killed], tmp_path)
 
     def mid_sweep() -> bool:
         finished = {p.parent for p in killed.glob("*/seed=*/sweep-run.json")}
@@ -216,7 +210,7 @@ def test_a_sweep_killed_with_sigkill_and_run_again_ends_with_the_accuracies_of_a
 def test_ctrl_c_stops_the_workers_keeps_finished_runs_and_prints_the_command_that_continues(base, tmp_path):
     out = tmp_path / "sweep"
     args = ["sweep", "-c", base, "--grid", "model.width=16,24,32", "--seeds", "2", "--jobs", "2", "--set", "train.epochs=6"]
-    proc = start([*args, "--out", out], tmp_path)
+    proc = start_mnist([*args, "--out", out], tmp_path)
     wait_until(proc, lambda: any(out.glob("*/seed=*/sweep-run.json")))
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C: to every process of the group
     _, err = proc.communicate(timeout=120)
@@ -225,16 +219,61 @@ def test_ctrl_c_stops_the_workers_keeps_finished_runs_and_prints_the_command_tha
     assert "Continue with:" in err, err
     command = shlex.split(err.split("Continue with:")[1].strip().splitlines()[0])
     assert command[:2] == ["mnist", "sweep"] and command[command.index("--out") + 1] == str(out)
-    statuses = [r["status"] for r in rows(out / "runs.csv")]
-    assert "done" in statuses and set(statuses) - {"done"}, statuses  # stopped part way, what finished kept
-    r = subprocess.run([*MNIST, *command[1:], "-q"], cwd=tmp_path, capture_output=True, text=True)
+    stopped = rows(out / "runs.csv")
+    done = sum(r["status"] == "done" for r in stopped)
+    assert done >= 1, stopped  # what finished is kept
+    assert all(not (out / r["out_dir"]).exists() for r in stopped if r["status"] == "pending")  # never started: no folder
+    r = subprocess.run([*MNIST, *command[1:]], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    assert f"sweep of 6 runs, {done} already finished" in r.stderr, r.stderr
     assert [r["status"] for r in rows(out / "runs.csv")] == ["done"] * 6
+
+
+def test_no_run_starts_once_the_sweep_is_stopping(base, tmp_path):
+    from mnist_cli.sweep.grid import plan_sweep
+    from mnist_cli.sweep.local import run_local
+
+    plan = plan_sweep(base, [], ["model.width=16,24,32"], 2, tmp_path / "sweep")
+    got = {}
+    run_local(plan.runs, jobs=2, threads=1, should_stop=lambda: True, finished=got.__setitem__)
+    assert sorted(got) == list(range(6)) and {r.status for r in got.values()} == {"pending"}, got
+    assert not (tmp_path / "sweep").exists()  # not one run folder made
+
+
+def test_a_run_waits_for_its_lock_held_by_a_task_of_a_killed_sweep_then_trains_once(base, tmp_path):
+    from mnist_cli.sweep.grid import plan_sweep
+    from mnist_cli.sweep.run import execute
+
+    (spec,) = plan_sweep(base, [], ["model.width=16"], 1, tmp_path / "sweep").runs
+    lock = Path(spec.out_dir) / ".lock"
+    lock.parent.mkdir(parents=True)
+    hold = "import fcntl, sys, time; f = open(sys.argv[1], 'a+b'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True)"
+    hold += "; time.sleep(2)"  # a task still training: its lock goes when it ends
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(lock)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    row = execute(spec, lambda: False)
+    assert holder.poll() is not None  # it trained only once the holder had gone
+    assert row.status == "done", row
+    holder.stdout.close()
+
+
+def test_a_wrong_ray_address_is_one_line_at_once_and_address_means_ray(base, tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "sweep"
+    command = [*MNIST, "sweep", "-c", base, "--grid", "model.width=8,16", "--address", "127.0.0.1:1", "--out", out]
+    r = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=120)  # Ray alone retries for minutes
+    message = "error: no Ray cluster answers at 127.0.0.1:1 (Connection refused); start one with `ray start --head` or check"
+    assert (r.returncode, r.stderr) == (2, message + " --address\n")
+    assert not out.exists()
+    local = invoke("sweep", "-c", base, "--grid", "model.width=8,16", "--address", "auto", "--backend", "local", "--out", out)
+    assert_clean_error(local, "--address joins a Ray cluster, which --backend local does not use: drop --backend local")
+    assert not out.exists()
 
 
 @pytest.mark.slow
 def test_a_sweep_on_a_local_ray_with_2_cpus_gives_the_local_backend_accuracies(base, tmp_path, monkeypatch):
     pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a Ray of this test's own on 127.0.0.1; no token made in ~/.ray
     monkeypatch.setattr("mnist_cli.sweep.runner.cpu_cores", lambda: 2)  # --jobs 2: Ray starts with 2 CPUs, 1 per run
     args = ["sweep", "-c", base, "--grid", "model.width=16,24", "--seeds", "2", "--jobs", "2", "-q"]
     local = invoke(*args, "--out", tmp_path / "local")

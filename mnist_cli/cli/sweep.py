@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -40,10 +41,17 @@ def sweep(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Sweep folder (default: checkpoints/sweeps/<config>-<keys>).")] = None,
     backend: Annotated[
-        str, typer.Option(help="local (worker processes here) or ray (Ray tasks; needs the ray extra).")
-    ] = "local",
+        str | None,
+        typer.Option(
+            help="local (worker processes here; the default) or ray (Ray tasks; needs the ray extra).", show_default=False
+        ),
+    ] = None,
     address: Annotated[
-        str | None, typer.Option(help="Ray cluster to join: auto or ray://HOST:PORT (default: start Ray on this machine).")
+        str | None,
+        typer.Option(
+            help="Ray cluster to join (implies --backend ray): auto, HOST:PORT or ray://HOST:10001 "
+            "(default: with --backend ray, start Ray on this machine)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print runs and cells as one JSON object on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
@@ -68,14 +76,14 @@ def sweep(
         from mnist_cli.sweep.runner import run_sweep
 
         plan = plan_sweep(config, sets, grid or [], seeds, out)
-        again = continue_command(config, overrides, epochs, grid, seeds, jobs, plan.out_dir, backend, address)
+        again = continue_command(plan.out_dir)
         try:
             with SweepReporter(stderr, quiet=quiet) as reporter:
                 result = run_sweep(plan, backend=backend, jobs=jobs, address=address, on_event=reporter, should_stop=stop)
         except KeyboardInterrupt:
             stderr.print(f"quit at once; finished runs are kept. Continue with:\n  {again}", markup=False, soft_wrap=True)
             raise typer.Exit(INTERRUPTED) from None
-    if result.interrupted:
+    if result.interrupted or stop():
         left = sum(r.status != "done" for r in result.runs)
         stderr.print(
             f"stopped: {len(result.runs) - left} of {len(result.runs)} runs finished (kept in {result.out_dir}). "
@@ -93,18 +101,7 @@ def sweep(
         raise typer.Exit(USER_ERROR)
 
 
-def continue_command(config, overrides, epochs, grid, seeds, jobs, out: Path, backend: str, address) -> str:
-    """The command line that continues this sweep into the same folder."""
-    words = ["mnist", "sweep"]
-    words += ["--config", str(config)] if config else []
-    for g in grid or []:
-        words += ["--grid", g]
-    words += ["--seeds", str(seeds)]
-    for s in overrides or []:
-        words += ["--set", s]
-    words += ["--epochs", str(epochs)] if epochs is not None else []
-    words += ["--jobs", str(jobs)] if jobs else []
-    words += ["--out", str(out)]
-    words += ["--backend", backend] if backend != "local" else []
-    words += ["--address", address] if address else []
-    return shlex.join(words)
+def continue_command(out: Path) -> str:
+    """The command line that continues this sweep into the same folder: this one, with --out made explicit."""
+    args = sys.argv[1:]
+    return shlex.join(["mnist", *args, *([] if "--out" in args else ["--out", str(out)])])

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mnist_cli.cli.ui import BarReporter
+from mnist_cli.naming import settings_name, value_text
 
 
 def _pct(x: float | None) -> str:
@@ -23,7 +24,6 @@ def _spread(mean: float | None, std: float | None) -> str:
 
 
 def cell_name(params: dict[str, Any]) -> str:
-    from mnist_cli.naming import settings_name
     from mnist_cli.sweep.grid import short_keys
 
     shorts = short_keys(list(params))
@@ -36,13 +36,14 @@ def best_text(cell: Any) -> str:
     return f"best so far: {cell_name(cell.params)} val {_pct(cell.val_accuracy_mean)} test {_pct(cell.test_accuracy_mean)}"
 
 
-def run_line(record: Any, done: int, total: int) -> str:
+def run_line(row: Any, done: int, total: int, where_ran: bool = False) -> str:
     """One settled run as a plain line."""
-    where = f"{cell_name(record.params)}/seed={record.seed}"
-    if record.status == "done":
-        what = f"done  val {_pct(record.val_accuracy)}  test {_pct(record.test_accuracy)}  {record.train_seconds:.1f}s"
+    where = f"{cell_name(row.params)}/seed={row.seed}"
+    if row.status == "done":
+        what = f"done  val {_pct(row.val_accuracy)}  test {_pct(row.test_accuracy)}  {row.train_seconds:.1f}s"
+        what += f"  on {row.node}" if where_ran else ""
     else:
-        what = record.status + (f": {record.error}" if record.error else "")
+        what = row.status + (f": {row.error}" if row.error else "")
     return f"[{done}/{total}] {where}  {what}"
 
 
@@ -66,20 +67,24 @@ class SweepReporter(BarReporter):
         if self.quiet:
             return
         if isinstance(event, SweepStarted):
+            self.on_ray = event.backend == "ray"  # then each run's line says which node trained it
             reused = f", {event.reused} already finished" if event.reused else ""
             where = f"{event.jobs} local worker{'s' if event.jobs != 1 else ''}" if event.backend == "local" else "Ray"
+            where += f" at {event.address}" if event.address else ""
+            if event.note:
+                self._print(event.note)
             self._print(f"sweep of {event.total} runs{reused}: {where}, {event.threads} thread(s) per run -> {event.out_dir}")
             if self.progress is not None:
                 # Only this invocation's runs count towards the ETA: reused runs took no time now.
                 self.task = self.progress.add_task("", total=event.total - event.reused, best="")
         elif isinstance(event, RunFinished):
-            if event.record.status == "pending":
+            if event.row.status == "pending":
                 return  # never started (a stop was asked): the closing message counts them
             if self.progress is None:
-                self._print(run_line(event.record, event.done, event.total))
+                self._print(run_line(event.row, event.done, event.total, self.on_ray))
                 return
-            if event.record.status == "failed":
-                self._print(run_line(event.record, event.done, event.total))
+            if event.row.status == "failed":
+                self._print(run_line(event.row, event.done, event.total, self.on_ray))
             self.progress.update(self.task, advance=1, best=best_text(event.best))
 
 
@@ -94,7 +99,7 @@ def render_cells(console: Console, result: Any) -> None:
         mark = "*best" if c is result.best else ""
         rows.append(
             [
-                *(Text(_value(c.params[k])) for k in result.keys),
+                *(Text(value_text(c.params[k])) for k in result.keys),
                 str(c.n) + (f" ({c.failed} failed)" if c.failed else ""),
                 _spread(c.val_accuracy_mean, c.val_accuracy_std),
                 _spread(c.test_accuracy_mean, c.test_accuracy_std),
@@ -125,9 +130,3 @@ def render_failures(console: Console, result: Any) -> None:
     console.print(Text(f"{len(failed)} of {len(result.runs)} runs failed:"), soft_wrap=True)
     for r in failed:
         console.print(Text(f"  {cell_name(r.params)}/seed={r.seed}: {r.error}"), soft_wrap=True)
-
-
-def _value(v: Any) -> str:
-    from mnist_cli.naming import value_text
-
-    return value_text(v)

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from mnist_cli.naming import value_text
 from mnist_cli.sweep.results import Cell
-from mnist_cli.sweep.run import RunRecord
+from mnist_cli.sweep.run import RunRow
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def heatmap(records: list[RunRecord], keys: list[str], values: list[list[Any]]) -> Figure:
+def heatmap(runs: list[RunRow], keys: list[str], values: list[list[Any]]) -> Figure:
     """Mean test accuracy over the first two swept keys (rows, columns), each cell showing mean ± std over its runs.
 
     `values` are each key's values in grid order. With more than two keys, a square pools the runs of all the others.
@@ -28,7 +28,7 @@ def heatmap(records: list[RunRecord], keys: list[str], values: list[list[Any]]) 
         for c in cols:
             accs = [
                 x.test_accuracy * 100
-                for x in records
+                for x in runs
                 if x.status == "done"
                 and x.test_accuracy is not None
                 and _same(x.params[keys[0]], r)

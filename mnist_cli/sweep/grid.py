@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
+import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,7 +169,4 @@ def _with_cells(problem: str, cells: list[str], total: int) -> str:
 
 
 def _get(resolved: dict[str, Any], key: str) -> Any:
-    node: Any = resolved
-    for part in key.split("."):
-        node = node[part]
-    return node
+    return functools.reduce(operator.getitem, key.split("."), resolved)

@@ -1,18 +1,22 @@
-"""Many runs on this machine: N spawned worker processes, each importing torch and loading the dataset once."""
+"""Many runs on this machine: a spawn ProcessPoolExecutor whose workers import torch and load the dataset once."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-import queue
 import signal
-from collections.abc import Callable
-from pathlib import Path
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 
-from mnist_cli.sweep.run import RunRecord, RunSpec, StopFile, execute, pending
+from mnist_cli.sweep.run import RunRow, RunSpec, execute, pending
 
-POLL_S = 0.2  # how often the sweep process looks at its workers and the Ctrl-C flag while waiting for results
-PR_SET_PDEATHSIG = 1
+POLL_S = 0.2  # how often the sweep process looks at the Ctrl-C flag while runs train
+
+_stop: list[Callable[[], bool]] = []  # in a worker: the sweep's stop event, set by the initializer
 
 
 def run_local(
@@ -20,71 +24,93 @@ def run_local(
     *,
     jobs: int,
     threads: int,
-    sweep_dir: Path,
     should_stop: Callable[[], bool],
-    started: Callable[[int], None],
-    finished: Callable[[int, RunRecord], None],
+    finished: Callable[[int, RunRow], None],
 ) -> None:
-    """Train `specs` on `jobs` workers with `threads` CPU threads each; `finished(index, record)` as each ends.
+    """Train `specs` on `jobs` workers with `threads` CPU threads each; `finished(index, row)` as each settles.
 
-    When `should_stop()` turns true the workers are asked to stop after their current step (saving last.pt), and runs
-    not yet started come back pending. A worker that dies (killed, out of memory) fails its run; the others go on.
+    Once `should_stop()` is true no run starts: runs not yet handed to a worker are cancelled, the others stop after
+    their current step (saving last.pt), and all come back pending or interrupted. A worker that dies (killed, out
+    of memory) fails the runs it held; the rest go on in a new pool.
     """
     if jobs == 1:
-        run_inline(specs, threads=threads, should_stop=should_stop, started=started, finished=finished)
+        run_inline(specs, threads=threads, should_stop=should_stop, finished=finished)
         return
-    # spawn, not fork: forking a process whose torch already runs threads can deadlock the child.
-    ctx = multiprocessing.get_context("spawn")
-    tasks, results = ctx.Queue(), ctx.Queue()
-    for index, spec in enumerate(specs):
-        tasks.put((index, spec))
-    workers = [
-        ctx.Process(target=worker, args=(tasks, results, threads, str(sweep_dir), os.getpid()), daemon=True)
-        for _ in range(min(jobs, len(specs)))
-    ]
-    for _ in workers:
-        tasks.put(None)
-    # Started with SIGINT blocked, which they inherit: Ctrl-C reaches the whole process group, and the sweep process
-    # alone decides what it means (stop after the current step), even while a worker is still starting up.
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if hasattr(signal, "pthread_sigmask") else None
-    try:
-        for w in workers:
-            w.start()
-    finally:
-        if blocked is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    stop = StopFile(sweep_dir)
-    holding: dict[int, int] = {}  # worker pid -> index of the run it trains
-    left = set(range(len(specs)))
-    try:
-        while left:
-            if should_stop() and not stop.path.exists():
-                stop.request()
-            try:
-                message = results.get(timeout=POLL_S)
-            except queue.Empty:
-                _reap(workers, holding, left, specs, finished)
-                continue
-            kind, pid, index, record = message
-            if kind == "started":
-                holding[pid] = index
-                started(index)
-            else:
-                holding.pop(pid, None)
-                left.discard(index)
-                finished(index, record)
-    except BaseException:  # a second Ctrl-C, or a bug here: the workers go at once (their files are written atomically)
-        for w in workers:
-            w.kill()
-        raise
-    finally:
-        for w in workers:
-            w.join()
-        tasks.cancel_join_thread()
-        results.cancel_join_thread()
+    ctx = multiprocessing.get_context("spawn")  # not fork: forking a process whose torch runs threads can deadlock
+    stop = ctx.Event()
+    left = dict(enumerate(specs))
+    while left and not stop.is_set():
+        pool = ProcessPoolExecutor(min(jobs, len(left)), ctx, initializer=_start_worker, initargs=(threads, stop, os.getpid()))
+        try:
+            with _sigint_blocked():  # submit starts the workers: they inherit the mask, Ctrl-C is the sweep's to handle
+                futures = {pool.submit(_train, spec): i for i, spec in left.items()}
+            taken: set[int] = set()  # runs handed to a worker, as far as the last look saw
+            broken: list[int] = []
+            while futures:
+                if should_stop() and not stop.is_set():
+                    stop.set()
+                    for future in futures:
+                        future.cancel()  # those no worker has taken never start
+                done, _ = wait(futures, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                taken |= {i for future, i in futures.items() if future.running()}
+                for future in done:
+                    i = futures.pop(future)
+                    if not future.cancelled() and isinstance(future.exception(), BrokenProcessPool):
+                        broken.append(i)
+                        continue
+                    del left[i]
+                    finished(i, pending(specs[i]) if future.cancelled() else future.result())
+            # A worker died: its runs fail, the runs it had not taken go to a new pool (all fail if none was seen taken).
+            for i in [i for i in broken if i in taken] or broken:
+                del left[i]
+                finished(i, pending(specs[i], "failed", "a worker process died (killed, or out of memory?)"))
+        except BaseException:  # a second Ctrl-C, or a bug here: the workers go at once (their files are written atomically)
+            for process in list(getattr(pool, "_processes", {}).values()):  # Python 3.14 has pool.kill_workers()
+                process.kill()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    for i in list(left):  # stopped while a new pool was due
+        finished(i, pending(specs[i]))
 
 
-def run_inline(specs: list[RunSpec], *, threads: int, should_stop, started, finished) -> None:
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: the worker ignores SIGINT once its initializer runs
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _start_worker(threads: int, stop, parent_pid: int) -> None:
+    """A worker's set-up: SIGINT left to the sweep, its share of threads, the dataset kept loaded, a parent watch."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    from mnist_cli.data.datasets import datasets_kept_loaded
+
+    torch.set_num_threads(threads)
+    datasets_kept_loaded().__enter__()  # for the worker's life: each run reuses the parsed dataset
+    _stop.append(stop.is_set)
+    threading.Thread(target=_exit_with, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with(parent_pid: int) -> None:
+    """A sweep process killed (even by SIGKILL) leaves no worker training on: last.pt keeps what a rerun needs."""
+    while os.getppid() == parent_pid:
+        time.sleep(1)
+    os._exit(1)
+
+
+def _train(spec: RunSpec) -> RunRow:
+    return execute(spec, _stop[0])
+
+
+def run_inline(specs: list[RunSpec], *, threads: int, should_stop, finished) -> None:
     """One job: the runs one after another in this process, which has torch imported already (no worker to start)."""
     import torch
 
@@ -95,50 +121,6 @@ def run_inline(specs: list[RunSpec], *, threads: int, should_stop, started, fini
     try:
         with datasets_kept_loaded():
             for index, spec in enumerate(specs):
-                started(index)
                 finished(index, execute(spec, should_stop))
     finally:
         torch.set_num_threads(saved)
-
-
-def _reap(workers, holding: dict[int, int], left: set[int], specs: list[RunSpec], finished) -> None:
-    """Fail the run of each worker that died; when none is left, the runs nobody took fail too."""
-    for w in workers:
-        if w.exitcode is not None and w.pid in holding:
-            index = holding.pop(w.pid)
-            left.discard(index)
-            finished(index, pending(specs[index], "failed", f"worker process died (exit code {w.exitcode})"))
-    if left and all(w.exitcode is not None for w in workers):
-        for index in sorted(left):
-            finished(index, pending(specs[index], "failed", "no worker process was left to train it"))
-        left.clear()
-
-
-def worker(tasks, results, threads: int, sweep_dir: str, parent_pid: int) -> None:
-    """A worker process: its share of threads, the dataset parsed once, then runs until the queue says stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # where SIGINT could not be blocked at start; the sweep process decides
-    _die_with_parent()
-    import torch
-
-    from mnist_cli.data.datasets import datasets_kept_loaded
-
-    torch.set_num_threads(threads)
-    should_stop = StopFile(sweep_dir, parent_pid)
-    with datasets_kept_loaded():
-        while True:
-            item = tasks.get()
-            if item is None:
-                return
-            index, spec = item
-            results.put(("started", os.getpid(), index, None))
-            results.put(("finished", os.getpid(), index, execute(spec, should_stop)))
-
-
-def _die_with_parent() -> None:
-    """On Linux, the kernel kills this worker when the sweep process dies (even by SIGKILL): no orphan keeps training."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # elsewhere the worker notices its parent is gone at the next stop check

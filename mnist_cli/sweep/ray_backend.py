@@ -1,4 +1,4 @@
-"""Many runs on a Ray cluster (or a Ray started on this machine): one Ray task per run, same function as locally.
+"""Many runs on a Ray cluster (or a Ray started on this machine): one Ray task per run, the same function as locally.
 
 Plain Ray tasks rather than Ray Tune: a sweep here is a fixed grid whose runs write their own folders and whose
 results are aggregated by this package; Tune would add its own trial folders, result logging and scheduler, none of
@@ -8,18 +8,22 @@ which a fixed grid needs, and would make a run in a sweep differ from `mnist tra
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import os
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from unittest import mock
 
-from mnist_cli.errors import MnistError
-from mnist_cli.sweep.run import RunRecord, RunSpec, StopFile, execute, pending
+from mnist_cli.errors import MnistError, first_line
+from mnist_cli.sweep.run import RunRow, RunSpec, StopFile, execute, pending
 
 INSTALL_HINT = 'pip install -e ".[ray]" (or make install-ray)'
 POLL_S = 0.5
+PROBE_S = 5  # an address where nothing answers: Ray itself would retry for minutes
+GCS_WAIT = "RAY_gcs_server_port_wait_time_s"  # seconds ray.init tries an address that answers but is not Ray
+RETRIES = 3  # a task whose worker or node dies runs again elsewhere and resumes from the run's last.pt
 
-# A Ray worker process keeps its state between tasks: torch's threads and the parsed dataset are set up once.
-_worker_state = contextlib.ExitStack()
-_worker_threads: list[int] = []
+_loaded: list[object] = []  # a Ray worker keeps the parsed dataset from its first task to its last
 
 
 def import_ray():
@@ -31,30 +35,67 @@ def import_ray():
     return ray
 
 
-def run_ray(
-    specs: list[RunSpec],
-    *,
-    threads: int,
-    cpus: int | None,
-    address: str | None,
-    sweep_dir: Path,
-    should_stop: Callable[[], bool],
-    finished: Callable[[int, RunRecord], None],
-) -> None:
-    """Train `specs` as Ray tasks of `threads` CPUs each; without `address`, on a Ray started here with `cpus` CPUs."""
+@contextlib.contextmanager
+def joined(address: str | None, cpus: int | None) -> Iterator[int]:
+    """Ray joined at `address` (auto, HOST:PORT, ray://HOST:10001) or started here with `cpus` CPUs, for the block.
+
+    Yields the CPUs of the largest node, so that a run's thread budget always fits on one.
+    """
     ray = import_ray()
     try:
         if address is None:
             ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-        else:
-            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-    except (ConnectionError, RuntimeError, ValueError) as e:
+        else:  # something that is not Ray at the address: Ray's own 20 tries, one a second, cut to PROBE_S
+            with mock.patch.dict(os.environ, {GCS_WAIT: os.environ.get(GCS_WAIT, str(PROBE_S))}):
+                ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    except Exception as e:  # ConnectionError, an authentication error, a version mismatch: Ray's own words
         raise MnistError(f"cannot start or join Ray at {address or 'this machine'}: {' '.join(str(e).split())[:300]}") from None
-    stop = StopFile(sweep_dir)
-    refs: dict = {}
     try:
-        task = ray.remote(num_cpus=threads, max_retries=0)(ray_task)
-        refs = {task.remote(spec, threads, str(sweep_dir)): i for i, spec in enumerate(specs)}
+        yield int(max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=1)) or 1
+    finally:
+        ray.shutdown()
+
+
+def probe(address: str | None) -> None:
+    """Ray installed, and something listening at `address`: one line within seconds otherwise (Ray would retry every
+    ~40 s, saying nothing)."""
+    import_ray()
+    if address is None:
+        return
+    if address == "auto":
+        with contextlib.suppress(Exception):  # Ray's own lookup of RAY_ADDRESS and the cluster `ray start` made here
+            from ray._private.services import canonicalize_bootstrap_address
+
+            address = canonicalize_bootstrap_address("auto") or address
+        if address == "auto":
+            return  # nothing recorded: ray.init says so at once
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_S).close()
+    except (OSError, ValueError) as e:
+        reason = "not HOST:PORT" if isinstance(e, ValueError) else (e.strerror or str(e) or type(e).__name__)
+        raise MnistError(
+            f"no Ray cluster answers at {address} ({reason}); start one with `ray start --head` or check --address"
+        ) from None
+
+
+def run_ray(
+    specs: list[RunSpec],
+    *,
+    threads: int,
+    sweep_dir: Path,
+    should_stop: Callable[[], bool],
+    finished: Callable[[int, RunRow], None],
+) -> None:
+    """Train `specs` as Ray tasks of `threads` CPUs each on the Ray joined by `joined`; `finished(index, row)` as each ends.
+
+    A stop asked here reaches every task through the sweep folder's stop file: tasks not started come back pending.
+    """
+    ray = import_ray()
+    stop = StopFile(sweep_dir)
+    task = ray.remote(num_cpus=threads, max_retries=RETRIES)(ray_task)
+    refs = {task.remote(spec, threads, str(sweep_dir)): i for i, spec in enumerate(specs)}
+    try:
         while refs:
             if should_stop() and not stop.path.exists():
                 stop.request()
@@ -62,25 +103,24 @@ def run_ray(
             for ref in ready:
                 index = refs.pop(ref)
                 try:
-                    record = ray.get(ref)
-                except Exception as e:  # the task's worker died, or Ray lost the node
-                    record = pending(specs[index], "failed", f"Ray task failed: {' '.join(str(e).split())[:300]}")
-                finished(index, record)
+                    row = ray.get(ref)
+                except Exception as e:  # its node or worker died more than RETRIES times
+                    row = pending(specs[index], "failed", f"Ray task failed: {' '.join(first_line(e).split())[:300]}")
+                finished(index, row)
     finally:
         for ref in refs:
             ray.cancel(ref, force=True)
-        ray.shutdown()
 
 
-def ray_task(spec: RunSpec, threads: int, sweep_dir: str) -> RunRecord:
-    """Runs inside a Ray worker: set threads and keep the dataset on the first task, then train the run."""
-    if _worker_threads != [threads]:
-        import torch
+def ray_task(spec: RunSpec, threads: int, sweep_dir: str) -> RunRow:
+    """Runs inside a Ray worker: its threads, the dataset kept loaded, then the run; the node recorded with its row."""
+    import ray
+    import torch
 
-        from mnist_cli.data.datasets import datasets_kept_loaded
+    from mnist_cli.data.datasets import datasets_kept_loaded
 
-        torch.set_num_threads(threads)
-        if not _worker_threads:
-            _worker_state.enter_context(datasets_kept_loaded())
-        _worker_threads[:] = [threads]
-    return execute(spec, StopFile(sweep_dir))
+    torch.set_num_threads(threads)
+    if not _loaded:
+        _loaded.append(datasets_kept_loaded().__enter__())
+    node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
+    return execute(spec, StopFile(sweep_dir), node)

@@ -5,16 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from mnist_cli.disk import atomic_write
 from mnist_cli.naming import value_text
-from mnist_cli.sweep.run import RunRecord
+from mnist_cli.sweep.run import RunRow
 
 RUNS_CSV, CELLS_CSV = "runs.csv", "cells.csv"
 RUN_COLUMNS = ("seed", "status", "parameters", "best_epoch", "val_accuracy", "test_accuracy", "test_loss", "train_seconds")
+RUN_COLUMNS += ("node",)  # the host it trained on, and the Ray node on a cluster
 
 
 @dataclass(frozen=True)
@@ -33,23 +34,18 @@ class Cell:
 
     def as_dict(self) -> dict[str, Any]:
         """The `--json` row."""
-        keys = ("params", "n", "test_accuracy_mean", "test_accuracy_std", "val_accuracy_mean", "val_accuracy_std")
-        return {
-            **{k: getattr(self, k) for k in keys},
-            "parameters": self.parameters,
-            "train_seconds_mean": self.train_seconds_mean,
-        }
+        return {k: v for k, v in asdict(self).items() if k != "failed"}
 
 
-def summarize_cells(records: list[RunRecord]) -> list[Cell]:
-    """One Cell per distinct `params`, in the order the records come."""
-    groups: dict[str, list[RunRecord]] = {}
-    for r in records:
+def summarize_cells(rows: list[RunRow]) -> list[Cell]:
+    """One Cell per distinct `params`, in the order the rows come."""
+    groups: dict[str, list[RunRow]] = {}
+    for r in rows:
         groups.setdefault(_key(r.params), []).append(r)
     return [_cell(group) for group in groups.values()]
 
 
-def _cell(group: list[RunRecord]) -> Cell:
+def _cell(group: list[RunRow]) -> Cell:
     done = [r for r in group if r.status == "done"]
     test = [r.test_accuracy for r in done if r.test_accuracy is not None]
     val = [r.val_accuracy for r in done if r.val_accuracy is not None]
@@ -76,13 +72,13 @@ def best_cell(cells: list[Cell]) -> Cell | None:
     return max(scored, key=lambda sc: sc[0])[1] if scored else None
 
 
-def write_results(out_dir: Path, keys: list[str], records: list[RunRecord], cells: list[Cell]) -> None:
+def write_results(out_dir: Path, keys: list[str], runs: list[RunRow], cells: list[Cell]) -> None:
     """runs.csv and cells.csv, each replaced atomically (a reader never sees half a file)."""
-    runs = [
+    table = [
         [*(_text(r.params.get(k)) for k in keys), *(_text(getattr(r, c)) for c in RUN_COLUMNS), _rel(r, out_dir), r.error]
-        for r in records
+        for r in runs
     ]
-    _write_csv(out_dir / RUNS_CSV, [*keys, *RUN_COLUMNS, "out_dir", "error"], runs)
+    _write_csv(out_dir / RUNS_CSV, [*keys, *RUN_COLUMNS, "out_dir", "error"], table)
     cell_columns = ["n", "failed", "val_accuracy_mean", "val_accuracy_std", "test_accuracy_mean", "test_accuracy_std"]
     rows = [
         [
@@ -105,8 +101,8 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def _rel(record: RunRecord, out_dir: Path) -> str:
-    path = Path(record.out_dir)
+def _rel(row: RunRow, out_dir: Path) -> str:
+    path = Path(row.out_dir)
     return str(path.relative_to(out_dir)) if path.is_relative_to(out_dir) else str(path)
 
 

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import filelock
 import yaml
 
 from mnist_cli.disk import atomic_write
 from mnist_cli.errors import MnistError
 from mnist_cli.sweep.grid import SweepPlan
 from mnist_cli.sweep.results import Cell, best_cell, summarize_cells, write_results
-from mnist_cli.sweep.run import RunRecord, StopFile, finished, pending
+from mnist_cli.sweep.run import RunRow, StopFile, pending, read_row
 
 PLAN_FILE, LOCK_FILE = "sweep.yaml", ".sweep.lock"
 HEATMAP, SCATTER = "heatmap.png", "accuracy-vs-parameters.png"
 BACKENDS = ("local", "ray")
+WORKER_MB = 800  # what a local worker holds: torch imported, the dataset parsed, a run training
 
 
 @dataclass(frozen=True)
@@ -30,11 +32,13 @@ class SweepStarted:
     threads: int
     backend: str
     out_dir: str
+    address: str | None
+    note: str  # why fewer workers than --jobs asked for, or ""
 
 
 @dataclass(frozen=True)
 class RunFinished:
-    record: RunRecord
+    row: RunRow
     done: int  # runs settled so far (finished, failed or reused), this one included
     total: int
     best: Cell | None  # the best cell so far
@@ -47,13 +51,13 @@ SweepEvent = SweepStarted | RunFinished
 class SweepResult:
     out_dir: str
     keys: list[str]
-    runs: list[RunRecord]
+    runs: list[RunRow]
     cells: list[Cell]
     best: Cell | None
     figures: list[str]
 
     @property
-    def failed(self) -> list[RunRecord]:
+    def failed(self) -> list[RunRow]:
         return [r for r in self.runs if r.status == "failed"]
 
     @property
@@ -73,89 +77,108 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def thread_budget(jobs: int | None, runs: int) -> tuple[int, int]:
-    """(workers, CPU threads each): by default one worker per core; never more threads in all than cores."""
-    cores = cpu_cores()
-    jobs = max(1, min(jobs or cores, max(runs, 1)))
-    return jobs, max(1, cores // jobs)
+def available_mb() -> int | None:
+    """Memory the kernel could hand out now (Linux's MemAvailable), in MiB; None where it does not say."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    return None
+
+
+def worker_budget(jobs: int | None, runs: int) -> tuple[int, int, str]:
+    """(workers, CPU threads each, why fewer than --jobs): one worker per core by default, and never more workers than
+    cores, than memory holds (WORKER_MB each) or than runs, so that the workers never oversubscribe the machine."""
+    cores, memory = cpu_cores(), available_mb()
+    fit = max(1, memory // WORKER_MB) if memory is not None else cores
+    workers = max(1, min(jobs or cores, cores, fit, runs))
+    note = ""
+    if jobs and workers < min(jobs, runs):
+        why = f"{cores} cores" if cores <= fit else f"{memory / 1024:.1f} GiB of memory free at ~{WORKER_MB} MiB a worker"
+        note = f"--jobs {jobs} capped to {workers} ({why})"
+    return workers, max(1, cores // workers), note
 
 
 def run_sweep(
     plan: SweepPlan,
     *,
-    backend: str = "local",
+    backend: str | None = None,
     jobs: int | None = None,
     address: str | None = None,
     on_event: Callable[[SweepEvent], None] = lambda event: None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> SweepResult:
-    """Train every run of `plan` not already finished; runs.csv and cells.csv are rewritten as each run ends."""
-    if backend not in BACKENDS:
-        raise MnistError(f"--backend must be local or ray, not {backend!r}")
-    if backend == "ray":
-        from mnist_cli.sweep.ray_backend import import_ray
+    """Train every run of `plan` not already finished; runs.csv and cells.csv are rewritten as each run ends.
 
-        import_ray()  # before any folder is made: a missing extra is one clear error
+    `backend` None means ray when an `address` is given, local otherwise.
+    """
+    if backend not in (None, *BACKENDS):
+        raise MnistError(f"--backend must be local or ray, not {backend!r}")
+    if address and backend == "local":
+        raise MnistError("--address joins a Ray cluster, which --backend local does not use: drop --backend local")
+    backend = backend or ("ray" if address else "local")
+    if backend == "ray":
+        from mnist_cli.sweep.ray_backend import probe
+
+        probe(address)  # before any folder is made: a missing extra or a wrong address is one clear error, at once
     out = plan.out_dir
-    _prepare(out)
-    with _locked(out):
+    rows = [read_row(spec) or pending(spec) for spec in plan.runs]
+    todo = [i for i, r in enumerate(rows) if r.status == "pending"]
+    workers, threads, note = worker_budget(jobs, len(todo))
+    with contextlib.ExitStack() as stack:
+        if backend == "ray" and todo:  # joined before any folder is made: a wrong address leaves nothing behind
+            from mnist_cli.sweep.ray_backend import joined
+
+            largest = stack.enter_context(joined(address, workers * threads if jobs and not address else None))
+            threads, note = min(threads, largest), ""
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(filelock.FileLock(out / LOCK_FILE, timeout=0))
+        except OSError as e:
+            raise MnistError(f"sweep folder {out} cannot be created ({e.strerror or e})") from None
+        except filelock.Timeout:  # one sweep at a time per folder: a second would train the same runs twice
+            raise MnistError(f"another `mnist sweep` is running into {out}; wait for it or use another --out") from None
         text = yaml.safe_dump(plan.as_dict(), sort_keys=False)
         atomic_write(out / PLAN_FILE, lambda f: f.write(text.encode()))
         stop = StopFile(out)
         stop.clear()
-        records = [finished(spec) or pending(spec) for spec in plan.runs]
-        todo = [i for i, r in enumerate(records) if r.status == "pending"]
-        workers, threads = thread_budget(jobs, len(todo))
-        on_event(SweepStarted(len(records), len(records) - len(todo), workers, threads, backend, str(out)))
-        settled = len(records) - len(todo)
+        stack.callback(stop.clear)
+        on_event(SweepStarted(len(rows), len(rows) - len(todo), workers, threads, backend, str(out), address, note))
+        settled = len(rows) - len(todo)
 
-        def settle(i: int, record: RunRecord) -> None:
+        def settle(i: int, row: RunRow) -> None:
             nonlocal settled
-            records[todo[i]] = record
+            rows[todo[i]] = row
             settled += 1
-            cells = summarize_cells(records)
-            write_results(out, plan.keys, records, cells)
-            on_event(RunFinished(record, settled, len(records), best_cell(cells)))
+            cells = summarize_cells(rows)
+            write_results(out, plan.keys, rows, cells)
+            on_event(RunFinished(row, settled, len(rows), best_cell(cells)))
 
-        write_results(out, plan.keys, records, summarize_cells(records))
+        write_results(out, plan.keys, rows, summarize_cells(rows))
         specs = [plan.runs[i] for i in todo]
-        try:
-            if specs and backend == "ray":
-                from mnist_cli.sweep.ray_backend import run_ray
+        if specs and backend == "ray":
+            from mnist_cli.sweep.ray_backend import run_ray
 
-                cpus = workers * threads if jobs else None
-                run_ray(
-                    specs, threads=threads, cpus=cpus, address=address, sweep_dir=out, should_stop=should_stop, finished=settle
-                )
-            elif specs:
-                from mnist_cli.sweep.local import run_local
+            run_ray(specs, threads=threads, sweep_dir=out, should_stop=should_stop, finished=settle)
+        elif specs:
+            from mnist_cli.sweep.local import run_local
 
-                run_local(
-                    specs,
-                    jobs=workers,
-                    threads=threads,
-                    sweep_dir=out,
-                    should_stop=should_stop,
-                    started=lambda i: None,
-                    finished=settle,
-                )
-        finally:
-            stop.clear()
-        cells = summarize_cells(records)
-        write_results(out, plan.keys, records, cells)
-        figures = draw(out, plan, records, cells)
-    return SweepResult(str(out), plan.keys, records, cells, best_cell(cells), figures)
+            run_local(specs, jobs=workers, threads=threads, should_stop=should_stop, finished=settle)
+        cells = summarize_cells(rows)
+        write_results(out, plan.keys, rows, cells)
+        figures = draw(out, plan, rows, cells)
+    return SweepResult(str(out), plan.keys, rows, cells, best_cell(cells), figures)
 
 
-def draw(out: Path, plan: SweepPlan, records: list[RunRecord], cells: list[Cell]) -> list[str]:
+def draw(out: Path, plan: SweepPlan, rows: list[RunRow], cells: list[Cell]) -> list[str]:
     """heatmap.png and accuracy-vs-parameters.png, when there is a swept key and a finished run to show."""
-    if not plan.keys or not any(r.status == "done" for r in records):
+    if not plan.keys or not any(r.status == "done" for r in rows):
         return []
     from mnist_cli.sweep.figures import accuracy_vs_parameters, heatmap
 
     values = [_distinct([c[k] for c in plan.cells()]) for k in plan.keys]
     written = []
-    for name, fig in ((HEATMAP, heatmap(records, plan.keys, values)), (SCATTER, accuracy_vs_parameters(cells, plan.keys))):
+    for name, fig in ((HEATMAP, heatmap(rows, plan.keys, values)), (SCATTER, accuracy_vs_parameters(cells, plan.keys))):
         atomic_write(out / name, lambda f, fig=fig: fig.savefig(f, format="png", dpi=110))
         written.append(str(out / name))
     return written
@@ -167,26 +190,3 @@ def _distinct(values: list[Any]) -> list[Any]:
         if v not in out:
             out.append(v)
     return out
-
-
-def _prepare(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise MnistError(f"sweep folder {out} cannot be created ({e.strerror or e})") from None
-
-
-@contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """One sweep at a time per folder: a second would train the same runs twice."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(out / LOCK_FILE, "a+b") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise MnistError(f"another `mnist sweep` is running into {out}; wait for it or use another --out") from None
-        yield

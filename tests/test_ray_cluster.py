@@ -1,0 +1,133 @@
+"""`mnist sweep --address` on a real two-node Ray cluster on 127.0.0.1: both nodes used, a lost node, a killed driver."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import invoke, start_mnist, sweep_results, wait_until, write_config
+
+pytestmark = pytest.mark.slow
+ray = pytest.importorskip("ray")
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = [str(Path(sys.executable).with_name("ray"))]  # the venv's ray command
+# 6 tiny runs of 4 epochs, last.pt every 5 steps: a run stopped anywhere resumes close to where it was.
+ARGS = ["--grid", "model.width=16,24,32", "--seeds", "2", "--set", "train.epochs=4", "--set", "train.save_every_steps=5"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def cluster(monkeypatch, synthetic_root):
+    """A head and a second node, each `ray start` with one CPU in its own session; both killed whatever happens.
+
+    Token authentication as a real cluster has it, the test's own token in the environment of every process: nothing
+    read from or written to ~/.ray. Yields (address, the second node's process group).
+    """
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "0123456789abcdef" * 2)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 characters
+    port = free_port()
+    common = ["--num-cpus=1", f"--temp-dir={temp}", "--node-ip-address=127.0.0.1", "--object-store-memory=100000000"]
+    groups: list[int] = []
+    try:
+        for extra in (
+            ["--head", f"--port={port}", f"--ray-client-server-port={free_port()}", "--include-dashboard=false"],
+            [f"--address=127.0.0.1:{port}"],
+        ):
+            start = subprocess.Popen(
+                [*RAY, "start", *extra, *common, "--disable-usage-stats"],
+                env=env,
+                start_new_session=True,  # the node's processes keep this group: killed together at the end
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            groups.append(start.pid)
+            out, _ = start.communicate(timeout=120)
+            assert start.returncode == 0, out
+        yield f"127.0.0.1:{port}", groups[1]
+    finally:
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def sweep(address: str, out: Path, base: Path, cwd: Path) -> subprocess.Popen:
+    """The real command, as a user on the head node starts it."""
+    return start_mnist(["sweep", "-c", base, *ARGS, "--address", address, "--out", out, "-q"], cwd)
+
+
+def training(out: Path) -> list[str]:
+    """Runs that have saved last.pt and not finished: a task is training each now."""
+    return [str(p.parent.relative_to(out)) for p in out.glob("*/seed=*/last.pt") if not (p.parent / "sweep-run.json").exists()]
+
+
+def pgrep(*args: str) -> list[int]:
+    return [int(pid) for pid in subprocess.run(["pgrep", *args], capture_output=True, text=True).stdout.split()]
+
+
+def raylet(group: int) -> str:
+    """The pid of the node's raylet; Ray titles a worker running a task of ours `ray::ray_task`."""
+    (pid,) = pgrep("-g", str(group), "-x", "raylet")
+    return str(pid)
+
+
+def test_a_sweep_on_two_nodes_survives_a_lost_node_and_a_killed_driver_with_the_local_accuracies(cluster, tmp_path):
+    address, second_node = cluster
+    base = write_config(tmp_path / "base.yaml", train={"epochs": 1, "lr": 0.001})
+    local = invoke("sweep", "-c", base, *ARGS, "--jobs", "2", "--out", tmp_path / "local", "-q")
+    assert local.exit_code == 0, local.output
+    expected = [row[:5] for row in sweep_results(tmp_path / "local")]
+
+    # Both nodes train: the node column names two different Ray nodes.
+    whole = sweep(address, tmp_path / "whole", base, tmp_path)
+    _, err = whole.communicate(timeout=600)
+    assert whole.returncode == 0, err
+    runs = sweep_results(tmp_path / "whole")
+    assert [row[:5] for row in runs] == expected
+    print("where each run ran:", *(f"{row[0]} on {row[5]}: test accuracy {row[3]}, loss {row[4]}" for row in runs), sep="\n  ")
+    assert len({row[5] for row in runs}) == 2, runs
+
+    # The second node lost (its raylet and workers killed, as a machine dies) while it and the head both train a run
+    # that has saved last.pt: its task is retried on the head, resumes from last.pt and ends as an unbroken run.
+    lost = sweep(address, tmp_path / "lost", base, tmp_path)
+    wait_until(lost, lambda: len(training(tmp_path / "lost")) == 2 and pgrep("-P", raylet(second_node), "-f", "ray::ray_task"))
+    at_loss = training(tmp_path / "lost")
+    workers = pgrep("-P", raylet(second_node))  # each Ray worker runs in a session of its own, a child of the raylet
+    os.killpg(second_node, signal.SIGKILL)
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    _, err = lost.communicate(timeout=600)
+    assert lost.returncode == 0, err
+    runs = sweep_results(tmp_path / "lost")
+    assert [row[:5] for row in runs] == expected
+    survivor = {row[5] for row in runs if row[0] in at_loss}
+    assert len(survivor) == 1, runs  # the run the lost node held ended on the head
+    print(f"second node lost while {' and '.join(at_loss)} trained; where each run ended:",
+          *(f"{row[0]} on {row[5]}" for row in runs), sep="\n  ")  # fmt: skip
+
+    # The driver killed with SIGKILL mid-sweep and started again: it ends complete, each run trained once to the end.
+    killed = sweep(address, tmp_path / "killed", base, tmp_path)
+    wait_until(killed, lambda: bool(training(tmp_path / "killed")))
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.communicate()
+    again = sweep(address, tmp_path / "killed", base, tmp_path)
+    _, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err
+    assert [row[:5] for row in sweep_results(tmp_path / "killed")] == expected
