@@ -89,12 +89,18 @@ class AugmentConfig(_Section):
 
 class DataConfig(_Section):
     # MNIST-style files, scikit-learn's 8x8 digits, or a truth table's four points (data/catalog.py).
-    dataset: Literal["mnist", "fashion-mnist", "kmnist", "digits", "xor", "and", "or"] = "mnist"
+    # folder: one's own images, one subfolder per class under data.root (data/folder.py).
+    dataset: Literal["mnist", "fashion-mnist", "kmnist", "digits", "xor", "and", "or", "folder"] = "mnist"
     # None means $MNIST_DATA_DIR, else ./data (resolved when the data is loaded, not stored).
     root: str | None = None
     # Examples held out of the training set for model selection; the test set is never used for it.
     # Left out, the dataset's own: 5000 of MNIST's 60k, 144 of digits' 1,437, 0 for a truth table.
-    val_size: int = Field(5000, ge=0, le=50000)
+    # A float is a fraction of the training part (a folder's default: 0.1, stratified by class).
+    val_size: int | float = Field(5000, ge=0, le=50000)
+    # A folder dataset only: a separate folder of the same classes to test on (else a stratified 20% of data.root),
+    # and whether unusable files are skipped rather than refused.
+    test_root: str | None = None
+    skip_bad_files: bool = False
     # True: (x/255 - mean) / std with the dataset's constants; False: x/255 only.
     normalize: bool = True
     # Random distortions of training batches (never of val/test); all off by default.
@@ -120,9 +126,15 @@ class DataConfig(_Section):
                 )
             if self.augment.enabled:
                 raise ValueError(f"augment warps images; {self.dataset} is a truth table")
+        if isinstance(self.val_size, float) and not 0 < self.val_size < 1:  # issue 21
+            raise ValueError(f"val_size {self.val_size}: a fraction must be between 0 and 1 (or give a whole count)")
+        if self.dataset == "folder" and not self.root:
+            raise ValueError("dataset folder needs data.root: the folder with one subfolder of images per class")
+        if self.test_root and self.dataset != "folder":
+            raise ValueError(f"test_root is for dataset folder; {self.dataset} has its own test set")
         return self
 
-    @field_validator("root")
+    @field_validator("root", "test_root")
     @classmethod
     def _a_usable_path(cls, v: str | None) -> str | None:
         if v is not None and ("\0" in v or not v.strip()):
@@ -200,6 +212,8 @@ class TrainConfig(_Section):
     # fixed batch of 512 validation images: health_probes_per_epoch times an epoch plus each epoch's last step.
     health: bool = True
     health_probes_per_epoch: int = Field(4, ge=1, le=1000)
+    # Start from this checkpoint's weights (fine-tuning, training/init_from.py); same architecture, any classes.
+    init_from: str | None = None
 
     @field_validator("device")
     @classmethod

@@ -318,7 +318,7 @@ def _best_accuracy(run: RunRecord) -> tuple[float | None, str]:
 def _classes(run: RunRecord) -> int:
     from mnist_cli.data.datasets import class_names
 
-    return len(class_names(run.config.data.dataset))
+    return len(class_names(run.config.data.dataset, run.config.data.root))
 
 
 def _layer_order(name: LayerHealth | str) -> int:

@@ -27,6 +27,7 @@ from mnist_cli.optim import make_optimizer, make_scheduler
 from mnist_cli.training.events import DryRun, EpochDone, Event, RunStarted, StepDone, TrainResult
 from mnist_cli.training.guard import LossGuard
 from mnist_cli.training.health import StepRecord
+from mnist_cli.training.init_from import initial_weights
 from mnist_cli.training.metrics import EpochMetrics
 from mnist_cli.training.plan import config_differences
 from mnist_cli.training.preflight import check_resources, parameter_count
@@ -61,6 +62,7 @@ class Run:
     state: RunState
     amp: bool
     health: HealthProbe | None  # None with train.health off
+    notes: tuple[str, ...] = ()  # for RunStarted: what the run started from (train.init_from)
 
     @property
     def in_features(self) -> int:
@@ -117,7 +119,7 @@ def train(
                 run.steps,
                 cfg.train.epochs,
                 str(run_dir),
-                notes=thread_notes(threads, cfg.train.threads is None and resume_from is not None),
+                notes=thread_notes(threads, cfg.train.threads is None and resume_from is not None) + run.notes,
             )
         )
         for epoch in range(run.state.epoch, cfg.train.epochs + 1):
@@ -140,15 +142,17 @@ def preflight(
     (train, val, test) splits and the model's parameter count.
     """
     device = resolve_device(cfg.train.device)
-    train_full, test = load_dataset(cfg.data.dataset, data_root(cfg.data), download=not dry_run)
+    data = cfg.data
+    train_full, test = load_dataset(data.dataset, data_root(data), not dry_run, data.test_root, data.skip_bad_files)
     run_dir.prepare(create=False)
     if resume_from is None:
         run_dir.refuse_to_replace(overwrite)
     else:
         check_best(run_dir, resume_from)
-    train_split, val_split = split_train_val(train_full, cfg.data.val_size, cfg.seed)
+    classes = class_names(data.dataset, data.root)
+    train_split, val_split = split_train_val(train_full, data.val_size, cfg.seed, classes if data.dataset == "folder" else None)
     in_features = train_full.images[0].numel()
-    parameters = parameter_count(cfg, in_features, len(class_names(cfg.data.dataset)))
+    parameters = parameter_count(cfg, in_features, len(classes))
     check_resources(cfg, run_dir, device, parameters, in_features, train_full.images.nbytes + test.images.nbytes)
     return device, (train_split, val_split, test), parameters
 
@@ -198,10 +202,13 @@ def set_up(
     """Data on the device, a seeded model, optimizer, schedule and sampler; a resumed run's state put back."""
     # The whole dataset lives on the training device as uint8; batches are gathers from it.
     train_split, val_split, test_split = (s.to(device) for s in splits)
-    classes = class_names(cfg.data.dataset)
+    classes = class_names(cfg.data.dataset, cfg.data.root)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, train_split.images[0].numel(), len(classes)).to(device)
+    model = build_model(cfg.model, train_split.images[0].numel(), len(classes))
+    # Fine-tuning (issue 21): a new run starts from train.init_from's weights; a resumed one from its last.pt.
+    notes = initial_weights(model, cfg.train.init_from, classes) if cfg.train.init_from and resume_from is None else ()
+    model = model.to(device)
     optimizer = make_optimizer(model, cfg.train)
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = make_loader(train_split, cfg.train.batch_size, shuffle=True, generator=generator)
@@ -241,6 +248,7 @@ def set_up(
         state=state,
         amp=cfg.train.amp and device.type == "cuda",
         health=health,
+        notes=notes,
     )
 
 

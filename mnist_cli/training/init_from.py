@@ -1,0 +1,47 @@
+"""Fine-tuning: a new run starts from a trained model's weights (train.init_from), loaded as a stranger's checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mnist_cli.errors import CheckpointError
+from mnist_cli.model import MLP
+
+OUTPUT_LAYER = "output."  # the state-dict prefix of the class layer, re-initialised when the classes differ
+
+
+def initial_weights(model: MLP, path: Path | str, classes: list[str]) -> tuple[str, ...]:
+    """Copy the checkpoint's weights into `model` (same architecture, checked layer by layer); returns notes for the user.
+
+    When the checkpoint's classes differ from `classes`, its output layer is left out: `model` keeps its own fresh one.
+    """
+    from mnist_cli.inference.trained import load_trained
+
+    trained = load_trained(path, "cpu")  # load_checkpoint's checks: weights_only, digest, shapes against its config
+    theirs, ours = trained.model.state_dict(), model.state_dict()
+    same_classes = trained.classes == classes
+    kept = {k: v for k, v in theirs.items() if same_classes or not k.startswith(OUTPUT_LAYER)}
+    for key in sorted(ours.keys() | theirs.keys()):
+        if key.startswith(OUTPUT_LAYER) and not same_classes:
+            continue
+        mine, other = ours.get(key), theirs.get(key)
+        if mine is None or other is None or mine.shape != other.shape:
+            raise CheckpointError(
+                f"train.init_from {path}: layer {key} differs ({_shape(other)} there, {_shape(mine)} in this run's model); "
+                "fine-tuning needs the same model settings and input size"
+            )
+    with torch.no_grad():
+        for key, value in kept.items():
+            ours[key].copy_(value)
+    if same_classes:
+        return (f"starting from the weights of {path} ({trained.describe()})",)
+    return (
+        f"starting from the weights of {path}; its classes ({', '.join(trained.classes)}) are not this run's "
+        f"({', '.join(classes)}), so the output layer starts afresh",
+    )
+
+
+def _shape(t: torch.Tensor | None) -> str:
+    return "absent" if t is None else "x".join(map(str, t.shape))
