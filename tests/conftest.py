@@ -185,3 +185,22 @@ def kill_setup(tmp_path):
     cfg = write_config(tmp_path / "kill.yaml", data={"val_size": 200, "root": str(root)}, **KILL_CONFIG)
     train(load_config(cfg), tmp_path / "baseline")
     return cfg, tmp_path / "baseline"
+
+
+# --- folder datasets (issue 21) -----------------------------------------------------------------------------------
+
+
+def write_digit_folder(root: Path, names: list[str], per_class: int, start: int = 0) -> Path:
+    """Other writers' digits (scikit-learn's 8x8 UCI optdigits), drawn as dark ink on white 56x56 pictures, as a folder
+    dataset: root/<names[d]>/, digit d's examples start..start+per_class, alternately PNG and JPEG, every third nested."""
+    from PIL import Image, ImageOps
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for d, name in enumerate(names):
+        for i in np.flatnonzero(digits.target == d)[start : start + per_class]:
+            ink = Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).resize((56, 56), Image.Resampling.BICUBIC)
+            folder = root / name / ("more" if i % 3 == 0 else "")
+            folder.mkdir(parents=True, exist_ok=True)
+            ImageOps.invert(ink).save(folder / f"{i}.{'jpg' if i % 2 else 'png'}")
+    return root

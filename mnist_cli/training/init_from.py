@@ -23,7 +23,7 @@ def initial_weights(model: MLP, path: Path | str, classes: list[str]) -> tuple[s
     theirs, ours = trained.model.state_dict(), model.state_dict()
     same_classes = trained.classes == classes
     kept = {k: v for k, v in theirs.items() if same_classes or not k.startswith(OUTPUT_LAYER)}
-    for key in sorted(ours.keys() | theirs.keys()):
+    for key in [*ours, *(k for k in theirs if k not in ours)]:  # input to output: the first layer that differs
         if key.startswith(OUTPUT_LAYER) and not same_classes:
             continue
         mine, other = ours.get(key), theirs.get(key)
