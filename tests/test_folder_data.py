@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_clean_error, invoke, write_config, write_digit_folder
+from conftest import N_TEST, assert_clean_error, invoke, write_config, write_digit_folder
 
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import load_config
@@ -123,7 +123,12 @@ def test_fine_tuning_on_a_few_of_ones_own_digits_raises_held_out_accuracy(traine
     assert r.exit_code == 0, r.output
     assert f"note: starting from the weights of {trained_checkpoint}" in r.stderr
     after = held_out_accuracy(tmp_path / "tuned" / "best.pt", held)
-    assert before < 0.25 and after - before > 0.6, (before, after)  # measured: 15.3% -> 90.0%
+    assert before < 0.25 and after - before > 0.6, (before, after)  # measured: 15.3% -> 89.3%
+    r = invoke("eval", tmp_path / "tuned" / "best.pt", "--dataset", "mnist", "--json")  # what it still knows of MNIST
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["n"] == N_TEST
+    r = invoke("eval", tmp_path / "tuned" / "best.pt", "--dataset", "digits")
+    assert_clean_error(r, "--dataset digits: its images or classes are not this model's")
 
 
 def test_fine_tuning_refuses_another_architecture_and_resets_other_classes(trained_checkpoint, small_folder, tmp_path):
@@ -138,6 +143,7 @@ def test_fine_tuning_refuses_another_architecture_and_resets_other_classes(train
     model = build_model(load_config(cfg).model, 784, 3)
     initial_weights(model, trained_checkpoint, NAMES)
     assert torch.equal(model.hidden[0].linear.weight, start["model_state"]["hidden.0.linear.weight"])
+    assert tuned["normalization"] == start["normalization"]  # the weights expect inputs scaled as they were trained
     assert not torch.equal(tuned["model_state"]["hidden.0.linear.weight"], start["model_state"]["hidden.0.linear.weight"])
     r = invoke("train", "-c", cfg, "--init-from", tmp_path / "nothing.pt", "--out", tmp_path / "run3")
     assert_clean_error(r, "nothing.pt")

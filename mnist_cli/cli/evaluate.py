@@ -44,6 +44,12 @@ def evaluate_checkpoint(
             help="A folder of images, one subfolder per class named as the model's: evaluate on all of it instead of a split.",
         ),
     ] = None,
+    other_dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset", help="Evaluate on another dataset's test split with the same classes (mnist for a fine-tuned model)."
+        ),
+    ] = None,
     as_json: Annotated[
         bool,
         typer.Option("--json", help="Print accuracy, loss, n, per_class and confusion (and truth_table) as JSON."),
@@ -67,6 +73,11 @@ def evaluate_checkpoint(
             from mnist_cli.data.folder import evaluation_folder
 
             data, where = evaluation_folder(data_folder, trained.classes, trained.dataset.input_shape), str(data_folder)
+        elif other_dataset is not None:  # issue 21: what a fine-tuned model still knows of the dataset it came from
+            from mnist_cli.data.folder import other_test_split
+
+            data = other_test_split(other_dataset, trained.classes, trained.dataset.input_shape, data_root_option)
+            where = f"{other_dataset} test split"
         else:
             root = data_root_option or data_root(d)
             data = load_split(d.dataset, root, split.value, d.val_size, cfg.seed, d.test_root, d.skip_bad_files)

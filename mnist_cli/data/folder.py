@@ -145,3 +145,15 @@ def evaluation_folder(root: Path, classes: list[str], input_shape: tuple[int, ..
     if tuple(input_shape) != (1, 28, 28):
         raise DataError(f"--data prepares 28x28 images as MNIST's; this model takes {'x'.join(map(str, input_shape))} inputs")
     return prepared_folder(Path(root), classes, hint="remove them or move them out of the folder")
+
+
+def other_test_split(dataset: str, classes: list[str], input_shape: tuple[int, ...], root: Path | None) -> Split:
+    """`mnist eval --dataset NAME`: another dataset's test split, for a model with the same classes and inputs."""
+    from mnist_cli.config import default_data_root
+    from mnist_cli.data.catalog import dataset_info
+    from mnist_cli.data.datasets import class_names, load_dataset
+
+    info = dataset_info(dataset)
+    if dataset == "folder" or info.input_shape != tuple(input_shape) or class_names(dataset) != classes:
+        raise DataError(f"--dataset {dataset}: its images or classes are not this model's; for a folder use --data")
+    return load_dataset(dataset, root or default_data_root())[1]

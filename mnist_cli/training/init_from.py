@@ -1,4 +1,8 @@
-"""Fine-tuning: a new run starts from a trained model's weights (train.init_from), loaded as a stranger's checkpoint."""
+"""Fine-tuning: a new run starts from a trained model's weights (train.init_from), loaded as a stranger's checkpoint.
+
+The run keeps the starting model's normalisation: its weights expect inputs scaled that way, and constants computed
+from a few of one's own images would shift every input the model has learned to read.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,26 @@ from pathlib import Path
 
 import torch
 
+from mnist_cli.data.datasets import Normalization
 from mnist_cli.errors import CheckpointError
 from mnist_cli.model import MLP
 
 OUTPUT_LAYER = "output."  # the state-dict prefix of the class layer, re-initialised when the classes differ
 
 
-def initial_weights(model: MLP, path: Path | str, classes: list[str]) -> tuple[str, ...]:
-    """Copy the checkpoint's weights into `model` (same architecture, checked layer by layer); returns notes for the user.
+def initial_weights(
+    model: MLP, path: Path | str, classes: list[str], resume_from: dict | None = None
+) -> tuple[tuple[str, ...], Normalization]:
+    """Copy the checkpoint's weights into `model` (same architecture, checked layer by layer); returns notes for the
+    user and the normalisation to train with. A resumed run (`resume_from`, its last.pt) keeps what it recorded.
 
     When the checkpoint's classes differ from `classes`, its output layer is left out: `model` keeps its own fresh one.
     """
     from mnist_cli.inference.trained import load_trained
+
+    if resume_from is not None:
+        norm = resume_from["normalization"]
+        return (), Normalization(float(norm["mean"]), float(norm["std"]), float(resume_from["input_scale"]))
 
     trained = load_trained(path, "cpu")  # load_checkpoint's checks: weights_only, digest, shapes against its config
     theirs, ours = trained.model.state_dict(), model.state_dict()
@@ -36,11 +48,12 @@ def initial_weights(model: MLP, path: Path | str, classes: list[str]) -> tuple[s
         for key, value in kept.items():
             ours[key].copy_(value)
     if same_classes:
-        return (f"starting from the weights of {path} ({trained.describe()})",)
-    return (
+        return (f"starting from the weights of {path} ({trained.describe()})",), trained.normalization
+    note = (
         f"starting from the weights of {path}; its classes ({', '.join(trained.classes)}) are not this run's "
-        f"({', '.join(classes)}), so the output layer starts afresh",
+        f"({', '.join(classes)}), so the output layer starts afresh"
     )
+    return (note,), trained.normalization
 
 
 def _shape(t: torch.Tensor | None) -> str:

@@ -207,7 +207,7 @@ def set_up(
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, train_split.images[0].numel(), len(classes))
     # Fine-tuning (issue 21): a new run starts from train.init_from's weights; a resumed one from its last.pt.
-    notes = initial_weights(model, cfg.train.init_from, classes) if cfg.train.init_from and resume_from is None else ()
+    notes, start_norm = initial_weights(model, cfg.train.init_from, classes, resume_from) if cfg.train.init_from else ((), None)
     model = model.to(device)
     optimizer = make_optimizer(model, cfg.train)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -222,7 +222,7 @@ def set_up(
     atomic_write(run_dir.config, lambda f: f.write(to_yaml(cfg).encode()))
     # health.jsonl and steps.jsonl are appended to as the run goes: back to where last.pt stands (empty for a new run).
     run_dir.cut_logs(0 if resume_from is None else (state.epoch - 1) * steps + state.step)
-    norm = normalization_for(cfg.data.dataset, cfg.data.normalize, train_split)
+    norm = start_norm or normalization_for(cfg.data.dataset, cfg.data.normalize, train_split)
     health = None
     if cfg.train.health:
         probes = probe_batch(val_split, train_split, norm, cfg.seed)
