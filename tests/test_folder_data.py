@@ -135,6 +135,7 @@ def test_fine_tuning_refuses_another_architecture_and_resets_other_classes(train
     cfg = folder_config(tmp_path, small_folder, train={"init_from": str(trained_checkpoint)})
     r = invoke("train", "-c", cfg, "--set", "model.width=64", "--out", tmp_path / "wide")
     assert_clean_error(r, "layer hidden.0.linear.weight differs (32x784 there, 64x784 in this run's model)")
+    assert not (tmp_path / "wide").exists()  # refused in preflight, before the run folder is made
     r = invoke("train", "-c", cfg, "--out", tmp_path / "run")
     assert r.exit_code == 0, r.output
     assert "its classes (0, 1, 2, 3, 4, 5, 6, 7, 8, 9) are not this run's (one, two, zero)" in r.stderr
@@ -146,7 +147,8 @@ def test_fine_tuning_refuses_another_architecture_and_resets_other_classes(train
     assert tuned["normalization"] == start["normalization"]  # the weights expect inputs scaled as they were trained
     assert not torch.equal(tuned["model_state"]["hidden.0.linear.weight"], start["model_state"]["hidden.0.linear.weight"])
     r = invoke("train", "-c", cfg, "--init-from", tmp_path / "nothing.pt", "--out", tmp_path / "run3")
-    assert_clean_error(r, "nothing.pt")
+    assert_clean_error(r, "no such checkpoint", "nothing.pt")
+    assert not (tmp_path / "run3").exists()
 
 
 def test_a_folder_run_resumes_bit_identically_after_sigkill(tmp_path):

@@ -7,12 +7,16 @@ from a few of one's own images would shift every input the model has learned to 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from mnist_cli.data.datasets import Normalization
 from mnist_cli.errors import CheckpointError
 from mnist_cli.model import MLP
+
+if TYPE_CHECKING:
+    from mnist_cli.inference.trained import TrainedModel
 
 OUTPUT_LAYER = "output."  # the state-dict prefix of the class layer, re-initialised when the classes differ
 
@@ -25,25 +29,12 @@ def initial_weights(
 
     When the checkpoint's classes differ from `classes`, its output layer is left out: `model` keeps its own fresh one.
     """
-    from mnist_cli.inference.trained import load_trained
-
     if resume_from is not None:
         norm = resume_from["normalization"]
         return (), Normalization(float(norm["mean"]), float(norm["std"]), float(resume_from["input_scale"]))
 
-    trained = load_trained(path, "cpu")  # load_checkpoint's checks: weights_only, digest, shapes against its config
-    theirs, ours = trained.model.state_dict(), model.state_dict()
-    same_classes = trained.classes == classes
-    kept = {k: v for k, v in theirs.items() if same_classes or not k.startswith(OUTPUT_LAYER)}
-    for key in [*ours, *(k for k in theirs if k not in ours)]:  # input to output: the first layer that differs
-        if key.startswith(OUTPUT_LAYER) and not same_classes:
-            continue
-        mine, other = ours.get(key), theirs.get(key)
-        if mine is None or other is None or mine.shape != other.shape:
-            raise CheckpointError(
-                f"train.init_from {path}: layer {key} differs ({_shape(other)} there, {_shape(mine)} in this run's model); "
-                "fine-tuning needs the same model settings and input size"
-            )
+    trained, kept = matching_weights(model, path, classes)
+    ours, same_classes = model.state_dict(), trained.classes == classes
     with torch.no_grad():
         for key, value in kept.items():
             ours[key].copy_(value)
@@ -54,6 +45,25 @@ def initial_weights(
         f"({', '.join(classes)}), so the output layer starts afresh"
     )
     return (note,), trained.normalization
+
+
+def matching_weights(model: MLP, path: Path | str, classes: list[str]) -> tuple[TrainedModel, dict[str, torch.Tensor]]:
+    """The checkpoint and the weights of it `model` takes (all but the output layer when the classes differ); refuses,
+    naming the first layer, a checkpoint whose architecture is not `model`'s. `model` may live on the meta device."""
+    from mnist_cli.inference.trained import load_trained
+
+    trained = load_trained(path, "cpu")  # load_checkpoint's checks: weights_only, digest, shapes against its config
+    theirs, ours = trained.model.state_dict(), model.state_dict()
+    if trained.classes != classes:
+        theirs, ours = ({k: v for k, v in d.items() if not k.startswith(OUTPUT_LAYER)} for d in (theirs, ours))
+    for key in [*ours, *(k for k in theirs if k not in ours)]:  # input to output: the first layer that differs
+        mine, other = ours.get(key), theirs.get(key)
+        if mine is None or other is None or mine.shape != other.shape:
+            raise CheckpointError(
+                f"train.init_from {path}: layer {key} differs ({_shape(other)} there, {_shape(mine)} in this run's model); "
+                "fine-tuning needs the same model settings and input size"
+            )
+    return trained, theirs
 
 
 def _shape(t: torch.Tensor | None) -> str:

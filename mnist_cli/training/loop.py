@@ -27,7 +27,7 @@ from mnist_cli.optim import make_optimizer, make_scheduler
 from mnist_cli.training.events import DryRun, EpochDone, Event, RunStarted, StepDone, TrainResult
 from mnist_cli.training.guard import LossGuard
 from mnist_cli.training.health import StepRecord
-from mnist_cli.training.init_from import initial_weights
+from mnist_cli.training.init_from import initial_weights, matching_weights
 from mnist_cli.training.metrics import EpochMetrics
 from mnist_cli.training.plan import config_differences
 from mnist_cli.training.preflight import check_resources, parameter_count
@@ -153,6 +153,10 @@ def preflight(
     train_split, val_split = split_train_val(train_full, data.val_size, cfg.seed, classes if data.dataset == "folder" else None)
     in_features = train_full.images[0].numel()
     parameters = parameter_count(cfg, in_features, len(classes))
+    if cfg.train.init_from and resume_from is None:  # issue 21: a checkpoint that cannot start this run, refused here
+        with torch.device("meta"):  # shapes only, nothing allocated
+            shapes = build_model(cfg.model, in_features, len(classes))
+        matching_weights(shapes, cfg.train.init_from, classes)
     check_resources(cfg, run_dir, device, parameters, in_features, train_full.images.nbytes + test.images.nbytes)
     return device, (train_split, val_split, test), parameters
 
