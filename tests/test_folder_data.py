@@ -39,6 +39,7 @@ def test_a_folder_trains_evaluates_and_predicts_with_its_class_names(small_folde
     assert r.exit_code == 0, r.output
     ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
     assert ckpt["classes"] == ["one", "two", "zero"]  # folder names, sorted
+    assert (ckpt["input_shape"], ckpt["input_scale"]) == ([1, 28, 28], 255.0)
     assert ckpt["normalization"]["mean"] not in (0.0, 0.1307)  # computed from the folder's training part
     r = invoke("eval", tmp_path / "run" / "best.pt", "--json")
     assert r.exit_code == 0, r.output
