@@ -251,6 +251,8 @@ def shell_command(command: str) -> str:
         # make echoes the recipe line before running it, and the README shows that line too.
         recipe = "mnist train --config configs/default.yaml --overwrite"
         command = f"echo '.venv/bin/{recipe}'; {recipe}"
+    if command.startswith(".venv/bin/python "):  # the scratch folder has no .venv: the checkout's Python stands in
+        command = '"$MNIST_PYTHON" ' + command.removeprefix(".venv/bin/python ")
     return 'mnist() { "$MNIST_PYTHON" -m mnist_cli "$@"; }; ' + command
 
 

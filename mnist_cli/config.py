@@ -74,23 +74,33 @@ class AugmentConfig(_Section):
 
 
 class DataConfig(_Section):
-    dataset: Literal["mnist", "fashion-mnist", "kmnist", "digits", "xor", "and", "or"] = Field(
+    dataset: Literal["mnist", "fashion-mnist", "kmnist", "digits", "xor", "and", "or", "folder"] = Field(
         "mnist",
         description="MNIST-style image files (mnist, fashion-mnist, kmnist); scikit-learn's 8x8 digits (digits, no "
-        "download); or the four points of a truth table (xor, and, or).",
+        "download); the four points of a truth table (xor, and, or); or your own images (folder: one subfolder per "
+        "class under data.root).",
     )
     root: str | None = Field(
         None,
         description="Folder that holds MNIST/raw/ (or FashionMNIST/raw/, KMNIST/raw/). null: $MNIST_DATA_DIR, else "
         "./data, resolved when the data is loaded.",
     )
-    val_size: int = Field(
+    val_size: int | float = Field(
         5000,
         ge=0,
         le=50000,
         description="Training examples held out to pick the best epoch (0: none, the last epoch is kept); the test set is "
         "never used for it. Left out, the dataset's own: 5000 for MNIST-style data, 144 for digits, 0 for a truth table "
-        "(which refuses any other value).",
+        "(which refuses any other value). A float is a fraction of the training part (a folder's default: 0.1, "
+        "stratified by class).",
+    )
+    test_root: str | None = Field(
+        None,
+        description="folder datasets only: a separate folder of the same classes to test on (else a stratified 20% of "
+        "data.root).",
+    )
+    skip_bad_files: bool = Field(
+        False, description="folder datasets only: go on without files that cannot be used, rather than refuse them."
     )
     normalize: bool = Field(
         True,
@@ -121,9 +131,15 @@ class DataConfig(_Section):
                 )
             if self.augment.enabled:
                 raise ValueError(f"augment warps images; {self.dataset} is a truth table")
+        if isinstance(self.val_size, float) and not 0 < self.val_size < 1:  # issue 21
+            raise ValueError(f"val_size {self.val_size}: a fraction must be between 0 and 1 (or give a whole count)")
+        if self.dataset == "folder" and not self.root:
+            raise ValueError("dataset folder needs data.root: the folder with one subfolder of images per class")
+        if self.test_root and self.dataset != "folder":
+            raise ValueError(f"test_root is for dataset folder; {self.dataset} has its own test set")
         return self
 
-    @field_validator("root")
+    @field_validator("root", "test_root")
     @classmethod
     def _a_usable_path(cls, v: str | None) -> str | None:
         if v is not None and ("\0" in v or not v.strip()):
@@ -242,6 +258,11 @@ class TrainConfig(_Section):
         ge=1,
         le=1000,
         description="Health probes per logged epoch, evenly spaced, the last at the epoch's end (plus the run's first step).",
+    )
+    init_from: str | None = Field(
+        None,
+        description="Start from this checkpoint's weights (fine-tuning): the same model settings; when its classes "
+        "differ, the output layer starts afresh.",
     )
 
     @field_validator("device")

@@ -325,6 +325,8 @@ def stopped_run(folder: Path, root: Path) -> Path:
         train(cfg, folder, should_stop=lambda: next(calls) >= 2)
     assert (folder / "last.pt").exists() and not epoch_records(folder)
     return folder
+
+
 # --- sweep (test_sweep.py, test_ray_cluster.py) ---
 
 
@@ -360,3 +362,22 @@ def wait_until(proc: subprocess.Popen, ready, limit_s: float = 300) -> None:
         assert proc.poll() is None, f"the command ended before the test could break it: {proc.stderr.read()}"
         assert time.monotonic() < deadline, "the command made no progress"
         time.sleep(0.02)
+
+
+# --- folder datasets (issue 21) -----------------------------------------------------------------------------------
+
+
+def write_digit_folder(root: Path, names: list[str], per_class: int, start: int = 0) -> Path:
+    """Other writers' digits (scikit-learn's 8x8 UCI optdigits), drawn as dark ink on white 56x56 pictures, as a folder
+    dataset: root/<names[d]>/, digit d's examples start..start+per_class, alternately PNG and JPEG, every third nested."""
+    from PIL import Image, ImageOps
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for d, name in enumerate(names):
+        for i in np.flatnonzero(digits.target == d)[start : start + per_class]:
+            ink = Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).resize((56, 56), Image.Resampling.BICUBIC)
+            folder = root / name / ("more" if i % 3 == 0 else "")
+            folder.mkdir(parents=True, exist_ok=True)
+            ImageOps.invert(ink).save(folder / f"{i}.{'jpg' if i % 2 else 'png'}")
+    return root

@@ -60,7 +60,7 @@ def test_dataset_dependent_defaults_and_refusals():
     assert [len(s) for s in held_out] == [1293, 144]
 
 
-@pytest.mark.parametrize("name", sorted(DATASETS.keys() - {"fashion-mnist", "kmnist"}))
+@pytest.mark.parametrize("name", sorted(DATASETS.keys() - {"fashion-mnist", "kmnist", "folder"}))  # folder: test_folder_data
 def test_checkpoints_store_the_input_shape_and_scale_of_their_dataset(name, tmp_path):
     cfg = write_config(tmp_path / "c.yaml", data={"dataset": name, "val_size": 0}, train={"epochs": 1})
     train(load_config(cfg), tmp_path / "run")

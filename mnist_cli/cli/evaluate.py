@@ -41,6 +41,19 @@ def evaluate_checkpoint(
             "--data-root", help="Folder holding MNIST/raw/ (default: the checkpoint's, else $MNIST_DATA_DIR, else ./data)."
         ),
     ] = None,
+    data_folder: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="A folder of images, one subfolder per class named as the model's: evaluate on all of it instead of a split.",
+        ),
+    ] = None,
+    other_dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset", help="Evaluate on another dataset's test split with the same classes (mnist for a fine-tuned model)."
+        ),
+    ] = None,
     as_json: Annotated[
         bool,
         typer.Option("--json", help="Print accuracy, loss, n, per_class and confusion (and truth_table) as JSON."),
@@ -59,8 +72,20 @@ def evaluate_checkpoint(
 
         trained = load_trained(checkpoint, resolve_device(device))
         cfg = trained.config
-        root = data_root_option or data_root(cfg.data)
-        data = load_split(cfg.data.dataset, root, split.value, cfg.data.val_size, cfg.seed).to(trained.device)
+        d, where = cfg.data, f"{split.value} split"
+        if data_folder is not None:  # issue 21: a folder of one's own images, prepared as predict prepares them
+            from mnist_cli.data.folder import evaluation_folder
+
+            data, where = evaluation_folder(data_folder, trained.classes, trained.dataset.input_shape), str(data_folder)
+        elif other_dataset is not None:  # issue 21: what a fine-tuned model still knows of the dataset it came from
+            from mnist_cli.data.folder import other_test_split
+
+            data = other_test_split(other_dataset, trained.classes, trained.dataset.input_shape, data_root_option)
+            where = f"{other_dataset} test split"
+        else:
+            root = data_root_option or data_root(d)
+            data = load_split(d.dataset, root, split.value, d.val_size, cfg.seed, d.test_root, d.skip_bad_files)
+        data = data.to(trained.device)
         per_example = predict_split(trained.model, data, trained.normalization)
         result = summarize(per_example, len(trained.classes))
         table = truth_table(data, per_example) if trained.dataset.kind == "table" else None
@@ -70,10 +95,10 @@ def evaluate_checkpoint(
     from mnist_cli.cli.ui import consoles
 
     stdout, _ = consoles()
-    stdout.print(printable(f"{checkpoint} on the {split.value} split"), markup=False, soft_wrap=True)
+    stdout.print(printable(f"{checkpoint} on {'the ' if data_folder is None else ''}{where}"), markup=False, soft_wrap=True)
     if table is not None:
         stdout.print(truth_table_view(table, cfg.data.dataset))
-    for view in evaluation_views(result, trained.classes, f"{split.value} split"):
+    for view in evaluation_views(result, trained.classes, where):
         stdout.print(view)
 
 

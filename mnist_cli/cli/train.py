@@ -47,6 +47,10 @@ def train(
     data_root: Annotated[
         Path | None, typer.Option(help="Shortcut for --set data.root=DIR: the folder holding MNIST/raw/.")
     ] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(help="Shortcut for --set train.init_from=CHECKPOINT: fine-tune, starting from its weights."),
+    ] = None,
     out: Annotated[
         str | None,
         typer.Option(
@@ -109,6 +113,7 @@ def train(
             "seed": seed,
             "data.root": str(data_root) if data_root is not None else None,
             "train.device": device,
+            "train.init_from": str(init_from) if init_from is not None else None,
         }
         out_dir = Path(out) if out is not None else None
         plan = plan_run(config or config_argument, overrides, shortcuts=shortcuts, resume=resume, out=out_dir)

@@ -136,6 +136,8 @@ class TrainReporter(BarReporter):
                 f"{event.parameters:,} parameters, {event.steps_per_epoch:,} step{'s' if event.steps_per_epoch != 1 else ''} "
                 f"per epoch -> {event.out_dir}"
             )
+            for note in event.notes:
+                self._print(f"note: {note}")
         elif isinstance(event, StepDone) and self.progress is not None:
             step = event.record
             loss = step.loss if step.loss is not None else float("nan")

@@ -27,11 +27,11 @@ class DatasetInfo:
     kind: Literal["images", "table"]
     input_shape: tuple[int, ...]  # one example as the model's input: (1, 28, 28), (1, 8, 8), (2,)
     scale: float  # raw values run 0..scale: inputs are raw / scale (then normalised)
-    classes: tuple[str, ...] | None  # None: read from torchvision's dataset class
+    classes: tuple[str, ...] | None  # None: read from torchvision's dataset class (a folder dataset's: its subfolders)
     # Normalisation constants of raw / scale; None: computed from the dataset's training part when it is loaded.
     mean: float | None
     std: float | None
-    default_val_size: int  # training examples held out for validation unless data.val_size says otherwise
+    default_val_size: int | float  # training examples held out for validation unless data.val_size says otherwise
     torchvision_name: str | None = None  # the torchvision class whose files (MNIST/raw/...) and mirrors it has
 
     @property
@@ -65,6 +65,8 @@ DATASETS: dict[str, DatasetInfo] = {
     # 144 validation digits: about 10% of the 1,437 in the 80% training part.
     "digits": DatasetInfo("digits", "images", (1, 8, 8), 16.0, DIGIT_CLASSES, None, None, 144),
     **{name: _table(name) for name in TABLES},
+    # One's own images (data/folder.py): 28x28 as `mnist predict` prepares them; 10% of the training part validates.
+    "folder": DatasetInfo("folder", "images", (1, 28, 28), 255.0, None, None, None, 0.1),
 }
 
 

@@ -73,16 +73,20 @@ def normalization_for(dataset: str, normalize: bool, train: Split | None = None)
     return Normalization(round(x.mean().item(), 4), round(x.std().item(), 4), info.scale)
 
 
-def class_names(dataset: str) -> list[str]:
+def class_names(dataset: str, root: Path | str | None = None) -> list[str]:
     """Human-readable class names in label order ("0".."9" for MNIST and digits, "0", "1" for truth tables)."""
     info = dataset_info(dataset)
     if info.classes is not None:
         return list(info.classes)
+    if dataset == "folder":  # issue 21: a folder's classes are its subfolders
+        from mnist_cli.data.folder import folder_classes
+
+        return folder_classes(Path(root))
     return list(_torchvision_class(dataset).classes)
 
 
-# (dataset, resolved root) -> (train, test) while `datasets_kept_loaded` is active; None otherwise.
-_kept: dict[tuple[str, str], tuple[Split, Split]] | None = None
+# (dataset, resolved root, test root, skip bad files) -> (train, test) while `datasets_kept_loaded` is active; None otherwise.
+_kept: dict[tuple[str, str, str | None, bool], tuple[Split, Split]] | None = None
 
 
 @contextlib.contextmanager
@@ -99,12 +103,22 @@ def datasets_kept_loaded() -> Iterator[None]:
         _kept = previous
 
 
-def load_dataset(dataset: str, root: Path, download: bool = True) -> tuple[Split, Split]:
-    """Return (train, test) for `dataset` (MNIST-style ones under `root`, verifying and if needed downloading the files)."""
-    key = (dataset, str(Path(root).resolve()))
+def load_dataset(
+    dataset: str, root: Path, download: bool = True, test_root: Path | str | None = None, skip_bad: bool = False
+) -> tuple[Split, Split]:
+    """Return (train, test) for `dataset` (MNIST-style ones under `root`, verifying and if needed downloading the files).
+
+    `test_root` and `skip_bad` concern a folder dataset (data.test_root, data.skip_bad_files).
+    """
+    key = (dataset, str(Path(root).resolve()), str(test_root) if test_root else None, skip_bad)
     if _kept is not None and key in _kept:
         return _kept[key]
-    loaded = _load_any(dataset, root, download)
+    if dataset == "folder":  # issue 21: one's own images, data/folder.py
+        from mnist_cli.data.folder import load_folder
+
+        loaded = load_folder(Path(root), Path(test_root) if test_root else None, skip_bad)
+    else:
+        loaded = _load_any(dataset, root, download)
     if _kept is not None:
         _kept[key] = loaded
     return loaded
@@ -145,19 +159,28 @@ def _load_dataset(dataset: str, root: Path, download: bool) -> tuple[Split, Spli
     return train, test
 
 
-def load_split(dataset: str, root: Path, split: str, val_size: int, seed: int) -> Split:
+def load_split(
+    dataset: str, root: Path, split: str, val_size: int | float, seed: int, test_root: str | None = None, skip_bad: bool = False
+) -> Split:
     """The test split, or the exact validation split a run with this val_size and seed held out."""
-    train_full, test = load_dataset(dataset, root)
+    train_full, test = load_dataset(dataset, root, test_root=test_root, skip_bad=skip_bad)
     if split == "test":
         return test
-    _, val = split_train_val(train_full, val_size, seed)
+    classes = class_names(dataset, root) if dataset == "folder" else None
+    _, val = split_train_val(train_full, val_size, seed, classes)
     if not len(val):
         raise DataError(f"this checkpoint was trained with data.val_size 0 on {dataset}: it has no validation split")
     return val
 
 
-def split_train_val(train: Split, val_size: int, seed: int) -> tuple[Split, Split]:
-    """A deterministic (train, val) split of the training set from `seed`."""
+def split_train_val(train: Split, val_size: int | float, seed: int, classes: list[str] | None = None) -> tuple[Split, Split]:
+    """A deterministic (train, val) split of the training set from `seed`; stratified by class when `classes` are given;
+    a float val_size is a fraction."""
+    if classes is not None:  # issue 21: a folder dataset
+        from mnist_cli.data.folder import stratified_split
+
+        return stratified_split(train, val_size, seed, classes, "validation")
+    val_size = round(val_size * len(train)) if isinstance(val_size, float) else val_size
     if val_size >= len(train):
         raise DataError(f"data.val_size ({val_size}) leaves no training images out of {len(train)}")
     g = torch.Generator().manual_seed(seed)

@@ -51,7 +51,8 @@ def build_report(path: Path | str, out: Path | None = None, root: Path | None = 
         raise CheckpointError(f"{run.run_dir}: no best.pt or last.pt to read the weights from")
     trained = load_trained(run.checkpoint, "cpu")
     cfg = trained.config
-    test = load_split(cfg.data.dataset, root or data_root(cfg.data), "test", cfg.data.val_size, cfg.seed)
+    d = cfg.data
+    test = load_split(d.dataset, root or data_root(d), "test", d.val_size, cfg.seed, d.test_root, d.skip_bad_files)
     predictions = predict_split(trained.model, test, trained.normalization)
     evaluation = summarize(predictions, len(trained.classes))
     wrong = (predictions.predictions != predictions.labels).nonzero().flatten()

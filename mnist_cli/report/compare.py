@@ -137,7 +137,9 @@ def _row(name: str, run: RunRecord, settings: dict[str, Any]) -> ComparedRun:
         name=name,
         path=run.run_dir.path,
         settings=settings,
-        parameters=parameter_count(cfg.model, dataset_info(cfg.data.dataset).in_features, len(class_names(cfg.data.dataset))),
+        parameters=parameter_count(
+            cfg.model, dataset_info(cfg.data.dataset).in_features, len(class_names(cfg.data.dataset, cfg.data.root))
+        ),
         epochs=run.epochs_done,
         best_val_accuracy=max(vals) if vals else None,
         test_accuracy=test,

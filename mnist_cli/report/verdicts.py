@@ -184,7 +184,7 @@ def not_learning(run: RunRecord) -> Verdict | None:
     accuracy, source = (max(val), "validation") if val else (run.metrics[-1].train_accuracy, "training")
     if accuracy is None:
         return None
-    chance = 1 / len(class_names(run.config.data.dataset))
+    chance = 1 / len(class_names(run.config.data.dataset, run.config.data.root))
     # Capped halfway from chance to 100%: with 2 classes (truth tables) a multiple of chance would pass 100%.
     if accuracy >= min(NOT_LEARNING_FACTOR * chance, (1 + chance) / 2):
         return None

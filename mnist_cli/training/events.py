@@ -22,6 +22,7 @@ class RunStarted:
     steps_per_epoch: int
     epochs: int
     out_dir: str
+    notes: tuple[str, ...] = ()  # what the user should know before the run starts (train.init_from's classes)
 
 
 @dataclass(frozen=True)

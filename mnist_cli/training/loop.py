@@ -34,6 +34,7 @@ from mnist_cli.optim import make_optimizer, make_scheduler
 from mnist_cli.record import EpochMetrics, StepRecord, TestRecord
 from mnist_cli.training.events import DryRun, Event, RunStarted, StepDone, TrainResult
 from mnist_cli.training.guard import LossGuard
+from mnist_cli.training.init_from import initial_weights, matching_weights
 from mnist_cli.training.plan import config_differences
 from mnist_cli.training.preflight import check_resources
 from mnist_cli.training.probe import HealthProbe, probe_batch
@@ -68,6 +69,7 @@ class Run:
     draws: bool  # a step draws random numbers (dropout, augmentation): seed them from its global step
     history: list[EpochMetrics] = field(default_factory=list)  # the epoch records so far, resumed ones included
     best_state: dict[str, torch.Tensor] | None = None  # best.pt's weights, kept for the final test
+    notes: tuple[str, ...] = ()  # for RunStarted: what the run started from (train.init_from)
 
     def checkpoint(self, metrics: dict[str, Any], epoch: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         return build_checkpoint(
@@ -116,7 +118,7 @@ def train(
             run_dir.remove_previous_run()  # under the lock: never another live run's files
         run = set_up(cfg, run_dir, device, splits, resume_from)
         splits_n = len(run.train_split), len(run.val_split), len(run.test_split)
-        on_event(RunStarted(str(device), parameters, *splits_n, run.steps, cfg.train.epochs, str(run_dir)))
+        on_event(RunStarted(str(device), parameters, *splits_n, run.steps, cfg.train.epochs, str(run_dir), run.notes))
         for epoch in range(run.state.epoch, cfg.train.epochs + 1):
             train_epoch(run, epoch, on_event, should_stop)
             saved = end_epoch(run, epoch, on_event)
@@ -137,13 +139,20 @@ def preflight(
     (train, val, test) splits and the model's parameter count.
     """
     device = resolve_device(cfg.train.device)
-    train_full, test = load_dataset(cfg.data.dataset, data_root(cfg.data), download=not dry_run)
+    data = cfg.data
+    train_full, test = load_dataset(data.dataset, data_root(data), not dry_run, data.test_root, data.skip_bad_files)
     run_dir.prepare(create=False)
     if resume_from is None:
         run_dir.refuse_to_replace(overwrite)
-    train_split, val_split = split_train_val(train_full, cfg.data.val_size, cfg.seed)
+    classes = class_names(cfg.data.dataset, cfg.data.root)
+    stratify = classes if cfg.data.dataset == "folder" else None
+    train_split, val_split = split_train_val(train_full, cfg.data.val_size, cfg.seed, stratify)
     in_features = train_full.images[0].numel()
-    parameters = parameter_count(cfg.model, in_features, len(class_names(cfg.data.dataset)))
+    parameters = parameter_count(cfg.model, in_features, len(classes))
+    if cfg.train.init_from and resume_from is None:  # a checkpoint that cannot start this run is refused before any write
+        with torch.device("meta"):  # shapes only, nothing allocated
+            shapes = build_model(cfg.model, in_features, len(classes))
+        matching_weights(shapes, cfg.train.init_from, classes)
     check_resources(cfg, run_dir, device, parameters, in_features, train_full.images.nbytes + test.images.nbytes)
     return device, (train_split, val_split, test), parameters
 
@@ -154,9 +163,12 @@ def set_up(
     """Data on the device, a seeded model, optimizer and schedule; a resumed run's state and record put back."""
     # The whole dataset lives on the training device as uint8; batches are gathers from it.
     train_split, val_split, test_split = (s.to(device) for s in splits)
-    classes = class_names(cfg.data.dataset)
+    classes = class_names(cfg.data.dataset, cfg.data.root)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, train_split.images[0].numel(), len(classes)).to(device)
+    model = build_model(cfg.model, train_split.images[0].numel(), len(classes))
+    # Fine-tuning (issue 21): a new run starts from train.init_from's weights; a resumed one from its last.pt.
+    notes, start_norm = initial_weights(model, cfg.train.init_from, classes, resume_from) if cfg.train.init_from else ((), None)
+    model = model.to(device)
     optimizer = make_optimizer(model, cfg.train)
     steps = len(batch_sizes(len(train_split), cfg.train.batch_size))
     scheduler = make_scheduler(optimizer, cfg.train, steps)
@@ -167,7 +179,7 @@ def set_up(
     # The event log first: a folder holding one holds a run (RunDir.refuse_to_replace).
     record.write_events(run_dir.events, records)
     atomic_write(run_dir.config, lambda f: f.write(to_yaml(cfg).encode()))
-    norm = normalization_for(cfg.data.dataset, cfg.data.normalize, train_split)
+    norm = start_norm or normalization_for(cfg.data.dataset, cfg.data.normalize, train_split)
     health = None
     if cfg.train.health:
         probes = probe_batch(val_split, train_split, norm, cfg.seed)
@@ -194,6 +206,7 @@ def set_up(
         draws=cfg.model.dropout > 0 or cfg.data.augment.enabled,
         history=[r for r in records if isinstance(r, EpochMetrics)],
         best_state=best_state,
+        notes=notes,
     )
 
 
