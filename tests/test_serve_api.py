@@ -6,6 +6,7 @@ import base64
 import http.client
 import io
 import json
+import re
 import shutil
 import socket
 import struct
@@ -24,10 +25,10 @@ from hypothesis import strategies as st
 from PIL import Image
 from server_process import interrupt, start_serve
 
-from mnist_cli.cli.serve import is_loopback, page_url
 from mnist_cli.inference.trained import load_trained
 from mnist_cli.serving.app import create_app
 from mnist_cli.serving.limits import MAX_BODY_BYTES
+from mnist_cli.serving.server import is_loopback, page_url
 
 FUZZ_BODY_LIMIT = 64 * 2**10  # the fuzzed app refuses bodies over 64 KiB, so 413s cost little to provoke
 
@@ -248,7 +249,11 @@ def test_the_page_and_its_files_are_served_with_no_outside_assets(client):
         assert r.status_code == 200, asset
         assert "http://" not in r.text and "https://" not in r.text, asset
     assert "http" not in html.text.replace('href="/', "")
-    assert client.get("/docs").status_code == 200
+    links = re.findall(r'href="([^"]+)"', html.text)
+    assert "/openapi.json" in links
+    for link in links:  # the API link too: Swagger UI's /docs loads its scripts from a CDN, blank offline
+        r = client.get(link)
+        assert r.status_code == 200 and "https://" not in r.text and "http://" not in r.text, link
     assert "/api/predict" in client.get("/openapi.json").json()["paths"]
 
 

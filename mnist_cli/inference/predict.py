@@ -15,7 +15,7 @@ from mnist_cli.data.datasets import Normalization
 from mnist_cli.data.loader import to_inputs
 from mnist_cli.errors import ImageError, SaveError
 from mnist_cli.inference.image_files import decode, read_source
-from mnist_cli.inference.preprocess import Invert, Preparer, preparer_for, to_mnist
+from mnist_cli.inference.preprocess import Invert, preparer_for
 
 if TYPE_CHECKING:
     from mnist_cli.inference.trained import TrainedModel
@@ -50,28 +50,14 @@ class Failure:
         return asdict(self)
 
 
-def load_image(source: str | Path, invert: Invert = "auto", stdin: io.BufferedIOBase | None = None) -> torch.Tensor:
-    """An image file (or `-` for stdin) -> uint8 (28, 28), light digit on dark like MNIST; errors name the file."""
-    try:
-        return _prepare(str(source), invert, stdin)
-    except ImageError as e:
-        raise ImageError(f"{display_name(str(source))}: {e}") from None
-
-
-def _prepare(source: str, invert: Invert, stdin: io.BufferedIOBase | None, prepare: Preparer = to_mnist) -> torch.Tensor:
-    return torch.from_numpy(prepare(read_source(source, stdin), invert))
-
-
 def predict_bytes(
     data: bytes, name: str, trained: TrainedModel, *, top_k: int = 3, min_confidence: float = 0.0, invert: Invert = "auto"
 ) -> tuple[Prediction, torch.Tensor]:
     """An image file's bytes -> (its Prediction, probabilities of every class (classes,)), as `predict_sources` makes them.
 
-    The same reading (`decode`), preprocessing (`to_mnist`; `to_digits` for digits) and forward pass as `mnist predict`;
-    raises ImageError with predict's message when the bytes are not an image or hold no digit.
+    The same reading (`decode`), preprocessing and forward pass as `mnist predict`; raises ImageError with predict's
+    message when the bytes are not an image or hold no digit.
     """
-    if trained.dataset.kind != "images":
-        raise ImageError(f"this model was trained on the {trained.dataset.name} truth table: it takes no images")
     x = torch.from_numpy(preparer_for(trained.dataset.name)(decode(data), invert))  # uint8 (28, 28), (8, 8) for digits
     probs = classify(trained.model, x[None], trained.normalization)  # (1, classes)
     (p,) = predictions([name], probs, trained.classes, top_k, min_confidence)
@@ -101,33 +87,28 @@ def predictions(
 
 def predict_sources(
     sources: list[str],
-    model: nn.Module,
-    norm: Normalization,
-    classes: list[str],
+    trained: TrainedModel,
     *,
     top_k: int = 3,
     min_confidence: float = 0.0,
     invert: Invert = "auto",
     stdin: io.BufferedIOBase | None = None,
-    prepare: Preparer = to_mnist,
 ) -> list[Prediction | Failure]:
-    """One result per source, in order: a Prediction, or a Failure naming the file and the reason.
-
-    `prepare` makes an image into the model's input (`preprocess.preparer_for(dataset)`), raw values 0..norm.scale.
-    """
+    """One result per source, in order: a Prediction, or a Failure naming the file and the reason."""
+    prepare, norm = preparer_for(trained.dataset.name), trained.normalization
     inputs: dict[int, torch.Tensor] = {}
     results: list[Prediction | Failure | None] = [None] * len(sources)
     for i, source in enumerate(sources):
         try:
-            inputs[i] = _prepare(source, invert, stdin, prepare)
+            inputs[i] = torch.from_numpy(prepare(read_source(source, stdin), invert))
         except ImageError as e:
             results[i] = Failure(display_name(source), str(e))
     if inputs:
         batch = torch.stack(list(inputs.values()))  # uint8 (N, side, side), all images in one forward pass
-        probs = classify(model, batch, norm)
-        names = [sources[i] for i in inputs]
-        for i, p, x in zip(inputs, predictions(names, probs, classes, top_k, min_confidence), picture(batch, norm), strict=True):
-            results[i] = replace(p, path=display_name(sources[i]), input=x.numpy())
+        probs = classify(trained.model, batch, norm)
+        found = predictions([display_name(sources[i]) for i in inputs], probs, trained.classes, top_k, min_confidence)
+        for i, p, x in zip(inputs, found, picture(batch, norm), strict=True):
+            results[i] = replace(p, input=x.numpy())
     return [r for r in results if r is not None]
 
 

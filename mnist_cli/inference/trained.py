@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from mnist_cli.checkpoint import FORMAT_1_INPUT, checkpoints_root, config_from_checkpoint, load_checkpoint
+from mnist_cli.checkpoint import FORMAT_1_INPUT, config_from_checkpoint, load_checkpoint
 from mnist_cli.config import Config
 from mnist_cli.data.catalog import DatasetInfo, dataset_info
 from mnist_cli.data.datasets import Normalization
@@ -106,12 +106,3 @@ def _rebuild(ckpt: dict[str, Any], cfg: Config, path: Path) -> MLP:
     except (RuntimeError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{path}: weights do not match the stored architecture ({first_line(e)})") from None
     return model.eval()
-
-
-def newest_checkpoint(root: Path | None = None, name: str = "best.pt") -> Path:
-    """The most recently written `root/**/best.pt`."""
-    root = Path(root) if root is not None else checkpoints_root()
-    found = sorted(root.glob(f"**/{name}"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
-    if not found:
-        raise CheckpointError(f"no {name} under {root}/; train one with `mnist train` or pass --checkpoint")
-    return found[-1]
