@@ -224,3 +224,52 @@ def test_what_the_page_sends_gets_the_same_answer_from_mnist_predict(page, serve
     assert cli_input.shape == (28, 28)
     assert np.array_equal(cli_input, api_input)
     assert np.array_equal(cli_input, page_input)
+
+
+def test_every_refusal_from_the_api_is_shown_in_its_words(page, test_digits):
+    """Not "draw a digit" for every 422 of the canvas: the page shows what the server said."""
+    digits, _ = test_digits
+    detail = "8000x8000 RGBA is too large to decode (244 MiB; at most 64 MiB)"
+    page.route("**/api/predict", lambda route: route.fulfill(status=422, json={"detail": detail}))
+    draw(page, place(strokes(digits[0]), 10.0, (0.0, 0.0)))
+    assert shown(page) == "no prediction"
+    assert page.inner_text("#message") == detail
+    page.route("**/api/predict", lambda route: route.fulfill(status=503, body="Service Unavailable"))
+    draw(page, place(strokes(digits[0]), 10.0, (0.0, 0.0)))
+    assert page.inner_text("#message") == "503 Service Unavailable"
+
+
+def test_the_api_link_works_offline(browser, served):
+    """Nothing but the server itself can be reached (no CDN): the page's API link still shows the API."""
+    url, _ = served
+    p = browser.new_page()
+    p.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url) else route.abort())
+    try:
+        p.goto(url)
+        p.click("footer a")
+        p.wait_for_load_state("load")
+        assert "/api/predict" in p.inner_text("body")
+    finally:
+        p.close()
+
+
+def test_a_page_from_another_site_cannot_use_the_api(browser, served, test_digits):
+    """A foreign page may post a multipart form to 127.0.0.1 (no CORS preflight for that): the server refuses it."""
+    url, _ = served
+    buf = io.BytesIO()
+    Image.fromarray(255 - np.asarray(Image.fromarray(test_digits[0][0]).resize((200, 200)))).save(buf, "PNG")
+    png = base64.b64encode(buf.getvalue()).decode()
+    script = f"""<script>
+      const bytes = Uint8Array.from(atob("{png}"), c => c.charCodeAt(0));
+      const form = new FormData();
+      form.append("image", new Blob([bytes], {{type: "image/png"}}), "digit.png");
+      fetch("{url}api/predict", {{method: "POST", mode: "no-cors", body: form}});
+    </script>"""
+    p = browser.new_page()
+    p.route("http://evil.test/", lambda route: route.fulfill(content_type="text/html", body=script))
+    try:
+        with p.expect_response(lambda r: r.url == f"{url}api/predict") as answer:
+            p.goto("http://evil.test/")
+        assert answer.value.status == 403
+    finally:
+        p.close()
