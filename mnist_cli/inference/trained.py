@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +28,11 @@ class TrainedModel:
     metrics: dict[str, Any]  # the saved epoch's metrics; best.pt adds test_accuracy and test_loss
     epoch: int
     device: torch.device
-    checkpoint: dict[str, Any] = field(repr=False)  # the file's contents as loaded (weights on the CPU)
 
     @property
     def dataset(self) -> DatasetInfo:
         """What the model was trained on: input shape, raw scale, kind (images or a truth table)."""
         return dataset_info(self.config.data.dataset)
-
-    @property
-    def in_features(self) -> int:
-        return self.model.hidden[0].linear.in_features if len(self.model.hidden) else self.model.output.in_features
 
     @property
     def parameters(self) -> int:
@@ -46,7 +41,7 @@ class TrainedModel:
     @property
     def architecture(self) -> str:
         """'784-512-512-10'."""
-        return architecture(self.in_features, self.config.model.hidden_widths, len(self.classes))
+        return architecture(self.dataset.in_features, self.config.model.hidden_widths, len(self.classes))
 
     @property
     def test_accuracy(self) -> float | None:
@@ -78,7 +73,6 @@ def load_trained(path: Path | str, device: torch.device | str = "cpu") -> Traine
         metrics=dict(metrics) if isinstance(metrics, dict) else {},
         epoch=epoch if isinstance(epoch, int) else 0,
         device=device,
-        checkpoint=ckpt,
     )
 
 

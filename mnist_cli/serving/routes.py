@@ -80,8 +80,8 @@ async def predict(
 
 def predict_json(data: bytes, name: str, trained: TrainedModel, *, top_k: int, min_confidence: float) -> PredictResponse:
     """predict_bytes's answer as the API's response: predict's JSON entry + probabilities + the 28x28 input."""
-    p, probs = predict_bytes(data, name, trained, top_k=top_k, min_confidence=min_confidence)
-    return PredictResponse(**p.as_dict(), probabilities=probs.tolist(), input=png_base64(p.input))
+    p = predict_bytes(data, name, trained, top_k=top_k, min_confidence=min_confidence)
+    return PredictResponse(**p.as_dict(), probabilities=p.probabilities, input=png_base64(p.input))
 
 
 def png_base64(pixels: np.ndarray) -> str:
