@@ -17,12 +17,6 @@ SWEEP_RUN_MARKER = "sweep-run.json"  # sweep/run.py writes it beside each finish
 
 
 @dataclass(frozen=True)
-class Choice:
-    path: Path
-    why: str  # "" when it was the only checkpoint there was, else ": the best test accuracy of ..."
-
-
-@dataclass(frozen=True)
 class _Found:
     path: Path
     images: bool  # trained on images (not a truth table)
@@ -30,9 +24,9 @@ class _Found:
     mtime: float
 
 
-def choose_checkpoint(root: Path | None = None) -> Choice:
-    """The image model with the best test accuracy under `root` (newest first on ties), sweep runs only as a last
-    resort; raises CheckpointError when there is none."""
+def choose_checkpoint(root: Path | None = None) -> tuple[Path, str]:
+    """(path, why): the image model with the best test accuracy under `root` (newest first on ties), sweep runs only
+    as a last resort; `why` is "" when there was nothing to choose from. Raises CheckpointError when there is none."""
     root = Path(root) if root is not None else checkpoints_root()
     every = sorted(root.glob("**/best.pt")) if root.is_dir() else []
     if not every:
@@ -57,9 +51,9 @@ def choose_checkpoint(root: Path | None = None) -> Choice:
     best = max(pool, key=lambda f: (f.accuracy, f.mtime))
     skipped = ", ".join(f"{n} {kind}{'s' * (n > 1)}" for kind, n in left_out.items() if n)
     if len(pool) == 1 and not skipped:
-        return Choice(best.path, "")
+        return best.path, ""
     why = f": the best test accuracy of {len(pool)} {of_what}" + (f" (left out: {skipped})" if skipped else "")
-    return Choice(best.path, why + "; -m picks another")
+    return best.path, why + "; -m picks another"
 
 
 def _in_sweep(path: Path, root: Path) -> bool:
@@ -85,11 +79,11 @@ def image_model(checkpoint: Path | None, command: str, device: str | torch.devic
 
     A truth-table model is refused in one line that says what to do instead.
     """
-    choice = choose_checkpoint() if checkpoint is None else None
-    trained = load_trained(checkpoint if choice is None else choice.path, device)
+    path, why = choose_checkpoint() if checkpoint is None else (checkpoint, None)
+    trained = load_trained(path, device)
     if trained.dataset.kind != "images":
         raise MnistError(
             f"{trained.path} was trained on the {trained.dataset.name} truth table: {command} takes no images; "
             f"`mnist eval {trained.path}` prints its outputs for the four points"
         )
-    return trained, choice and f"using checkpoint {trained.path} ({trained.describe()}){choice.why}"
+    return trained, None if why is None else f"using checkpoint {trained.path} ({trained.describe()}){why}"

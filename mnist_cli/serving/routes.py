@@ -61,16 +61,8 @@ async def predict(
 ) -> PredictResponse:
     """The digit in an image, read and prepared exactly as `mnist predict` does."""
     serving = request.app.state.serving
-    t = serving.trained
-    data = await image.read()
-    run = partial(
-        predict_json,
-        data,
-        image.filename or "upload",
-        t,
-        top_k=serving.top_k,
-        min_confidence=serving.min_confidence,
-    )
+    options = {"top_k": serving.top_k, "min_confidence": serving.min_confidence}
+    run = partial(predict_json, await image.read(), image.filename or "upload", serving.trained, **options)
     try:
         # Off the event loop: decoding and the forward pass would otherwise stall every other request.
         return await anyio.to_thread.run_sync(run, limiter=serving.limiter)
@@ -78,9 +70,9 @@ async def predict(
         raise HTTPException(422, str(e)) from None
 
 
-def predict_json(data: bytes, name: str, trained: TrainedModel, *, top_k: int, min_confidence: float) -> PredictResponse:
+def predict_json(data: bytes, name: str, trained: TrainedModel, **options) -> PredictResponse:
     """predict_bytes's answer as the API's response: predict's JSON entry + probabilities + the 28x28 input."""
-    p = predict_bytes(data, name, trained, top_k=top_k, min_confidence=min_confidence)
+    p = predict_bytes(data, name, trained, **options)
     return PredictResponse(**p.as_dict(), probabilities=p.probabilities, input=png_base64(p.input))
 
 
