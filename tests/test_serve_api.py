@@ -512,3 +512,18 @@ def test_ctrl_c_while_the_model_loads_stops_before_serving(trained_checkpoint):
     proc.send_signal(signal.SIGINT)
     code, out, err = finish(proc)
     assert (code, out, err.splitlines()) == (130, "", ["", "SIGINT: stopping before the server starts"])
+
+
+def test_collect_keeps_only_images_under_known_labels(client, trained, tmp_path):
+    assert post_to(client, "/api/collect/7", digit_png()) == (404, {"detail": "not collecting"})
+    with TestClient(create_app(trained, collect=tmp_path)) as c:
+        assert post_to(c, "/api/collect/x", digit_png()) == (404, {"detail": "no class 'x'"})
+        assert post_to(c, "/api/collect/7", b"text") == (422, {"detail": "not a readable image (unknown format)"})
+        assert post_to(c, "/api/collect/7", digit_png()) == (200, {"saved": str(tmp_path / "7" / "drawing.png")})
+        assert post_to(c, "/api/collect/7", digit_png())[1] == {"saved": str(tmp_path / "7" / "drawing-2.png")}
+    assert (tmp_path / "7" / "drawing.png").read_bytes() == digit_png() and len(list(tmp_path.rglob("*"))) == 3
+
+
+def post_to(client, path: str, data: bytes) -> tuple[int, dict]:
+    r = client.post(path, files={"image": ("x.png", data, "image/png")})
+    return r.status_code, r.json()

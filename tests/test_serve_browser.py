@@ -275,3 +275,23 @@ def test_a_page_from_another_site_cannot_use_the_api(browser, served, test_digit
         assert answer.value.status == 403
     finally:
         p.close()
+
+
+def test_collect_saves_the_drawing_under_its_label(browser, real_checkpoint, test_digits, tmp_path):
+    """serve --collect DIR: a row of "save as" buttons; each saves the canvas as DIR/<label>/drawing.png."""
+    digits, _ = test_digits
+    proc, url = start_serve("-m", real_checkpoint, "--collect", tmp_path / "mine")
+    p = browser.new_page(viewport={"width": 900, "height": 700})
+    try:
+        p.goto(url)
+        p.wait_for_function("!document.getElementById('collect').hidden")
+        draw(p, place(strokes(digits[0]), 10.0, (0.0, 0.0)))
+        p.click("text=save as 7")
+        p.wait_for_function("document.getElementById('message').textContent.startsWith('saved')")
+        saved = tmp_path / "mine" / "7" / "drawing.png"
+        assert p.inner_text("#message") == f"saved {saved}"
+        assert Image.open(saved).size == (CANVAS, CANVAS)
+    finally:
+        p.close()
+        code, err = interrupt(proc)
+    assert code == 0, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,6 +20,9 @@ def serve(
     min_confidence: Annotated[
         float, typer.Option("--min-confidence", min=0.0, max=1.0, help="Mark predictions below this probability uncertain.")
     ] = 0.5,
+    collect: Annotated[
+        Path | None, typer.Option("--collect", help="Show 'save as' buttons that save drawings as DIR/<label>/*.png.")
+    ] = None,
 ) -> None:
     """Draw a digit in the browser and watch the network read it.
 
@@ -37,7 +41,7 @@ def serve(
 
         trained, chosen = image_model(checkpoint, "serve")
         sock = listen(host, port)
-        web_app = create_app(trained, min_confidence=min_confidence, hosts=allowed_hosts(host))
+        web_app = create_app(trained, min_confidence=min_confidence, hosts=allowed_hosts(host), collect=collect)
     if stop():
         sock.close()
         raise typer.Exit(stop.exit_code)

@@ -6,6 +6,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import torch
@@ -33,6 +34,7 @@ class Serving:
     trained: TrainedModel
     top_k: int
     min_confidence: float
+    collect: Path | None = None  # serve --collect: drawings saved as DIR/<label>/drawing-N.png
     limiter: anyio.CapacityLimiter | None = None  # made in `lifespan`, inside the server's event loop
 
 
@@ -43,12 +45,13 @@ def create_app(
     top_k: int = 3,
     max_body: int = MAX_BODY_BYTES,
     hosts: frozenset[str] | None = None,
+    collect: Path | None = None,
 ) -> FastAPI:
     """The app serving `trained`: GET / (the page), POST /api/predict, GET /api/model, GET /healthz.
 
     `hosts`: the Host names requests may carry (None: any); see limits.Guard.
     """
-    serving = Serving(trained, top_k, min_confidence)
+    serving = Serving(trained, top_k, min_confidence, collect)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -172,11 +172,35 @@ document.getElementById("upload").addEventListener("change", (e) => {
   e.target.value = "";
 });
 
+function showCollect() {
+  // serve --collect DIR: one button per class saves the canvas as DIR/<label>/drawing-N.png
+  const row = document.getElementById("collect");
+  row.replaceChildren(...classes.map((name) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = "save as " + name;
+    b.addEventListener("click", () => canvas.toBlob(async (blob) => {
+      const form = new FormData();
+      form.append("image", blob, "canvas.png");
+      try {
+        const r = await fetch("/api/collect/" + encodeURIComponent(name), { method: "POST", body: form });
+        const body = await r.json().catch(() => ({}));
+        message.textContent = r.ok ? "saved " + body.saved : (body.detail || r.status + " " + r.statusText);
+      } catch (err) {
+        message.textContent = "cannot reach the server (" + err.message + ")";
+      }
+    }, "image/png"));
+    return b;
+  }));
+  row.hidden = false;
+}
+
 async function loadModel() {
   const el = document.getElementById("model");
   try {
     const m = await (await fetch("/api/model")).json();
     classes = m.classes;
+    if (m.collect) showCollect();
     const acc = m.test_accuracy === null ? "not yet tested" : "test accuracy " + (100 * m.test_accuracy).toFixed(2) + "%";
     el.textContent = m.checkpoint + " \u2014 " + m.architecture + ", " + m.parameters.toLocaleString("en") + " parameters, " + acc;
   } catch (err) {
