@@ -107,6 +107,29 @@ def load(port: int, pngs: list[bytes], requests: int, clients: int, deadline_s: 
     }
 
 
+def cpu_per_request(checkpoint: Path, images: np.ndarray, requests: int = 200) -> dict:
+    """CPU time of one POST /api/predict, app and client in this process (TestClient): a figure that another job on
+    the machine moves far less than it moves latency. The client's share (building and parsing) is included."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from mnist_cli.inference.trained import load_trained
+    from mnist_cli.serving.app import create_app
+
+    bodies = [multipart(p) for p in digit_pngs(images)]
+    with TestClient(create_app(load_trained(checkpoint))) as client:
+        for body, ctype in bodies[:10]:  # warm-up: first calls, lazy imports
+            client.post("/api/predict", content=body, headers={"content-type": ctype})
+        t0 = time.process_time()
+        statuses = [
+            client.post("/api/predict", content=body, headers={"content-type": ctype}).status_code
+            for body, ctype in itertools.islice(itertools.cycle(bodies), requests)
+        ]
+        cpu = time.process_time() - t0
+    return {"requests": requests, "errors": sum(s != 200 for s in statuses), "cpu_ms_per_request": 1000 * cpu / requests}
+
+
 def serve_load(checkpoint: Path, images: np.ndarray, env: dict[str, str], requests=500, clients=8, deadline_s=120.0) -> dict:
     """Start `mnist serve`, warm it up, load it, stop it with Ctrl-C; the load figures."""
     pngs = digit_pngs(images)

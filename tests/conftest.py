@@ -381,3 +381,31 @@ def write_digit_folder(root: Path, names: list[str], per_class: int, start: int 
             folder.mkdir(parents=True, exist_ok=True)
             ImageOps.invert(ink).save(folder / f"{i}.{'jpg' if i % 2 else 'png'}")
     return root
+
+
+# --- predict and serve ---
+
+
+@pytest.fixture(scope="session")
+def xor_checkpoint(tmp_path_factory) -> Path:
+    """A truth-table model: what the XOR tutorial leaves under checkpoints/, and neither predict nor serve can use."""
+    from mnist_cli.config import load_config
+    from mnist_cli.training.loop import train
+
+    out = tmp_path_factory.mktemp("xor")
+    cfg = write_config(out / "xor.yaml", data={"dataset": "xor", "val_size": 0}, model={"depth": 1, "width": 3})
+    train(load_config(cfg), out / "run")
+    return out / "run" / "best.pt"
+
+
+def place_checkpoint(source: Path, folder: Path, mtime: float) -> Path:
+    """Copy `source` to folder/best.pt under $MNIST_CHECKPOINT_DIR, dated `mtime` (seconds since the epoch)."""
+    import shutil
+
+    path = Path(os.environ["MNIST_CHECKPOINT_DIR"]) / folder / "best.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, path)
+    if (source.parent / "result.json").exists():  # the run's final test, which the choice reads
+        shutil.copy(source.parent / "result.json", path.parent)
+    os.utime(path, (mtime, mtime))
+    return path

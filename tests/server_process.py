@@ -13,11 +13,16 @@ REPO = Path(__file__).resolve().parents[1]
 READY_S = 60  # seconds for the server to load its checkpoint and print its URL (the machine is shared)
 
 
-def start_serve(*args: str | Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """(process, URL) of `mnist serve --port 0 ARGS...` from this tree; the URL is its first stdout line's."""
-    env = {**(env or os.environ), "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+def serve_process(*args: str | Path) -> subprocess.Popen:
+    """`mnist serve --port 0 ARGS...` from this tree, its output piped."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "mnist_cli", "serve", "--port", "0", *map(str, args)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def start_serve(*args: str | Path) -> tuple[subprocess.Popen, str]:
+    """(process, URL) of `mnist serve --port 0 ARGS...`; the URL is its first stdout line's."""
+    proc = serve_process(*args)
     timer = threading.Timer(READY_S, proc.kill)  # a server that never prints is killed, so readline returns
     timer.start()
     try:
@@ -30,12 +35,19 @@ def start_serve(*args: str | Path, env: dict[str, str] | None = None) -> tuple[s
     return proc, line.split()[2]
 
 
-def interrupt(proc: subprocess.Popen, timeout: float = 30) -> tuple[int, str]:
-    """Ctrl-C (SIGINT) the server and wait: (exit code, stderr)."""
-    proc.send_signal(signal.SIGINT)
+def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int | None, str, str]:
+    """Wait for the process: (exit code, stdout, stderr); (None, ...) if it was still running and had to be killed."""
     try:
-        _, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
     except subprocess.TimeoutExpired:
         proc.kill()
-        _, err = proc.communicate()
-    return proc.returncode, err
+        out, err = proc.communicate()
+        return None, out, err
+
+
+def interrupt(proc: subprocess.Popen, timeout: float = 30) -> tuple[int | None, str]:
+    """Ctrl-C (SIGINT) the server and wait: (exit code, stderr)."""
+    proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc, timeout)
+    return code, err

@@ -331,8 +331,7 @@ def test_auto_polarity_agrees_with_the_forced_one():
 def synthetic_model(trained_checkpoint):
     from mnist_cli.inference.trained import load_trained
 
-    trained = load_trained(trained_checkpoint)
-    return trained.model, trained.normalization, trained.classes
+    return load_trained(trained_checkpoint)
 
 
 def assert_prediction_or_error(results, n: int) -> None:
@@ -357,7 +356,7 @@ def test_arbitrary_bytes_give_a_prediction_or_an_error(data, header, synthetic_m
 
     path = tmp_path / "any.img"
     path.write_bytes(header + data)
-    assert_prediction_or_error(predict_sources([str(path)], *synthetic_model), 1)
+    assert_prediction_or_error(predict_sources([str(path)], synthetic_model), 1)
 
 
 MODES = ["1", "L", "P", "RGB", "RGBA", "LA", "I;16", "I", "F", "CMYK"]
@@ -391,7 +390,7 @@ def test_arbitrary_small_images_give_a_prediction_or_an_error(mode, fmt, height,
         img.save(path, fmt)
     except (OSError, ValueError, KeyError):
         return  # this format cannot store this mode; nothing to read
-    assert_prediction_or_error(predict_sources([str(path)], *synthetic_model), 1)
+    assert_prediction_or_error(predict_sources([str(path)], synthetic_model), 1)
 
 
 def test_a_fine_pen_on_a_big_page_keeps_mnist_thick_strokes():

@@ -1,21 +1,19 @@
-"""`mnist predict` without -m says which checkpoint it chose and what that model is; --device picks where it runs."""
+"""Which checkpoint predict and serve use without -m, and the line that says which and why; --device picks where."""
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import assert_clean_error, invoke, place_checkpoint
 from PIL import Image
-from typer.testing import CliRunner
+from server_process import finish, serve_process
 
-from mnist_cli.cli import app
 from mnist_cli.inference.trained import load_trained
-
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -25,33 +23,65 @@ def digit(tmp_path) -> Path:
     return path
 
 
-def test_the_chosen_checkpoint_is_named_with_its_architecture_and_accuracy(trained_checkpoint, digit):
-    chosen = Path(os.environ["MNIST_CHECKPOINT_DIR"]) / "tiny" / "best.pt"
-    chosen.parent.mkdir(parents=True)
-    shutil.copy(trained_checkpoint, chosen)
-    shutil.copy(trained_checkpoint.parent / "result.json", chosen.parent)  # the final test, beside the model
+def test_the_only_checkpoint_is_named_with_its_architecture_and_accuracy(trained_checkpoint, digit):
+    chosen = place_checkpoint(trained_checkpoint, Path("tiny"), 1e9)
     accuracy = load_trained(chosen).test_accuracy
-    r = runner.invoke(app, ["predict", str(digit)])
+    r = invoke("predict", digit)
     assert r.exit_code == 0, r.output
-    assert r.stderr.splitlines()[0] == f"using checkpoint {chosen} (784-32-10, test accuracy {accuracy:.2%})"
+    assert r.stderr.splitlines() == [f"using checkpoint {chosen} (784-32-10, test accuracy {accuracy:.2%})"]
+
+
+def test_newer_truth_table_and_sweep_runs_do_not_shadow_the_image_model(trained_checkpoint, xor_checkpoint, digit):
+    """After the XOR tutorial and a sweep, predict still uses the user's model, and says what it left out."""
+    chosen = place_checkpoint(trained_checkpoint, Path("default"), 1e9)
+    place_checkpoint(xor_checkpoint, Path("tutorial-xor"), 2e9)
+    place_checkpoint(trained_checkpoint, Path("sweeps/tiny-width/model.width=16/seed=0"), 3e9)
+    r = invoke("predict", digit, "--json")
+    assert r.exit_code == 0, r.output
+    accuracy = load_trained(chosen).test_accuracy
+    assert r.stderr.splitlines() == [
+        f"using checkpoint {chosen} (784-32-10, test accuracy {accuracy:.2%}): the best test accuracy of 1 image models "
+        f"under {chosen.parents[1]}/ (left out: 1 sweep run, 1 truth-table model); -m picks another"
+    ]
+    assert json.loads(r.stdout)[0]["path"] == str(digit)
+
+
+def assert_serve_refuses(*args, message: str) -> None:
+    """The real `mnist serve` exits 2 at start with one line (a server that starts instead is killed after 60 s)."""
+    code, out, err = finish(serve_process(*args))
+    assert (code, out, err.splitlines()) == (2, "", [f"error: {message}"])
+
+
+def test_only_truth_tables_is_an_error_that_says_what_to_do(xor_checkpoint, digit):
+    place_checkpoint(xor_checkpoint, Path("tutorial-xor"), 1e9)
+    root = Path(os.environ["MNIST_CHECKPOINT_DIR"])
+    message = f"no model trained on images under {root}/ (1 best.pt: truth tables or unreadable); "
+    message += "train one with `mnist train` or pass --checkpoint"
+    assert_clean_error(invoke("predict", digit), message)
+    assert_serve_refuses(message=message)
+
+
+def test_a_truth_table_model_given_with_m_is_refused_in_one_line(xor_checkpoint, digit):
+    message = f"{xor_checkpoint} was trained on the xor truth table: %s takes no images; "
+    message += f"`mnist eval {xor_checkpoint}` prints its outputs for the four points"
+    assert_clean_error(invoke("predict", digit, "-m", xor_checkpoint), message % "predict")
+    assert_serve_refuses("-m", xor_checkpoint, message=message % "serve")
 
 
 def test_a_checkpoint_given_with_m_is_not_announced(trained_checkpoint, digit):
-    r = runner.invoke(app, ["predict", str(digit), "-m", str(trained_checkpoint), "--device", "cpu"])
+    r = invoke("predict", digit, "-m", trained_checkpoint, "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert r.stderr == ""
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_an_absent_device_is_an_error(trained_checkpoint, digit):
-    r = runner.invoke(app, ["predict", str(digit), "-m", str(trained_checkpoint), "--device", "cuda"])
-    assert r.exit_code == 2, r.output
-    assert "CUDA is not available" in r.stderr
+    assert_clean_error(invoke("predict", digit, "-m", trained_checkpoint, "--device", "cuda"), "CUDA is not available")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_predict_runs_on_cuda(trained_checkpoint, digit):
-    cpu = runner.invoke(app, ["predict", str(digit), "-m", str(trained_checkpoint), "--json"])
-    cuda = runner.invoke(app, ["predict", str(digit), "-m", str(trained_checkpoint), "--json", "--device", "cuda"])
+    cpu = invoke("predict", digit, "-m", trained_checkpoint, "--json")
+    cuda = invoke("predict", digit, "-m", trained_checkpoint, "--json", "--device", "cuda")
     assert cpu.exit_code == cuda.exit_code == 0, cuda.output
     assert cpu.stdout.split('"probability"')[0] == cuda.stdout.split('"probability"')[0]  # same prediction

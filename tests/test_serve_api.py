@@ -6,11 +6,15 @@ import base64
 import http.client
 import io
 import json
+import os
+import re
 import shutil
+import signal
 import socket
 import struct
 import threading
 import zlib
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import anyio
@@ -22,12 +26,12 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from server_process import interrupt, start_serve
+from server_process import finish, interrupt, serve_process, start_serve
 
-from mnist_cli.cli.serve import is_loopback, page_url
 from mnist_cli.inference.trained import load_trained
 from mnist_cli.serving.app import create_app
 from mnist_cli.serving.limits import MAX_BODY_BYTES
+from mnist_cli.serving.server import is_loopback, page_url
 
 FUZZ_BODY_LIMIT = 64 * 2**10  # the fuzzed app refuses bodies over 64 KiB, so 413s cost little to provoke
 
@@ -248,7 +252,11 @@ def test_the_page_and_its_files_are_served_with_no_outside_assets(client):
         assert r.status_code == 200, asset
         assert "http://" not in r.text and "https://" not in r.text, asset
     assert "http" not in html.text.replace('href="/', "")
-    assert client.get("/docs").status_code == 200
+    links = re.findall(r'href="([^"]+)"', html.text)
+    assert "/openapi.json" in links
+    for link in links:  # the API link too: Swagger UI's /docs loads its scripts from a CDN, blank offline
+        r = client.get(link)
+        assert r.status_code == 200 and "https://" not in r.text and "http://" not in r.text, link
     assert "/api/predict" in client.get("/openapi.json").json()["paths"]
 
 
@@ -341,3 +349,181 @@ def test_serve_process_uses_the_newest_checkpoint_answers_and_stops_on_ctrl_c(tr
     assert f"using checkpoint {newest}" in err
     assert err.rstrip().endswith("stopped"), err
     assert "Traceback" not in err, err
+
+
+# --- hostile clients against a real server (issue 23: 13-16, 22) ---
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nnewpath 4 4 moveto 24 24 lineto stroke\nshowpage\n"
+
+
+def thin_x_png(side: int = 2048) -> bytes:
+    """A 3 px pen "X" across a white page: about 19 KB that once cost minutes of CPU (a k^2 rank filter, k ~ 150)."""
+    from PIL import ImageDraw
+
+    img = Image.new("L", (side, side), 255)
+    draw = ImageDraw.Draw(img)
+    draw.line((0, 0, side, side), fill=0, width=3)
+    draw.line((0, side, side, 0), fill=0, width=3)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def blank_rgba_png(side: int = 8000) -> bytes:
+    """An all-zero RGBA side x side PNG (~250 KB for 8000): 256 MB once decoded."""
+    row = b"\0" * (1 + 4 * side)  # filter byte + RGBA pixels
+    z = zlib.compressobj(9)
+    data = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
+
+
+def multipart(data: bytes, name: str = "digit.png") -> tuple[bytes, dict[str, str]]:
+    head = f'--xyz\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n\r\n'.encode()
+    return head + data + b"\r\n--xyz--\r\n", {"content-type": "multipart/form-data; boundary=xyz"}
+
+
+def call(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        conn.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads (from /proc): unlike wall time, the machine's load moves it little."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+@pytest.fixture(scope="module")
+def server(trained_checkpoint):
+    """(process, port) of a real `mnist serve` on 127.0.0.1; Ctrl-C at the end must stop it cleanly."""
+    proc, url = start_serve("-m", trained_checkpoint)
+    try:
+        yield proc, urlsplit(url).port
+    finally:
+        code, err = interrupt(proc)
+    assert code == 0 and "Traceback" not in err, err
+
+
+def test_a_huge_thin_pen_image_costs_the_server_a_fraction_of_a_second(server):
+    proc, port = server
+    body, headers = multipart(thin_x_png())
+    before = cpu_seconds(proc.pid)
+    status, answer = call(port, "POST", "/api/predict", body, headers)
+    spent = cpu_seconds(proc.pid) - before
+    assert status == 200, answer
+    assert spent < 5, f"{spent:.1f} s of CPU for one 19 KB upload"  # was 212 s: a k^2 rank filter with k ~ 150
+    assert call(port, "GET", "/healthz") == (200, {"status": "ok"})
+
+
+def test_a_huge_thin_pen_image_costs_predict_a_fraction_of_a_second(trained_checkpoint, tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    (tmp_path / "x.png").write_bytes(thin_x_png())
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = subprocess.run(
+        [sys.executable, "-m", "mnist_cli", "predict", tmp_path / "x.png", "-m", trained_checkpoint, "--json"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[0]["path"] == str(tmp_path / "x.png")
+    spent = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    assert spent < 30, f"{spent:.1f} s of CPU, imports included"
+
+
+def test_postscript_named_png_is_never_handed_to_ghostscript(server, trained_checkpoint, tmp_path):
+    """Only the formats the docs list are tried: an EPS is "unknown format", and predict still reads the other file."""
+    _, port = server
+    status, answer = call(port, "POST", "/api/predict", *multipart(EPS, "x.png"))
+    assert (status, answer) == (422, {"detail": "not a readable image (unknown format)"})
+    (tmp_path / "x.png").write_bytes(EPS)
+    (tmp_path / "y.png").write_bytes(digit_png())
+    r = invoke("predict", tmp_path / "x.png", tmp_path / "y.png", "-m", trained_checkpoint, "--json")
+    assert r.exit_code == 2, r.output
+    rows = json.loads(r.stdout)
+    assert rows[0] == {"path": str(tmp_path / "x.png"), "error": "not a readable image (unknown format)"}
+    assert rows[1]["path"] == str(tmp_path / "y.png") and "prediction" in rows[1]
+    assert r.stderr.splitlines() == [f"error: {tmp_path / 'x.png'}: not a readable image (unknown format)"]
+
+
+def test_foreign_origins_and_hosts_are_refused(server):
+    """A web page elsewhere may post a form here (browsers send its Origin), or reach us under its own name (DNS
+    rebinding, Host: its name): both are refused; the page's own requests are not."""
+    _, port = server
+    body, headers = multipart(digit_png())
+    evil = {"origin": "http://evil.example"}
+    assert call(port, "POST", "/api/predict", body, {**headers, **evil}) == (
+        403,
+        {"detail": "requests from other sites are refused (origin 'http://evil.example')"},
+    )
+    assert call(port, "GET", "/api/model", None, {"host": "evil.example"}) == (
+        400,
+        {"detail": "this server does not answer to the host 'evil.example'"},
+    )
+    assert call(port, "POST", "/api/predict", body, {**headers, "origin": f"http://127.0.0.1:{port}"})[0] == 200
+    assert call(port, "GET", "/api/model", None, {"host": f"localhost:{port}"})[0] == 200
+
+
+def test_a_decompression_bomb_by_bytes_is_refused_before_it_is_decoded(server):
+    proc, port = server
+    body, headers = multipart(blank_rgba_png())
+    before = rss_bytes(proc.pid)
+    status, answer = call(port, "POST", "/api/predict", body, headers)
+    grown = rss_bytes(proc.pid) - before
+    assert (status, answer) == (422, {"detail": "8000x8000 RGBA is too large to decode (244 MiB; at most 64 MiB)"})
+    assert grown < 64 * 2**20, f"the server grew by {grown / 2**20:.0f} MiB"  # was 0.9 GB
+
+
+def test_a_client_that_never_finishes_its_headers_is_cut_off(server):
+    _, port = server
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+        assert s.recv(1024) == b""  # closed by the server (uvicorn alone waits forever; recv would time out)
+    assert call(port, "GET", "/healthz") == (200, {"status": "ok"})
+
+
+def test_form_mistakes_get_one_line(client):
+    for args in ({}, {"files": {"picture": ("digit.png", digit_png(), "image/png")}}, {"data": {"image": "not a file"}}):
+        r = client.post("/api/predict", **args)
+        assert (r.status_code, r.json()) == (422, {"detail": "send the image as a file in the form field `image`"})
+
+
+def test_ctrl_c_while_the_model_loads_stops_before_serving(trained_checkpoint):
+    """A Ctrl-C in the first second is recorded, not raised where a library might swallow it: no server starts."""
+    proc = serve_process("-m", trained_checkpoint)
+    maps = Path(f"/proc/{proc.pid}/maps")
+    for _ in range(600):  # at most 60 s: until torch's library is mapped, i.e. the command is loading the model
+        if proc.poll() is not None or "libtorch" in maps.read_text():
+            break
+        threading.Event().wait(0.1)
+    proc.send_signal(signal.SIGINT)
+    code, out, err = finish(proc)
+    assert (code, out, err.splitlines()) == (130, "", ["", "SIGINT: stopping before the server starts"])
+
+
+def test_collect_keeps_only_images_under_known_labels(client, trained, tmp_path):
+    assert post_to(client, "/api/collect/7", digit_png()) == (404, {"detail": "not collecting"})
+    with TestClient(create_app(trained, collect=tmp_path)) as c:
+        assert post_to(c, "/api/collect/x", digit_png()) == (404, {"detail": "no class 'x'"})
+        assert post_to(c, "/api/collect/7", b"text") == (422, {"detail": "not a readable image (unknown format)"})
+        assert post_to(c, "/api/collect/7", digit_png()) == (200, {"saved": str(tmp_path / "7" / "drawing.png")})
+        assert post_to(c, "/api/collect/7", digit_png())[1] == {"saved": str(tmp_path / "7" / "drawing-2.png")}
+    assert (tmp_path / "7" / "drawing.png").read_bytes() == digit_png() and len(list(tmp_path.rglob("*"))) == 3
+
+
+def post_to(client, path: str, data: bytes) -> tuple[int, dict]:
+    r = client.post(path, files={"image": ("x.png", data, "image/png")})
+    return r.status_code, r.json()

@@ -46,7 +46,9 @@ def browser():
 
     executable = chromium()
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        # Without Chromium's newest guard (a permission prompt before a site reaches loopback), as in Firefox, Safari and
+        # older Chromium: the server must refuse foreign pages itself.
+        b = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-features=LocalNetworkAccessChecks"])
         yield b
         b.close()
 
@@ -224,3 +226,72 @@ def test_what_the_page_sends_gets_the_same_answer_from_mnist_predict(page, serve
     assert cli_input.shape == (28, 28)
     assert np.array_equal(cli_input, api_input)
     assert np.array_equal(cli_input, page_input)
+
+
+def test_every_refusal_from_the_api_is_shown_in_its_words(page, test_digits):
+    """Not "draw a digit" for every 422 of the canvas: the page shows what the server said."""
+    digits, _ = test_digits
+    detail = "8000x8000 RGBA is too large to decode (244 MiB; at most 64 MiB)"
+    page.route("**/api/predict", lambda route: route.fulfill(status=422, json={"detail": detail}))
+    draw(page, place(strokes(digits[0]), 10.0, (0.0, 0.0)))
+    assert shown(page) == "no prediction"
+    assert page.inner_text("#message") == detail
+    page.route("**/api/predict", lambda route: route.fulfill(status=503, body="Service Unavailable"))
+    draw(page, place(strokes(digits[0]), 10.0, (0.0, 0.0)))
+    assert page.inner_text("#message") == "503 Service Unavailable"
+
+
+def test_the_api_link_works_offline(browser, served):
+    """Nothing but the server itself can be reached (no CDN): the page's API link still shows the API."""
+    url, _ = served
+    p = browser.new_page()
+    p.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url) else route.abort())
+    try:
+        p.goto(url)
+        p.click("footer a")
+        p.wait_for_load_state("load")
+        assert "/api/predict" in p.inner_text("body")
+    finally:
+        p.close()
+
+
+def test_a_page_from_another_site_cannot_use_the_api(browser, served, test_digits):
+    """A page of another origin may post a multipart form here (no CORS preflight for that): the server refuses it."""
+    url, _ = served
+    buf = io.BytesIO()
+    Image.fromarray(255 - np.asarray(Image.fromarray(test_digits[0][0]).resize((200, 200)))).save(buf, "PNG")
+    png = base64.b64encode(buf.getvalue()).decode()
+    script = f"""<script>
+      const bytes = Uint8Array.from(atob("{png}"), c => c.charCodeAt(0));
+      const form = new FormData();
+      form.append("image", new Blob([bytes], {{type: "image/png"}}), "digit.png");
+      fetch("{url}api/predict", {{method: "POST", mode: "no-cors", body: form}});
+    </script>"""
+    p = browser.new_page()
+    p.route("http://localhost:1/", lambda route: route.fulfill(content_type="text/html", body=script))
+    try:
+        with p.expect_response(lambda r: r.url == f"{url}api/predict") as answer:
+            p.goto("http://localhost:1/")
+        assert answer.value.status == 403
+    finally:
+        p.close()
+
+
+def test_collect_saves_the_drawing_under_its_label(browser, real_checkpoint, test_digits, tmp_path):
+    """serve --collect DIR: a row of "save as" buttons; each saves the canvas as DIR/<label>/drawing.png."""
+    digits, _ = test_digits
+    proc, url = start_serve("-m", real_checkpoint, "--collect", tmp_path / "mine")
+    p = browser.new_page(viewport={"width": 900, "height": 700})
+    try:
+        p.goto(url)
+        p.wait_for_function("!document.getElementById('collect').hidden")
+        draw(p, place(strokes(digits[0]), 10.0, (0.0, 0.0)))
+        p.click("text=save as 7")
+        p.wait_for_function("document.getElementById('message').textContent.startsWith('saved')")
+        saved = tmp_path / "mine" / "7" / "drawing.png"
+        assert p.inner_text("#message") == f"saved {saved}"
+        assert Image.open(saved).size == (CANVAS, CANVAS)
+    finally:
+        p.close()
+        code, err = interrupt(proc)
+    assert code == 0, err

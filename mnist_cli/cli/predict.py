@@ -20,19 +20,23 @@ class InvertChoice(str, Enum):
     no = "no"
 
 
+# predict's and serve's -m: without it, inference/discover.py chooses.
+ChosenCheckpoint = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoint",
+        "-m",
+        help="A best.pt; default: the best image model under checkpoints/ (named on stderr, with why).",
+        autocompletion=complete_checkpoint,
+    ),
+]
+
+
 def predict(
     images: Annotated[
         list[str], typer.Argument(help="Image files, folders (every image inside), globs, or - for one image on stdin.")
     ],
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option(
-            "--checkpoint",
-            "-m",
-            help="A best.pt; default: the newest checkpoints/**/best.pt (named on stderr, with what it is).",
-            autocompletion=complete_checkpoint,
-        ),
-    ] = None,
+    checkpoint: ChosenCheckpoint = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to list per image.")] = 3,
     min_confidence: Annotated[
         float, typer.Option("--min-confidence", min=0.0, max=1.0, help="Mark predictions below this probability uncertain.")
@@ -76,35 +80,18 @@ def predict(
     stdout, stderr = consoles()
     with user_errors():
         from mnist_cli.devices import resolve_device
+        from mnist_cli.inference.discover import image_model
         from mnist_cli.inference.image_files import STDIN, expand_arguments
         from mnist_cli.inference.predict import Failure, predict_sources, save_inputs
-        from mnist_cli.inference.trained import load_trained, newest_checkpoint
 
         sources = expand_arguments(images)
         if sources.count(STDIN) > 1:
             raise MnistError("- (stdin) can be given only once")
-        chosen = checkpoint is None
-        trained = load_trained(newest_checkpoint() if checkpoint is None else checkpoint, resolve_device(device))
-        if chosen:  # said after loading, so the line can say what the model is
-            stderr.print(printable(f"using checkpoint {trained.path} ({trained.describe()})"), markup=False, soft_wrap=True)
-        if trained.dataset.kind != "images":
-            raise MnistError(
-                f"{trained.path} was trained on the {trained.dataset.name} truth table: predict takes no images; "
-                f"`mnist eval {trained.path}` prints its outputs for the four points"
-            )
-        from mnist_cli.inference.preprocess import preparer_for
-
-        results = predict_sources(
-            sources,
-            trained.model,
-            trained.normalization,
-            trained.classes,
-            top_k=top_k,
-            min_confidence=min_confidence,
-            invert=invert.value,
-            stdin=sys.stdin.buffer if STDIN in sources else None,
-            prepare=preparer_for(trained.dataset.name),
-        )
+        trained, chosen = image_model(checkpoint, "predict", resolve_device(device))
+        if chosen:
+            stderr.print(printable(chosen), markup=False, soft_wrap=True)
+        stdin = sys.stdin.buffer if STDIN in sources else None
+        results = predict_sources(sources, trained, top_k=top_k, min_confidence=min_confidence, invert=invert.value, stdin=stdin)
     errors = [f"error: {r.path}: {r.error}" for r in results if isinstance(r, Failure)]
     if save_inputs_to is not None:
         from mnist_cli.errors import SaveError

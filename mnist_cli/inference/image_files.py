@@ -12,11 +12,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnist_cli.disk import A_FOLDER, NO_SUCH_FILE, os_reason, unreadable_file
 from mnist_cli.errors import ImageError
+from mnist_cli.inference.preprocess import WORKING_SIDE, shrink
 
 STDIN = "-"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm", ".pnm"}
 MAX_FILE_BYTES = 100 * 2**20  # 100 MiB: no digit photo needs more
 MAX_IMAGE_PIXELS = 64_000_000  # larger images are refused as likely decompression bombs
+MAX_DECODED_BYTES = 64 * 2**20  # a 64-megapixel scan in gray; colour and 16-bit images of that size are refused
+FORMATS = ["PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF", "PPM"]  # the formats the docs list (PPM: PBM, PGM, PNM too)
 GLOB_CHARS = set("*?[")
 PLAIN_MODES = {"1", "L", "P", "RGB", "RGBA", "LA", "PA", "I", "F"}
 
@@ -139,7 +142,11 @@ def read_source(source: str, stdin: io.BufferedIOBase | None = None) -> Image.Im
 
 
 def decode(data: bytes) -> Image.Image:
-    """Image bytes -> a loaded PIL image (first frame of an animation, EXIF rotation applied)."""
+    """Image bytes -> a loaded PIL image at most WORKING_SIDE px (first frame, EXIF rotation applied).
+
+    A stranger's file: only the formats the docs list are tried (never Ghostscript's EPS, whatever the name), the
+    pixels and the decoded bytes are bounded before anything is decoded, and every decoder error is an ImageError.
+    """
     if not data:
         raise ImageError("empty file")
     if len(data) > MAX_FILE_BYTES:
@@ -150,19 +157,35 @@ def decode(data: bytes) -> Image.Image:
             # warns between 1x and 2x its pixel limit, and we refuse everything above ours.
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
             width, height = img.size
             if width * height > MAX_IMAGE_PIXELS or width < 1 or height < 1:
                 raise ImageError(f"{width}x{height} pixels is too large (at most {MAX_IMAGE_PIXELS:,}; a decompression bomb?)")
             img.seek(0)
+            img.draft(None, (width * WORKING_SIDE // max(img.size) + 1, height * WORKING_SIDE // max(img.size) + 1))
+            if decoded_bytes(img) > MAX_DECODED_BYTES:
+                raise ImageError(
+                    f"{img.width}x{img.height} {img.mode} is too large to decode "
+                    f"({decoded_bytes(img) / 2**20:.0f} MiB; at most {MAX_DECODED_BYTES / 2**20:.0f} MiB)"
+                )
             img.load()
-            return plain_mode(ImageOps.exif_transpose(img))
+            ImageOps.exif_transpose(img, in_place=True)
+            return plain_mode(shrink(img))
+    except ImageError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"too large ({e})") from None
     except UnidentifiedImageError:
         raise ImageError("not a readable image (unknown format)") from None
-    except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, KeyError, ZeroDivisionError) as e:
+    except Exception as e:  # a decoder's every failure on a stranger's bytes is that file's error
         raise ImageError(f"not a readable image ({e or type(e).__name__})") from None
+
+
+def decoded_bytes(img: Image.Image) -> int:
+    """Bytes Pillow needs for `img`'s pixels: 1 a pixel for 1-bit and gray, 2 for 16-bit, 4 for the rest (palettes
+    count as the RGB(A) they become)."""
+    per_pixel = 1 if img.mode in ("1", "L") else 2 if img.mode.startswith("I;16") else 4
+    return img.width * img.height * per_pixel
 
 
 def plain_mode(img: Image.Image) -> Image.Image:

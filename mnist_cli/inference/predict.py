@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from mnist_cli.data.datasets import Normalization
 from mnist_cli.data.loader import to_inputs
 from mnist_cli.errors import ImageError, SaveError
 from mnist_cli.inference.image_files import decode, read_source
-from mnist_cli.inference.preprocess import Invert, Preparer, preparer_for, to_mnist
+from mnist_cli.inference.preprocess import Invert, preparer_for
 
 if TYPE_CHECKING:
     from mnist_cli.inference.trained import TrainedModel
@@ -31,10 +33,11 @@ class Prediction:
     uncertain: bool = False  # probability below --min-confidence
     # What the network saw as a 0-255 picture: uint8 (28, 28), or (8, 8) for digits (its 0..16 counts x 255/16).
     input: np.ndarray | None = field(default=None, repr=False, compare=False)
+    probabilities: list[float] = field(default_factory=list, repr=False, compare=False)  # every class's, in order
 
     def as_dict(self) -> dict:
-        d = asdict(self)
-        del d["input"]
+        """predict --json's entry (without the input picture and every class's probability)."""
+        d = {k: v for k, v in vars(self).items() if k not in ("input", "probabilities")}
         d["top_k"] = [{"class": c, "label": label, "probability": p} for c, label, p in self.top_k]
         return d
 
@@ -50,32 +53,46 @@ class Failure:
         return asdict(self)
 
 
-def load_image(source: str | Path, invert: Invert = "auto", stdin: io.BufferedIOBase | None = None) -> torch.Tensor:
-    """An image file (or `-` for stdin) -> uint8 (28, 28), light digit on dark like MNIST; errors name the file."""
-    try:
-        return _prepare(str(source), invert, stdin)
-    except ImageError as e:
-        raise ImageError(f"{display_name(str(source))}: {e}") from None
+def predict_sources(
+    sources: list[str],
+    trained: TrainedModel,
+    *,
+    top_k: int = 3,
+    min_confidence: float = 0.0,
+    invert: Invert = "auto",
+    stdin: io.BufferedIOBase | None = None,
+    read: Callable[[str], Image.Image] | None = None,
+) -> list[Prediction | Failure]:
+    """One result per source, in order: a Prediction, or a Failure naming the file and the reason.
 
-
-def _prepare(source: str, invert: Invert, stdin: io.BufferedIOBase | None, prepare: Preparer = to_mnist) -> torch.Tensor:
-    return torch.from_numpy(prepare(read_source(source, stdin), invert))
-
-
-def predict_bytes(
-    data: bytes, name: str, trained: TrainedModel, *, top_k: int = 3, min_confidence: float = 0.0, invert: Invert = "auto"
-) -> tuple[Prediction, torch.Tensor]:
-    """An image file's bytes -> (its Prediction, probabilities of every class (classes,)), as `predict_sources` makes them.
-
-    The same reading (`decode`), preprocessing (`to_mnist`; `to_digits` for digits) and forward pass as `mnist predict`;
-    raises ImageError with predict's message when the bytes are not an image or hold no digit.
+    `read(source)` gives a source's image; by default the file it names, or `stdin` for `-`.
     """
-    if trained.dataset.kind != "images":
-        raise ImageError(f"this model was trained on the {trained.dataset.name} truth table: it takes no images")
-    x = torch.from_numpy(preparer_for(trained.dataset.name)(decode(data), invert))  # uint8 (28, 28), (8, 8) for digits
-    probs = classify(trained.model, x[None], trained.normalization)  # (1, classes)
-    (p,) = predictions([name], probs, trained.classes, top_k, min_confidence)
-    return replace(p, input=picture(x, trained.normalization).numpy()), probs[0]
+    read = read or (lambda source: read_source(source, stdin))
+    prepare, norm, classes = preparer_for(trained.dataset.name), trained.normalization, trained.classes
+    inputs: dict[int, torch.Tensor] = {}
+    results: list[Prediction | Failure | None] = [None] * len(sources)
+    for i, source in enumerate(sources):
+        try:
+            inputs[i] = torch.from_numpy(prepare(read(source), invert))  # uint8 (28, 28), (8, 8) for digits
+        except ImageError as e:
+            results[i] = Failure(display_name(source), str(e))
+    if inputs:
+        batch = torch.stack(list(inputs.values()))  # all images in one forward pass
+        probs = classify(trained.model, batch, norm)  # (N, classes)
+        values, indices = probs.topk(max(1, min(top_k, len(classes))), dim=1)
+        for i, vals, idxs, row, x in zip(inputs, values.tolist(), indices.tolist(), probs, picture(batch, norm), strict=True):
+            top = [(c, classes[c], v) for c, v in zip(idxs, vals, strict=True)]
+            name, (c, label, p) = display_name(sources[i]), top[0]
+            results[i] = Prediction(name, c, label, p, top, p < min_confidence, x.numpy(), row.tolist())
+    return [r for r in results if r is not None]
+
+
+def predict_bytes(data: bytes, name: str, trained: TrainedModel, **options) -> Prediction:
+    """An uploaded file's bytes -> its Prediction, exactly as `predict_sources` reads a file; raises ImageError."""
+    (result,) = predict_sources([name], trained, read=lambda _: decode(data), **options)
+    if isinstance(result, Failure):
+        raise ImageError(result.error)
+    return result
 
 
 @torch.inference_mode()
@@ -84,51 +101,6 @@ def classify(model: nn.Module, images: torch.Tensor, norm: Normalization) -> tor
     model.eval()
     images = images.to(next(model.parameters()).device)
     return torch.softmax(model(to_inputs(images, norm)).float(), dim=1).cpu()
-
-
-def predictions(
-    paths: list[str], probs: torch.Tensor, classes: list[str], top_k: int, min_confidence: float = 0.0
-) -> list[Prediction]:
-    """Pair each path with its most likely class and the top-k classes."""
-    k = max(1, min(top_k, len(classes)))
-    values, indices = probs.topk(k, dim=1)
-    out = []
-    for path, vals, idxs in zip(paths, values.tolist(), indices.tolist(), strict=True):
-        top = [(i, classes[i], v) for i, v in zip(idxs, vals, strict=True)]
-        out.append(Prediction(path, top[0][0], top[0][1], top[0][2], top, uncertain=top[0][2] < min_confidence))
-    return out
-
-
-def predict_sources(
-    sources: list[str],
-    model: nn.Module,
-    norm: Normalization,
-    classes: list[str],
-    *,
-    top_k: int = 3,
-    min_confidence: float = 0.0,
-    invert: Invert = "auto",
-    stdin: io.BufferedIOBase | None = None,
-    prepare: Preparer = to_mnist,
-) -> list[Prediction | Failure]:
-    """One result per source, in order: a Prediction, or a Failure naming the file and the reason.
-
-    `prepare` makes an image into the model's input (`preprocess.preparer_for(dataset)`), raw values 0..norm.scale.
-    """
-    inputs: dict[int, torch.Tensor] = {}
-    results: list[Prediction | Failure | None] = [None] * len(sources)
-    for i, source in enumerate(sources):
-        try:
-            inputs[i] = _prepare(source, invert, stdin, prepare)
-        except ImageError as e:
-            results[i] = Failure(display_name(source), str(e))
-    if inputs:
-        batch = torch.stack(list(inputs.values()))  # uint8 (N, side, side), all images in one forward pass
-        probs = classify(model, batch, norm)
-        names = [sources[i] for i in inputs]
-        for i, p, x in zip(inputs, predictions(names, probs, classes, top_k, min_confidence), picture(batch, norm), strict=True):
-            results[i] = replace(p, path=display_name(sources[i]), input=x.numpy())
-    return [r for r in results if r is not None]
 
 
 def picture(inputs: torch.Tensor, norm: Normalization) -> torch.Tensor:
@@ -146,8 +118,6 @@ def save_inputs(results: list[Prediction | Failure], folder: Path) -> list[Path]
 
     Never over an existing file (the input images may be in `folder`): seven.png, else seven-2.png, seven-3.png, ...
     """
-    from PIL import Image
-
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)

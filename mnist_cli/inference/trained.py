@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mnist_cli.checkpoint import FORMAT_1_INPUT, checkpoints_root, config_from_checkpoint, load_checkpoint
+from mnist_cli.checkpoint import FORMAT_1_INPUT, config_from_checkpoint, load_checkpoint
 from mnist_cli.config import Config
 from mnist_cli.data.catalog import DatasetInfo, dataset_info
 from mnist_cli.data.datasets import Normalization
@@ -28,7 +28,6 @@ class TrainedModel:
     metrics: dict[str, Any]  # the saved epoch's metrics; best.pt adds test_accuracy and test_loss
     epoch: int
     device: torch.device
-    checkpoint: dict[str, Any] = field(repr=False)  # the file's contents as loaded (weights on the CPU)
 
     @property
     def dataset(self) -> DatasetInfo:
@@ -37,6 +36,7 @@ class TrainedModel:
 
     @property
     def in_features(self) -> int:
+        """The first layer's inputs, read from the weights."""
         return self.model.hidden[0].linear.in_features if len(self.model.hidden) else self.model.output.in_features
 
     @property
@@ -84,7 +84,6 @@ def load_trained(path: Path | str, device: torch.device | str = "cpu") -> Traine
         metrics=dict(metrics) if isinstance(metrics, dict) else {},
         epoch=epoch if isinstance(epoch, int) else 0,
         device=device,
-        checkpoint=ckpt,
     )
 
 
@@ -112,12 +111,3 @@ def _rebuild(ckpt: dict[str, Any], cfg: Config, path: Path) -> MLP:
     except (RuntimeError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{path}: weights do not match the stored architecture ({first_line(e)})") from None
     return model.eval()
-
-
-def newest_checkpoint(root: Path | None = None, name: str = "best.pt") -> Path:
-    """The most recently written `root/**/best.pt`."""
-    root = Path(root) if root is not None else checkpoints_root()
-    found = sorted(root.glob(f"**/{name}"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
-    if not found:
-        raise CheckpointError(f"no {name} under {root}/; train one with `mnist train` or pass --checkpoint")
-    return found[-1]

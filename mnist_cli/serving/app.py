@@ -1,4 +1,4 @@
-"""The FastAPI app: one loaded model, the page at /, the JSON API under /api, body limits, errors as JSON."""
+"""The FastAPI app: one loaded model, the page at /, the JSON API under /api, guards at the door, errors as one line."""
 
 from __future__ import annotations
 
@@ -6,22 +6,25 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import torch
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from mnist_cli import __version__
 from mnist_cli.inference.trained import TrainedModel
-from mnist_cli.serving.limits import MAX_BODY_BYTES, BodyLimit
+from mnist_cli.serving.limits import MAX_BODY_BYTES, Guard
 from mnist_cli.serving.routes import api, page
 
 # At most this many images are decoded and classified at once: each request is single-threaded (see `lifespan`),
-# so this many requests run in parallel, and a burst of 64-megapixel uploads cannot take all the memory at once.
+# so this many requests run in parallel, and a burst of large uploads cannot take all the memory at once.
 INFERENCE_WORKERS = max(1, min(4, os.cpu_count() or 1))
+NO_IMAGE = "send the image as a file in the form field `image`"
 
 
 @dataclass
@@ -31,12 +34,24 @@ class Serving:
     trained: TrainedModel
     top_k: int
     min_confidence: float
+    collect: Path | None = None  # serve --collect: drawings saved as DIR/<label>/drawing-N.png
     limiter: anyio.CapacityLimiter | None = None  # made in `lifespan`, inside the server's event loop
 
 
-def create_app(trained: TrainedModel, *, min_confidence: float = 0.5, top_k: int = 3, max_body: int = MAX_BODY_BYTES) -> FastAPI:
-    """The app serving `trained`: GET / (the page), POST /api/predict, GET /api/model, GET /healthz."""
-    serving = Serving(trained, top_k, min_confidence)
+def create_app(
+    trained: TrainedModel,
+    *,
+    min_confidence: float = 0.5,
+    top_k: int = 3,
+    max_body: int = MAX_BODY_BYTES,
+    hosts: frozenset[str] | None = None,
+    collect: Path | None = None,
+) -> FastAPI:
+    """The app serving `trained`: GET / (the page), POST /api/predict, GET /api/model, GET /healthz.
+
+    `hosts`: the Host names requests may carry (None: any); see limits.Guard.
+    """
+    serving = Serving(trained, top_k, min_confidence, collect)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,18 +65,15 @@ def create_app(trained: TrainedModel, *, min_confidence: float = 0.5, top_k: int
         finally:
             torch.set_num_threads(threads)  # leave the process as we found it (tests run apps in-process)
 
-    app = FastAPI(
-        title="mnist serve",
-        version=__version__,
-        summary=f"Draw a digit and watch {trained.path} read it.",
-        lifespan=lifespan,
-    )
+    # No /docs: Swagger UI comes from a CDN and the page must work offline; /openapi.json describes the API.
+    app = FastAPI(title="mnist serve", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.serving = serving
     app.include_router(page)
     app.include_router(api)
     app.mount("/static", StaticFiles(packages=[("mnist_cli.serving", "static")]), name="static")
     app.add_exception_handler(HTTPException, http_error)
-    app.add_middleware(BodyLimit, limit=max_body)
+    app.add_exception_handler(RequestValidationError, form_error)
+    app.add_middleware(Guard, limit=max_body, hosts=hosts)
     return app
 
 
@@ -69,3 +81,8 @@ async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     """Errors as {"detail": ...}; a body that cannot be parsed as a form is the client's bad input: 422, like a missing field."""
     status = 422 if exc.status_code == 400 else exc.status_code
     return JSONResponse({"detail": exc.detail}, status_code=status, headers=exc.headers)
+
+
+async def form_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A form without an image file: one line, as every other error, not FastAPI's list of dicts."""
+    return JSONResponse({"detail": NO_IMAGE}, status_code=422)

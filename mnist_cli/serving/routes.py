@@ -15,7 +15,8 @@ from fastapi.responses import HTMLResponse
 from PIL import Image
 
 from mnist_cli.errors import ImageError
-from mnist_cli.inference.predict import predict_bytes
+from mnist_cli.inference.image_files import decode
+from mnist_cli.inference.predict import create_new, predict_bytes
 from mnist_cli.inference.trained import TrainedModel
 from mnist_cli.serving.schemas import ErrorResponse, Health, ModelResponse, PredictResponse
 
@@ -52,7 +53,29 @@ def model_info(request: Request) -> ModelResponse:
         classes=t.classes,
         config=t.config.model.model_dump(),
         min_confidence=serving.min_confidence,
+        collect=serving.collect is not None,
     )
+
+
+@api.post("/api/collect/{label}", tags=["data"])
+async def collect(request: Request, label: str, image: Annotated[UploadFile, File()]) -> dict[str, str]:
+    """Save a drawing as DIR/<label>/drawing-N.png (serve --collect DIR): your own labelled digits."""
+    serving = request.app.state.serving
+    if serving.collect is None or label not in serving.trained.classes:
+        raise HTTPException(404, "not collecting" if serving.collect is None else f"no class {label!r}")
+    data = await image.read()
+    try:
+        decode(data)  # only images are kept
+        folder = serving.collect / label
+        folder.mkdir(parents=True, exist_ok=True)
+        path, file = create_new(folder, "drawing", ".png")
+        with file:
+            file.write(data)
+    except ImageError as e:
+        raise HTTPException(422, str(e)) from None
+    except OSError as e:
+        raise HTTPException(500, f"cannot save into {serving.collect}: {e.strerror or e}") from None
+    return {"saved": str(path)}
 
 
 @api.post("/api/predict", response_model=PredictResponse, responses=IMAGE_ERRORS, tags=["model"])
@@ -61,16 +84,8 @@ async def predict(
 ) -> PredictResponse:
     """The digit in an image, read and prepared exactly as `mnist predict` does."""
     serving = request.app.state.serving
-    t = serving.trained
-    data = await image.read()
-    run = partial(
-        predict_json,
-        data,
-        image.filename or "upload",
-        t,
-        top_k=serving.top_k,
-        min_confidence=serving.min_confidence,
-    )
+    options = {"top_k": serving.top_k, "min_confidence": serving.min_confidence}
+    run = partial(predict_json, await image.read(), image.filename or "upload", serving.trained, **options)
     try:
         # Off the event loop: decoding and the forward pass would otherwise stall every other request.
         return await anyio.to_thread.run_sync(run, limiter=serving.limiter)
@@ -78,10 +93,10 @@ async def predict(
         raise HTTPException(422, str(e)) from None
 
 
-def predict_json(data: bytes, name: str, trained: TrainedModel, *, top_k: int, min_confidence: float) -> PredictResponse:
+def predict_json(data: bytes, name: str, trained: TrainedModel, **options) -> PredictResponse:
     """predict_bytes's answer as the API's response: predict's JSON entry + probabilities + the 28x28 input."""
-    p, probs = predict_bytes(data, name, trained, top_k=top_k, min_confidence=min_confidence)
-    return PredictResponse(**p.as_dict(), probabilities=probs.tolist(), input=png_base64(p.input))
+    p = predict_bytes(data, name, trained, **options)
+    return PredictResponse(**p.as_dict(), probabilities=p.probabilities, input=png_base64(p.input))
 
 
 def png_base64(pixels: np.ndarray) -> str:

@@ -35,6 +35,7 @@ class ModelResponse(BaseModel):
     classes: list[str]
     config: dict = Field(description="The model section of the checkpoint's config.")
     min_confidence: float = Field(description="Predictions below this probability are marked uncertain.")
+    collect: bool = Field(False, description="POST /api/collect/{label} saves drawings (serve --collect DIR).")
 
 
 class ErrorResponse(BaseModel):

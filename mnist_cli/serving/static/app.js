@@ -65,7 +65,7 @@ function showPrediction(r) {
   renderBars(r.probabilities, r.prediction);
 }
 
-async function send(blob, filename, fromCanvas) {
+async function send(blob, filename) {
   const mine = ++seq;
   inFlight++;
   setBusy();
@@ -73,18 +73,16 @@ async function send(blob, filename, fromCanvas) {
   form.append("image", blob, filename);
   try {
     const response = await fetch("/api/predict", { method: "POST", body: form });
-    const body = await response.json();
+    const body = await response.json().catch(() => ({}));  // a proxy's or uvicorn's own error page is not JSON
     if (mine !== seq) return;  // a newer drawing (or a clear) came after this one
     if (response.ok) {
       message.textContent = "";
       showPrediction(body);
-    } else if (fromCanvas && response.status === 422) {
-      showEmpty();  // too little ink to be a digit: not an error, just nothing yet
-    } else {
+    } else {  // every refusal says why, in the server's words: no digit found, too large, ...
       showEmpty();
       result.dataset.status = "error";
       predictionEl.textContent = "no prediction";
-      message.textContent = typeof body.detail === "string" ? body.detail : "the server refused this image";
+      message.textContent = typeof body.detail === "string" ? body.detail : response.status + " " + response.statusText;
     }
   } catch (err) {
     if (mine === seq) message.textContent = "cannot reach the server (" + err.message + ")";
@@ -97,7 +95,7 @@ async function send(blob, filename, fromCanvas) {
 function predictCanvas() {
   timer = null;
   if (!hasInk) { showEmpty(); setBusy(); return; }
-  canvas.toBlob((blob) => send(blob, "canvas.png", true), "image/png");
+  canvas.toBlob((blob) => send(blob, "canvas.png"), "image/png");
 }
 
 function schedule() {
@@ -170,15 +168,39 @@ document.getElementById("upload").addEventListener("change", (e) => {
   if (timer !== null) { clearTimeout(timer); timer = null; }
   blank();  // the answer is for the file, sent as it is, not for the canvas
   hasInk = false;
-  send(file, file.name, false);
+  send(file, file.name);
   e.target.value = "";
 });
+
+function showCollect() {
+  // serve --collect DIR: one button per class saves the canvas as DIR/<label>/drawing-N.png
+  const row = document.getElementById("collect");
+  row.replaceChildren(...classes.map((name) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = "save as " + name;
+    b.addEventListener("click", () => canvas.toBlob(async (blob) => {
+      const form = new FormData();
+      form.append("image", blob, "canvas.png");
+      try {
+        const r = await fetch("/api/collect/" + encodeURIComponent(name), { method: "POST", body: form });
+        const body = await r.json().catch(() => ({}));
+        message.textContent = r.ok ? "saved " + body.saved : (body.detail || r.status + " " + r.statusText);
+      } catch (err) {
+        message.textContent = "cannot reach the server (" + err.message + ")";
+      }
+    }, "image/png"));
+    return b;
+  }));
+  row.hidden = false;
+}
 
 async function loadModel() {
   const el = document.getElementById("model");
   try {
     const m = await (await fetch("/api/model")).json();
     classes = m.classes;
+    if (m.collect) showCollect();
     const acc = m.test_accuracy === null ? "not yet tested" : "test accuracy " + (100 * m.test_accuracy).toFixed(2) + "%";
     el.textContent = m.checkpoint + " \u2014 " + m.architecture + ", " + m.parameters.toLocaleString("en") + " parameters, " + acc;
   } catch (err) {

@@ -1,0 +1,82 @@
+"""Running the app: the listening socket, the host names it answers to, and uvicorn with limits on slow clients."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+
+from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from mnist_cli.errors import MnistError
+
+HEADER_TIMEOUT_S = 10  # a request's headers must arrive within this; uvicorn only times out idle connections
+MAX_CONNECTIONS = 64  # beyond this, uvicorn answers 503 at once
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: a free one), so the URL printed is the real one before serving starts."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        return socket.create_server(address[:2], family=family, backlog=128)
+    except socket.gaierror as e:
+        raise MnistError(f"cannot listen on {host}: {e.strerror or e}") from None
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else str(e)  # create_server's own message repeats the address
+        raise MnistError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def page_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+def allowed_hosts(host: str) -> frozenset[str] | None:
+    """The Host names a request may carry: the address listened on and, on loopback, its names; None (any) when
+    listening on every interface, whose names nobody can list. A page served from another name (DNS rebinding) is
+    refused."""
+    if host in ("0.0.0.0", "::", ""):
+        return None
+    return frozenset({host.lower(), *(LOOPBACK_NAMES if is_loopback(host) else ())})
+
+
+class _H11(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on each request's headers: a client that never finishes them is cut off."""
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._deadline()
+
+    def _deadline(self) -> None:
+        cycle = self.cycle  # replaced when the next request's headers are complete
+        self.loop.call_later(HEADER_TIMEOUT_S, lambda: self.cycle is cycle and self.transport.close())
+
+
+def run(app: FastAPI, sock: socket.socket) -> None:
+    """Serve on `sock` until Ctrl-C or SIGTERM; uvicorn finishes the requests in progress first."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, http=_H11, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, limit_concurrency=MAX_CONNECTIONS
+    )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, after shutting down cleanly
+        pass
+    finally:
+        sock.close()
