@@ -200,6 +200,9 @@ class TrainConfig(_Section):
     # fixed batch of 512 validation images: health_probes_per_epoch times an epoch plus each epoch's last step.
     health: bool = True
     health_probes_per_epoch: int = Field(4, ge=1, le=1000)
+    # Also write the run's record as a TensorBoard event file in the run folder (`tensorboard --logdir checkpoints`):
+    # losses, accuracies, layer health, weight and gradient histograms at the probes, the first layer as an image.
+    tensorboard: bool = True
 
     @field_validator("device")
     @classmethod
