@@ -160,3 +160,22 @@ def test_mlflow_without_the_package_is_one_line_naming_the_extra(tiny_config, tm
     r = invoke(command, "-c", tiny_config, "--out", tmp_path / "run", "--mlflow")
     assert_clean_error(r, '--mlflow needs the mlflow package: pip install "mnist-cli[mlflow]"')
     assert not (tmp_path / "run").exists()
+
+
+def test_a_stopped_and_resumed_run_continues_its_mlflow_run(tiny_config, tmp_path, mlflow_store):
+    from mnist_cli.checkpoint import load_checkpoint
+    from mnist_cli.errors import TrainingInterrupted
+    from mnist_cli.tracking import mlflow_target
+
+    cfg, run, polls = load_config(tiny_config, ["train.epochs=3"]), tmp_path / "run", iter(range(1000))
+    with pytest.raises(TrainingInterrupted):  # as Ctrl-C stops it: in epoch 2, last.pt saved
+        train(cfg, run, should_stop=lambda: next(polls) >= 25, mlflow=mlflow_target(True))
+    [stopped] = mlflow_runs(mlflow_store)
+    assert stopped.info.status == "KILLED"
+    train(cfg, run, resume_from=load_checkpoint(run / "last.pt"), mlflow=mlflow_target(True))
+    [resumed] = mlflow_runs(mlflow_store)
+    assert resumed.info.run_id == stopped.info.run_id and resumed.info.status == "FINISHED"
+    from mlflow import MlflowClient
+
+    history = MlflowClient(mlflow_store).get_metric_history(resumed.info.run_id, "val/accuracy")
+    assert [m.step for m in history] == [e.global_step for e in records(run, EpochMetrics)]
