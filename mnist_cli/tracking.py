@@ -111,7 +111,7 @@ class Tracker:
                 for tag, value in pairs:
                     self.tb.add_scalar(tag, value, record.global_step)
                 if isinstance(record, HealthRecord):
-                    self._histograms(record.global_step)
+                    self._histograms(record)
                 elif isinstance(record, EpochMetrics):
                     self._image(record.global_step)
                     self.tb.flush()
@@ -119,13 +119,12 @@ class Tracker:
                 self.ml.log(pairs, record.global_step, flush=isinstance(record, (EpochMetrics, TestRecord)))
         self.on_event(event)
 
-    def _histograms(self, step: int) -> None:
-        linears = self.model.linears()
-        for i, layer in enumerate(linears):
-            name = "output" if i == len(linears) - 1 else f"hidden.{i}"
-            self._histogram(f"weights/{name}", layer.weight.detach(), step)
-            if layer.weight.grad is not None:  # None when the probe step was skipped (a non-finite loss)
-                self._histogram(f"gradients/{name}", layer.weight.grad, step)
+    def _histograms(self, probe: HealthRecord) -> None:
+        """Each Linear's weights after the probe step, and its gradient (None when the step was skipped: a NaN)."""
+        for health, layer in zip(probe.layers, self.model.linears(), strict=True):
+            self._histogram(f"weights/{health.name}", layer.weight, probe.global_step)
+            if layer.weight.grad is not None:
+                self._histogram(f"gradients/{health.name}", layer.weight.grad, probe.global_step)
 
     def _histogram(self, tag: str, values, step: int) -> None:
         """Counted by torch where the tensor lives, over ~HISTOGRAM_SAMPLE evenly strided entries scaled to the whole
