@@ -264,6 +264,12 @@ class TrainConfig(_Section):
         description="Start from this checkpoint's weights (fine-tuning): the same model settings; when its classes "
         "differ, the output layer starts afresh.",
     )
+    tensorboard: bool = Field(
+        True,
+        description="Also write the run's record as a TensorBoard event file in the run folder (`tensorboard --logdir "
+        "checkpoints`): losses, accuracies, layer health, weight and gradient histograms at the probes, the first layer "
+        "as an image.",
+    )
 
     @field_validator("device")
     @classmethod

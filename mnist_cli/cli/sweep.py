@@ -53,6 +53,9 @@ def sweep(
             "(default: with --backend ray, start Ray on this machine)."
         ),
     ] = None,
+    mlflow: Annotated[
+        bool, typer.Option("--mlflow", help="Log to MLflow: a parent run with one nested run per training (the mlflow extra).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print runs and cells as one JSON object on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
@@ -74,12 +77,16 @@ def sweep(
     ):
         from mnist_cli.sweep.grid import plan_sweep
         from mnist_cli.sweep.runner import run_sweep
+        from mnist_cli.tracking import mlflow_target
 
         plan = plan_sweep(config, sets, grid or [], seeds, out)
+        tracking = mlflow_target(mlflow)
         again = continue_command(plan.out_dir)
         try:
             with SweepReporter(stderr, quiet=quiet) as reporter:
-                result = run_sweep(plan, backend=backend, jobs=jobs, address=address, on_event=reporter, should_stop=stop)
+                result = run_sweep(
+                    plan, backend=backend, jobs=jobs, address=address, on_event=reporter, should_stop=stop, mlflow=tracking
+                )
         except KeyboardInterrupt:
             stderr.print(f"quit at once; finished runs are kept. Continue with:\n  {again}", markup=False, soft_wrap=True)
             raise typer.Exit(INTERRUPTED) from None

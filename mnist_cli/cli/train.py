@@ -81,6 +81,9 @@ def train(
             help="Start a new run even if the output folder holds one: the old run's files are removed before the first save.",
         ),
     ] = False,
+    mlflow: Annotated[
+        bool, typer.Option("--mlflow", help="Also log to MLflow (MLFLOW_TRACKING_URI, or its default store); the mlflow extra.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
@@ -94,6 +97,7 @@ def train(
     from mnist_cli.cli.app import printable
     from mnist_cli.cli.ui import TrainReporter, consoles, render_train_result
     from mnist_cli.errors import TrainingInterrupted
+    from mnist_cli.tracking import mlflow_target
     from mnist_cli.training.interrupt import graceful_stop
     from mnist_cli.training.plan import plan_run
 
@@ -117,6 +121,7 @@ def train(
         }
         out_dir = Path(out) if out is not None else None
         plan = plan_run(config or config_argument, overrides, shortcuts=shortcuts, resume=resume, out=out_dir)
+        tracking = mlflow_target(mlflow)
         if plan.resume_asked:
             said = f"resuming from {plan.resume_path}" if plan.resuming else f"no last.pt in {plan.run_dir}: starting a new run"
             stderr.print(printable(said), markup=False, soft_wrap=True)
@@ -133,6 +138,7 @@ def train(
                     should_stop=stop,
                     dry_run=dry_run,
                     overwrite=overwrite,
+                    mlflow=tracking,
                 )
         except TrainingInterrupted as e:
             stderr.print(

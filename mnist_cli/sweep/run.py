@@ -12,6 +12,7 @@ from typing import Any
 
 from mnist_cli.disk import atomic_write
 from mnist_cli.errors import MnistError, TrainingInterrupted, first_line
+from mnist_cli.tracking import MlflowTarget
 
 DONE = "sweep-run.json"  # written atomically once a run has finished: its row; a rerun skips the run
 STOP = ".stop"  # in the sweep folder: asks every task, on any machine, to stop after its current step
@@ -27,6 +28,7 @@ class RunSpec:
     seed: int
     out_dir: str
     config: dict[str, Any]
+    mlflow: MlflowTarget | None = None  # the sweep's parent run, which this run nests under
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def execute(spec: RunSpec, should_stop: Callable[[], bool], node: str | None = N
             differ = _differences(config_from_checkpoint(resume_from, run_dir.last).model_dump(mode="json"), spec.config)
             if differ:
                 raise MnistError(f"{run_dir.last} is a run of another config ({differ}); use another --out")
-        result = train(validate(spec.config), run_dir, resume_from=resume_from, should_stop=should_stop)
+        result = train(validate(spec.config), run_dir, resume_from=resume_from, should_stop=should_stop, mlflow=spec.mlflow)
     except TrainingInterrupted:
         return pending(spec, "interrupted")
     except MnistError as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,9 @@ import yaml
 from mnist_cli.disk import atomic_write
 from mnist_cli.errors import MnistError
 from mnist_cli.sweep.grid import SweepPlan
-from mnist_cli.sweep.results import Cell, best_cell, summarize_cells, write_results
+from mnist_cli.sweep.results import CELLS_CSV, RUNS_CSV, Cell, best_cell, summarize_cells, write_results
 from mnist_cli.sweep.run import RunRow, StopFile, pending, read_row
+from mnist_cli.tracking import MlflowTarget, end_sweep, start_sweep
 
 PLAN_FILE, LOCK_FILE = "sweep.yaml", ".sweep.lock"
 HEATMAP, SCATTER = "heatmap.png", "accuracy-vs-parameters.png"
@@ -107,8 +108,11 @@ def run_sweep(
     address: str | None = None,
     on_event: Callable[[SweepEvent], None] = lambda event: None,
     should_stop: Callable[[], bool] = lambda: False,
+    mlflow: MlflowTarget | None = None,
 ) -> SweepResult:
     """Train every run of `plan` not already finished; runs.csv and cells.csv are rewritten as each run ends.
+
+    With `mlflow`, the sweep is a parent run there and each run it trains a nested run.
 
     `backend` None means ray when an `address` is given, local otherwise.
     """
@@ -155,7 +159,8 @@ def run_sweep(
             on_event(RunFinished(row, settled, len(rows), best_cell(cells)))
 
         write_results(out, plan.keys, rows, summarize_cells(rows))
-        specs = [plan.runs[i] for i in todo]
+        parent = start_sweep(mlflow, out, plan.keys) if mlflow else None
+        specs = [replace(plan.runs[i], mlflow=parent) for i in todo]
         if specs and backend == "ray":
             from mnist_cli.sweep.ray_backend import run_ray
 
@@ -167,6 +172,9 @@ def run_sweep(
         cells = summarize_cells(rows)
         write_results(out, plan.keys, rows, cells)
         figures = draw(out, plan, rows, cells)
+        if parent:
+            tables = [str(out / name) for name in (PLAN_FILE, RUNS_CSV, CELLS_CSV)]
+            end_sweep(parent, tables + figures, ok=all(r.status == "done" for r in rows))
     return SweepResult(str(out), plan.keys, rows, cells, best_cell(cells), figures)
 
 

@@ -32,6 +32,7 @@ from mnist_cli.losses import Loss, make_loss
 from mnist_cli.model import MLP, architecture, build_model, parameter_count
 from mnist_cli.optim import make_optimizer, make_scheduler
 from mnist_cli.record import EpochMetrics, StepRecord, TestRecord
+from mnist_cli.tracking import MlflowTarget, Tracker
 from mnist_cli.training.events import DryRun, Event, RunStarted, StepDone, TrainResult
 from mnist_cli.training.guard import LossGuard
 from mnist_cli.training.init_from import initial_weights, matching_weights
@@ -99,6 +100,7 @@ def train(
     should_stop: Callable[[], bool] = lambda: False,
     dry_run: bool = False,
     overwrite: bool = False,
+    mlflow: MlflowTarget | None = None,
 ) -> TrainResult | DryRun:
     """Train the configured MLP into `out_dir`: config.yaml, events.jsonl, best.pt, last.pt, result.json.
 
@@ -106,6 +108,7 @@ def train(
     makes the run save last.pt and raise TrainingInterrupted; `dry_run` stops after the preflight checks and returns
     what would run. A new run into a folder that holds another run is refused unless `overwrite`; that run's files
     are removed before the first save. The thread count and RNG states the run changes are put back when it returns.
+    Every record also goes to the run's TensorBoard event file (train.tensorboard) and to `mlflow` when given.
     """
     run_dir = out_dir if isinstance(out_dir, RunDir) else RunDir(Path(out_dir))
     device, splits, parameters = preflight(cfg, run_dir, resume_from, overwrite=overwrite, dry_run=dry_run)
@@ -117,16 +120,24 @@ def train(
         if resume_from is None:
             run_dir.remove_previous_run()  # under the lock: never another live run's files
         run = set_up(cfg, run_dir, device, splits, resume_from)
-        splits_n = len(run.train_split), len(run.val_split), len(run.test_split)
-        on_event(RunStarted(str(device), parameters, *splits_n, run.steps, cfg.train.epochs, str(run_dir), run.notes))
-        for epoch in range(run.state.epoch, cfg.train.epochs + 1):
-            train_epoch(run, epoch, on_event, should_stop)
-            saved = end_epoch(run, epoch, on_event)
-            if should_stop() and epoch < cfg.train.epochs:
-                if not saved:
-                    save_last(run)
-                raise TrainingInterrupted(str(run_dir.last), epoch + 1, 0)
-        return final_test(run, parameters, on_event)
+        resumed_at = (run.state.epoch - 1) * run.steps + run.state.step
+        tracker = on_event = Tracker(run.cfg, run_dir, run.model, resumed_at, mlflow, on_event)
+        try:
+            splits_n = len(run.train_split), len(run.val_split), len(run.test_split)
+            on_event(RunStarted(str(device), parameters, *splits_n, run.steps, cfg.train.epochs, str(run_dir), run.notes))
+            for epoch in range(run.state.epoch, cfg.train.epochs + 1):
+                train_epoch(run, epoch, on_event, should_stop)
+                saved = end_epoch(run, epoch, on_event)
+                if should_stop() and epoch < cfg.train.epochs:
+                    if not saved:
+                        save_last(run)
+                    raise TrainingInterrupted(str(run_dir.last), epoch + 1, 0)
+            result = final_test(run, parameters, on_event)
+        except BaseException as e:
+            tracker.close(e)
+            raise
+        tracker.close(None)
+        return result
 
 
 def preflight(

@@ -15,7 +15,7 @@ from mnist_cli.training.state import resume_payload
 
 # Keys that may differ between a run and its resumption: where it runs and where its data lives, not what it computes.
 # They are left out of default folder names too, so `--device cuda --resume auto` finds the run `--device cpu` began.
-MAY_DIFFER = {("train", "device"), ("data", "root")}
+MAY_DIFFER = {("train", "device"), ("data", "root"), ("train", "tensorboard")}  # where and what observes it
 RESOLVED = {("train", "threads")}  # None: torch's default, which the run resolves and records
 DEFAULT_CONFIG_NAME = "default"
 

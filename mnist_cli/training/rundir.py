@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ BEST, LAST, CONFIG, LOCK = "best.pt", "last.pt", "config.yaml", ".lock"
 REPORT = "report"  # the folder `mnist report` writes into a run folder: its own, never a run's to remove
 # Every file a run writes (besides the lock), in one place: `--overwrite` removes these by name and nothing else.
 RUN_FILES = (BEST, LAST, CONFIG, EVENTS, RESULT, *LEGACY_LOGS)
+TENSORBOARD_FILES = "events.out.tfevents.*"  # train.tensorboard: a run writes one per start (a resume starts another)
 CHECKPOINT_FILES = (BEST, LAST)
 
 
@@ -60,7 +62,7 @@ class RunDir:
             names = sorted(p.name for p in self.path.iterdir()) if self.path.is_dir() else []
         except OSError as e:
             raise MnistError(f"output directory {self.path} cannot be listed ({os_reason(e)})") from None
-        foreign = [n for n in names if n not in (*RUN_FILES, LOCK, REPORT) and not is_our_temp(n)]
+        foreign = [n for n in names if n not in (*RUN_FILES, LOCK, REPORT) and not is_our_temp(n) and not is_tensorboard(n)]
         if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise MnistError(
@@ -109,7 +111,8 @@ class RunDir:
         A new run stopped early must not leave the old run's best.pt beside its own files, where `eval` and `predict`
         would take it for the new run's. last.pt goes last: while any old file is left, the folder still holds a run.
         """
-        for name in sorted(RUN_FILES, key=lambda n: n == LAST):
+        event_files = sorted(p.name for p in self.path.glob(TENSORBOARD_FILES))
+        for name in sorted((*RUN_FILES, *event_files), key=lambda n: n == LAST):
             try:
                 (self.path / name).unlink(missing_ok=True)
             except IsADirectoryError:
@@ -120,6 +123,11 @@ class RunDir:
     def kept(self) -> str:
         """What survives a stop: the last checkpoint written, if any."""
         return f"the last good checkpoint {self.last} is kept" if self.last.exists() else "no checkpoint had been written yet"
+
+
+def is_tensorboard(name: str) -> bool:
+    """A TensorBoard event file, as the run's SummaryWriter names them."""
+    return fnmatch.fnmatchcase(name, TENSORBOARD_FILES)
 
 
 def is_our_temp(name: str) -> bool:
