@@ -25,11 +25,14 @@ def serve(
     min_confidence: Annotated[
         float, typer.Option("--min-confidence", min=0.0, max=1.0, help="Mark predictions below this probability uncertain.")
     ] = 0.5,
+    max_params: Annotated[int, typer.Option(min=1, help="The largest model the Train page may start.")] = 5_000_000,
+    max_epochs: Annotated[int, typer.Option(min=1, help="The most epochs the Train page may start (truth tables: any).")] = 50,
 ) -> None:
     """Draw a digit in the browser and watch the network read it.
 
-    Serves a page at / and a JSON API (POST /api/predict, GET /api/model, GET /healthz; documented at
-    /docs). Images are prepared exactly as `mnist predict` prepares files. Ctrl-C stops it.
+    Serves a page at /, a Train page at /train (one training at a time, into the checkpoint folder), and a JSON API
+    (POST /api/predict, GET /api/model, GET /healthz, /api/runs; documented at /docs). Images are prepared exactly
+    as `mnist predict` prepares files. Ctrl-C stops it.
     """
     from mnist_cli.cli.ui import consoles
 
@@ -43,7 +46,7 @@ def serve(
         trained = load_trained(checkpoint)
         sock = listen(host, port)
     stderr.print(f"using checkpoint {checkpoint} ({trained.describe()})", markup=False, soft_wrap=True)
-    web_app = create_app(trained, min_confidence=min_confidence)
+    web_app = create_app(trained, min_confidence=min_confidence, limits=(max_params, max_epochs))
     url = page_url(host, sock.getsockname()[1])
     if not is_loopback(host):
         stderr.print(f"warning: listening on {host}: anyone who can reach this machine can use the page", markup=False)

@@ -1,0 +1,119 @@
+"""The Train page's API (/api/runs) through TestClient: runs train in a real child process on the synthetic data."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+from conftest import assert_identical, invoke
+from fastapi.testclient import TestClient
+
+from mnist_cli.inference.trained import load_trained
+from mnist_cli.serving.app import create_app
+
+# write_config's tiny run, as the API's settings (the YAML keys)
+TINY = {
+    "seed": 0,
+    "data": {"val_size": 100},
+    "model": {"depth": 1, "width": 32},
+    "train": {
+        "epochs": 2,
+        "batch_size": 32,
+        "lr": 0.003,
+        "schedule": "none",
+        "label_smoothing": 0.0,
+        "device": "cpu",
+        "threads": 1,
+    },
+}
+
+
+@pytest.fixture
+def client(trained_checkpoint):
+    with TestClient(create_app(load_trained(trained_checkpoint), limits=(10**6, 300))) as c:
+        yield c
+
+
+def events(client: TestClient, run_id: str, until: str = "end") -> list[tuple[str, dict]]:
+    """The run's Server-Sent Events, read up to the first `until` event (the stream ends with `end` on its own)."""
+    out, name = [], None
+    with client.stream("GET", f"/api/runs/{run_id}/events") as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                out.append((name, json.loads(line[6:])))
+                if name == until:
+                    break
+    return out
+
+
+def with_epochs(epochs: int) -> dict:
+    return {**TINY, "train": {**TINY["train"], "epochs": epochs}}
+
+
+def test_a_run_started_by_the_api_streams_its_records_and_equals_mnist_train(client, tmp_path):
+    r = client.post("/api/runs", json=TINY)
+    assert r.status_code == 202, r.text
+    started = r.json()
+    assert started["command"].startswith("mnist train --set seed=0 --set data.val_size=100 --set model.depth=1")
+    got = events(client, started["id"])
+    names = [n for n, _ in got]
+    assert names[0] == "started" and names[-2:] == ["test", "end"] and got[-1][1]["status"] == "finished", got[-1]
+    run_dir = Path(started["run_dir"])
+    # The stream's records are the run folder's, in order.
+    assert [d for n, d in got if n in ("step", "health", "epoch", "test")] == [
+        json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()
+    ]
+    # The command the page shows trains the same run, bit for bit.
+    cli = invoke(*shlex.split(started["command"])[1:], "--out", tmp_path / "cli", "--quiet")
+    assert cli.exit_code == 0, cli.output
+    assert_identical(run_dir, tmp_path / "cli")
+    status = client.get(f"/api/runs/{started['id']}").json()
+    assert status["status"] == "finished" and status["result"]["test_accuracy"] == got[-2][1]["accuracy"]
+    summary = status["summary"]
+    assert sum(map(sum, summary["confusion"])) == 200  # every synthetic test image
+    assert all(m["label"] != m["predicted"] and len(m["pixels"]) == 784 for m in summary["mistakes"])
+    listed = {run["id"]: run["status"] for run in client.get("/api/runs").json()}
+    assert listed == {started["id"]: "finished"}
+
+
+def test_one_run_at_a_time_bad_settings_and_limits(client):
+    first = client.post("/api/runs", json=with_epochs(300)).json()
+    second = client.post("/api/runs", json={**TINY, "seed": 1})
+    assert second.status_code == 409 and first["id"] in second.json()["detail"], second.text
+    client.delete(f"/api/runs/{first['id']}")
+    assert events(client, first["id"])[-1][1]["status"] in ("stopped", "finished")
+    bad = {"model": {"depth": -1, "activation": "step"}, "train": {"lr": 0, "epoch": 3}}
+    r = client.post("/api/runs", json=bad)
+    assert r.status_code == 422
+    cli = invoke(
+        "train", "--set", "model.depth=-1", "--set", "model.activation=step", "--set", "train.lr=0", "--set", "train.epoch=3"
+    )
+    assert len(r.json()["detail"]) == 4
+    for problem in r.json()["detail"]:
+        assert problem in cli.stderr, (problem, cli.stderr)
+    big = client.post("/api/runs", json={"model": {"width": 4096}, "train": {"epochs": 301}})
+    assert big.status_code == 422 and big.json()["detail"] == [
+        "model: 20,037,642 parameters; this server trains at most 1,000,000 (--max-params)",
+        "train.epochs: 301; this server trains at most 300 (--max-epochs)",
+    ]
+
+
+def test_stop_saves_last_pt_that_mnist_train_resume_finishes_bit_identically(client, tmp_path):
+    started = client.post("/api/runs", json=with_epochs(40)).json()
+    got = events(client, started["id"], until="epoch")  # the first epoch is in: Stop lands mid-run
+    assert got[-1][0] == "epoch"
+    assert client.delete(f"/api/runs/{started['id']}").json() == {"id": started["id"], "status": "stopping"}
+    end = events(client, started["id"])[-1][1]
+    assert end["status"] == "stopped" and "resume with: mnist train --resume" in end["message"], end
+    assert client.delete(f"/api/runs/{started['id']}").status_code == 409  # it is not training any more
+    run_dir = Path(started["run_dir"])
+    resumed = invoke("train", "--resume", run_dir / "last.pt", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    whole = invoke(*shlex.split(started["command"])[1:], "--out", tmp_path / "whole", "--quiet")
+    assert whole.exit_code == 0, whole.output
+    assert_identical(run_dir, tmp_path / "whole")
