@@ -137,6 +137,7 @@ function showVerdicts(list) {
     const li = document.createElement("li");
     li.className = v.severity;
     li.dataset.code = v.code;
+    li.dataset.epochs = live.epochs.length; // epochs the page had seen when this verdict arrived
     li.textContent = `${v.message}: ${v.suggestion}`;
     return li;
   }));
@@ -182,13 +183,13 @@ function redraw() {
 function axes(ctx, w, h) { ctx.clearRect(0, 0, w, h); ctx.strokeStyle = "#999"; ctx.strokeRect(40, 10, w - 80, h - 40); }
 
 function drawLine(ctx, points, xmax, ymax, color, box, dots = false) {
-  const [x0, y0, w, h] = box;
+  const [x0, y0, w, h] = box, size = points.length > 50 ? 2 : 6;
   ctx.strokeStyle = ctx.fillStyle = color;
   ctx.beginPath();
   points.forEach(([x, y], i) => {
     if (y == null) return;
     const px = x0 + (w * x) / xmax, py = y0 + h - (h * Math.min(y, ymax)) / ymax;
-    if (dots) ctx.fillRect(px - 3, py - 3, 6, 6);
+    if (dots) ctx.fillRect(px - size / 2, py - size / 2, size, size);
     else i ? ctx.lineTo(px, py) : ctx.moveTo(px, py);
   });
   if (!dots) ctx.stroke();
