@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import assert_identical, invoke
+from conftest import assert_identical, invoke, train_run
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from mnist_cli.inference.trained import load_trained
 from mnist_cli.serving.app import create_app
@@ -85,6 +88,13 @@ def test_one_run_at_a_time_bad_settings_and_limits(client):
     first = client.post("/api/runs", json=with_epochs(300)).json()
     second = client.post("/api/runs", json={**TINY, "seed": 1})
     assert second.status_code == 409 and first["id"] in second.json()["detail"], second.text
+    assert client.get(f"/api/runs/{first['id']}").json()["status"] == "running"
+    pixels = np.full((28, 28), 255, dtype=np.uint8)
+    pixels[5:8, 7:21] = 0  # a dark bar on white paper, as the synthetic digits are
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    predicted = client.post("/api/predict", files={"image": ("bar.png", buf.getvalue(), "image/png")})
+    assert predicted.status_code == 200 and predicted.json()["label"] in "0123456789", predicted.text  # while it trains
     client.delete(f"/api/runs/{first['id']}")
     assert events(client, first["id"])[-1][1]["status"] in ("stopped", "finished")
     bad = {"model": {"depth": -1, "activation": "step"}, "train": {"lr": 0, "epoch": 3}}
@@ -117,3 +127,22 @@ def test_stop_saves_last_pt_that_mnist_train_resume_finishes_bit_identically(cli
     whole = invoke(*shlex.split(started["command"])[1:], "--out", tmp_path / "whole", "--quiet")
     assert whole.exit_code == 0, whole.output
     assert_identical(run_dir, tmp_path / "whole")
+
+
+def test_runs_from_the_command_line_are_listed_replayed_and_compared(client, synthetic_root, tmp_path):
+    root = tmp_path / "checkpoints"
+    train_run(root / "narrow", synthetic_root)
+    wide = train_run(root / "wide", synthetic_root, model={"width": 48})
+    assert {r["id"]: r["status"] for r in client.get("/api/runs").json()} == {"narrow": "finished", "wide": "finished"}
+    replayed = events(client, "wide")
+    assert [d for _, d in replayed[:-1]] == [json.loads(line) for line in (wide / "events.jsonl").read_text().splitlines()]
+    assert replayed[-1] == ("end", {"status": "finished", "message": ""})
+    compared = client.get("/api/compare", params={"run": ["narrow", "wide"]}).json()
+    assert compared["differing_keys"] == ["model.width"]
+    assert [r["settings"] for r in compared["runs"]] == [{"model.width": 32}, {"model.width": 48}]
+    assert [len(r["epochs"]) for r in compared["runs"]] == [2, 2]
+    assert client.get("/api/compare", params={"run": ["narrow"]}).status_code == 422
+    for outside in ("..%2F..%2Fetc", "%2Fetc", "nowhere"):
+        r = client.get(f"/api/runs/{outside}")
+        assert r.status_code == 404 and "no run" in r.json()["detail"], (outside, r.text)
+    assert client.delete("/api/runs/narrow").status_code == 404  # not a run this server trains

@@ -144,7 +144,7 @@ def describe(runner: Runner, path: Path, details: bool = False) -> dict[str, Any
     if details:
         from mnist_cli.config import read_yaml
 
-        out["config"] = read_yaml(path / "config.yaml")
+        out["config"] = live.config.model_dump(mode="json") if live else read_yaml(path / "config.yaml")
         out["summary"] = summary(path) if result else None
     return out
 
