@@ -86,7 +86,8 @@ def compare(request: Request, run: Annotated[list[str], Query(description="Two o
                 "id": i,
                 "settings": s,
                 "test_accuracy": r.result.test_accuracy if r.result else None,
-                "epochs": [[m.epoch, m.val_accuracy, m.train_loss] for m in r.metrics],
+                # accuracy per epoch: validation, or training for runs without a validation split (truth tables)
+                "epochs": [[m.epoch, m.train_accuracy if m.val_accuracy is None else m.val_accuracy] for m in r.metrics],
                 "steps": [[x.global_step, x.loss] for x in r.steps],
             }
             for i, r, s in zip(run, runs, settings, strict=True)

@@ -328,11 +328,11 @@ async function compareChosen() {
     drawLine(ctx, run.epochs.map((e) => [e[0], e[1]]), xmax, 1, COLORS[i % COLORS.length], box, true);
   });
   ctx.fillStyle = "#333";
-  ctx.fillText("validation accuracy per epoch", 50, 24);
+  ctx.fillText("accuracy per epoch (validation; training for the truth tables)", 50, 24);
   const keys = body.differing_keys;
   const head = `<tr><th>run</th>${keys.map((k) => `<th>${esc(k)}</th>`).join("")}<th>test accuracy</th></tr>`;
   $("differing").innerHTML = head + body.runs.map((run, i) =>
-    `<tr><td style="color:${COLORS[i % COLORS.length]}">■ ${esc(run.id)}</td>${keys.map((k) => `<td>${esc(JSON.stringify(run.settings[k]))}</td>`).join("")}` +
+    `<tr><td style="color:${COLORS[i % COLORS.length]}">■ ${esc(run.id)}</td>${keys.map((k) => `<td>${esc(typeof run.settings[k] === "string" ? run.settings[k] : JSON.stringify(run.settings[k]))}</td>`).join("")}` +
     `<td>${run.test_accuracy == null ? "n/a" : (100 * run.test_accuracy).toFixed(2) + "%"}</td></tr>`).join("");
 }
 
