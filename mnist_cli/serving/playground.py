@@ -21,7 +21,7 @@ from mnist_cli.serving.runs import CONFIGS, MISTAKES, POLL_S, LiveRun, Runner, r
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
-    app.state.runner.stop_all()  # a run the server started ends with it, last.pt saved as Ctrl-C saves it
+    await anyio.to_thread.run_sync(app.state.runner.stop_all)  # a run the server started ends with it, last.pt saved
 
 
 playground = APIRouter(lifespan=lifespan, tags=["training"])

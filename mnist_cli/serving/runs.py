@@ -48,6 +48,7 @@ class LiveRun:
     command: str
     config: Config
     stop: Any  # multiprocessing.Event
+    process: Any = None  # multiprocessing.Process
     status: str = "running"  # running, finished, stopped, failed
     message: str = ""
     events: list[tuple[str, Any]] = field(default_factory=list)  # (SSE event name, JSON-able data), in order
@@ -94,7 +95,7 @@ class Runner:
             run = LiveRun(relative_id(self.root, run_dir), run_dir, command, cfg, None)
             ctx = multiprocessing.get_context("spawn")
             run.stop, messages = ctx.Event(), ctx.Queue()
-            process = ctx.Process(
+            process = run.process = ctx.Process(
                 target=train_child, args=(to_yaml(cfg), str(run_dir), overwrite, messages, run.stop), daemon=True
             )
             process.start()
@@ -114,9 +115,12 @@ class Runner:
             raise HTTPException(422, problems)
 
     def stop_all(self) -> None:
-        for run in self.runs.values():
-            if not run.done:
-                run.stop.set()
+        """Stop every run as Ctrl-C would and wait for last.pt: at exit, multiprocessing kills what still runs."""
+        live = [r for r in self.runs.values() if not r.done]
+        for run in live:
+            run.stop.set()
+        for run in live:
+            run.process.join(timeout=120)
 
 
 def flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -144,12 +148,15 @@ def relative_id(root: Path, run_dir: Path) -> str:
 
 def train_child(cfg_yaml: str, run_dir: str, overwrite: bool, messages, stop) -> None:
     """The child process: train, sending each record, snapshots, and how it ended ("end", status, message)."""
+    import signal
+
     import yaml
 
     from mnist_cli.errors import TrainingInterrupted
     from mnist_cli.training.events import RunStarted, StepDone
     from mnist_cli.training.loop import is_logged, train
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the whole group: the server says stop
     cfg = validate(yaml.safe_load(cfg_yaml))
     snap = Snapshots(cfg)
     last = [0.0]
@@ -200,7 +207,8 @@ class Snapshots:
                 self.model = module
                 self.handle.remove()
 
-        self.handle = torch.nn.modules.module.register_module_forward_pre_hook(found)
+        if not cfg.train.compile:  # a global hook inside a compiled graph would break it: no snapshots then
+            self.handle = torch.nn.modules.module.register_module_forward_pre_hook(found)
 
     def take(self, step: StepRecord) -> dict[str, Any] | None:
         import torch
