@@ -146,3 +146,11 @@ def test_runs_from_the_command_line_are_listed_replayed_and_compared(client, syn
         r = client.get(f"/api/runs/{outside}")
         assert r.status_code == 404 and "no run" in r.json()["detail"], (outside, r.text)
     assert client.delete("/api/runs/narrow").status_code == 404  # not a run this server trains
+
+
+def test_a_finished_run_with_a_damaged_best_pt_still_answers(client, synthetic_root, tmp_path):
+    run = train_run(tmp_path / "checkpoints" / "damaged", synthetic_root)
+    (run / "best.pt").write_bytes(b"not a checkpoint")
+    r = client.get("/api/runs/damaged")
+    assert r.status_code == 200 and r.json()["status"] == "finished" and r.json()["summary"] is None, r.text
+    assert "best.pt" in r.json()["message"], r.json()["message"]

@@ -146,7 +146,10 @@ def describe(runner: Runner, path: Path, details: bool = False) -> dict[str, Any
         from mnist_cli.config import read_yaml
 
         out["config"] = live.config.model_dump(mode="json") if live else read_yaml(path / "config.yaml")
-        out["summary"] = summary(path) if result else None
+        try:
+            out["summary"] = summary(path) if result else None
+        except MnistError as e:  # a run folder may come from someone else
+            out |= {"summary": None, "message": str(e)}
     return out
 
 
