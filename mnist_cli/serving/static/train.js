@@ -116,10 +116,7 @@ function follow(id) {
 
 function setStatus(text, status) { $("status").textContent = text; $("status").dataset.status = status; }
 
-function setProgress(epoch, step) {
-  if ($("status").dataset.status === "running") $("status").dataset.progress = `epoch ${epoch}, step ${step}`;
-  $("status").title = `epoch ${epoch}, step ${step}`;
-}
+function setProgress(epoch, step) { $("progress").textContent = `epoch ${epoch}, step ${step}`; }
 
 async function finish(id, end) {
   source.close();
