@@ -22,11 +22,14 @@ def serve(
     collect: Annotated[
         Path | None, typer.Option("--collect", help="Show 'save as' buttons that save drawings as DIR/<label>/*.png.")
     ] = None,
+    max_params: Annotated[int, typer.Option(min=1, help="The largest model the Train page may start.")] = 5_000_000,
+    max_epochs: Annotated[int, typer.Option(min=1, help="The most epochs the Train page may start (truth tables: any).")] = 50,
 ) -> None:
-    """Draw a digit in the browser and watch the network read it.
+    """Draw a digit in the browser and watch the network read it, or train one at /train and watch it learn.
 
-    Serves a page at / and a JSON API (POST /api/predict, GET /api/model, GET /healthz; described at
-    /openapi.json). Images are prepared exactly as `mnist predict` prepares files. Ctrl-C stops it.
+    Serves a page at /, a Train page at /train (one training at a time, into the checkpoint folder), and a JSON API
+    (POST /api/predict, GET /api/model, GET /healthz, /api/runs; described at /openapi.json). Images are prepared
+    exactly as `mnist predict` prepares files. Ctrl-C stops it.
     """
     from mnist_cli.cli.ui import consoles
     from mnist_cli.training.interrupt import graceful_stop
@@ -40,7 +43,9 @@ def serve(
 
         trained, chosen = image_model(checkpoint, "serve")
         sock = listen(host, port)
-        web_app = create_app(trained, min_confidence=min_confidence, hosts=allowed_hosts(host), collect=collect)
+        web_app = create_app(
+            trained, min_confidence=min_confidence, hosts=allowed_hosts(host), collect=collect, limits=(max_params, max_epochs)
+        )
     if stop():
         sock.close()
         raise typer.Exit(stop.exit_code)

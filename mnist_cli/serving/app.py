@@ -17,9 +17,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from mnist_cli import __version__
+from mnist_cli.checkpoint import checkpoints_root
 from mnist_cli.inference.trained import TrainedModel
 from mnist_cli.serving.limits import MAX_BODY_BYTES, Guard
+from mnist_cli.serving.playground import playground
 from mnist_cli.serving.routes import api, page
+from mnist_cli.serving.runs import MAX_EPOCHS, MAX_PARAMS, Runner
 
 # At most this many images are decoded and classified at once: each request is single-threaded (see `lifespan`),
 # so this many requests run in parallel, and a burst of large uploads cannot take all the memory at once.
@@ -46,8 +49,10 @@ def create_app(
     max_body: int = MAX_BODY_BYTES,
     hosts: frozenset[str] | None = None,
     collect: Path | None = None,
+    limits: tuple[int, int] = (MAX_PARAMS, MAX_EPOCHS),
 ) -> FastAPI:
-    """The app serving `trained`: GET / (the page), POST /api/predict, GET /api/model, GET /healthz.
+    """The app serving `trained`: GET / (the page), POST /api/predict, GET /api/model, GET /healthz; the Train page
+    at /train with /api/runs (`limits`: the most parameters and epochs a page may start).
 
     `hosts`: the Host names requests may carry (None: any); see limits.Guard.
     """
@@ -70,6 +75,8 @@ def create_app(
     app.state.serving = serving
     app.include_router(page)
     app.include_router(api)
+    app.state.runner = Runner(checkpoints_root(), *limits)
+    app.include_router(playground)
     app.mount("/static", StaticFiles(packages=[("mnist_cli.serving", "static")]), name="static")
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, form_error)

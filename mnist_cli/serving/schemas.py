@@ -1,4 +1,4 @@
-"""What the API returns, as typed models: FastAPI validates them and documents them at /docs."""
+"""What the API returns, as typed models: FastAPI validates them and describes them at /openapi.json."""
 
 from __future__ import annotations
 

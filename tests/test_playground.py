@@ -1,0 +1,156 @@
+"""The Train page's API (/api/runs) through TestClient: runs train in a real child process on the synthetic data."""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_identical, invoke, train_run
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from mnist_cli.inference.trained import load_trained
+from mnist_cli.serving.app import create_app
+
+# write_config's tiny run, as the API's settings (the YAML keys)
+TINY = {
+    "seed": 0,
+    "data": {"val_size": 100},
+    "model": {"depth": 1, "width": 32},
+    "train": {
+        "epochs": 2,
+        "batch_size": 32,
+        "lr": 0.003,
+        "schedule": "none",
+        "label_smoothing": 0.0,
+        "device": "cpu",
+        "threads": 1,
+    },
+}
+
+
+@pytest.fixture
+def client(trained_checkpoint):
+    with TestClient(create_app(load_trained(trained_checkpoint), limits=(10**6, 300))) as c:
+        yield c
+
+
+def events(client: TestClient, run_id: str, until: str = "end") -> list[tuple[str, dict]]:
+    """The run's Server-Sent Events, read up to the first `until` event (the stream ends with `end` on its own)."""
+    out, name = [], None
+    with client.stream("GET", f"/api/runs/{run_id}/events") as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                out.append((name, json.loads(line[6:])))
+                if name == until:
+                    break
+    return out
+
+
+def with_epochs(epochs: int) -> dict:
+    return {**TINY, "train": {**TINY["train"], "epochs": epochs}}
+
+
+def test_a_run_started_by_the_api_streams_its_records_and_equals_mnist_train(client, tmp_path):
+    r = client.post("/api/runs", json=TINY)
+    assert r.status_code == 202, r.text
+    started = r.json()
+    assert started["command"].startswith("mnist train --set seed=0 --set data.val_size=100 --set model.depth=1")
+    got = events(client, started["id"])
+    names = [n for n, _ in got]
+    assert names[0] == "started" and names[-2:] == ["test", "end"] and got[-1][1]["status"] == "finished", got[-1]
+    run_dir = Path(started["run_dir"])
+    # The stream's records are the run folder's, in order.
+    assert [d for n, d in got if n in ("step", "health", "epoch", "test")] == [
+        json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()
+    ]
+    # The command the page shows trains the same run, bit for bit.
+    cli = invoke(*shlex.split(started["command"])[1:], "--out", tmp_path / "cli", "--quiet")
+    assert cli.exit_code == 0, cli.output
+    assert_identical(run_dir, tmp_path / "cli")
+    status = client.get(f"/api/runs/{started['id']}").json()
+    assert status["status"] == "finished" and status["result"]["test_accuracy"] == got[-2][1]["accuracy"]
+    summary = status["summary"]
+    assert sum(map(sum, summary["confusion"])) == 200  # every synthetic test image
+    assert all(m["label"] != m["predicted"] and len(m["pixels"]) == 784 for m in summary["mistakes"])
+    listed = {run["id"]: run["status"] for run in client.get("/api/runs").json()}
+    assert listed == {started["id"]: "finished"}
+
+
+def test_one_run_at_a_time_bad_settings_and_limits(client):
+    first = client.post("/api/runs", json=with_epochs(300)).json()
+    second = client.post("/api/runs", json={**TINY, "seed": 1})
+    assert second.status_code == 409 and first["id"] in second.json()["detail"], second.text
+    assert client.get(f"/api/runs/{first['id']}").json()["status"] == "running"
+    pixels = np.full((28, 28), 255, dtype=np.uint8)
+    pixels[5:8, 7:21] = 0  # a dark bar on white paper, as the synthetic digits are
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    predicted = client.post("/api/predict", files={"image": ("bar.png", buf.getvalue(), "image/png")})
+    assert predicted.status_code == 200 and predicted.json()["label"] in "0123456789", predicted.text  # while it trains
+    client.delete(f"/api/runs/{first['id']}")
+    assert events(client, first["id"])[-1][1]["status"] in ("stopped", "finished")
+    bad = {"model": {"depth": -1, "activation": "step"}, "train": {"lr": 0, "epoch": 3}}
+    r = client.post("/api/runs", json=bad)
+    assert r.status_code == 422
+    cli = invoke(
+        "train", "--set", "model.depth=-1", "--set", "model.activation=step", "--set", "train.lr=0", "--set", "train.epoch=3"
+    )
+    assert len(r.json()["detail"]) == 4
+    for problem in r.json()["detail"]:
+        assert problem in cli.stderr, (problem, cli.stderr)
+    big = client.post("/api/runs", json={"model": {"width": 4096}, "train": {"epochs": 301}})
+    assert big.status_code == 422 and big.json()["detail"] == [
+        "model: 20,037,642 parameters; this server trains at most 1,000,000 (--max-params)",
+        "train.epochs: 301; this server trains at most 300 (--max-epochs)",
+    ]
+
+
+def test_stop_saves_last_pt_that_mnist_train_resume_finishes_bit_identically(client, tmp_path):
+    started = client.post("/api/runs", json=with_epochs(40)).json()
+    got = events(client, started["id"], until="epoch")  # the first epoch is in: Stop lands mid-run
+    assert got[-1][0] == "epoch"
+    assert client.delete(f"/api/runs/{started['id']}").json() == {"id": started["id"], "status": "stopping"}
+    end = events(client, started["id"])[-1][1]
+    assert end["status"] == "stopped" and "resume with: mnist train --resume" in end["message"], end
+    assert client.delete(f"/api/runs/{started['id']}").status_code == 409  # it is not training any more
+    run_dir = Path(started["run_dir"])
+    resumed = invoke("train", "--resume", run_dir / "last.pt", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    whole = invoke(*shlex.split(started["command"])[1:], "--out", tmp_path / "whole", "--quiet")
+    assert whole.exit_code == 0, whole.output
+    assert_identical(run_dir, tmp_path / "whole")
+
+
+def test_runs_from_the_command_line_are_listed_replayed_and_compared(client, synthetic_root, tmp_path):
+    root = tmp_path / "checkpoints"
+    train_run(root / "narrow", synthetic_root)
+    wide = train_run(root / "wide", synthetic_root, model={"width": 48})
+    assert {r["id"]: r["status"] for r in client.get("/api/runs").json()} == {"narrow": "finished", "wide": "finished"}
+    replayed = events(client, "wide")
+    assert [d for _, d in replayed[:-1]] == [json.loads(line) for line in (wide / "events.jsonl").read_text().splitlines()]
+    assert replayed[-1] == ("end", {"status": "finished", "message": ""})
+    compared = client.get("/api/compare", params={"run": ["narrow", "wide"]}).json()
+    assert compared["differing_keys"] == ["model.width"]
+    assert [r["settings"] for r in compared["runs"]] == [{"model.width": 32}, {"model.width": 48}]
+    assert [len(r["epochs"]) for r in compared["runs"]] == [2, 2]
+    assert client.get("/api/compare", params={"run": ["narrow"]}).status_code == 422
+    for outside in ("..%2F..%2Fetc", "%2Fetc", "nowhere"):
+        r = client.get(f"/api/runs/{outside}")
+        assert r.status_code == 404 and "no run" in r.json()["detail"], (outside, r.text)
+    assert client.delete("/api/runs/narrow").status_code == 404  # not a run this server trains
+
+
+def test_a_finished_run_with_a_damaged_best_pt_still_answers(client, synthetic_root, tmp_path):
+    run = train_run(tmp_path / "checkpoints" / "damaged", synthetic_root)
+    (run / "best.pt").write_bytes(b"not a checkpoint")
+    r = client.get("/api/runs/damaged")
+    assert r.status_code == 200 and r.json()["status"] == "finished" and r.json()["summary"] is None, r.text
+    assert "best.pt" in r.json()["message"], r.json()["message"]
