@@ -13,16 +13,17 @@ REPO = Path(__file__).resolve().parents[1]
 READY_S = 60  # seconds for the server to load its checkpoint and print its URL (the machine is shared)
 
 
-def serve_process(*args: str | Path) -> subprocess.Popen:
-    """`mnist serve --port 0 ARGS...` from this tree, its output piped."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+def serve_process(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`mnist serve --port 0 ARGS...` from this tree, its output piped; `env`: the environment (default: ours)."""
+    env = env or dict(os.environ)
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "mnist_cli", "serve", "--port", "0", *map(str, args)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def start_serve(*args: str | Path) -> tuple[subprocess.Popen, str]:
+def start_serve(*args: str | Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """(process, URL) of `mnist serve --port 0 ARGS...`; the URL is its first stdout line's."""
-    proc = serve_process(*args)
+    proc = serve_process(*args, env=env)
     timer = threading.Timer(READY_S, proc.kill)  # a server that never prints is killed, so readline returns
     timer.start()
     try:

@@ -248,7 +248,7 @@ def test_the_api_link_works_offline(browser, served):
     p.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url) else route.abort())
     try:
         p.goto(url)
-        p.click("footer a")
+        p.click("footer a[href='/openapi.json']")
         p.wait_for_load_state("load")
         assert "/api/predict" in p.inner_text("body")
     finally:
