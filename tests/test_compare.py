@@ -86,6 +86,19 @@ def test_compare_on_a_terminal_is_a_rich_table():
     assert "┃" in text and "a[/]" in text and "50,890" in text and "95.00%" in text and "n/a" in text
 
 
+def test_compare_at_80_columns_shows_every_run_name_whole():
+    """Four runs named alike: at a terminal's 80 columns each name must still be told apart (no `sigmoi…`)."""
+    names = ["relu-8", "relu-8-kaiming", "sigmoid-8", "sigmoid-8-xavier"]
+    settings = {"model.activation": "sigmoid", "model.init": "xavier"}
+    rows = [ComparedRun(n, Path(n), settings, 669706, 2, 0.9257, 0.9257, 12.5) for n in names]
+    buf = StringIO()
+    render_comparison(Console(file=buf, force_terminal=True, width=80), Comparison(rows, list(settings), Path("o"), []))
+    text = buf.getvalue()
+    assert "…" not in text, text
+    for name in names:
+        assert name in text, text
+
+
 def test_differing_settings_counts_a_key_that_differs_in_any_config_in_the_schemas_order():
     configs = [validate({"seed": 1}), validate({"model": {"depth": 3}}), validate({"seed": 1, "train": {"device": "cuda"}})]
     # The device says where a run happened, not what it computed: never a difference.

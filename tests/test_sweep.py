@@ -285,3 +285,18 @@ def test_a_sweep_on_a_local_ray_with_2_cpus_gives_the_local_backend_accuracies(b
     import ray
 
     assert not ray.is_initialized()
+
+
+def test_sweep_figures_label_every_model_size_and_leave_no_lone_tick():
+    """accuracy-vs-parameters labels each size (log decades alone left 12,730 and 50,890 unlabelled); a one-key
+    heatmap has no unlabelled column tick."""
+    from mnist_cli.sweep.figures import accuracy_vs_parameters, heatmap
+    from mnist_cli.sweep.results import Cell
+    from mnist_cli.sweep.run import RunRow
+
+    cells = [Cell({"model.width": w}, 2, 0, 0.9, 0.01, 0.91, 0.01, p, 1.0) for w, p in ((16, 12730), (64, 50890))]
+    ax = accuracy_vs_parameters(cells, ["model.width"]).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["12.7k", "50.9k"]
+    runs = [RunRow({"model.width": w}, 0, "o", "done", test_accuracy=0.9) for w in (16, 64)]
+    ax = heatmap(runs, ["model.width"], [[16, 64]]).axes[0]
+    assert list(ax.get_xticks()) == [] and [t.get_text() for t in ax.get_yticklabels()] == ["16", "64"]

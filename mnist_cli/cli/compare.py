@@ -53,8 +53,11 @@ def render_comparison(console: Any, result: Any) -> None:
         console.file.flush()
         return
     table = Table(title="settings that differ, and results")
-    for i, name in enumerate(header):
-        table.add_column(Text(name), justify="right" if i > len(result.differing_keys) else "left")
+    # Run names are what tells the rows apart: they fold onto a second line rather than lose their ends to an ellipsis.
+    names = min(40, max(len(r.name) for r in result.runs))
+    table.add_column(Text(header[0]), min_width=names, overflow="fold")
+    for i, name in enumerate(header[1:], 1):
+        table.add_column(Text(name), justify="right" if i > len(result.differing_keys) else "left", overflow="fold")
     for cells in rows:
         table.add_row(*(Text(c) for c in cells))
     console.print(table)

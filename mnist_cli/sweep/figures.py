@@ -51,7 +51,7 @@ def heatmap(runs: list[RunRow], keys: list[str], values: list[list[Any]]) -> Fig
             ax.text(j, i, label, ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_yticks(range(len(rows)), [value_text(v) for v in rows])
     ax.set_ylabel(keys[0])
-    ax.set_xticks(range(len(cols)), [value_text(v) for v in cols] if len(keys) > 1 else [""])
+    ax.set_xticks(range(len(cols)), [value_text(v) for v in cols]) if len(keys) > 1 else ax.set_xticks([])
     ax.set_xlabel(keys[1] if len(keys) > 1 else "")
     pooled = f"; pooled over {', '.join(keys[2:])}" if len(keys) > 2 else ""
     ax.set_title(f"test accuracy (%), mean ± std over seeds{pooled}", fontsize=9)
@@ -80,9 +80,15 @@ def accuracy_vs_parameters(cells: list[Cell], keys: list[str]) -> Figure:
             label=f"{keys[0]}={name}" if keys else name,
         )
     ax.set_xscale("log")
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import NullFormatter, NullLocator
 
-    ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap when the sizes span under a decade
+    # Each model size its own labelled tick: log-scale decades alone leave sizes such as 12,730 and 50,890 unlabelled.
+    sizes = sorted({c.parameters for group in series.values() for c in group})
+    if 0 < len(sizes) <= 8:
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticks(sizes, [f"{p / 1000:,.1f}k" if p < 10**6 else f"{p / 10**6:,.2f}M" for p in sizes], rotation=30)
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap when the sizes span under a decade
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("test accuracy (%), mean ± std")
     ax.set_title("test accuracy against model size", fontsize=9)
