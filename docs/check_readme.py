@@ -25,8 +25,8 @@ An HTML comment just before a block changes how it runs:
     <!-- check-readme: tty -->           run in a pseudo-terminal 120 columns wide, as a user at a terminal sees it
     <!-- check-readme: slow tolerance=1 -->   accuracies within 1 point (deep sigmoid nets vary more between CPUs)
 
-Files the README's commands name but nobody ships (photo.png, bad/, evil.pt, cut.pt, flipped.pt) are made when a
-command first names them. Exit code 0 when every checked block matches, 1 with a diff otherwise.
+Files the README's commands name but nobody ships (photo.png, bad/, evil.pt, cut.pt, flipped.pt, handwriting/) are
+made when a command first names them. Exit code 0 when every checked block matches, 1 with a diff otherwise.
 """
 
 from __future__ import annotations
@@ -229,8 +229,15 @@ def _flipped(work: Path) -> None:
     (work / "flipped.pt").write_bytes(bytes(data))
 
 
+def _handwriting(work: Path) -> None:
+    """docs/handwriting.md's folders of other writers' digits, as its ```sh block makes them."""
+    script = REPO / "docs" / "make_handwriting_folders.py"
+    subprocess.run([sys.executable, str(script), str(work / "handwriting")], check=True, capture_output=True)
+
+
 FIXTURES: dict[str, Callable[[Path], None]] = {
     "photo.png": _photo,
+    "handwriting": _handwriting,
     "bad": _bad_data,
     "evil.pt": _evil,
     "cut.pt": _cut,

@@ -65,7 +65,7 @@ def main() -> None:
         trained = load_trained(checkpoint)
         originals = classify(trained.model, torch.from_numpy(digits), trained.normalization).argmax(1).numpy()
         baseline = float((originals == labels).mean())
-        print(f"checkpoint {checkpoint} (test accuracy {trained.metrics.get('test_accuracy', float('nan')):.2%})\n")
+        print(f"checkpoint {checkpoint} (test accuracy {trained.test_accuracy or float('nan'):.2%})\n")
         print("| style | images | `mnist predict` | same checkpoint on the original 28x28 |")
         print("|---|---:|---:|---:|")
         shown = []
