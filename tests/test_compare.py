@@ -107,6 +107,9 @@ def test_differing_settings_counts_a_key_that_differs_in_any_config_in_the_schem
         {"seed": 0, "model.depth": 3},
         {"seed": 1, "model.depth": 2},
     ]
+    # The second run differs in init, the third in activation: the columns still follow the schema.
+    runs = [validate({}), validate({"model": {"init": "kaiming"}}), validate({"model": {"activation": "sigmoid"}})]
+    assert list(differing_settings(runs)[0]) == ["model.activation", "model.init"]
 
 
 def test_runs_with_the_same_folder_name_are_told_apart_by_their_parents():
