@@ -19,10 +19,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def per_epoch_seconds(tree: Path, config: str, epochs: int, out: Path) -> list[float]:
-    """Train with the package in `tree` and return the seconds of each epoch from its metrics.jsonl."""
+    """Train with the package in `tree` and return the seconds of each epoch from its record (events.jsonl, or the
+    metrics.jsonl of releases before it)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     command = [sys.executable, "-m", "mnist_cli", "train", "-c", str(REPO / config), "--epochs", str(epochs)]
     subprocess.run([*command, "--out", str(out), "-q", "--overwrite"], env=env, cwd=tree, check=True, capture_output=True)
+    if (out / "events.jsonl").exists():
+        rows = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+        return [row["seconds"] for row in rows if row["kind"] == "epoch"]
     return [json.loads(line)["seconds"] for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
@@ -39,8 +43,9 @@ def main() -> None:
         try:
             seconds: dict[str, list[float]] = {"this tree": [], args.rev: []}
             for _ in range(args.rounds):
-                for name, tree in (("this tree", REPO), (args.rev, other)):
-                    seconds[name] += per_epoch_seconds(tree, args.config, args.epochs, Path(tmp) / "run")
+                for i, (name, tree) in enumerate((("this tree", REPO), (args.rev, other))):
+                    # A folder each: one release may not take the other's run folder as its own to overwrite.
+                    seconds[name] += per_epoch_seconds(tree, args.config, args.epochs, Path(tmp) / f"run-{i}")
                     print(f"{name:>12}: {seconds[name][-args.epochs :]}", flush=True)
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(other)], check=True)
