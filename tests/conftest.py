@@ -87,23 +87,27 @@ def isolated_env(tmp_path, monkeypatch, synthetic_root):
     monkeypatch.chdir(tmp_path)
 
 
+# A small, fast config for synthetic data. Pinned rather than the schema defaults (the recommended recipe), so these
+# tests do not move with it; the playground's tests send the same settings through its API.
+TINY = {
+    "seed": 0,
+    "data": {"val_size": 100},
+    "model": {"depth": 1, "width": 32},
+    "train": {
+        "epochs": 2,
+        "batch_size": 32,
+        "lr": 0.003,
+        "schedule": "none",
+        "label_smoothing": 0.0,
+        "device": "cpu",
+        "threads": 1,
+    },
+}
+
+
 def write_config(path: Path, **sections) -> Path:
-    """A small, fast config for synthetic data, with `sections` merged over it."""
-    cfg = {
-        "seed": 0,
-        "data": {"val_size": 100},
-        "model": {"depth": 1, "width": 32},
-        # Pinned rather than the schema defaults (the recommended recipe), so these tests do not move with it.
-        "train": {
-            "epochs": 2,
-            "batch_size": 32,
-            "lr": 0.003,
-            "schedule": "none",
-            "label_smoothing": 0.0,
-            "device": "cpu",
-            "threads": 1,
-        },
-    }
+    """TINY with `sections` merged over it, as a YAML file."""
+    cfg = {key: dict(value) if isinstance(value, dict) else value for key, value in TINY.items()}
     for key, value in sections.items():
         if isinstance(value, dict):
             cfg.setdefault(key, {}).update(value)

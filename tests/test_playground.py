@@ -9,28 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_identical, invoke, train_run
+from conftest import TINY, assert_identical, invoke, train_run
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from mnist_cli.inference.trained import load_trained
 from mnist_cli.serving.app import create_app
-
-# write_config's tiny run, as the API's settings (the YAML keys)
-TINY = {
-    "seed": 0,
-    "data": {"val_size": 100},
-    "model": {"depth": 1, "width": 32},
-    "train": {
-        "epochs": 2,
-        "batch_size": 32,
-        "lr": 0.003,
-        "schedule": "none",
-        "label_smoothing": 0.0,
-        "device": "cpu",
-        "threads": 1,
-    },
-}
 
 
 @pytest.fixture
