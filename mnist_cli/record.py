@@ -15,7 +15,9 @@ import functools
 import json
 import math
 import os
+import socket
 import stat
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -152,6 +154,15 @@ class RunResult:
     model: str  # '784-512-512-10'
     dataset: str
     classes: list[str]
+    node: str  # where it trained: the host, and the Ray node when a Ray task trained it (a sweep on a cluster)
+
+
+def this_node() -> str:
+    """The host name, with the Ray node's id when this process belongs to a Ray cluster."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return socket.gethostname()
+    return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
 
 
 def to_json(record: Record) -> str:

@@ -392,6 +392,7 @@ def final_test(run: Run, parameters: int, on_event: Callable[[Event], None]) -> 
         model=architecture(dataset_info(run.cfg.data.dataset).in_features, run.cfg.model.hidden_widths, len(run.classes)),
         dataset=run.cfg.data.dataset,
         classes=run.classes,
+        node=record.this_node(),
         checkpoint=str(run.run_dir.best),
         out_dir=str(run.run_dir),
         device=str(run.device),
