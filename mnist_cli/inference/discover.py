@@ -14,7 +14,7 @@ from mnist_cli.errors import CheckpointError, MnistError
 from mnist_cli.inference.trained import TrainedModel, load_trained
 from mnist_cli.record import read_result
 
-SWEEP_RUN_MARKER = "sweep-run.json"  # sweep/run.py writes it beside each finished run's best.pt
+SWEEP_PLAN = "sweep.yaml"  # in a sweep's folder: each run is OUT/<cell>/seed=S/
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,8 @@ def choose_checkpoint(root: Path | None = None) -> tuple[Path, str]:
 
 
 def _in_sweep(path: Path, root: Path) -> bool:
-    """A sweep's run: under root/sweeps/ (the default sweep folder) or beside a sweep's marker."""
-    return path.relative_to(root).parts[0] == "sweeps" or (path.parent / SWEEP_RUN_MARKER).exists()
+    """A sweep's run: under root/sweeps/ (the default sweep folder) or two folders below a sweep's plan."""
+    return path.relative_to(root).parts[0] == "sweeps" or (path.parent.parent.parent / SWEEP_PLAN).exists()
 
 
 def _read(path: Path) -> _Found | None:
