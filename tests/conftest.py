@@ -333,6 +333,26 @@ def stopped_run(folder: Path, root: Path) -> Path:
 
 # --- sweep (test_sweep.py, test_ray_cluster.py) ---
 
+# 6 tiny runs of 4 epochs, last.pt every 5 steps: a run stopped anywhere resumes close to where it was.
+SWEEP_ARGS = ["--grid", "model.width=16,24,32", "--seeds", "2", "--set", "train.epochs=4", "--set", "train.save_every_steps=5"]
+
+
+def sweep_base(folder: Path) -> Path:
+    """The base config of the sweep tests: one epoch at a low rate, so that seeds differ and a std is not zero."""
+    return write_config(folder / "base.yaml", train={"epochs": 1, "lr": 0.001})
+
+
+@pytest.fixture(scope="session")
+def reference_sweep(tmp_path_factory, synthetic_root) -> list[tuple[str, ...]]:
+    """`sweep_results` of one unbroken local sweep of SWEEP_ARGS, which broken, resumed and Ray sweeps must equal."""
+    folder = tmp_path_factory.mktemp("reference")
+    env = {**os.environ, "MNIST_DATA_DIR": str(synthetic_root), "MNIST_CHECKPOINT_DIR": str(folder / "checkpoints")}
+    env["MNIST_CACHE_DIR"] = str(folder / "cache")
+    args = ["sweep", "-c", sweep_base(folder), *SWEEP_ARGS, "--jobs", "2", "--out", folder / "out", "-q"]
+    r = subprocess.run([sys.executable, "-m", "mnist_cli", *map(str, args)], cwd=folder, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return sweep_results(folder / "out")
+
 
 def csv_rows(path: Path) -> list[dict[str, str]]:
     import csv
@@ -342,8 +362,8 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 def sweep_results(out: Path) -> list[tuple[str, ...]]:
-    """A sweep's runs.csv as (out_dir, status, val accuracy, test accuracy, test loss, node) per run."""
-    columns = ("out_dir", "status", "val_accuracy", "test_accuracy", "test_loss", "node")
+    """A sweep's runs.csv as (out_dir, status, val accuracy, test accuracy, test loss) per run."""
+    columns = ("out_dir", "status", "val_accuracy", "test_accuracy", "test_loss")
     return [tuple(r[c] for c in columns) for r in csv_rows(out / "runs.csv")]
 
 
@@ -366,6 +386,11 @@ def wait_until(proc: subprocess.Popen, ready, limit_s: float = 300) -> None:
         assert proc.poll() is None, f"the command ended before the test could break it: {proc.stderr.read()}"
         assert time.monotonic() < deadline, "the command made no progress"
         time.sleep(0.02)
+
+
+def training(out: Path) -> list[Path]:
+    """A sweep's runs that have saved last.pt and not finished (no result.json): each is training now."""
+    return [p.parent for p in out.glob("*/seed=*/last.pt") if not (p.parent / "result.json").exists()]
 
 
 # --- folder datasets (issue 21) -----------------------------------------------------------------------------------

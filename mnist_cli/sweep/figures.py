@@ -1,11 +1,13 @@
-"""A sweep's pictures as matplotlib Figures (never pyplot's global state); the caller decides where they go."""
+"""A sweep's pictures as matplotlib Figures (never pyplot's global state), and `draw`, which saves them as PNGs."""
 
 from __future__ import annotations
 
 import math
 import statistics
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mnist_cli.disk import atomic_write
 from mnist_cli.naming import value_text
 from mnist_cli.sweep.results import Cell
 from mnist_cli.sweep.run import RunRow
@@ -14,13 +16,26 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def heatmap(runs: list[RunRow], keys: list[str], values: list[list[Any]]) -> Figure:
-    """Mean test accuracy over the first two swept keys (rows, columns), each cell showing mean ± std over its runs.
+HEATMAP, SCATTER = "heatmap.png", "accuracy-vs-parameters.png"
 
-    `values` are each key's values in grid order. With more than two keys, a square pools the runs of all the others.
+
+def draw(out: Path, keys: list[str], runs: list[RunRow], cells: list[Cell]) -> list[str]:
+    """heatmap.png and accuracy-vs-parameters.png in `out`, when there is a swept key and a finished run to show."""
+    if not keys or not any(r.status == "done" for r in runs):
+        return []
+    for name, fig in ((HEATMAP, heatmap(runs, keys)), (SCATTER, accuracy_vs_parameters(cells, keys))):
+        atomic_write(out / name, lambda f, fig=fig: fig.savefig(f, format="png", dpi=110))
+    return [str(out / HEATMAP), str(out / SCATTER)]
+
+
+def heatmap(runs: list[RunRow], keys: list[str]) -> Figure:
+    """Mean test accuracy over the first two swept keys (rows, columns, in grid order), each square mean ± std.
+
+    With more than two keys, a square pools the runs of all the others.
     """
     from matplotlib.figure import Figure
 
+    values = [list({value_text(r.params[k]): r.params[k] for r in runs}.values()) for k in keys[:2]]
     rows, cols = values[0], (values[1] if len(keys) > 1 else [None])
     means, labels = [], []
     for r in rows:

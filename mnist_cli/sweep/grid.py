@@ -7,7 +7,7 @@ import itertools
 import json
 import operator
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,77 +24,59 @@ CELLS_SHOWN_PER_PROBLEM = 3
 
 
 @dataclass(frozen=True)
-class Axis:
-    """One swept key and its values, in the order given."""
-
-    key: str
-    values: list[Any]
-
-
-@dataclass(frozen=True)
 class SweepPlan:
     """What `mnist sweep` will do: one RunSpec per cell and seed, in grid order (seeds innermost)."""
 
     out_dir: Path
     config_path: Path | None
     overrides: list[str]
-    axes: list[Axis]
+    grid: dict[str, list[Any]]  # each swept key's values, in the order given
     seeds: list[int]
     base: Config
-    runs: list[RunSpec] = field(default_factory=list)
+    runs: list[RunSpec]
 
     @property
     def keys(self) -> list[str]:
-        return [axis.key for axis in self.axes]
-
-    def cells(self) -> list[dict[str, Any]]:
-        """Each cell's swept values, in grid order."""
-        seen: list[dict[str, Any]] = []
-        for run in self.runs:
-            if run.params not in seen:
-                seen.append(run.params)
-        return seen
+        return list(self.grid)
 
     def as_dict(self) -> dict[str, Any]:
         """sweep.yaml: enough to read what was asked and where each run lives."""
         return {
             "config": str(self.config_path) if self.config_path else None,
             "set": list(self.overrides),
-            "grid": {axis.key: axis.values for axis in self.axes},
+            "grid": self.grid,
             "seeds": list(self.seeds),
             "base": self.base.model_dump(mode="json"),
             "runs": [{"params": r.params, "seed": r.seed, "out_dir": r.out_dir} for r in self.runs],
         }
 
 
-def parse_grid(options: list[str]) -> list[Axis]:
+def parse_grid(options: list[str]) -> dict[str, list[Any]]:
     """`KEY=V1,V2,...` per option, each value parsed as YAML (`[256,128],[128,256]` is two lists); all problems at once."""
-    axes: list[Axis] = []
+    grid: dict[str, list[Any]] = {}
     problems: list[str] = []
     for text in options:
-        key, sep, raw = text.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            problems.append(f"{text!r}: expected KEY=V1,V2,...")
-            continue
+        key, sep, raw = (part.strip() for part in text.partition("="))
         try:
-            values = yaml.safe_load(f"[{raw}]") if raw.strip() else []
+            values = yaml.safe_load(f"[{raw}]") if raw else []
         except yaml.YAMLError as e:
             problems.append(f"{key}: values are not valid YAML ({' '.join(str(e).split())})")
             continue
-        if not values or any(v is None for v in values):
+        if not sep or not key:
+            problems.append(f"{text!r}: expected KEY=V1,V2,...")
+        elif not values or any(v is None for v in values):
             problems.append(f"{key}: give at least one value and no empty ones (KEY=V1,V2,...)")
         elif key == "seed":
             problems.append("seed: sweep seeds with --seeds N (seeds seed, seed+1, ... of the base config)")
-        elif key in [a.key for a in axes]:
+        elif key in grid:
             problems.append(f"{key}: given in two --grid options; list all its values in one")
         elif len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
             problems.append(f"{key}: a value is listed twice")
         else:
-            axes.append(Axis(key, values))
+            grid[key] = values
     if problems:
         raise ConfigError(problems, "--grid")
-    return axes
+    return grid
 
 
 def short_keys(keys: list[str]) -> dict[str, str]:
@@ -103,58 +85,50 @@ def short_keys(keys: list[str]) -> dict[str, str]:
     return {key: (short if last.count(short) == 1 else key) for key, short in zip(keys, last, strict=True)}
 
 
-def default_sweep_dir(config_path: Path | None, keys: list[str]) -> Path:
-    """checkpoints/sweeps/<config name>-<swept keys>/."""
-    names = list(short_keys(keys).values()) or ["seeds"]
-    stem = config_path.stem if config_path else "default"
-    return checkpoints_root() / "sweeps" / re.sub(r"[^A-Za-z0-9._-]", "_", "-".join([stem, *names]))
+def cell_name(params: dict[str, Any]) -> str:
+    """A cell's folder name: `depth=2,width=128`."""
+    shorts = short_keys(list(params))
+    return settings_name({shorts[k]: v for k, v in params.items()})
 
 
-def plan_sweep(
-    config_path: Path | None,
-    overrides: list[str],
-    grid: list[str],
-    seeds: int,
-    out: Path | None = None,
-) -> SweepPlan:
+def plan_sweep(config_path: Path | None, overrides: list[str], grid: list[str], seeds: int, out: Path | None = None) -> SweepPlan:
     """Validate the base config, the grid and every cell x seed before anything trains; ConfigError lists all problems."""
     if seeds < 1:
         raise ConfigError([f"--seeds must be at least 1, not {seeds}"], "--seeds")
     axes = parse_grid(grid)
     raw = read_yaml(config_path) if config_path is not None else {}
     base = validate(apply_overrides(raw, overrides), str(config_path) if config_path else "--set")
-    combos = list(itertools.product(*(axis.values for axis in axes)))
+    combos = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
     if len(combos) * seeds > MAX_RUNS:
         raise ConfigError([f"{len(combos)} cells x {seeds} seeds is more than {MAX_RUNS:,} runs"], "--grid")
     seed_values = [base.seed + i for i in range(seeds)]
-    out_dir = Path(out or default_sweep_dir(config_path, [a.key for a in axes])).resolve()
-    shorts = short_keys([a.key for a in axes])
+    name = "-".join([config_path.stem if config_path else "default", *(short_keys(list(axes)).values() or ["seeds"])])
+    out_dir = Path(out or checkpoints_root() / "sweeps" / re.sub(r"[^A-Za-z0-9._-]", "_", name)).resolve()
 
     problems: dict[str, list[str]] = {}  # problem -> the cells it occurs in
     runs: list[RunSpec] = []
     names: dict[str, dict[str, Any]] = {}  # folder name -> the values it stands for
-    planned: set[tuple[str, int]] = set()
-    for combo in combos:
-        given = dict(zip((a.key for a in axes), combo, strict=True))
-        label = settings_name({shorts[k]: v for k, v in given.items()})
+    planned: set[Path] = set()
+    for given in combos:
+        label = cell_name(given)
         sets = [f"{key}={json.dumps(value)}" for key, value in given.items()]
         for seed in seed_values:
             try:
                 cfg = validate(apply_overrides(raw, [*overrides, *sets, f"seed={seed}"]))
             except ConfigError as e:
                 for problem in e.problems:
-                    problems.setdefault(problem, [])
-                    if label not in problems[problem]:
-                        problems[problem].append(label)
+                    cells = problems.setdefault(problem, [])
+                    cells += [label] if label not in cells else []
                 continue
             resolved = cfg.model_dump(mode="json")
-            params = {key: _get(resolved, key) for key in given}  # typed: 1e-3 becomes 0.001
-            name = settings_name({shorts[k]: v for k, v in params.items()})
-            if names.setdefault(name, params) != params or (name, seed) in planned:
+            params = {key: functools.reduce(operator.getitem, key.split("."), resolved) for key in given}  # 1e-3 -> 0.001
+            name = cell_name(params)
+            folder = out_dir / name / f"seed={seed}"
+            if names.setdefault(name, params) != params or folder in planned:
                 problems.setdefault(f"{name}: two grid values give the same setting", []).append(label)
                 continue
-            planned.add((name, seed))
-            runs.append(RunSpec(params=params, seed=seed, out_dir=str(out_dir / name / f"seed={seed}"), config=resolved))
+            planned.add(folder)
+            runs.append(RunSpec(params=params, seed=seed, out_dir=str(folder), config=resolved))
     if problems:
         raise ConfigError([_with_cells(p, cells, len(combos)) for p, cells in problems.items()], "sweep")
     return SweepPlan(out_dir, config_path, list(overrides), axes, seed_values, base, runs)
@@ -163,10 +137,5 @@ def plan_sweep(
 def _with_cells(problem: str, cells: list[str], total: int) -> str:
     if len(cells) == total and total > 1:
         return f"{problem} (every cell)"
-    shown = ", ".join(cells[:CELLS_SHOWN_PER_PROBLEM])
     more = f" and {len(cells) - CELLS_SHOWN_PER_PROBLEM} more" if len(cells) > CELLS_SHOWN_PER_PROBLEM else ""
-    return f"{problem} (in {shown}{more})"
-
-
-def _get(resolved: dict[str, Any], key: str) -> Any:
-    return functools.reduce(operator.getitem, key.split("."), resolved)
+    return f"{problem} (in {', '.join(cells[:CELLS_SHOWN_PER_PROBLEM])}{more})"

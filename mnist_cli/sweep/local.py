@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from mnist_cli.sweep.run import RunRow, RunSpec, execute, pending
+from mnist_cli.sweep.run import RunRow, RunSpec, execute, pending, worker_state
 
 POLL_S = 0.2  # how often the sweep process looks at the Ctrl-C flag while runs train
+DIED = "a worker process died (killed, or out of memory?)"
 
 _stop: list[Callable[[], bool]] = []  # in a worker: the sweep's stop event, set by the initializer
 
 
 def run_local(
-    specs: list[RunSpec],
-    *,
-    jobs: int,
-    threads: int,
-    should_stop: Callable[[], bool],
-    finished: Callable[[int, RunRow], None],
+    specs: list[RunSpec], *, jobs: int, threads: int, should_stop: Callable[[], bool], finished: Callable[[int, RunRow], None]
 ) -> None:
     """Train `specs` on `jobs` workers with `threads` CPU threads each; `finished(index, row)` as each settles.
 
@@ -33,8 +28,10 @@ def run_local(
     their current step (saving last.pt), and all come back pending or interrupted. A worker that dies (killed, out
     of memory) fails the runs it held; the rest go on in a new pool.
     """
-    if jobs == 1:
-        run_inline(specs, threads=threads, should_stop=should_stop, finished=finished)
+    if jobs == 1:  # in this process, which has torch imported already
+        with worker_state(threads):
+            for index, spec in enumerate(specs):
+                finished(index, execute(spec, should_stop))
         return
     ctx = multiprocessing.get_context("spawn")  # not fork: forking a process whose torch runs threads can deadlock
     stop = ctx.Event()
@@ -42,10 +39,11 @@ def run_local(
     while left and not stop.is_set():
         pool = ProcessPoolExecutor(min(jobs, len(left)), ctx, initializer=_start_worker, initargs=(threads, stop, os.getpid()))
         try:
-            with _sigint_blocked():  # submit starts the workers: they inherit the mask, Ctrl-C is the sweep's to handle
-                futures = {pool.submit(_train, spec): i for i, spec in left.items()}
-            taken: set[int] = set()  # runs handed to a worker, as far as the last look saw
-            broken: list[int] = []
+            # submit starts the workers: they inherit the mask, so Ctrl-C is the sweep's to handle
+            previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            futures = {pool.submit(_train, spec): i for i, spec in left.items()}
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            taken, broken = set(), []  # runs handed to a worker as far as the last look saw; runs of a dead worker
             while futures:
                 if should_stop() and not stop.is_set():
                     stop.set()
@@ -57,13 +55,12 @@ def run_local(
                     i = futures.pop(future)
                     if not future.cancelled() and isinstance(future.exception(), BrokenProcessPool):
                         broken.append(i)
-                        continue
-                    del left[i]
-                    finished(i, pending(specs[i]) if future.cancelled() else future.result())
-            # A worker died: its runs fail, the runs it had not taken go to a new pool (all fail if none was seen taken).
-            for i in [i for i in broken if i in taken] or broken:
+                    else:
+                        del left[i]
+                        finished(i, pending(specs[i]) if future.cancelled() else future.result())
+            for i in [i for i in broken if i in taken] or broken:  # the others go to a new pool
                 del left[i]
-                finished(i, pending(specs[i], "failed", "a worker process died (killed, or out of memory?)"))
+                finished(i, pending(specs[i], "failed", DIED))
         except BaseException:  # a second Ctrl-C, or a bug here: the workers go at once (their files are written atomically)
             for process in list(getattr(pool, "_processes", {}).values()):  # Python 3.14 has pool.kill_workers()
                 process.kill()
@@ -74,27 +71,10 @@ def run_local(
         finished(i, pending(specs[i]))
 
 
-@contextlib.contextmanager
-def _sigint_blocked() -> Iterator[None]:
-    if not hasattr(signal, "pthread_sigmask"):  # Windows: the worker ignores SIGINT once its initializer runs
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def _start_worker(threads: int, stop, parent_pid: int) -> None:
     """A worker's set-up: SIGINT left to the sweep, its share of threads, the dataset kept loaded, a parent watch."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import torch
-
-    from mnist_cli.data.datasets import datasets_kept_loaded
-
-    torch.set_num_threads(threads)
-    datasets_kept_loaded().__enter__()  # for the worker's life: each run reuses the parsed dataset
+    worker_state(threads).__enter__()  # for the worker's life: each run reuses the parsed dataset
     _stop.append(stop.is_set)
     threading.Thread(target=_exit_with, args=(parent_pid,), daemon=True).start()
 
@@ -108,19 +88,3 @@ def _exit_with(parent_pid: int) -> None:
 
 def _train(spec: RunSpec) -> RunRow:
     return execute(spec, _stop[0])
-
-
-def run_inline(specs: list[RunSpec], *, threads: int, should_stop, finished) -> None:
-    """One job: the runs one after another in this process, which has torch imported already (no worker to start)."""
-    import torch
-
-    from mnist_cli.data.datasets import datasets_kept_loaded
-
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with datasets_kept_loaded():
-            for index, spec in enumerate(specs):
-                finished(index, execute(spec, should_stop))
-    finally:
-        torch.set_num_threads(saved)

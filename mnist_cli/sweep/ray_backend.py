@@ -1,8 +1,7 @@
-"""Many runs on a Ray cluster (or a Ray started on this machine): one Ray task per run, the same function as locally.
+"""Many runs as Ray tasks, on a cluster or a Ray started here: the function a local worker calls, one task per run.
 
-Plain Ray tasks rather than Ray Tune: a sweep here is a fixed grid whose runs write their own folders and whose
-results are aggregated by this package; Tune would add its own trial folders, result logging and scheduler, none of
-which a fixed grid needs, and would make a run in a sweep differ from `mnist train`.
+Plain tasks rather than Ray Tune: a fixed grid needs none of Tune's trial folders, logging or scheduler, and a run in
+a sweep stays the same as `mnist train`.
 """
 
 from __future__ import annotations
@@ -15,15 +14,14 @@ from pathlib import Path
 from unittest import mock
 
 from mnist_cli.errors import MnistError, first_line
-from mnist_cli.sweep.run import RunRow, RunSpec, StopFile, execute, pending
+from mnist_cli.sweep.run import RunRow, RunSpec, StopFile, execute, pending, worker_state
 
-INSTALL_HINT = 'pip install -e ".[ray]" (or make install-ray)'
 POLL_S = 0.5
 PROBE_S = 5  # an address where nothing answers: Ray itself would retry for minutes
 GCS_WAIT = "RAY_gcs_server_port_wait_time_s"  # seconds ray.init tries an address that answers but is not Ray
 RETRIES = 3  # a task whose worker or node dies runs again elsewhere and resumes from the run's last.pt
 
-_loaded: list[object] = []  # a Ray worker keeps the parsed dataset from its first task to its last
+_entered: list[object] = []  # a Ray worker keeps its threads and the parsed dataset from its first task to its last
 
 
 def import_ray():
@@ -31,7 +29,9 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise MnistError(f"--backend ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+        raise MnistError(
+            '--backend ray needs Ray, which is not installed: pip install -e ".[ray]" (or make install-ray)'
+        ) from None
     return ray
 
 
@@ -57,18 +57,15 @@ def joined(address: str | None, cpus: int | None) -> Iterator[int]:
 
 
 def probe(address: str | None) -> None:
-    """Ray installed, and something listening at `address`: one line within seconds otherwise (Ray would retry every
-    ~40 s, saying nothing)."""
+    """Ray installed, and something listening at `address`: one line within seconds otherwise (Ray would say nothing)."""
     import_ray()
-    if address is None:
-        return
     if address == "auto":
         with contextlib.suppress(Exception):  # Ray's own lookup of RAY_ADDRESS and the cluster `ray start` made here
             from ray._private.services import canonicalize_bootstrap_address
 
             address = canonicalize_bootstrap_address("auto") or address
-        if address == "auto":
-            return  # nothing recorded: ray.init says so at once
+    if address in (None, "auto"):
+        return  # Ray starts here, or finds nothing recorded and ray.init says so at once
     host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_S).close()
@@ -97,8 +94,8 @@ def run_ray(
     refs = {task.remote(spec, threads, str(sweep_dir)): i for i, spec in enumerate(specs)}
     try:
         while refs:
-            if should_stop() and not stop.path.exists():
-                stop.request()
+            if should_stop():
+                stop.path.touch()
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=POLL_S)
             for ref in ready:
                 index = refs.pop(ref)
@@ -113,14 +110,7 @@ def run_ray(
 
 
 def ray_task(spec: RunSpec, threads: int, sweep_dir: str) -> RunRow:
-    """Runs inside a Ray worker: its threads, the dataset kept loaded, then the run; the node recorded with its row."""
-    import ray
-    import torch
-
-    from mnist_cli.data.datasets import datasets_kept_loaded
-
-    torch.set_num_threads(threads)
-    if not _loaded:
-        _loaded.append(datasets_kept_loaded().__enter__())
-    node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
-    return execute(spec, StopFile(sweep_dir), node)
+    """Runs inside a Ray worker: the run, with the worker's threads and dataset set up at its first task."""
+    if not _entered:
+        _entered.append(worker_state(threads).__enter__())
+    return execute(spec, StopFile(sweep_dir))

@@ -15,7 +15,9 @@ from mnist_cli.sweep.run import RunRow
 
 RUNS_CSV, CELLS_CSV = "runs.csv", "cells.csv"
 RUN_COLUMNS = ("seed", "status", "parameters", "best_epoch", "val_accuracy", "test_accuracy", "test_loss", "train_seconds")
-RUN_COLUMNS += ("node",)  # the host it trained on, and the Ray node on a cluster
+RUN_COLUMNS += ("node", "out_dir", "error")
+CELL_COLUMNS = ("n", "failed", "val_accuracy_mean", "val_accuracy_std", "test_accuracy_mean", "test_accuracy_std")
+CELL_COLUMNS += ("parameters", "train_seconds_mean")
 
 
 @dataclass(frozen=True)
@@ -41,24 +43,16 @@ def summarize_cells(rows: list[RunRow]) -> list[Cell]:
     """One Cell per distinct `params`, in the order the rows come."""
     groups: dict[str, list[RunRow]] = {}
     for r in rows:
-        groups.setdefault(_key(r.params), []).append(r)
+        groups.setdefault(",".join(map(value_text, r.params.values())), []).append(r)
     return [_cell(group) for group in groups.values()]
 
 
 def _cell(group: list[RunRow]) -> Cell:
     done = [r for r in group if r.status == "done"]
-    test = [r.test_accuracy for r in done if r.test_accuracy is not None]
-    val = [r.val_accuracy for r in done if r.val_accuracy is not None]
+    failed = sum(r.status == "failed" for r in group)
+    test, val = ([getattr(r, f) for r in done if getattr(r, f) is not None] for f in ("test_accuracy", "val_accuracy"))
     return Cell(
-        params=group[0].params,
-        n=len(done),
-        failed=sum(r.status == "failed" for r in group),
-        test_accuracy_mean=_mean(test),
-        test_accuracy_std=_std(test),
-        val_accuracy_mean=_mean(val),
-        val_accuracy_std=_std(val),
-        parameters=_mean([r.parameters for r in done if r.parameters is not None]),
-        train_seconds_mean=_mean([r.train_seconds for r in done if r.train_seconds is not None]),
+        group[0].params, len(done), failed, *_spread(test), *_spread(val), _mean(done, "parameters"), _mean(done, "train_seconds")
     )
 
 
@@ -68,60 +62,40 @@ def best_cell(cells: list[Cell]) -> Cell | None:
     Chosen on validation, like a run's best epoch: picking by test accuracy would make the reported test figure optimistic.
     """
     scored = [(c.val_accuracy_mean if c.val_accuracy_mean is not None else c.test_accuracy_mean, c) for c in cells]
-    scored = [(score, c) for score, c in scored if score is not None]
-    return max(scored, key=lambda sc: sc[0])[1] if scored else None
+    return max(((s, c) for s, c in scored if s is not None), key=lambda sc: sc[0], default=(None, None))[1]
 
 
 def write_results(out_dir: Path, keys: list[str], runs: list[RunRow], cells: list[Cell]) -> None:
     """runs.csv and cells.csv, each replaced atomically (a reader never sees half a file)."""
-    table = [
-        [*(_text(r.params.get(k)) for k in keys), *(_text(getattr(r, c)) for c in RUN_COLUMNS), _rel(r, out_dir), r.error]
-        for r in runs
-    ]
-    _write_csv(out_dir / RUNS_CSV, [*keys, *RUN_COLUMNS, "out_dir", "error"], table)
-    cell_columns = ["n", "failed", "val_accuracy_mean", "val_accuracy_std", "test_accuracy_mean", "test_accuracy_std"]
-    rows = [
-        [
-            *(_text(c.params.get(k)) for k in keys),
-            *(_text(getattr(c, col)) for col in cell_columns),
-            _text(c.parameters),
-            _text(c.train_seconds_mean),
-        ]
-        for c in cells
-    ]
-    _write_csv(out_dir / CELLS_CSV, [*keys, *cell_columns, "parameters", "train_seconds_mean"], rows)
+    _write_csv(out_dir / RUNS_CSV, keys, RUN_COLUMNS, [{**asdict(r), "out_dir": _relative(r.out_dir, out_dir)} for r in runs])
+    _write_csv(out_dir / CELLS_CSV, keys, CELL_COLUMNS, [asdict(c) for c in cells])
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+def _write_csv(path: Path, keys: list[str], columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerow([*keys, *columns])
+    writer.writerows([*(_text(row["params"].get(k)) for k in keys), *(_text(row[c]) for c in columns)] for row in rows)
     text = buffer.getvalue()
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def _rel(row: RunRow, out_dir: Path) -> str:
-    path = Path(row.out_dir)
-    return str(path.relative_to(out_dir)) if path.is_relative_to(out_dir) else str(path)
+def _relative(path: str, out_dir: Path) -> str:
+    return str(Path(path).relative_to(out_dir)) if Path(path).is_relative_to(out_dir) else path
 
 
 def _text(value: Any) -> Any:
     """A CSV field: numbers in full precision (repr), lists as JSON, None as empty."""
     if value is None:
         return ""
-    if isinstance(value, float):
-        return repr(value)
-    return value_text(value)
+    return repr(value) if isinstance(value, float) else value_text(value)
 
 
-def _key(params: dict[str, Any]) -> str:
-    return ",".join(f"{k}={value_text(v)}" for k, v in params.items())
+def _spread(values: list[float]) -> tuple[float | None, float | None]:
+    """(mean, sample std): None for the mean of nothing and the std of fewer than two."""
+    return (statistics.fmean(values) if values else None), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def _mean(values: list[float]) -> float | None:
+def _mean(rows: list[RunRow], field: str) -> float | None:
+    values = [getattr(r, field) for r in rows if getattr(r, field) is not None]
     return statistics.fmean(values) if values else None
-
-
-def _std(values: list[float]) -> float | None:
-    return statistics.stdev(values) if len(values) >= 2 else None

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import socket
+import contextlib
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mnist_cli.disk import atomic_write
+import filelock
+
 from mnist_cli.errors import MnistError, TrainingInterrupted, first_line
 from mnist_cli.tracking import MlflowTarget
 
-DONE = "sweep-run.json"  # written atomically once a run has finished: its row; a rerun skips the run
 STOP = ".stop"  # in the sweep folder: asks every task, on any machine, to stop after its current step
 STOP_POLL_S = 0.25  # a task looks for the stop file at most this often (cheap even on network storage)
 LOCK_POLL_S = 1.0
+FROM_RESULT = ("val_accuracy", "test_accuracy", "test_loss", "best_epoch", "train_seconds", "parameters", "node")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class RunRow:
 
 
 def pending(spec: RunSpec, status: str = "pending", error: str | None = None) -> RunRow:
+    """A row without results: pending (never started), interrupted or failed."""
     return RunRow(spec.params, spec.seed, spec.out_dir, status, error=error)
 
 
@@ -64,12 +65,6 @@ class StopFile:
         self.path = Path(sweep_dir) / STOP
         self._checked, self._stop = -STOP_POLL_S, False
 
-    def request(self) -> None:
-        self.path.touch()
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
-
     def __call__(self) -> bool:
         now = time.monotonic()
         if not self._stop and now - self._checked >= STOP_POLL_S:
@@ -77,31 +72,44 @@ class StopFile:
         return self._stop
 
 
-def read_row(spec: RunSpec) -> RunRow | None:
-    """The row of an earlier, finished run of `spec`; a failed row when the folder holds another config's run."""
-    marker = Path(spec.out_dir) / DONE
-    if not marker.is_file():
-        return None
+@contextlib.contextmanager
+def worker_state(threads: int) -> Iterator[None]:
+    """A process that trains many runs: `threads` CPU threads, each dataset parsed once, for the block."""
+    import torch
+
+    from mnist_cli.data.datasets import datasets_kept_loaded
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        stored = json.loads(marker.read_text())
-        known = {f.name for f in fields(RunRow)}  # a row written by an older release may hold fields no longer kept
-        row = RunRow(
-            **{**{k: v for k, v in stored["record"].items() if k in known}, "params": spec.params, "out_dir": spec.out_dir}
-        )
-        differ = _differences(stored["config"], spec.config)
-    except (OSError, ValueError, TypeError, KeyError) as e:
-        return pending(spec, "failed", f"{marker} is unreadable ({first_line(e)}); delete the folder to train the run again")
+        with datasets_kept_loaded():
+            yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def read_row(spec: RunSpec) -> RunRow | None:
+    """The row of a finished run of `spec` (its result.json); a failed row when the folder holds another config's run."""
+    from mnist_cli.config import read_yaml, validate
+    from mnist_cli.record import read_result
+
+    try:
+        result = read_result(spec.out_dir)
+        if result is None:
+            return None
+        differ = _differences(validate(read_yaml(Path(spec.out_dir) / "config.yaml")), spec.config)
+    except MnistError as e:
+        return pending(spec, "failed", f"{first_line(e)}; delete the folder to train the run again")
     if differ:
         return pending(spec, "failed", f"{spec.out_dir} holds a finished run of another config ({differ}); use another --out")
-    return row
+    return _done(spec, result)
 
 
-def _save_row(spec: RunSpec, row: RunRow) -> None:
-    text = json.dumps({"record": asdict(row), "config": spec.config}, indent=1)
-    atomic_write(Path(spec.out_dir) / DONE, lambda f: f.write(text.encode()))
+def _done(spec: RunSpec, result: Any) -> RunRow:
+    return replace(pending(spec, "done"), **{k: getattr(result, k) for k in FROM_RESULT})
 
 
-def execute(spec: RunSpec, should_stop: Callable[[], bool], node: str | None = None) -> RunRow:
+def execute(spec: RunSpec, should_stop: Callable[[], bool]) -> RunRow:
     """Train (or finish, from last.pt) one run into its folder; failures become a failed row, never an exception.
 
     Once `should_stop()` is true no run starts: it comes back pending, its folder untouched.
@@ -118,12 +126,9 @@ def execute(spec: RunSpec, should_stop: Callable[[], bool], node: str | None = N
     if done is not None:
         return done
     try:
-        resume_from = None
-        if run_dir.last.is_file():
-            resume_from = load_checkpoint(run_dir.last)
-            differ = _differences(config_from_checkpoint(resume_from, run_dir.last).model_dump(mode="json"), spec.config)
-            if differ:
-                raise MnistError(f"{run_dir.last} is a run of another config ({differ}); use another --out")
+        resume_from = load_checkpoint(run_dir.last) if run_dir.last.is_file() else None
+        if resume_from and (differ := _differences(config_from_checkpoint(resume_from, run_dir.last), spec.config)):
+            raise MnistError(f"{run_dir.last} is a run of another config ({differ}); use another --out")
         result = train(validate(spec.config), run_dir, resume_from=resume_from, should_stop=should_stop, mlflow=spec.mlflow)
     except TrainingInterrupted:
         return pending(spec, "interrupted")
@@ -131,37 +136,24 @@ def execute(spec: RunSpec, should_stop: Callable[[], bool], node: str | None = N
         return pending(spec, "failed", first_line(e))
     except Exception as e:  # a bug in one run must not end the other runs; its type says it is one
         return pending(spec, "failed", f"{type(e).__name__}: {first_line(e)}")
-    kept = ("val_accuracy", "test_accuracy", "test_loss", "best_epoch", "train_seconds", "parameters")
-    row = replace(pending(spec, "done"), node=node or socket.gethostname(), **{k: getattr(result, k) for k in kept})
-    _save_row(spec, row)
-    return row
+    return _done(spec, result)
 
 
 def _wait_for_lock(lock: Path, should_stop: Callable[[], bool]) -> bool:
-    """Wait while another process holds the run's lock: a task of a killed sweep that its cluster has not ended yet.
-
-    The lock is only tested and let go here; `train` takes it. False when the sweep is stopped while waiting.
-    """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: train's own lock has nothing to wait on either
-        return True
-    if not lock.is_file():
-        return True
-    with open(lock, "a+b") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True  # released when the handle closes
-            except OSError:
-                if should_stop():
-                    return False
-                time.sleep(LOCK_POLL_S)
+    """Wait while a task of a killed sweep, not yet ended by its cluster, holds the run's lock; False if stopped."""
+    while lock.is_file():  # only tested and let go here: `train` takes it
+        try:
+            with filelock.FileLock(lock, timeout=LOCK_POLL_S):
+                return True
+        except filelock.Timeout:
+            if should_stop():
+                return False
+    return True
 
 
-def _differences(stored: dict[str, Any], planned: dict[str, Any]) -> str:
+def _differences(stored: Any, planned: dict[str, Any]) -> str:
     """'train.lr: 0.003 there, 0.01 now; ...' for keys (other than where it ran) that differ; '' when none do."""
     from mnist_cli.config import validate
     from mnist_cli.training.plan import config_differences
 
-    return "; ".join(f"{key}: {a!r} there, {b!r} now" for key, a, b in config_differences(validate(stored), validate(planned)))
+    return "; ".join(f"{key}: {a!r} there, {b!r} now" for key, a, b in config_differences(stored, validate(planned)))

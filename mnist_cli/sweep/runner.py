@@ -6,7 +6,6 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import filelock
@@ -14,13 +13,13 @@ import yaml
 
 from mnist_cli.disk import atomic_write
 from mnist_cli.errors import MnistError
+from mnist_cli.sweep.figures import draw
 from mnist_cli.sweep.grid import SweepPlan
 from mnist_cli.sweep.results import CELLS_CSV, RUNS_CSV, Cell, best_cell, summarize_cells, write_results
 from mnist_cli.sweep.run import RunRow, StopFile, pending, read_row
 from mnist_cli.tracking import MlflowTarget, end_sweep, start_sweep
 
 PLAN_FILE, LOCK_FILE = "sweep.yaml", ".sweep.lock"
-HEATMAP, SCATTER = "heatmap.png", "accuracy-vs-parameters.png"
 BACKENDS = ("local", "ray")
 WORKER_MB = 800  # what a local worker holds: torch imported, the dataset parsed, a run training
 
@@ -54,8 +53,11 @@ class SweepResult:
     keys: list[str]
     runs: list[RunRow]
     cells: list[Cell]
-    best: Cell | None
     figures: list[str]
+
+    @property
+    def best(self) -> Cell | None:
+        return best_cell(self.cells)
 
     @property
     def failed(self) -> list[RunRow]:
@@ -112,9 +114,8 @@ def run_sweep(
 ) -> SweepResult:
     """Train every run of `plan` not already finished; runs.csv and cells.csv are rewritten as each run ends.
 
-    With `mlflow`, the sweep is a parent run there and each run it trains a nested run.
-
-    `backend` None means ray when an `address` is given, local otherwise.
+    `backend` None means ray when an `address` is given, local otherwise. With `mlflow`, the sweep is a parent run
+    there and each run it trains a nested run.
     """
     if backend not in (None, *BACKENDS):
         raise MnistError(f"--backend must be local or ray, not {backend!r}")
@@ -144,9 +145,9 @@ def run_sweep(
             raise MnistError(f"another `mnist sweep` is running into {out}; wait for it or use another --out") from None
         text = yaml.safe_dump(plan.as_dict(), sort_keys=False)
         atomic_write(out / PLAN_FILE, lambda f: f.write(text.encode()))
-        stop = StopFile(out)
-        stop.clear()
-        stack.callback(stop.clear)
+        stop = StopFile(out).path
+        stop.unlink(missing_ok=True)
+        stack.callback(stop.unlink, missing_ok=True)
         on_event(SweepStarted(len(rows), len(rows) - len(todo), workers, threads, backend, str(out), address, note))
         settled = len(rows) - len(todo)
 
@@ -171,30 +172,8 @@ def run_sweep(
             run_local(specs, jobs=workers, threads=threads, should_stop=should_stop, finished=settle)
         cells = summarize_cells(rows)
         write_results(out, plan.keys, rows, cells)
-        figures = draw(out, plan, rows, cells)
+        figures = draw(out, plan.keys, rows, cells)
         if parent:
             tables = [str(out / name) for name in (PLAN_FILE, RUNS_CSV, CELLS_CSV)]
             end_sweep(parent, tables + figures, ok=all(r.status == "done" for r in rows))
-    return SweepResult(str(out), plan.keys, rows, cells, best_cell(cells), figures)
-
-
-def draw(out: Path, plan: SweepPlan, rows: list[RunRow], cells: list[Cell]) -> list[str]:
-    """heatmap.png and accuracy-vs-parameters.png, when there is a swept key and a finished run to show."""
-    if not plan.keys or not any(r.status == "done" for r in rows):
-        return []
-    from mnist_cli.sweep.figures import accuracy_vs_parameters, heatmap
-
-    values = [_distinct([c[k] for c in plan.cells()]) for k in plan.keys]
-    written = []
-    for name, fig in ((HEATMAP, heatmap(rows, plan.keys, values)), (SCATTER, accuracy_vs_parameters(cells, plan.keys))):
-        atomic_write(out / name, lambda f, fig=fig: fig.savefig(f, format="png", dpi=110))
-        written.append(str(out / name))
-    return written
-
-
-def _distinct(values: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    for v in values:
-        if v not in out:
-            out.append(v)
-    return out
+    return SweepResult(str(out), plan.keys, rows, cells, figures)
