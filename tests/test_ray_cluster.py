@@ -13,15 +13,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import invoke, start_mnist, sweep_results, wait_until, write_config
+from conftest import SWEEP_ARGS, csv_rows, start_mnist, sweep_base, sweep_results, training, wait_until
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = [str(Path(sys.executable).with_name("ray"))]  # the venv's ray command
-# 6 tiny runs of 4 epochs, last.pt every 5 steps: a run stopped anywhere resumes close to where it was.
-ARGS = ["--grid", "model.width=16,24,32", "--seeds", "2", "--set", "train.epochs=4", "--set", "train.save_every_steps=5"]
 
 
 def free_port() -> int:
@@ -68,14 +66,14 @@ def cluster(monkeypatch, synthetic_root):
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def sweep(address: str, out: Path, base: Path, cwd: Path) -> subprocess.Popen:
+def sweep(address: str, out: Path, cwd: Path) -> subprocess.Popen:
     """The real command, as a user on the head node starts it."""
-    return start_mnist(["sweep", "-c", base, *ARGS, "--address", address, "--out", out, "-q"], cwd)
+    return start_mnist(["sweep", "-c", sweep_base(cwd), *SWEEP_ARGS, "--address", address, "--out", out, "-q"], cwd)
 
 
-def training(out: Path) -> list[str]:
-    """Runs that have saved last.pt and not finished: a task is training each now."""
-    return [str(p.parent.relative_to(out)) for p in out.glob("*/seed=*/last.pt") if not (p.parent / "sweep-run.json").exists()]
+def nodes(out: Path) -> dict[str, str]:
+    """Where each run of a sweep trained: out_dir -> host/Ray node."""
+    return {row["out_dir"]: row["node"] for row in csv_rows(out / "runs.csv")}
 
 
 def pgrep(*args: str) -> list[int]:
@@ -88,46 +86,40 @@ def raylet(group: int) -> str:
     return str(pid)
 
 
-def test_a_sweep_on_two_nodes_survives_a_lost_node_and_a_killed_driver_with_the_local_accuracies(cluster, tmp_path):
+def test_a_sweep_on_two_nodes_survives_a_lost_node_and_a_killed_driver_with_the_local_accuracies(
+    cluster, tmp_path, reference_sweep
+):
     address, second_node = cluster
-    base = write_config(tmp_path / "base.yaml", train={"epochs": 1, "lr": 0.001})
-    local = invoke("sweep", "-c", base, *ARGS, "--jobs", "2", "--out", tmp_path / "local", "-q")
-    assert local.exit_code == 0, local.output
-    expected = [row[:5] for row in sweep_results(tmp_path / "local")]
-
     # Both nodes train: the node column names two different Ray nodes.
-    whole = sweep(address, tmp_path / "whole", base, tmp_path)
+    whole = sweep(address, tmp_path / "whole", tmp_path)
     _, err = whole.communicate(timeout=600)
     assert whole.returncode == 0, err
-    runs = sweep_results(tmp_path / "whole")
-    assert [row[:5] for row in runs] == expected
-    print("where each run ran:", *(f"{row[0]} on {row[5]}: test accuracy {row[3]}, loss {row[4]}" for row in runs), sep="\n  ")
-    assert len({row[5] for row in runs}) == 2, runs
+    assert sweep_results(tmp_path / "whole") == reference_sweep
+    print("where each run ran:", *(f"{run} on {node}" for run, node in nodes(tmp_path / "whole").items()), sep="\n  ")
+    assert len(set(nodes(tmp_path / "whole").values())) == 2, nodes(tmp_path / "whole")
 
     # The second node lost (its raylet and workers killed, as a machine dies) while it and the head both train a run
     # that has saved last.pt: its task is retried on the head, resumes from last.pt and ends as an unbroken run.
-    lost = sweep(address, tmp_path / "lost", base, tmp_path)
+    lost = sweep(address, tmp_path / "lost", tmp_path)
     wait_until(lost, lambda: len(training(tmp_path / "lost")) == 2 and pgrep("-P", raylet(second_node), "-f", "ray::ray_task"))
-    at_loss = training(tmp_path / "lost")
+    at_loss = [str(p.relative_to(tmp_path / "lost")) for p in training(tmp_path / "lost")]
     workers = pgrep("-P", raylet(second_node))  # each Ray worker runs in a session of its own, a child of the raylet
     os.killpg(second_node, signal.SIGKILL)
     for pid in workers:
         os.kill(pid, signal.SIGKILL)
     _, err = lost.communicate(timeout=600)
     assert lost.returncode == 0, err
-    runs = sweep_results(tmp_path / "lost")
-    assert [row[:5] for row in runs] == expected
-    survivor = {row[5] for row in runs if row[0] in at_loss}
-    assert len(survivor) == 1, runs  # the run the lost node held ended on the head
-    print(f"second node lost while {' and '.join(at_loss)} trained; where each run ended:",
-          *(f"{row[0]} on {row[5]}" for row in runs), sep="\n  ")  # fmt: skip
+    assert sweep_results(tmp_path / "lost") == reference_sweep
+    ended = nodes(tmp_path / "lost")
+    assert len({ended[run] for run in at_loss}) == 1, ended  # the run the lost node held ended on the head
+    print(f"second node lost while {' and '.join(at_loss)} trained; where each run ended:", *ended.items(), sep="\n  ")
 
     # The driver killed with SIGKILL mid-sweep and started again: it ends complete, each run trained once to the end.
-    killed = sweep(address, tmp_path / "killed", base, tmp_path)
+    killed = sweep(address, tmp_path / "killed", tmp_path)
     wait_until(killed, lambda: bool(training(tmp_path / "killed")))
     os.killpg(killed.pid, signal.SIGKILL)
     killed.communicate()
-    again = sweep(address, tmp_path / "killed", base, tmp_path)
+    again = sweep(address, tmp_path / "killed", tmp_path)
     _, err = again.communicate(timeout=600)
     assert again.returncode == 0, err
-    assert [row[:5] for row in sweep_results(tmp_path / "killed")] == expected
+    assert sweep_results(tmp_path / "killed") == reference_sweep

@@ -125,6 +125,9 @@ def test_a_run_in_a_sweep_equals_the_same_run_by_mnist_train_and_a_rerun_reuses_
         x for x in rows(sweep / "runs.csv") if x["out_dir"] == "depth=2,width=32/seed=0"
     )
     assert len(rows(out / "cells.csv")) == 6
+    other = invoke("sweep", "-c", base, *GRID, "--set", "train.lr=0.002", "--jobs", "1", "--out", out)  # never overwritten
+    assert other.exit_code == 2, other.output
+    assert "8 of 8 runs failed" in other.stderr and "of another config (train.lr: 0.001 there, 0.002 now)" in other.stderr
 
 
 def test_invalid_grid_values_are_all_listed_before_anything_trains(base, tmp_path):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mnist_cli.disk import atomic_write
 from mnist_cli.naming import value_text
@@ -29,44 +30,29 @@ def draw(out: Path, keys: list[str], runs: list[RunRow], cells: list[Cell]) -> l
 
 
 def heatmap(runs: list[RunRow], keys: list[str]) -> Figure:
-    """Mean test accuracy over the first two swept keys (rows, columns, in grid order), each square mean ± std.
-
-    With more than two keys, a square pools the runs of all the others.
-    """
+    """Mean ± std of the test accuracy over the first two swept keys; with more, a square pools the others' runs."""
     from matplotlib.figure import Figure
 
-    values = [list({value_text(r.params[k]): r.params[k] for r in runs}.values()) for k in keys[:2]]
-    rows, cols = values[0], (values[1] if len(keys) > 1 else [None])
-    means, labels = [], []
-    for r in rows:
-        mean_row, label_row = [], []
-        for c in cols:
-            accs = [
-                x.test_accuracy * 100
-                for x in runs
-                if x.status == "done"
-                and x.test_accuracy is not None
-                and _same(x.params[keys[0]], r)
-                and (c is None or _same(x.params[keys[1]], c))
-            ]
-            mean = statistics.fmean(accs) if accs else math.nan
-            std = f"± {statistics.stdev(accs):.2f}" if len(accs) > 1 else ("n=1" if accs else "no run")
-            mean_row.append(mean)
-            label_row.append(f"{mean:.2f}\n{std}" if accs else std)
-        means.append(mean_row)
-        labels.append(label_row)
+    values = [list({value_text(r.params[k]): None for r in runs}) for k in keys[:2]]  # in grid order
+    rows, cols = values[0], (values[1] if len(keys) > 1 else [""])
+    accs: dict[tuple[str, str], list[float]] = {}  # (row, column) -> its finished runs' test accuracies, in %
+    for x in runs:
+        if x.status == "done" and x.test_accuracy is not None:
+            at = (value_text(x.params[keys[0]]), value_text(x.params[keys[1]]) if len(keys) > 1 else "")
+            accs.setdefault(at, []).append(x.test_accuracy * 100)
+    means = {at: statistics.fmean(a) for at, a in accs.items()}
     fig = Figure(figsize=(1.4 * len(cols) + 2.2, 0.9 * len(rows) + 1.6), layout="constrained")
     ax = fig.add_subplot()
-    image = ax.imshow(means, cmap="viridis", aspect="auto")
-    finite = [m for row in means for m in row if not math.isnan(m)]
-    middle = (max(finite) + min(finite)) / 2 if finite else 0
-    for i, label_row in enumerate(labels):
-        for j, label in enumerate(label_row):
-            dark = not math.isnan(means[i][j]) and means[i][j] < middle
-            ax.text(j, i, label, ha="center", va="center", fontsize=8, color="white" if dark else "black")
-    ax.set_yticks(range(len(rows)), [value_text(v) for v in rows])
+    image = ax.imshow([[means.get((r, c), math.nan) for c in cols] for r in rows], cmap="viridis", aspect="auto")
+    middle = (max(means.values()) + min(means.values())) / 2 if means else 0
+    for (i, r), (j, c) in itertools.product(enumerate(rows), enumerate(cols)):
+        a = accs.get((r, c), [])
+        std = f"± {statistics.stdev(a):.2f}" if len(a) > 1 else ("n=1" if a else "no run")
+        label, dark = (f"{means[r, c]:.2f}\n{std}", means[r, c] < middle) if a else (std, False)
+        ax.text(j, i, label, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    ax.set_yticks(range(len(rows)), rows)
     ax.set_ylabel(keys[0])
-    ax.set_xticks(range(len(cols)), [value_text(v) for v in cols]) if len(keys) > 1 else ax.set_xticks([])
+    ax.set_xticks(range(len(cols)), cols) if len(keys) > 1 else ax.set_xticks([])
     ax.set_xlabel(keys[1] if len(keys) > 1 else "")
     pooled = f"; pooled over {', '.join(keys[2:])}" if len(keys) > 2 else ""
     ax.set_title(f"test accuracy (%), mean ± std over seeds{pooled}", fontsize=9)
@@ -111,7 +97,3 @@ def accuracy_vs_parameters(cells: list[Cell], keys: list[str]) -> Figure:
     if series:
         ax.legend(fontsize=8)
     return fig
-
-
-def _same(a: Any, b: Any) -> bool:
-    return value_text(a) == value_text(b)

@@ -89,20 +89,19 @@ def worker_state(threads: int) -> Iterator[None]:
 
 
 def read_row(spec: RunSpec) -> RunRow | None:
-    """The row of a finished run of `spec` (its result.json); a failed row when the folder holds another config's run."""
+    """A finished run's row (from its result.json), a failed row when the folder holds another config's run, else None."""
     from mnist_cli.config import read_yaml, validate
     from mnist_cli.record import read_result
 
+    config = Path(spec.out_dir) / "config.yaml"  # a run writes it first: finished or not, the folder's run has this config
     try:
+        differ = config.is_file() and _differences(validate(read_yaml(config)), spec.config)
         result = read_result(spec.out_dir)
-        if result is None:
-            return None
-        differ = _differences(validate(read_yaml(Path(spec.out_dir) / "config.yaml")), spec.config)
     except MnistError as e:
         return pending(spec, "failed", f"{first_line(e)}; delete the folder to train the run again")
     if differ:
-        return pending(spec, "failed", f"{spec.out_dir} holds a finished run of another config ({differ}); use another --out")
-    return _done(spec, result)
+        return pending(spec, "failed", f"{spec.out_dir} holds a run of another config ({differ}); use another --out")
+    return _done(spec, result) if result else None
 
 
 def _done(spec: RunSpec, result: Any) -> RunRow:
@@ -114,7 +113,7 @@ def execute(spec: RunSpec, should_stop: Callable[[], bool]) -> RunRow:
 
     Once `should_stop()` is true no run starts: it comes back pending, its folder untouched.
     """
-    from mnist_cli.checkpoint import config_from_checkpoint, load_checkpoint
+    from mnist_cli.checkpoint import load_checkpoint
     from mnist_cli.config import validate
     from mnist_cli.training.loop import train
     from mnist_cli.training.rundir import RunDir
@@ -122,13 +121,11 @@ def execute(spec: RunSpec, should_stop: Callable[[], bool]) -> RunRow:
     run_dir = RunDir(Path(spec.out_dir))
     if should_stop() or not _wait_for_lock(run_dir.lock_file, should_stop):
         return pending(spec)
-    done = read_row(spec)  # an earlier task may have finished it while this one waited
+    done = read_row(spec)  # finished by an earlier task while this one waited, or another config's run
     if done is not None:
         return done
     try:
         resume_from = load_checkpoint(run_dir.last) if run_dir.last.is_file() else None
-        if resume_from and (differ := _differences(config_from_checkpoint(resume_from, run_dir.last), spec.config)):
-            raise MnistError(f"{run_dir.last} is a run of another config ({differ}); use another --out")
         result = train(validate(spec.config), run_dir, resume_from=resume_from, should_stop=should_stop, mlflow=spec.mlflow)
     except TrainingInterrupted:
         return pending(spec, "interrupted")
