@@ -145,6 +145,9 @@ def test_invalid_grid_values_are_all_listed_before_anything_trains(base, tmp_pat
 
     unknown = invoke("sweep", "-c", base, "--grid", "model.widht=8,16", "--out", out)
     assert_clean_error(unknown, "model.widht: unknown key (did you mean 'width'?) (every cell)")
+    same = invoke("sweep", "-c", base, "--grid", "train.lr=1e-3,0.001", "--seeds", "2", "--out", out)
+    assert_clean_error(same, "lr=0.001: two grid values give the same setting (in lr=0.001)")
+    assert not out.exists()
 
     axes = parse_grid(["model.width=[256,128],[128,256]", "model.activation=relu,tanh", "train.lr=1e-3,0.01"])
     assert list(axes.values()) == [[[256, 128], [128, 256]], ["relu", "tanh"], ["1e-3", 0.01]]  # values are YAML

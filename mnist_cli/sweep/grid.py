@@ -102,12 +102,11 @@ def plan_sweep(config_path: Path | None, overrides: list[str], grid: list[str], 
     if len(combos) * seeds > MAX_RUNS:
         raise ConfigError([f"{len(combos)} cells x {seeds} seeds is more than {MAX_RUNS:,} runs"], "--grid")
     seed_values = [base.seed + i for i in range(seeds)]
-    name = "-".join([config_path.stem if config_path else "default", *(short_keys(list(axes)).values() or ["seeds"])])
-    out_dir = Path(out or checkpoints_root() / "sweeps" / re.sub(r"[^A-Za-z0-9._-]", "_", name)).resolve()
+    stem = "-".join([config_path.stem if config_path else "default", *(short_keys(list(axes)).values() or ["seeds"])])
+    out_dir = Path(out or checkpoints_root() / "sweeps" / re.sub(r"[^A-Za-z0-9._-]", "_", stem)).resolve()
 
-    problems: dict[str, list[str]] = {}  # problem -> the cells it occurs in
+    problems: dict[str, dict[str, None]] = {}  # problem -> the cells it occurs in, each once
     runs: list[RunSpec] = []
-    names: dict[str, dict[str, Any]] = {}  # folder name -> the values it stands for
     planned: set[Path] = set()
     for given in combos:
         label = cell_name(given)
@@ -117,20 +116,19 @@ def plan_sweep(config_path: Path | None, overrides: list[str], grid: list[str], 
                 cfg = validate(apply_overrides(raw, [*overrides, *sets, f"seed={seed}"]))
             except ConfigError as e:
                 for problem in e.problems:
-                    cells = problems.setdefault(problem, [])
-                    cells += [label] if label not in cells else []
+                    problems.setdefault(problem, {})[label] = None
                 continue
             resolved = cfg.model_dump(mode="json")
             params = {key: functools.reduce(operator.getitem, key.split("."), resolved) for key in given}  # 1e-3 -> 0.001
             name = cell_name(params)
             folder = out_dir / name / f"seed={seed}"
-            if names.setdefault(name, params) != params or folder in planned:
-                problems.setdefault(f"{name}: two grid values give the same setting", []).append(label)
+            if folder in planned:  # 1e-3 and 0.001, say
+                problems.setdefault(f"{name}: two grid values give the same setting", {})[label] = None
                 continue
             planned.add(folder)
             runs.append(RunSpec(params=params, seed=seed, out_dir=str(folder), config=resolved))
     if problems:
-        raise ConfigError([_with_cells(p, cells, len(combos)) for p, cells in problems.items()], "sweep")
+        raise ConfigError([_with_cells(p, list(cells), len(combos)) for p, cells in problems.items()], "sweep")
     return SweepPlan(out_dir, config_path, list(overrides), axes, seed_values, base, runs)
 
 
