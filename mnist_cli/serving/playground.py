@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from mnist_cli import record
 from mnist_cli.errors import MnistError
-from mnist_cli.serving.runs import CONFIGS, MISTAKES, POLL_S, LiveRun, Runner, relative_id, shipped_configs
+from mnist_cli.serving.runs import CONFIGS, POLL_S, LiveRun, Runner, relative_id, shipped_configs
 
 
 @asynccontextmanager
@@ -25,6 +25,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 playground = APIRouter(lifespan=lifespan, tags=["training"])
+MISTAKES = 12
 NOT_FOUND = {404: {"description": "No run folder with this id under the checkpoint folder."}}
 
 
