@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shlex
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import TINY, assert_identical, invoke, stopped_run, train_run
+from conftest import TINY, assert_identical, digit_png, invoke, stopped_run, train_run
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from mnist_cli.inference.trained import load_trained
 from mnist_cli.serving.app import create_app
@@ -37,15 +34,6 @@ def events(client: TestClient, run_id: str, until: str = "end") -> list[tuple[st
                 if name == until:
                     break
     return out
-
-
-def bar_png() -> bytes:
-    """A dark bar on white paper, as the synthetic digits are."""
-    pixels = np.full((28, 28), 255, dtype=np.uint8)
-    pixels[5:8, 7:21] = 0
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def with_epochs(epochs: int) -> dict:
@@ -83,7 +71,7 @@ def test_one_run_at_a_time_bad_settings_and_limits(client):
     second = client.post("/api/runs", json={**TINY, "seed": 1})
     assert second.status_code == 409 and first["id"] in second.json()["detail"], second.text
     assert client.get(f"/api/runs/{first['id']}").json()["status"] == "running"
-    predicted = client.post("/api/predict", files={"image": ("bar.png", bar_png(), "image/png")})
+    predicted = client.post("/api/predict", files={"image": ("bar.png", digit_png(side=28), "image/png")})
     assert predicted.status_code == 200 and predicted.json()["label"] in "0123456789", predicted.text  # while it trains
     client.delete(f"/api/runs/{first['id']}")
     assert events(client, first["id"])[-1][1]["status"] in ("stopped", "finished")
@@ -150,8 +138,8 @@ def test_the_draw_page_can_read_with_any_run_of_the_checkpoint_folder(client, sy
     wide = train_run(tmp_path / "checkpoints" / "wide", synthetic_root, model={"width": 48})
     shutil.copytree(xor_checkpoint.parent, tmp_path / "checkpoints" / "xor")
     stopped_run(tmp_path / "checkpoints" / "stopped", synthetic_root)
-    (tmp_path / "bar.png").write_bytes(bar_png())
-    r = client.post("/api/predict", params={"run": "wide"}, files={"image": ("bar.png", bar_png(), "image/png")})
+    (tmp_path / "bar.png").write_bytes(digit_png(side=28))
+    r = client.post("/api/predict", params={"run": "wide"}, files={"image": ("bar.png", digit_png(side=28), "image/png")})
     assert r.status_code == 200, r.text
     cli = invoke("predict", tmp_path / "bar.png", "-m", wide / "best.pt", "--json")
     (row,) = json.loads(cli.stdout)
@@ -166,5 +154,5 @@ def test_the_draw_page_can_read_with_any_run_of_the_checkpoint_folder(client, sy
         "nowhere": (404, f"no run 'nowhere' under {tmp_path / 'checkpoints'}"),
     }
     for run, (status, message) in refused.items():
-        r = client.post("/api/predict", params={"run": run}, files={"image": ("bar.png", bar_png(), "image/png")})
+        r = client.post("/api/predict", params={"run": run}, files={"image": ("bar.png", digit_png(side=28), "image/png")})
         assert r.status_code == status and r.json()["detail"].startswith(message), (run, r.text)

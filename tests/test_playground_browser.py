@@ -8,10 +8,8 @@ import json
 import os
 import shutil
 
-import numpy as np
 import pytest
-from conftest import invoke, train_run, write_mnist
-from PIL import Image
+from conftest import chromium, digit_png, invoke, train_run, write_mnist
 from server_process import REPO, interrupt, start_serve
 
 pytestmark = pytest.mark.slow
@@ -21,9 +19,7 @@ WAIT_MS = 240_000  # the machine is shared: a run may wait for a core
 @pytest.fixture
 def page(tmp_path, trained_checkpoint):
     """The Train page of `mnist serve` started in tmp_path (which holds configs/tutorial-xor.yaml)."""
-    executable = shutil.which("chromium")
-    if not executable:
-        (pytest.fail if os.environ.get("CI") else pytest.skip)("chromium not found (apt-get install chromium)")
+    executable = chromium()
     from playwright.sync_api import sync_playwright
 
     (tmp_path / "configs").mkdir()
@@ -101,9 +97,7 @@ def test_xor_learns_live_verdicts_early_stop_works_runs_are_listed_and_drawn_wit
     page.select_option("#run", "drawn")
     page.wait_for_function("document.getElementById('model').textContent.includes('784-48-10')")
     assert page.text_content("#model").startswith(str(drawn / "best.pt"))
-    pixels = np.full((28, 28), 255, dtype=np.uint8)
-    pixels[11:14, 7:21] = 0  # a dark bar on white paper, as the synthetic digits are
-    Image.fromarray(pixels).resize((140, 140)).save(tmp_path / "bar.png")
+    (tmp_path / "bar.png").write_bytes(digit_png(row=11))
     with page.expect_response(lambda r: r.url.endswith("/api/predict?run=drawn")) as answer:
         page.set_input_files("#upload", str(tmp_path / "bar.png"))
     page.wait_for_function("document.body.dataset.busy === '0'")

@@ -1,11 +1,9 @@
-"""The Train page's runs: one training at a time, in a child process, watched through the run's own record.
+"""The Train page's runs: one at a time, each in a spawned child process that trains as `mnist train` does.
 
-Training runs in a child process (multiprocessing spawn), not a thread of the server: a 4-point XOR epoch is pure
-Python, and in a thread it would hold the GIL against the event loop (and `/api/predict`); `train` also sets the
-process's torch thread count and RNG states, which the server's inference shares. The child does what `mnist train`
-does and little more: it says when it started and how it ended, and every SNAPSHOT_S copies the first layer's
-weights (a truth table's whole model) into a queue. A server thread reads the records from the run's events.jsonl
-as it grows, draws the pictures from the copies and works out the verdicts, so the training process pays for none.
+Not a thread: a pure-Python XOR epoch would hold the GIL against `/api/predict`, and `train` sets the process's torch
+threads and RNG states. The child only says when it started and ended and, every SNAPSHOT_S, copies the first layer's
+weights (a truth table's whole model); a server thread reads the records from events.jsonl as it grows, draws the
+pictures and works out the verdicts, so the training process does no more work than `mnist train`'s.
 """
 
 from __future__ import annotations
