@@ -68,13 +68,9 @@ def post_image(client, data: bytes, name: str = "digit.png", field: str = "image
     return client.post("/api/predict", files={field: (name, data, "image/png")})
 
 
-def test_healthz(client):
+def test_healthz_and_the_model_describing_the_checkpoint(client, trained, trained_checkpoint):
     r = client.get("/healthz")
-    assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ok"}
-
-
-def test_model_describes_the_checkpoint(client, trained, trained_checkpoint):
+    assert (r.status_code, r.json()) == (200, {"status": "ok"})
     r = client.get("/api/model")
     assert r.status_code == 200, r.text
     body = r.json()
@@ -287,17 +283,11 @@ def test_fuzzed_uploads_get_200_413_or_422(fuzz_client, body, field, name, as_fi
 # --- the command ---
 
 
-def test_serve_without_checkpoints_says_how_to_get_one():
+def test_serve_refuses_in_one_line_without_checkpoints_on_a_port_in_use_and_with_a_bad_checkpoint(trained_checkpoint, tmp_path):
     assert_clean_error(invoke("serve", "--port", "0"), "no best.pt under", "mnist train")
-
-
-def test_serve_on_a_port_in_use_is_a_clean_error(trained_checkpoint):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         assert_clean_error(invoke("serve", "-m", trained_checkpoint, "--port", port), f"cannot listen on 127.0.0.1:{port}")
-
-
-def test_serve_with_a_bad_checkpoint_is_a_clean_error(tmp_path):
     (tmp_path / "x.pt").write_text("nope")
     assert_clean_error(invoke("serve", "-m", tmp_path / "x.pt", "--port", "0"), "x.pt")
 
@@ -396,17 +386,20 @@ def rss_bytes(pid: int) -> int:
 
 @pytest.fixture(scope="module")
 def server(trained_checkpoint):
-    """(process, port) of a real `mnist serve` on 127.0.0.1; Ctrl-C at the end must stop it cleanly."""
+    """(process, port, a connection that never finishes its headers, opened first so that the server's deadline runs
+    out while the other tests run) of a real `mnist serve` on 127.0.0.1; Ctrl-C at the end must stop it cleanly."""
     proc, url = start_serve("-m", trained_checkpoint)
     try:
-        yield proc, urlsplit(url).port
+        with socket.create_connection(("127.0.0.1", urlsplit(url).port), timeout=120) as stalled:
+            stalled.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+            yield proc, urlsplit(url).port, stalled
     finally:
         code, err = interrupt(proc)
     assert code == 0 and "Traceback" not in err, err
 
 
 def test_a_huge_thin_pen_image_costs_the_server_a_fraction_of_a_second(server):
-    proc, port = server
+    proc, port, _ = server
     body, headers = multipart(thin_x_png())
     before = cpu_seconds(proc.pid)
     status, answer = call(port, "POST", "/api/predict", body, headers)
@@ -436,7 +429,7 @@ def test_a_huge_thin_pen_image_costs_predict_a_fraction_of_a_second(trained_chec
 
 def test_postscript_named_png_is_never_handed_to_ghostscript(server, trained_checkpoint, tmp_path):
     """Only the formats the docs list are tried: an EPS is "unknown format", and predict still reads the other file."""
-    _, port = server
+    _, port, _ = server
     status, answer = call(port, "POST", "/api/predict", *multipart(EPS, "x.png"))
     assert (status, answer) == (422, {"detail": "not a readable image (unknown format)"})
     (tmp_path / "x.png").write_bytes(EPS)
@@ -452,7 +445,7 @@ def test_postscript_named_png_is_never_handed_to_ghostscript(server, trained_che
 def test_foreign_origins_and_hosts_are_refused(server):
     """A web page elsewhere may post a form here (browsers send its Origin), or reach us under its own name (DNS
     rebinding, Host: its name): both are refused; the page's own requests are not."""
-    _, port = server
+    _, port, _ = server
     body, headers = multipart(digit_png())
     evil = {"origin": "http://evil.example"}
     assert call(port, "POST", "/api/predict", body, {**headers, **evil}) == (
@@ -468,7 +461,7 @@ def test_foreign_origins_and_hosts_are_refused(server):
 
 
 def test_a_decompression_bomb_by_bytes_is_refused_before_it_is_decoded(server):
-    proc, port = server
+    proc, port, _ = server
     body, headers = multipart(blank_rgba_png())
     before = rss_bytes(proc.pid)
     status, answer = call(port, "POST", "/api/predict", body, headers)
@@ -477,11 +470,9 @@ def test_a_decompression_bomb_by_bytes_is_refused_before_it_is_decoded(server):
     assert grown < 64 * 2**20, f"the server grew by {grown / 2**20:.0f} MiB"  # was 0.9 GB
 
 
-def test_a_client_that_never_finishes_its_headers_is_cut_off(server):
-    _, port = server
-    with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
-        assert s.recv(1024) == b""  # closed by the server (uvicorn alone waits forever; recv would time out)
+def test_a_client_that_never_finishes_its_headers_is_cut_off(server):  # the last test of `server`
+    _, port, stalled = server
+    assert stalled.recv(1024) == b""  # closed by the server (uvicorn alone waits forever; recv would time out)
     assert call(port, "GET", "/healthz") == (200, {"status": "ok"})
 
 
