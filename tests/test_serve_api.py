@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import anyio
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -148,42 +149,30 @@ def test_a_body_over_10_mib_gets_413(client):
 FILE_PART_HEAD = b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\n\r\n'
 
 
-def asgi_post(app, headers: list[tuple[bytes, bytes]], chunks: int, chunk: bytes) -> tuple[int, int]:
+def asgi_post(app, headers: dict[str, str], chunks: int, chunk: bytes) -> tuple[int, int]:
     """POST `chunks` x `chunk` to /api/predict straight through ASGI: (status, how many chunks the app read)."""
-    read, sent = 0, []
+    read = 0
 
-    async def receive():
+    async def body():
         nonlocal read
-        read += 1
-        body = FILE_PART_HEAD if read == 1 else chunk
-        return {"type": "http.request", "body": body, "more_body": read < chunks}
+        for i in range(chunks):
+            read += 1
+            yield FILE_PART_HEAD if i == 0 else chunk
 
-    async def send(message):
-        sent.append(message)
+    async def post() -> int:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://127.0.0.1") as c:
+            headers["content-type"] = "multipart/form-data; boundary=xyz"
+            return (await c.post("/api/predict", content=body(), headers=headers)).status_code
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/api/predict",
-        "raw_path": b"/api/predict",
-        "query_string": b"",
-        "headers": [(b"content-type", b"multipart/form-data; boundary=xyz"), *headers],
-        "scheme": "http",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 1234),
-        "http_version": "1.1",
-        "root_path": "",
-    }
-    anyio.run(app, scope, receive, send)
-    return next(m["status"] for m in sent if m["type"] == "http.response.start"), read
+    return anyio.run(post), read
 
 
 def test_an_oversize_body_is_refused_before_it_is_read(trained):
     app = create_app(trained)
     mib = b"-" * 2**20
-    declared = [(b"content-length", str(100 * 2**20).encode())]
+    declared = {"content-length": str(100 * 2**20)}
     assert asgi_post(app, declared, chunks=100, chunk=mib) == (413, 0)  # by its Content-Length: not one byte read
-    assert asgi_post(app, [], chunks=100, chunk=mib) == (413, 11)  # streamed: the part head + 10 MiB is past it; no further
+    assert asgi_post(app, {}, chunks=100, chunk=mib) == (413, 11)  # streamed: the part head + 10 MiB is past it; no further
 
 
 def test_inference_runs_off_the_event_loop(client, monkeypatch):
