@@ -54,26 +54,32 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     os.chdir(REPO)  # the page finds the shipped configs in its working folder
+    with tempfile.TemporaryDirectory(prefix="playground-speed-") as tmp:
+        page, cli = alternate(Path(tmp), args.config, args.epochs, args.pairs)
+    ratio = statistics.median(page) / statistics.median(cli)
+    print(f"train_seconds, median of {len(page)} page / {len(cli)} CLI runs: page {statistics.median(page):.3f} s")
+    print(f"CLI {statistics.median(cli):.3f} s  ratio {ratio:.3f} (target at most 1.10)")
+
+
+def alternate(work: Path, config: str, epochs: int, pairs: int) -> tuple[list[float], list[float]]:
+    """`pairs` x (CLI, page) runs, in that order: each side's train_seconds."""
     from fastapi.testclient import TestClient
 
     from mnist_cli.inference.trained import load_trained
     from mnist_cli.serving.app import create_app
 
-    work = Path(tempfile.mkdtemp(prefix="playground-speed-"))
     os.environ["MNIST_CHECKPOINT_DIR"] = str(work / "checkpoints")
-    settings = {"train": {"epochs": args.epochs}}
-    command = f"mnist train configs/{args.config}.yaml --set train.epochs={args.epochs}"
+    settings = {"train": {"epochs": epochs}}
+    command = f"mnist train configs/{config}.yaml --set train.epochs={epochs}"
     first, ckpt = cli_seconds(command, work / "cli")  # its best.pt is the model the app serves
     page, cli = [], [first]
     with TestClient(create_app(load_trained(ckpt))) as client:
-        for i in range(args.pairs):  # CLI, page, CLI, page, ...
-            page.append(page_seconds(client, settings, args.config)[0])
+        for i in range(pairs):  # CLI, page, CLI, page, ...
+            page.append(page_seconds(client, settings, config)[0])
             print(f"pair {i + 1}: CLI {cli[-1]:.3f} s  page {page[-1]:.3f} s  ({command})", flush=True)
-            if i + 1 < args.pairs:
+            if i + 1 < pairs:
                 cli.append(cli_seconds(command, work / "cli")[0])
-    ratio = statistics.median(page) / statistics.median(cli)
-    print(f"train_seconds, median of {len(page)} page / {len(cli)} CLI runs: page {statistics.median(page):.3f} s")
-    print(f"CLI {statistics.median(cli):.3f} s  ratio {ratio:.3f} (target at most 1.10)")
+    return page, cli
 
 
 if __name__ == "__main__":  # the page's runs are spawned processes: they import this file again
