@@ -70,7 +70,9 @@ def table(results: dict) -> str:
     if v:
         lines.append(
             f"| `mnist serve`, {v['requests']} POST /api/predict from {v['clients']} clients, req/s | "
-            f"{v['requests_per_second']:.0f} | p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms, max {v['max_ms']:.0f} ms, "
+            f"{v['requests_per_second']:.0f} | p50 {v['p50_ms']:.1f} ms, p95 {v['p95_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms, "
+            f"max {v['max_ms']:.0f} ms, "
+            f"server CPU {v['server_cpu_ms_per_request']:.1f} ms a request, "
             f"{v['errors']} errors; target {v['target']}: {'met' if v['met'] else 'NOT met'} |"
         )
     h = results.get("health")

@@ -438,3 +438,26 @@ def place_checkpoint(source: Path, folder: Path, mtime: float) -> Path:
         shutil.copy(source.parent / "result.json", path.parent)
     os.utime(path, (mtime, mtime))
     return path
+
+
+def digit_png(row: int = 5, side: int = 140) -> bytes:
+    """A dark bar on white paper, like the synthetic training digits (class k is a bar at rows 2k+2..2k+4)."""
+    import io
+
+    from PIL import Image
+
+    pixels = np.full((28, 28), 255, dtype=np.uint8)
+    pixels[row : row + 3, 7:21] = 0
+    buf = io.BytesIO()
+    Image.fromarray(pixels).resize((side, side), Image.Resampling.NEAREST).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def chromium() -> str:
+    """Debian's Chromium (browser downloads are not possible here); missing: skip locally, fail under CI."""
+    import shutil
+
+    path = shutil.which("chromium")
+    if not path:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)("chromium not found (apt-get install chromium)")
+    return path

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shlex
+import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import TINY, assert_identical, invoke, train_run
+from conftest import TINY, assert_identical, digit_png, invoke, stopped_run, train_run
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from mnist_cli.inference.trained import load_trained
 from mnist_cli.serving.app import create_app
@@ -73,11 +71,7 @@ def test_one_run_at_a_time_bad_settings_and_limits(client):
     second = client.post("/api/runs", json={**TINY, "seed": 1})
     assert second.status_code == 409 and first["id"] in second.json()["detail"], second.text
     assert client.get(f"/api/runs/{first['id']}").json()["status"] == "running"
-    pixels = np.full((28, 28), 255, dtype=np.uint8)
-    pixels[5:8, 7:21] = 0  # a dark bar on white paper, as the synthetic digits are
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "PNG")
-    predicted = client.post("/api/predict", files={"image": ("bar.png", buf.getvalue(), "image/png")})
+    predicted = client.post("/api/predict", files={"image": ("bar.png", digit_png(side=28), "image/png")})
     assert predicted.status_code == 200 and predicted.json()["label"] in "0123456789", predicted.text  # while it trains
     client.delete(f"/api/runs/{first['id']}")
     assert events(client, first["id"])[-1][1]["status"] in ("stopped", "finished")
@@ -138,3 +132,27 @@ def test_a_finished_run_with_a_damaged_best_pt_still_answers(client, synthetic_r
     r = client.get("/api/runs/damaged")
     assert r.status_code == 200 and r.json()["status"] == "finished" and r.json()["summary"] is None, r.text
     assert "best.pt" in r.json()["message"], r.json()["message"]
+
+
+def test_the_draw_page_can_read_with_any_run_of_the_checkpoint_folder(client, synthetic_root, xor_checkpoint, tmp_path):
+    wide = train_run(tmp_path / "checkpoints" / "wide", synthetic_root, model={"width": 48})
+    shutil.copytree(xor_checkpoint.parent, tmp_path / "checkpoints" / "xor")
+    stopped_run(tmp_path / "checkpoints" / "stopped", synthetic_root)
+    (tmp_path / "bar.png").write_bytes(digit_png(side=28))
+    r = client.post("/api/predict", params={"run": "wide"}, files={"image": ("bar.png", digit_png(side=28), "image/png")})
+    assert r.status_code == 200, r.text
+    cli = invoke("predict", tmp_path / "bar.png", "-m", wide / "best.pt", "--json")
+    (row,) = json.loads(cli.stdout)
+    row |= {"path": "bar.png", "uncertain": r.json()["uncertain"]}  # serve marks below 0.5 uncertain
+    assert {k: r.json()[k] for k in row} == row
+    chosen = client.get("/api/model", params={"run": "wide"}).json()
+    assert (chosen["checkpoint"], chosen["architecture"]) == (str(wide / "best.pt"), "784-48-10")
+    assert client.get("/api/model").json()["architecture"] == "784-32-10"  # the served one, when none is chosen
+    refused = {
+        "xor": (422, f"{tmp_path / 'checkpoints' / 'xor' / 'best.pt'} was trained on the xor truth table: serve takes"),
+        "stopped": (404, "stopped has no best.pt yet (it saves one when its first epoch ends)"),
+        "nowhere": (404, f"no run 'nowhere' under {tmp_path / 'checkpoints'}"),
+    }
+    for run, (status, message) in refused.items():
+        r = client.post("/api/predict", params={"run": run}, files={"image": ("bar.png", digit_png(side=28), "image/png")})
+        assert r.status_code == status and r.json()["detail"].startswith(message), (run, r.text)

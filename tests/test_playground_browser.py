@@ -4,11 +4,12 @@ epoch ends, Stop, and the runs list."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
 import pytest
-from conftest import write_mnist
+from conftest import chromium, digit_png, invoke, train_run, write_mnist
 from server_process import REPO, interrupt, start_serve
 
 pytestmark = pytest.mark.slow
@@ -18,9 +19,7 @@ WAIT_MS = 240_000  # the machine is shared: a run may wait for a core
 @pytest.fixture
 def page(tmp_path, trained_checkpoint):
     """The Train page of `mnist serve` started in tmp_path (which holds configs/tutorial-xor.yaml)."""
-    executable = shutil.which("chromium")
-    if not executable:
-        (pytest.fail if os.environ.get("CI") else pytest.skip)("chromium not found (apt-get install chromium)")
+    executable = chromium()
     from playwright.sync_api import sync_playwright
 
     (tmp_path / "configs").mkdir()
@@ -58,7 +57,7 @@ def boundary(page) -> str:
     return page.evaluate("document.getElementById('boundary').toDataURL()")
 
 
-def test_xor_learns_live_verdicts_show_early_stop_works_and_runs_are_listed(page, tmp_path):
+def test_xor_learns_live_verdicts_early_stop_works_runs_are_listed_and_drawn_with(page, tmp_path, synthetic_root):
     train(page, "config=tutorial-xor")
     assert page.text_content("#command") == "mnist train configs/tutorial-xor.yaml"
     wait(page, "document.getElementById('boundary').dataset.right !== undefined")
@@ -89,3 +88,19 @@ def test_xor_learns_live_verdicts_show_early_stop_works_and_runs_are_listed(page
         for tr in page.query_selector_all("#runs tbody tr")
     }
     assert rows["tutorial-xor"] == "finished" and rows[str(run.relative_to(tmp_path / "checkpoints"))] == "stopped", rows
+
+    # The draw page reads with any finished image run of the checkpoint folder: here one that `mnist train` wrote.
+    drawn = train_run(tmp_path / "checkpoints" / "drawn", synthetic_root, model={"width": 48})
+    page.goto(page.base_url)
+    page.wait_for_selector("#run option[value=drawn]", state="attached")
+    assert [o.get_attribute("value") for o in page.query_selector_all("#run option")] == ["", "drawn"]  # not XOR
+    page.select_option("#run", "drawn")
+    page.wait_for_function("document.getElementById('model').textContent.includes('784-48-10')")
+    assert page.text_content("#model").startswith(str(drawn / "best.pt"))
+    (tmp_path / "bar.png").write_bytes(digit_png(row=11))
+    with page.expect_response(lambda r: r.url.endswith("/api/predict?run=drawn")) as answer:
+        page.set_input_files("#upload", str(tmp_path / "bar.png"))
+    page.wait_for_function("document.body.dataset.busy === '0'")
+    (row,) = json.loads(invoke("predict", tmp_path / "bar.png", "-m", drawn / "best.pt", "--json").stdout)
+    assert answer.value.json()["prediction"] == row["prediction"]
+    assert page.text_content("#prediction") == row["label"]

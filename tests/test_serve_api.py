@@ -18,10 +18,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import anyio
+import httpx
 import numpy as np
 import pytest
 import torch
-from conftest import assert_clean_error, invoke
+from conftest import assert_clean_error, digit_png, invoke
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -47,15 +48,6 @@ def client(trained):
         yield c
 
 
-def digit_png(row: int = 5, side: int = 140) -> bytes:
-    """A dark bar on white paper, like the synthetic training digits (class k is a bar at rows 2k+2..2k+4)."""
-    pixels = np.full((28, 28), 255, dtype=np.uint8)
-    pixels[row : row + 3, 7:21] = 0
-    buf = io.BytesIO()
-    Image.fromarray(pixels).resize((side, side), Image.Resampling.NEAREST).save(buf, "PNG")
-    return buf.getvalue()
-
-
 def blank_png() -> bytes:
     buf = io.BytesIO()
     Image.new("L", (100, 100), 255).save(buf, "PNG")
@@ -77,13 +69,9 @@ def post_image(client, data: bytes, name: str = "digit.png", field: str = "image
     return client.post("/api/predict", files={field: (name, data, "image/png")})
 
 
-def test_healthz(client):
+def test_healthz_and_the_model_describing_the_checkpoint(client, trained, trained_checkpoint):
     r = client.get("/healthz")
-    assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ok"}
-
-
-def test_model_describes_the_checkpoint(client, trained, trained_checkpoint):
+    assert (r.status_code, r.json()) == (200, {"status": "ok"})
     r = client.get("/api/model")
     assert r.status_code == 200, r.text
     body = r.json()
@@ -146,10 +134,9 @@ def test_bad_images_get_422_with_predicts_message(client, trained_checkpoint, tm
     ],
     ids=["no-body", "wrong-field", "text-field", "json", "broken-multipart"],
 )
-def test_requests_without_an_image_file_get_422(client, request_args):
+def test_requests_without_an_image_file_get_422_in_one_line(client, request_args):
     r = client.post("/api/predict", **request_args)
-    assert r.status_code == 422, r.text
-    assert "detail" in r.json()
+    assert (r.status_code, r.json()) == (422, {"detail": "send the image as a file in the form field `image`"})
 
 
 def test_a_body_over_10_mib_gets_413(client):
@@ -162,42 +149,30 @@ def test_a_body_over_10_mib_gets_413(client):
 FILE_PART_HEAD = b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\n\r\n'
 
 
-def asgi_post(app, headers: list[tuple[bytes, bytes]], chunks: int, chunk: bytes) -> tuple[int, int]:
+def asgi_post(app, headers: dict[str, str], chunks: int, chunk: bytes) -> tuple[int, int]:
     """POST `chunks` x `chunk` to /api/predict straight through ASGI: (status, how many chunks the app read)."""
-    read, sent = 0, []
+    read = 0
 
-    async def receive():
+    async def body():
         nonlocal read
-        read += 1
-        body = FILE_PART_HEAD if read == 1 else chunk
-        return {"type": "http.request", "body": body, "more_body": read < chunks}
+        for i in range(chunks):
+            read += 1
+            yield FILE_PART_HEAD if i == 0 else chunk
 
-    async def send(message):
-        sent.append(message)
+    async def post() -> int:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://127.0.0.1") as c:
+            headers["content-type"] = "multipart/form-data; boundary=xyz"
+            return (await c.post("/api/predict", content=body(), headers=headers)).status_code
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/api/predict",
-        "raw_path": b"/api/predict",
-        "query_string": b"",
-        "headers": [(b"content-type", b"multipart/form-data; boundary=xyz"), *headers],
-        "scheme": "http",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 1234),
-        "http_version": "1.1",
-        "root_path": "",
-    }
-    anyio.run(app, scope, receive, send)
-    return next(m["status"] for m in sent if m["type"] == "http.response.start"), read
+    return anyio.run(post), read
 
 
 def test_an_oversize_body_is_refused_before_it_is_read(trained):
     app = create_app(trained)
     mib = b"-" * 2**20
-    declared = [(b"content-length", str(100 * 2**20).encode())]
+    declared = {"content-length": str(100 * 2**20)}
     assert asgi_post(app, declared, chunks=100, chunk=mib) == (413, 0)  # by its Content-Length: not one byte read
-    assert asgi_post(app, [], chunks=100, chunk=mib) == (413, 11)  # streamed: the part head + 10 MiB is past it; no further
+    assert asgi_post(app, {}, chunks=100, chunk=mib) == (413, 11)  # streamed: the part head + 10 MiB is past it; no further
 
 
 def test_inference_runs_off_the_event_loop(client, monkeypatch):
@@ -297,17 +272,11 @@ def test_fuzzed_uploads_get_200_413_or_422(fuzz_client, body, field, name, as_fi
 # --- the command ---
 
 
-def test_serve_without_checkpoints_says_how_to_get_one():
+def test_serve_refuses_in_one_line_without_checkpoints_on_a_port_in_use_and_with_a_bad_checkpoint(trained_checkpoint, tmp_path):
     assert_clean_error(invoke("serve", "--port", "0"), "no best.pt under", "mnist train")
-
-
-def test_serve_on_a_port_in_use_is_a_clean_error(trained_checkpoint):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         assert_clean_error(invoke("serve", "-m", trained_checkpoint, "--port", port), f"cannot listen on 127.0.0.1:{port}")
-
-
-def test_serve_with_a_bad_checkpoint_is_a_clean_error(tmp_path):
     (tmp_path / "x.pt").write_text("nope")
     assert_clean_error(invoke("serve", "-m", tmp_path / "x.pt", "--port", "0"), "x.pt")
 
@@ -406,17 +375,20 @@ def rss_bytes(pid: int) -> int:
 
 @pytest.fixture(scope="module")
 def server(trained_checkpoint):
-    """(process, port) of a real `mnist serve` on 127.0.0.1; Ctrl-C at the end must stop it cleanly."""
+    """(process, port, a connection that never finishes its headers, opened first so that the server's deadline runs
+    out while the other tests run) of a real `mnist serve` on 127.0.0.1; Ctrl-C at the end must stop it cleanly."""
     proc, url = start_serve("-m", trained_checkpoint)
     try:
-        yield proc, urlsplit(url).port
+        with socket.create_connection(("127.0.0.1", urlsplit(url).port), timeout=120) as stalled:
+            stalled.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+            yield proc, urlsplit(url).port, stalled
     finally:
         code, err = interrupt(proc)
     assert code == 0 and "Traceback" not in err, err
 
 
 def test_a_huge_thin_pen_image_costs_the_server_a_fraction_of_a_second(server):
-    proc, port = server
+    proc, port, _ = server
     body, headers = multipart(thin_x_png())
     before = cpu_seconds(proc.pid)
     status, answer = call(port, "POST", "/api/predict", body, headers)
@@ -446,7 +418,7 @@ def test_a_huge_thin_pen_image_costs_predict_a_fraction_of_a_second(trained_chec
 
 def test_postscript_named_png_is_never_handed_to_ghostscript(server, trained_checkpoint, tmp_path):
     """Only the formats the docs list are tried: an EPS is "unknown format", and predict still reads the other file."""
-    _, port = server
+    _, port, _ = server
     status, answer = call(port, "POST", "/api/predict", *multipart(EPS, "x.png"))
     assert (status, answer) == (422, {"detail": "not a readable image (unknown format)"})
     (tmp_path / "x.png").write_bytes(EPS)
@@ -462,7 +434,7 @@ def test_postscript_named_png_is_never_handed_to_ghostscript(server, trained_che
 def test_foreign_origins_and_hosts_are_refused(server):
     """A web page elsewhere may post a form here (browsers send its Origin), or reach us under its own name (DNS
     rebinding, Host: its name): both are refused; the page's own requests are not."""
-    _, port = server
+    _, port, _ = server
     body, headers = multipart(digit_png())
     evil = {"origin": "http://evil.example"}
     assert call(port, "POST", "/api/predict", body, {**headers, **evil}) == (
@@ -478,7 +450,7 @@ def test_foreign_origins_and_hosts_are_refused(server):
 
 
 def test_a_decompression_bomb_by_bytes_is_refused_before_it_is_decoded(server):
-    proc, port = server
+    proc, port, _ = server
     body, headers = multipart(blank_rgba_png())
     before = rss_bytes(proc.pid)
     status, answer = call(port, "POST", "/api/predict", body, headers)
@@ -487,18 +459,10 @@ def test_a_decompression_bomb_by_bytes_is_refused_before_it_is_decoded(server):
     assert grown < 64 * 2**20, f"the server grew by {grown / 2**20:.0f} MiB"  # was 0.9 GB
 
 
-def test_a_client_that_never_finishes_its_headers_is_cut_off(server):
-    _, port = server
-    with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
-        assert s.recv(1024) == b""  # closed by the server (uvicorn alone waits forever; recv would time out)
+def test_a_client_that_never_finishes_its_headers_is_cut_off(server):  # the last test of `server`
+    _, port, stalled = server
+    assert stalled.recv(1024) == b""  # closed by the server (uvicorn alone waits forever; recv would time out)
     assert call(port, "GET", "/healthz") == (200, {"status": "ok"})
-
-
-def test_form_mistakes_get_one_line(client):
-    for args in ({}, {"files": {"picture": ("digit.png", digit_png(), "image/png")}}, {"data": {"image": "not a file"}}):
-        r = client.post("/api/predict", **args)
-        assert (r.status_code, r.json()) == (422, {"detail": "send the image as a file in the form field `image`"})
 
 
 def test_ctrl_c_while_the_model_loads_stops_before_serving(trained_checkpoint):
@@ -527,3 +491,14 @@ def test_collect_keeps_only_images_under_known_labels(client, trained, tmp_path)
 def post_to(client, path: str, data: bytes) -> tuple[int, dict]:
     r = client.post(path, files={"image": ("x.png", data, "image/png")})
     return r.status_code, r.json()
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 6), (6, 1), (2, 2), (97, 131), (280, 280)])
+def test_the_3x3_median_is_scipys(shape):
+    from scipy import ndimage
+
+    from mnist_cli.inference.preprocess import median3
+
+    rng = np.random.default_rng(sum(shape))
+    for x in (rng.random(shape, dtype=np.float32), (rng.integers(0, 3, shape) / 2).astype(np.float32)):  # ties too
+        assert np.array_equal(median3(x), ndimage.median_filter(x, size=3, mode="nearest"))

@@ -9,13 +9,11 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REAL_DATA
+from conftest import REAL_DATA, chromium
 from digit_strokes import place, strokes
 from digit_styles import read_mnist_test
 from PIL import Image
@@ -27,17 +25,6 @@ from mnist_cli.cli import app
 pytestmark = pytest.mark.slow
 CANVAS = 280  # px, the page's canvas
 DRAWN = 24  # real test digits drawn; the gate is 90% read right
-
-
-def chromium() -> str:
-    """Debian's Chromium (browser downloads are not possible here); missing: skip locally, fail under CI."""
-    path = shutil.which("chromium")
-    if path:
-        return path
-    message = "chromium not found (apt-get install chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +74,7 @@ def draw(page, stroke_list) -> None:
         page.mouse.move(box["x"] + x0, box["y"] + y0)
         page.mouse.down()
         for x, y in rest:
-            page.mouse.move(box["x"] + x, box["y"] + y, steps=2)
+            page.mouse.move(box["x"] + x, box["y"] + y)
         page.mouse.up()
     settle(page)
 

@@ -113,7 +113,7 @@ def border_is_light(gray: np.ndarray) -> bool:
 def clean(ink: np.ndarray) -> np.ndarray:
     """Remove the paper: subtract its local level, drop specks, stretch the ink to 1, zero what is below INK_THRESHOLD."""
     # A 3x3 median removes single-pixel specks and JPEG ringing without thinning 2+ px strokes.
-    smooth = ndimage.median_filter(ink.astype(np.float32), size=3, mode="nearest")
+    smooth = median3(ink.astype(np.float32))
     paper = paper_level(smooth)
     lifted = smooth - paper
     if float(lifted.max()) < MIN_CONTRAST:
@@ -124,12 +124,24 @@ def clean(ink: np.ndarray) -> np.ndarray:
     return np.where(stretched >= INK_THRESHOLD, stretched, 0).astype(np.float32)
 
 
-def paper_level(ink: np.ndarray) -> np.ndarray:
-    """The paper's ink level at each pixel, float32 (H, W): shadows and tints vary slowly, strokes do not.
+def median3(x: np.ndarray) -> np.ndarray:
+    """The 3x3 median, edges repeated: exactly scipy's median_filter(size=3, mode="nearest"), in 20 whole-array
+    min/max operations instead of a selection per pixel (which was the costliest step of a served request)."""
+    p = np.pad(x, 1, mode="edge")
+    a, b, c = p[:-2], p[1:-1], p[2:]  # each pixel's column of 3: the row above, its own, the row below
+    low, mid, high = np.minimum(np.minimum(a, b), c), median_of(a, b, c), np.maximum(np.maximum(a, b), c)
+    # The median of 9 is the median of: the largest column minimum, the median column median, the smallest maximum.
+    lows, mids, highs = ((v[:, :-2], v[:, 1:-1], v[:, 2:]) for v in (low, mid, high))
+    return median_of(np.maximum(np.maximum(*lows[:2]), lows[2]), median_of(*mids), np.minimum(np.minimum(*highs[:2]), highs[2]))
 
-    A grey opening (min then max filter) a quarter of the image wide removes every stroke and keeps the
-    slow shading; done on a copy at most PAPER_SIDE px wide, blurred, and scaled back up.
-    """
+
+def median_of(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+
+
+def paper_level(ink: np.ndarray) -> np.ndarray:
+    """The paper's ink level at each pixel, float32 (H, W): a grey opening a quarter of the image wide removes every
+    stroke and keeps the slow shading (shadows, tints); on a copy at most PAPER_SIDE px wide, blurred, scaled back."""
     h, w = ink.shape
     scale = min(1.0, PAPER_SIDE / max(h, w))
     # 8-bit pixels: 1/255 steps are fine for a level that is blurred anyway.
@@ -193,8 +205,7 @@ def center_by_mass(ink: np.ndarray, side: int = IMAGE_SIDE) -> np.ndarray:
 
 
 def to_digits(img: Image.Image, invert: Invert = "auto") -> np.ndarray:
-    """A PIL image -> uint8 (8, 8) of 0..16, made as scikit-learn's digits were: the ink fitted into a 32x32
-    bitmap and centred, then the inked pixels of each 4x4 block counted."""
+    """A PIL image -> uint8 (8, 8) of 0..16 as scikit-learn's digits: ink fitted into 32x32, 4x4 blocks counted."""
     ink = clean(to_ink(to_gray(shrink(img)), invert))
     scaled = fit_box(crop_to_ink(ink), DIGITS_BITMAP, DIGITS_MIN_STROKE)
     return bitmap_counts(center_by_mass(scaled, DIGITS_BITMAP))

@@ -67,6 +67,7 @@ def create_app(
         serving.limiter = anyio.CapacityLimiter(INFERENCE_WORKERS)
         try:
             yield
+            await anyio.to_thread.run_sync(app.state.runner.stop_all)  # a run the server started ends with it, last.pt saved
         finally:
             torch.set_num_threads(threads)  # leave the process as we found it (tests run apps in-process)
 

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from mnist_cli import record
 from mnist_cli.errors import MnistError
-from mnist_cli.serving.runs import CONFIGS, MISTAKES, POLL_S, LiveRun, Runner, relative_id, shipped_configs
+from mnist_cli.serving.runs import CONFIGS, POLL_S, LiveRun, Runner, relative_id, shipped_configs
 
-
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    yield
-    await anyio.to_thread.run_sync(app.state.runner.stop_all)  # a run the server started ends with it, last.pt saved
-
-
-playground = APIRouter(lifespan=lifespan, tags=["training"])
+playground = APIRouter(tags=["training"])
+MISTAKES = 12
 NOT_FOUND = {404: {"description": "No run folder with this id under the checkpoint folder."}}
 
 

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import base64
 import io
-from functools import partial
+from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Annotated
 
 import anyio
 import numpy as np
-from fastapi import APIRouter, File, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse
 from PIL import Image
 
-from mnist_cli.errors import ImageError
+from mnist_cli.errors import ImageError, MnistError
 from mnist_cli.inference.image_files import decode
 from mnist_cli.inference.predict import create_new, predict_bytes
 from mnist_cli.inference.trained import TrainedModel
+from mnist_cli.serving.playground import folder
 from mnist_cli.serving.schemas import ErrorResponse, Health, ModelResponse, PredictResponse
 
 page = APIRouter()
@@ -26,6 +28,9 @@ IMAGE_ERRORS = {
     413: {"model": ErrorResponse, "description": "The request body is over 10 MiB."},
     422: {"description": "Not an image, no digit found, too many pixels, or no `image` file field."},
 }
+RunChoice = Annotated[
+    str | None, Query(description="A run under the checkpoint folder (an id of GET /api/runs): its best.pt answers.")
+]
 
 
 @page.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -40,10 +45,10 @@ def healthz() -> Health:
 
 
 @api.get("/api/model", response_model=ModelResponse, tags=["model"])
-def model_info(request: Request) -> ModelResponse:
-    """The checkpoint being served: its path, architecture, size and test accuracy."""
+def model_info(request: Request, run: RunChoice = None) -> ModelResponse:
+    """The checkpoint being served (or the chosen run's): its path, architecture, size and test accuracy."""
     serving = request.app.state.serving
-    t = serving.trained
+    t = chosen(request, run)
     return ModelResponse(
         checkpoint=str(t.path),
         architecture=t.architecture,
@@ -80,17 +85,43 @@ async def collect(request: Request, label: str, image: Annotated[UploadFile, Fil
 
 @api.post("/api/predict", response_model=PredictResponse, responses=IMAGE_ERRORS, tags=["model"])
 async def predict(
-    request: Request, image: Annotated[UploadFile, File(description="An image file: a PNG of the canvas, a photo, a scan.")]
+    request: Request,
+    image: Annotated[UploadFile, File(description="An image file: a PNG of the canvas, a photo, a scan.")],
+    run: RunChoice = None,
 ) -> PredictResponse:
     """The digit in an image, read and prepared exactly as `mnist predict` does."""
     serving = request.app.state.serving
     options = {"top_k": serving.top_k, "min_confidence": serving.min_confidence}
-    run = partial(predict_json, await image.read(), image.filename or "upload", serving.trained, **options)
+    data, name = await image.read(), image.filename or "upload"
     try:
-        # Off the event loop: decoding and the forward pass would otherwise stall every other request.
-        return await anyio.to_thread.run_sync(run, limiter=serving.limiter)
+        # Off the event loop: loading, decoding and the forward pass would otherwise stall every other request.
+        return await anyio.to_thread.run_sync(
+            lambda: predict_json(data, name, chosen(request, run), **options), limiter=serving.limiter
+        )
     except ImageError as e:
         raise HTTPException(422, str(e)) from None
+
+
+def chosen(request: Request, run: str | None) -> TrainedModel:
+    """The served model, or the best.pt of `run` (the draw page's chooser); 404 for no such run, 422 for a model
+    that cannot read images."""
+    if run is None:
+        return request.app.state.serving.trained
+    path = folder(request.app.state.runner, run) / "best.pt"
+    if not path.is_file():
+        raise HTTPException(404, f"{run} has no best.pt yet (it saves one when its first epoch ends)")
+    try:
+        return load_image_model(path, path.stat().st_mtime_ns)
+    except MnistError as e:  # a run folder may come from someone else
+        raise HTTPException(422, str(e)) from None
+
+
+@lru_cache(maxsize=4)
+def load_image_model(path: Path, mtime_ns: int) -> TrainedModel:
+    """A run's best.pt, loaded once while it stays the same file (a new run in its folder writes another)."""
+    from mnist_cli.inference.discover import image_model
+
+    return image_model(path, "serve")[0]
 
 
 def predict_json(data: bytes, name: str, trained: TrainedModel, **options) -> PredictResponse:

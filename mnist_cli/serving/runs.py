@@ -1,11 +1,9 @@
-"""The Train page's API: start one training at a time, stream its records as Server-Sent Events, list and compare runs.
+"""The Train page's runs: one at a time, each in a spawned child process that trains as `mnist train` does.
 
-Training runs in a child process (multiprocessing spawn), not a thread of the server: a 4-point XOR epoch is pure
-Python, and in a thread it would hold the GIL against the event loop (and `/api/predict`); `train` also sets the
-process's torch thread count and RNG states, which the server's inference shares. A process trains as fast as
-`mnist train`, and Stop is the same `should_stop` Ctrl-C sets. The child sends the records it appends to
-events.jsonl, plus a snapshot of the first layer (and, for 2-input datasets, the decision boundary) at most every
-SNAPSHOT_S, through a queue that a thread of the server drains; each stream polls that run's list.
+Not a thread: a pure-Python XOR epoch would hold the GIL against `/api/predict`, and `train` sets the process's torch
+threads and RNG states. The child only says when it started and ended and, every SNAPSHOT_S, copies the first layer's
+weights (a truth table's whole model); a server thread reads the records from events.jsonl as it grows, draws the
+pictures and works out the verdicts, so the training process does no more work than `mnist train`'s.
 """
 
 from __future__ import annotations
@@ -30,11 +28,11 @@ from mnist_cli.model import parameter_count
 from mnist_cli.naming import value_text
 from mnist_cli.record import EpochMetrics, HealthRecord, StepRecord
 
-SNAPSHOT_S = 0.4  # seconds between weight snapshots a run sends: the page redraws at least twice a second
-POLL_S = 0.25  # a stream looks for new records this often
+SNAPSHOT_S = 0.4  # seconds between weight copies a run sends: the page redraws at least twice a second
+POLL_S = 0.4  # the server reads a run's new records, and a stream sends them, this often
 TILES = 32  # first-layer units drawn as tiles
 GRID = 41  # points per side of the 2-input pictures
-MISTAKES = 12
+KINDS = (EpochMetrics, HealthRecord, StepRecord)  # what the verdicts read
 MAX_PARAMS, MAX_EPOCHS = 5_000_000, 50  # defaults of `mnist serve --max-params/--max-epochs`
 CONFIGS = Path("configs")  # shipped configs, found as `mnist train`'s completion finds them: in the working folder
 
@@ -52,7 +50,7 @@ class LiveRun:
     status: str = "running"  # running, finished, stopped, failed
     message: str = ""
     events: list[tuple[str, Any]] = field(default_factory=list)  # (SSE event name, JSON-able data), in order
-    snapshot: tuple[int, Any] = (0, None)  # (serial number, the newest weight snapshot): kept, not accumulated
+    snapshot: tuple[int, Any] = (0, None)  # (serial number, the newest pictures): kept, not accumulated
 
     @property
     def done(self) -> bool:
@@ -92,23 +90,23 @@ class Runner:
                 raise HTTPException(409, str(e)) from None
             sets = [word for k, v in flat.items() for word in ("--set", f"{k}={value_text(v)}")]
             command = shlex.join(["mnist", "train", *([str(path)] if path else []), *sets])
-            run = LiveRun(relative_id(self.root, run_dir), run_dir, command, cfg, None)
             ctx = multiprocessing.get_context("spawn")
-            run.stop, messages = ctx.Event(), ctx.Queue()
-            process = run.process = ctx.Process(
+            run = LiveRun(relative_id(self.root, run_dir), run_dir, command, cfg, ctx.Event())
+            messages = ctx.Queue()
+            run.process = ctx.Process(
                 target=train_child, args=(to_yaml(cfg), str(run_dir), overwrite, messages, run.stop), daemon=True
             )
-            process.start()
+            run.process.start()
             self.runs[run.id] = run
-        threading.Thread(target=drain, args=(run, process, messages), daemon=True).start()
+        threading.Thread(target=watch, args=(run, messages), daemon=True).start()
         return run
 
     def check_limits(self, cfg: Config) -> None:
         info = dataset_info(cfg.data.dataset)
         params = parameter_count(cfg.model, info.in_features, len(info.classes or range(10)))
-        problems = [f"model: {params:,} parameters; this server trains at most {self.max_params:,} (--max-params)"] * (
-            params > self.max_params
-        )
+        problems = []
+        if params > self.max_params:
+            problems.append(f"model: {params:,} parameters; this server trains at most {self.max_params:,} (--max-params)")
         if info.kind != "table" and cfg.train.epochs > self.max_epochs:  # a truth table's epoch is 4 points
             problems.append(f"train.epochs: {cfg.train.epochs}; this server trains at most {self.max_epochs} (--max-epochs)")
         if problems:
@@ -132,10 +130,9 @@ def flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def shipped_config(name: str) -> Path:
-    path = CONFIGS / f"{name}.yaml"
     if name not in shipped_configs():
         raise HTTPException(422, [f"config: {name!r} is none of {', '.join(shipped_configs())}"])
-    return path
+    return CONFIGS / f"{name}.yaml"
 
 
 def shipped_configs() -> list[str]:
@@ -147,29 +144,37 @@ def relative_id(root: Path, run_dir: Path) -> str:
 
 
 def train_child(cfg_yaml: str, run_dir: str, overwrite: bool, messages, stop) -> None:
-    """The child process: train, sending each record, snapshots, and how it ended ("end", status, message)."""
+    """The child process: train as `mnist train` does; send "started", weight copies, and how it ended."""
     import signal
 
+    import torch
     import yaml
 
     from mnist_cli.errors import TrainingInterrupted
+    from mnist_cli.model import MLP
     from mnist_cli.training.events import RunStarted, StepDone
-    from mnist_cli.training.loop import is_logged, train
+    from mnist_cli.training.loop import train
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the whole group: the server says stop
     cfg = validate(yaml.safe_load(cfg_yaml))
-    snap = Snapshots(cfg)
-    last = [0.0]
+    whole = dataset_info(cfg.data.dataset).kind == "table"
+    model, last = [], 0.0
+
+    def found(module, args) -> None:  # a global hook slows every call: it removes itself at the first forward pass
+        if isinstance(module, MLP):
+            model.append(module)
+            handle.remove()
+
+    if not cfg.train.compile:  # a global hook inside a compiled graph would break it: no pictures then
+        handle = torch.nn.modules.module.register_module_forward_pre_hook(found)
 
     def on_event(event) -> None:
-        if isinstance(event, StepDone):
-            if is_logged(cfg.train, event.record.epoch):
-                messages.put(("record", event.record))
-            if time.monotonic() - last[0] > SNAPSHOT_S and (data := snap.take(event.record)):
-                last[0] = time.monotonic()
-                messages.put(("weights", data))
-        else:
-            messages.put(("started", asdict(event)) if isinstance(event, RunStarted) else ("record", event))
+        nonlocal last
+        if isinstance(event, RunStarted):
+            messages.put(("started", asdict(event)))
+        elif isinstance(event, StepDone) and model and time.monotonic() - last > SNAPSHOT_S:
+            last = time.monotonic()
+            messages.put(("weights", asdict(event.record), copies(model[0], whole)))
 
     try:
         train(cfg, Path(run_dir), on_event, should_stop=stop.is_set, overwrite=overwrite)
@@ -180,95 +185,100 @@ def train_child(cfg_yaml: str, run_dir: str, overwrite: bool, messages, stop) ->
         messages.put(("end", "failed", first_line(e)))
 
 
-class Snapshots:
-    """The first layer's weights and, for 2-input datasets, the boundary and hidden units over the unit square.
+def copies(model, whole: bool) -> dict[str, Any]:
+    """numpy copies of the first layer's weights (TILES units), or of a tiny model's whole state: nothing computed."""
+    if whole:
+        return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+    first = model.hidden[0].linear if len(model.hidden) else model.output
+    return {"tiles": first.weight.detach()[:TILES].float().cpu().numpy().copy()}
 
-    The model is found by a global forward pre-hook that removes itself at the model's first forward pass, so no
-    step pays for it afterwards. The grid pass runs in eval mode and draws nothing: the run's numbers stay the same.
-    """
+
+class Pictures:
+    """The page's pictures of a run, drawn in the server from the child's copies: the first layer as tiles, or, for
+    2-input datasets, the boundary and each hidden unit over the unit square (TensorFlow Playground's)."""
 
     def __init__(self, cfg: Config):
-        import torch
-
-        from mnist_cli.model import MLP
-
         info = dataset_info(cfg.data.dataset)
-        self.side, self.model, self.norm = info.image_side, None, None
+        self.side, self.model = info.image_side, None
         if info.kind == "table":
+            import torch
+
             from mnist_cli.config import data_root
             from mnist_cli.data.datasets import load_dataset, normalization_for
+            from mnist_cli.model import MLP
 
-            self.norm = normalization_for(
-                cfg.data.dataset, cfg.data.normalize, load_dataset(cfg.data.dataset, data_root(cfg.data))[0]
-            )
+            train_split = load_dataset(cfg.data.dataset, data_root(cfg.data))[0]
+            self.norm = normalization_for(cfg.data.dataset, cfg.data.normalize, train_split)
+            with torch.device("meta"):  # no memory, no draws from the server's RNG: the weights come with each copy
+                self.model = MLP(cfg.model, info.in_features, len(info.classes or range(2)))
 
-        def found(module, args) -> None:
-            if isinstance(module, MLP):
-                self.model = module
-                self.handle.remove()
-
-        if not cfg.train.compile:  # a global hook inside a compiled graph would break it: no snapshots then
-            self.handle = torch.nn.modules.module.register_module_forward_pre_hook(found)
-
-    def take(self, step: StepRecord) -> dict[str, Any] | None:
+    def __call__(self, step: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
         import torch
 
         from mnist_cli.report.boundary import input_grid
 
+        data = {k: step[k] for k in ("epoch", "step", "global_step")} | {"side": self.side}
         if self.model is None:
-            return None
-        first = self.model.hidden[0].linear if len(self.model.hidden) else self.model.output
-        data: dict[str, Any] = {"epoch": step.epoch, "step": step.step, "global_step": step.global_step, "side": self.side}
+            data["tiles"] = arrays["tiles"].round(4).tolist()
+            return data
+        self.model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()}, assign=True)
         with torch.no_grad():
-            if self.side:
-                data["tiles"] = first.weight[:TILES].float().cpu().numpy().round(4).tolist()
-            if self.norm is not None:
-                training = self.model.training
-                grid = input_grid(self.model, self.norm, GRID)
-                self.model.train(training)
-                data["boundary"] = grid.probability.round(3).tolist()
-                data["units"] = [unit.round(3).tolist() for layer in grid.hidden for unit in layer][:TILES]
+            grid = input_grid(self.model, self.norm, GRID)
+        data["boundary"] = grid.probability.round(3).tolist()
+        data["units"] = [unit.round(3).tolist() for layer in grid.hidden for unit in layer][:TILES]
         return data
 
 
-def drain(run: LiveRun, process, messages) -> None:
-    """A server thread: the child's messages into `run`, with the verdicts recomputed whenever health or an epoch
-    arrives; a child that dies without saying how it ended fails the run."""
-    records: list[record.Record] = []
-    said: list[dict] = []
+def watch(run: LiveRun, messages) -> None:
+    """A server thread: the child's messages and the run's new records into `run`, verdicts recomputed whenever health
+    or an epoch arrives; a child that dies without saying how it ended fails the run."""
+    pictures, read, said, started = Pictures(run.config), 0, [], False
     while not run.done:
         try:
-            message = messages.get(timeout=1.0)
+            kind, *payload = messages.get(timeout=POLL_S)
         except queue.Empty:
-            if not process.is_alive():
-                run.status, run.message = "failed", f"the training process ended (exit code {process.exitcode})"
-            continue
-        kind, payload = message[0], message[1]
-        if kind == "weights":
-            run.snapshot = (run.snapshot[0] + 1, payload)
-        elif kind == "record":
-            records.append(payload)
-            run.events.append((payload.kind, json.loads(record.to_json(payload))))
-            if isinstance(payload, HealthRecord | EpochMetrics) and (found := live_verdicts(run, records)) != said:
-                said = found
-                run.events.append(("verdicts", found))
-        elif kind == "started":
-            run.events.append((kind, payload))
-        else:
-            run.message, run.status = message[2], message[1]
+            kind = None
+            if not run.process.is_alive():
+                run.status, run.message = "failed", f"the training process ended (exit code {run.process.exitcode})"
+        if kind == "started":
+            run.events.append((kind, payload[0]))
+            started = True  # events.jsonl is this run's from now on: an old run's was removed before
+        elif kind == "weights":
+            run.snapshot = (run.snapshot[0] + 1, pictures(*payload))
+        elif kind == "end":
+            run.status, run.message = payload
+        if started:
+            read, said = follow(run, read, said)
     run.events.append(("end", {"status": run.status, "message": run.message}))
-    process.join(timeout=30)
+    run.process.join(timeout=30)
 
 
-def live_verdicts(run: LiveRun, records: list[record.Record]) -> list[dict]:
+def follow(run: LiveRun, read: int, said: list[dict]) -> tuple[int, list[dict]]:
+    """The records appended to events.jsonl since byte `read` (whole lines only) into `run.events`: (bytes read, verdicts)."""
+    path = run.run_dir / record.EVENTS
+    try:
+        with open(path, "rb") as f:
+            f.seek(read)
+            data = f.read()
+    except FileNotFoundError:
+        return read, said
+    end = data.rfind(b"\n") + 1
+    rows = [json.loads(line) for line in data[:end].splitlines()]
+    run.events += [(row["kind"], row) for row in rows]
+    if any(row["kind"] in ("health", "epoch") for row in rows) and (found := live_verdicts(run)) != said:
+        said = found
+        run.events.append(("verdicts", found))
+    return read + end, said
+
+
+def live_verdicts(run: LiveRun) -> list[dict]:
     """The verdicts of the records so far; before the first epoch, those about layer health only."""
     from mnist_cli.report import verdicts as v
     from mnist_cli.report.run import RunRecord
     from mnist_cli.training.rundir import RunDir
 
-    metrics = [r for r in records if isinstance(r, EpochMetrics)]
-    health = [r for r in records if isinstance(r, HealthRecord)]
-    steps = [r for r in records if isinstance(r, StepRecord)]
+    records = record.read_events(run.run_dir / record.EVENTS)
+    metrics, health, steps = ([r for r in records if isinstance(r, cls)] for cls in KINDS)
     so_far = RunRecord(RunDir(run.run_dir), run.config, metrics, health, steps, None)
     if metrics:
         return [x.as_dict() for x in v.verdicts(so_far)]

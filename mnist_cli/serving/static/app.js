@@ -13,6 +13,7 @@ const confidenceEl = document.getElementById("confidence");
 const bars = document.getElementById("bars");
 const inputImg = document.getElementById("input");
 const message = document.getElementById("message");
+const chooser = document.getElementById("run");  // "": the served checkpoint, else a run under the checkpoint folder
 
 let classes = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 let hasInk = false;     // a blank canvas is never sent: it shows "draw a digit"
@@ -72,7 +73,7 @@ async function send(blob, filename) {
   const form = new FormData();
   form.append("image", blob, filename);
   try {
-    const response = await fetch("/api/predict", { method: "POST", body: form });
+    const response = await fetch(withRun("/api/predict"), { method: "POST", body: form });
     const body = await response.json().catch(() => ({}));  // a proxy's or uvicorn's own error page is not JSON
     if (mine !== seq) return;  // a newer drawing (or a clear) came after this one
     if (response.ok) {
@@ -198,7 +199,8 @@ function showCollect() {
 async function loadModel() {
   const el = document.getElementById("model");
   try {
-    const m = await (await fetch("/api/model")).json();
+    const m = await (await fetch(withRun("/api/model"))).json();
+    if (!m.classes) throw new Error(m.detail);
     classes = m.classes;
     if (m.collect) showCollect();
     const acc = m.test_accuracy === null ? "not yet tested" : "test accuracy " + (100 * m.test_accuracy).toFixed(2) + "%";
@@ -209,7 +211,26 @@ async function loadModel() {
   if (result.dataset.status === "empty") renderBars(null, -1);
 }
 
+function withRun(url) {
+  return chooser.value ? url + "?run=" + encodeURIComponent(chooser.value) : url;
+}
+
+async function loadRuns(wanted = null) {
+  // Finished runs that read images (a truth table's first layer has 2 inputs), trained here or by `mnist train`.
+  const runs = await (await fetch("/api/runs")).json();
+  const usable = runs.filter((r) => r.result && !r.result.model.startsWith("2-"));
+  const keep = wanted ?? chooser.value;  // read after the answer: a choice made meanwhile stands
+  chooser.replaceChildren(chooser.options[0], ...usable.map((r) => new Option(`${r.id} (${r.result.model})`, r.id)));
+  chooser.value = usable.some((r) => r.id === keep) ? keep : "";
+}
+
+chooser.addEventListener("focus", () => loadRuns().catch(() => {}));
+chooser.addEventListener("change", async () => {
+  await loadModel();
+  if (hasInk) schedule();  // the drawing, read by the chosen model
+});
+
 blank();
 showEmpty();
 setBusy();
-loadModel();
+loadRuns(new URLSearchParams(location.search).get("run")).catch(() => {}).then(loadModel);
