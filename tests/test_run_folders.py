@@ -56,15 +56,8 @@ def test_different_experiments_never_meet_and_the_same_command_finds_its_run(tin
     assert f"resuming from {root() / 'tiny' / 'train.epochs=1' / 'last.pt'}" in resumed.stderr
 
 
-def test_the_config_can_be_given_without_c(tiny_config):
-    r = invoke("train", tiny_config, "--dry-run")
-    assert r.exit_code == 0 and f"into {root() / 'tiny'}" in r.stdout, r.output
-    r = invoke("train", tiny_config, "-c", write_config(tiny_config.parent / "other.yaml"), "--dry-run")
-    assert r.exit_code == 2 and "two configs given" in r.stderr, r.output
-
-
 def test_a_dry_run_says_the_folder_the_size_and_the_real_device(tiny_config):
-    r = invoke("train", tiny_config, "--width", "16", "--dry-run")
+    r = invoke("train", tiny_config, "--width", "16", "--dry-run")  # the config given without -c
     assert r.exit_code == 0, r.output
     # 784*16+16 + 16*10+10 parameters; `device: cpu` in the file.
     assert r.stdout.strip() == f"preflight passed; would train 12,730 parameters on cpu into {root() / 'tiny' / 'model.width=16'}"
@@ -92,7 +85,9 @@ def test_more_shortcuts_reach_the_config(tiny_config, synthetic_root, tmp_path):
     assert resolved["data"]["root"] == str(synthetic_root)
 
 
-def test_a_folder_as_config_and_a_file_as_data_root_are_named_for_what_they_are(tmp_path, tiny_config):
+def test_two_configs_a_folder_as_config_and_a_file_as_data_root_are_named_for_what_they_are(tmp_path, tiny_config):
+    r = invoke("train", tiny_config, "-c", write_config(tiny_config.parent / "other.yaml"), "--dry-run")
+    assert r.exit_code == 2 and "two configs given" in r.stderr, r.output
     r = invoke("train", "-c", tmp_path, "--dry-run")
     assert r.exit_code == 2 and f"error: {tmp_path}: is a folder; give a YAML file" in r.stderr, r.output
     r = invoke("train", tiny_config, "--set", "data.root=/dev/null", "--dry-run")
