@@ -57,7 +57,16 @@ class MLP(nn.Module):
 def build_model(cfg: ModelConfig, in_features: int, num_classes: int) -> MLP:
     """The configured MLP, initialised as `cfg.init` says."""
     model = MLP(cfg, in_features, num_classes)
-    _initialise(model, cfg)
+    nonlinearity = "relu" if cfg.activation in ("relu", "gelu", "silu") else "tanh"
+    for layer in model.linears() if cfg.init != "default" else []:
+        if cfg.init == "uniform01":
+            nn.init.uniform_(layer.weight, 0.0, 1.0)  # the XOR tutorial's np.random.rand
+        elif cfg.init == "xavier":
+            nn.init.xavier_uniform_(layer.weight)
+        else:
+            nn.init.kaiming_normal_(layer.weight, nonlinearity=nonlinearity)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
     return model
 
 
@@ -84,18 +93,3 @@ def legacy_key_map(cfg: ModelConfig) -> dict[str, str]:
         model = MLP(cfg, 1, 1)
     layers = [(n, m) for n, m in model.named_modules() if not m._modules and not isinstance(m, nn.Identity | nn.ModuleList)]
     return {f"{i}.{key}": f"{name}.{key}" for i, (name, layer) in enumerate(layers) for key in layer.state_dict()}
-
-
-def _initialise(model: MLP, cfg: ModelConfig) -> None:
-    if cfg.init == "default":
-        return
-    nonlinearity = "relu" if cfg.activation in ("relu", "gelu", "silu") else "tanh"
-    for layer in model.linears():
-        if cfg.init == "uniform01":
-            nn.init.uniform_(layer.weight, 0.0, 1.0)  # the XOR tutorial's np.random.rand
-        elif cfg.init == "xavier":
-            nn.init.xavier_uniform_(layer.weight)
-        else:
-            nn.init.kaiming_normal_(layer.weight, nonlinearity=nonlinearity)
-        if layer.bias is not None:
-            nn.init.zeros_(layer.bias)
