@@ -19,13 +19,10 @@ def test_depth_zero_is_linear_softmax_and_classic_256_has_the_tutorial_count(cfg
     assert len(model.hidden) == cfg.depth and count_parameters(model) == parameters
 
 
-def test_layers_are_named_hidden_i_and_output():
+def test_layers_are_named_hidden_i_and_output_with_per_layer_widths():
     model = build_model(ModelConfig(depth=2, width=8, norm="layer"), 784, 10)
     hidden = [f"hidden.{i}.{layer}.{p}" for i in range(2) for layer in ("linear", "norm") for p in ("weight", "bias")]
     assert list(model.state_dict()) == [*hidden, "output.weight", "output.bias"]
-
-
-def test_per_layer_widths_and_output_shape():
     model = build_model(ModelConfig(depth=3, width=[64, 32, 16]), 784, 10)
     assert [(m.in_features, m.out_features) for m in model.linears()] == [(784, 64), (64, 32), (32, 16), (16, 10)]
     assert model(torch.zeros(5, 28, 28)).shape == (5, 10)
