@@ -16,6 +16,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
 }
+NORMS: dict[str, type[nn.Module]] = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
 
 
 class HiddenLayer(nn.Module):
@@ -24,12 +25,7 @@ class HiddenLayer(nn.Module):
     def __init__(self, fan_in: int, width: int, cfg: ModelConfig):
         super().__init__()
         self.linear = nn.Linear(fan_in, width, bias=cfg.norm != "batch")  # batch norm's shift replaces the bias
-        if cfg.norm == "batch":
-            self.norm: nn.Module = nn.BatchNorm1d(width)
-        elif cfg.norm == "layer":
-            self.norm = nn.LayerNorm(width)
-        else:
-            self.norm = nn.Identity()
+        self.norm = NORMS[cfg.norm](width) if cfg.norm in NORMS else nn.Identity()
         self.act = ACTIVATIONS[cfg.activation]()
         self.dropout: nn.Module = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
 
@@ -61,7 +57,16 @@ class MLP(nn.Module):
 def build_model(cfg: ModelConfig, in_features: int, num_classes: int) -> MLP:
     """The configured MLP, initialised as `cfg.init` says."""
     model = MLP(cfg, in_features, num_classes)
-    _initialise(model, cfg)
+    nonlinearity = "relu" if cfg.activation in ("relu", "gelu", "silu") else "tanh"
+    for layer in model.linears() if cfg.init != "default" else []:
+        if cfg.init == "uniform01":
+            nn.init.uniform_(layer.weight, 0.0, 1.0)  # the XOR tutorial's np.random.rand
+        elif cfg.init == "xavier":
+            nn.init.xavier_uniform_(layer.weight)
+        else:
+            nn.init.kaiming_normal_(layer.weight, nonlinearity=nonlinearity)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
     return model
 
 
@@ -82,33 +87,9 @@ def architecture(in_features: int, hidden_widths: list[int], num_classes: int) -
 
 
 def legacy_key_map(cfg: ModelConfig) -> dict[str, str]:
-    """Format-1 state-dict keys (an anonymous Sequential: 0 Flatten, then per layer Linear, [norm], act, [dropout],
-    then the output Linear) -> this module's names."""
-    mapping: dict[str, str] = {}
-    index = 1  # 0 is the Flatten
-    norm_params = {"batch": ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"), "layer": ("weight", "bias")}
-    for i, _ in enumerate(cfg.hidden_widths):
-        linear_params = ("weight",) if cfg.norm == "batch" else ("weight", "bias")  # batch norm replaces the bias
-        mapping.update({f"{index}.{p}": f"hidden.{i}.linear.{p}" for p in linear_params})
-        index += 1
-        if cfg.norm in norm_params:
-            mapping.update({f"{index}.{p}": f"hidden.{i}.norm.{p}" for p in norm_params[cfg.norm]})
-            index += 1
-        index += 1 + (cfg.dropout > 0)  # the activation, and the dropout when there is one
-    mapping.update({f"{index}.{p}": f"output.{p}" for p in ("weight", "bias")})
-    return mapping
-
-
-def _initialise(model: MLP, cfg: ModelConfig) -> None:
-    if cfg.init == "default":
-        return
-    nonlinearity = "relu" if cfg.activation in ("relu", "gelu", "silu") else "tanh"
-    for layer in model.linears():
-        if cfg.init == "uniform01":
-            nn.init.uniform_(layer.weight, 0.0, 1.0)  # the XOR tutorial's np.random.rand
-        elif cfg.init == "xavier":
-            nn.init.xavier_uniform_(layer.weight)
-        else:
-            nn.init.kaiming_normal_(layer.weight, nonlinearity=nonlinearity)
-        if layer.bias is not None:
-            nn.init.zeros_(layer.bias)
+    """Format-1 state-dict keys -> this module's names. Format 1 saved an anonymous Sequential of the same layers in
+    the same order (Flatten, then per layer Linear, [norm], act, [dropout], then the output Linear)."""
+    with torch.device("meta"):
+        model = MLP(cfg, 1, 1)
+    layers = [(n, m) for n, m in model.named_modules() if not m._modules and not isinstance(m, nn.Identity | nn.ModuleList)]
+    return {f"{i}.{key}": f"{name}.{key}" for i, (name, layer) in enumerate(layers) for key in layer.state_dict()}

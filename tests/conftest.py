@@ -183,16 +183,17 @@ KILL_CONFIG = dict(
 )
 
 
-@pytest.fixture
-def kill_setup(tmp_path):
-    """(config, baseline run folder): KILL_CONFIG on 3,000 synthetic images, trained once uninterrupted."""
+@pytest.fixture(scope="session")
+def kill_setup(tmp_path_factory):
+    """(config, baseline run folder): KILL_CONFIG on 3,000 synthetic images, trained once uninterrupted; read-only."""
     from mnist_cli.config import load_config
     from mnist_cli.training.loop import train
 
-    root = write_mnist(tmp_path / "bigger", n_train=3000)  # 87 steps per epoch
-    cfg = write_config(tmp_path / "kill.yaml", data={"val_size": 200, "root": str(root)}, **KILL_CONFIG)
-    train(load_config(cfg), tmp_path / "baseline")
-    return cfg, tmp_path / "baseline"
+    folder = tmp_path_factory.mktemp("kill")
+    root = write_mnist(folder / "bigger", n_train=3000)  # 87 steps per epoch
+    cfg = write_config(folder / "kill.yaml", data={"val_size": 200, "root": str(root)}, **KILL_CONFIG)
+    train(load_config(cfg), folder / "baseline")
+    return cfg, folder / "baseline"
 
 
 # --- core: training runs, resume and a run's record (test_resume, test_signals, test_health, test_disk_faults, ...) ---

@@ -10,34 +10,19 @@ from mnist_cli.config import ModelConfig
 from mnist_cli.model import ACTIVATIONS, architecture, build_model, count_parameters, legacy_key_map
 
 
-def test_depth_zero_is_linear_softmax():
-    model = build_model(ModelConfig(depth=0), 784, 10)
-    assert len(model.hidden) == 0
-    assert count_parameters(model) == 784 * 10 + 10
+@pytest.mark.parametrize(
+    ("cfg", "parameters"),
+    [(ModelConfig(depth=0), 784 * 10 + 10), (ModelConfig(depth=1, width=256), 784 * 256 + 256 + 256 * 10 + 10)],
+)
+def test_depth_zero_is_linear_softmax_and_classic_256_has_the_tutorial_count(cfg, parameters):
+    model = build_model(cfg, 784, 10)
+    assert len(model.hidden) == cfg.depth and count_parameters(model) == parameters
 
 
-def test_classic_256_has_the_tutorial_parameter_count():
-    model = build_model(ModelConfig(depth=1, width=256), 784, 10)
-    assert count_parameters(model) == 784 * 256 + 256 + 256 * 10 + 10
-
-
-def test_layers_are_named_hidden_i_and_output():
+def test_layers_are_named_hidden_i_and_output_with_per_layer_widths():
     model = build_model(ModelConfig(depth=2, width=8, norm="layer"), 784, 10)
-    assert list(model.state_dict()) == [
-        "hidden.0.linear.weight",
-        "hidden.0.linear.bias",
-        "hidden.0.norm.weight",
-        "hidden.0.norm.bias",
-        "hidden.1.linear.weight",
-        "hidden.1.linear.bias",
-        "hidden.1.norm.weight",
-        "hidden.1.norm.bias",
-        "output.weight",
-        "output.bias",
-    ]
-
-
-def test_per_layer_widths_and_output_shape():
+    hidden = [f"hidden.{i}.{layer}.{p}" for i in range(2) for layer in ("linear", "norm") for p in ("weight", "bias")]
+    assert list(model.state_dict()) == [*hidden, "output.weight", "output.bias"]
     model = build_model(ModelConfig(depth=3, width=[64, 32, 16]), 784, 10)
     assert [(m.in_features, m.out_features) for m in model.linears()] == [(784, 64), (64, 32), (32, 16), (16, 10)]
     assert model(torch.zeros(5, 28, 28)).shape == (5, 10)
@@ -45,11 +30,12 @@ def test_per_layer_widths_and_output_shape():
 
 
 @pytest.mark.parametrize(("norm", "layer"), [("batch", nn.BatchNorm1d), ("layer", nn.LayerNorm), ("none", nn.Identity)])
-def test_norm_layers(norm, layer):
+def test_norm_layers_and_no_dropout(norm, layer):
     model = build_model(ModelConfig(depth=2, width=8, norm=norm), 784, 10)
     assert [type(h.norm) for h in model.hidden] == [layer, layer]
     # Batch norm's shift makes the Linear's bias redundant.
     assert all((h.linear.bias is None) == (norm == "batch") for h in model.hidden)
+    assert [type(h.dropout) for h in model.hidden] == [nn.Identity] * 2
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", "silu", "tanh", "sigmoid"])
@@ -60,28 +46,20 @@ def test_activations(activation):
     x = torch.randn(3, 784, generator=torch.Generator().manual_seed(0))
     model.eval()
     # The hidden layer computes act(linear(x)): checked against the activation's own function.
-    expected = ACTIVATIONS[activation]()(model.hidden[0].linear(x))
-    assert torch.allclose(model.hidden[0](x), expected)
-
-
-def test_no_dropout_is_identity():
-    model = build_model(ModelConfig(depth=1, width=8), 784, 10)
-    assert isinstance(model.hidden[0].dropout, nn.Identity)
+    assert torch.allclose(model.hidden[0](x), ACTIVATIONS[activation]()(model.hidden[0].linear(x)))
 
 
 def test_xavier_and_kaiming_zero_the_biases_and_change_weights():
-    torch.manual_seed(0)
-    default = build_model(ModelConfig(depth=1, width=256), 784, 10)
-    for init in ("xavier", "kaiming"):
+    def built(**init):
         torch.manual_seed(0)
-        model = build_model(ModelConfig(depth=1, width=256, init=init), 784, 10)
-        assert torch.count_nonzero(model.hidden[0].linear.bias) == 0
-        assert torch.count_nonzero(model.output.bias) == 0
+        return build_model(ModelConfig(depth=1, width=256, **init), 784, 10)
+
+    default = built()
+    for init in ("xavier", "kaiming"):
+        model = built(init=init)
+        assert torch.count_nonzero(model.hidden[0].linear.bias) == 0 and torch.count_nonzero(model.output.bias) == 0
         assert not torch.equal(model.hidden[0].linear.weight, default.hidden[0].linear.weight)
-    torch.manual_seed(0)
-    xavier = build_model(ModelConfig(depth=1, width=256, init="xavier"), 784, 10)
-    bound = (6 / (784 + 256)) ** 0.5
-    assert xavier.hidden[0].linear.weight.abs().max() <= bound
+    assert built(init="xavier").hidden[0].linear.weight.abs().max() <= (6 / (784 + 256)) ** 0.5
 
 
 @pytest.mark.parametrize(

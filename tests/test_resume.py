@@ -3,49 +3,35 @@
 from __future__ import annotations
 
 import random
-import shlex
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import (
-    HARD,
-    MNIST,
-    Stderr,
-    assert_clean_error,
-    assert_identical,
-    invoke,
-    mtime,
-    position,
-    records,
-    start,
-    wait_for,
-    write_config,
-)
+from conftest import HARD, MNIST, assert_clean_error, assert_identical, invoke, mtime, position, start, wait_for, write_config
 
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import load_config
 from mnist_cli.errors import TrainingInterrupted
+from mnist_cli.record import read_run_records
 from mnist_cli.training.events import StepDone
 from mnist_cli.training.loop import train
 
 
-@pytest.fixture
-def hard_config(tmp_path) -> Path:
-    return write_config(tmp_path / "hard.yaml", **HARD)
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, synthetic_root) -> tuple[Path, Path]:
+    """(config, run folder): HARD on the synthetic data, trained once, read by every test here."""
+    folder = tmp_path_factory.mktemp("hard")
+    config = write_config(folder / "hard.yaml", data={"val_size": 100, "root": str(synthetic_root)}, **HARD)
+    train(load_config(config), folder / "baseline")
+    return config, folder / "baseline"
 
 
-@pytest.fixture
-def baseline(hard_config, tmp_path) -> Path:
-    train(load_config(hard_config), tmp_path / "baseline")
-    return tmp_path / "baseline"
-
-
-def test_stopping_anywhere_and_resuming_is_bit_identical(hard_config, baseline, tmp_path):
+def test_stopping_anywhere_and_resuming_is_bit_identical(baseline, tmp_path):
     # 16 steps per epoch. Stops mid-epoch, on the last step of an epoch (a boundary), and just after a boundary.
-    cfg = load_config(hard_config, ["train.save_every_steps=5"])
+    cfg = load_config(baseline[0], ["train.save_every_steps=5"])
     run, stops = tmp_path / "stopped", []
     for stop_after in (7, 9, 5):
         polls = iter(range(1, 1000))
@@ -57,42 +43,38 @@ def test_stopping_anywhere_and_resuming_is_bit_identical(hard_config, baseline, 
             stops.append((e.epoch, e.step))
     assert stops == [(1, 7), (2, 0), (2, 5)]
     train(cfg, run, resume_from=load_checkpoint(run / "last.pt"))
-    assert_identical(baseline, run)
+    assert_identical(baseline[1], run)
 
 
-def test_save_every_steps_bounds_what_a_crash_loses(hard_config, tmp_path):
-    cfg = load_config(hard_config, ["train.save_every_steps=4"])
-
+def test_save_every_steps_bounds_what_a_crash_loses(baseline, tmp_path):
     def crash(event):
         if isinstance(event, StepDone) and event.record.step == 11:  # dies between saves, like a kill
             raise RuntimeError("power cut")
 
     with pytest.raises(RuntimeError):
-        train(cfg, tmp_path / "run", crash)
+        train(load_config(baseline[0], ["train.save_every_steps=4"]), tmp_path / "run", crash)
     assert position(tmp_path / "run" / "last.pt") == (1, 8)
 
 
-def test_resume_auto_continues_or_starts_fresh(hard_config, baseline, tmp_path):
+def test_resume_auto_continues_or_starts_fresh(baseline, tmp_path):
     out = tmp_path / "auto"
-    r = invoke("train", "-c", hard_config, "--out", out, "--resume", "auto", "-q")
-    assert r.exit_code == 0, r.output
-    assert "no last.pt in" in r.stderr
-    assert_identical(baseline, out)
-    r = invoke("train", "-c", hard_config, "--out", out, "--resume", "auto", "-q")
-    assert r.exit_code == 0, r.output
-    assert "resuming from" in r.stderr
+    r = invoke("train", "-c", baseline[0], "--out", out, "--resume", "auto", "-q")
+    assert r.exit_code == 0 and "no last.pt in" in r.stderr, r.output
+    assert_identical(baseline[1], out)
+    r = invoke("train", "-c", baseline[0], "--out", out, "--resume", "auto", "-q")
+    assert r.exit_code == 0 and "resuming from" in r.stderr, r.output
 
 
-def test_resume_refuses_a_different_config_and_best_pt(hard_config, baseline):
-    r = invoke("train", "--resume", baseline / "last.pt", "--set", "train.lr=0.5")
-    assert r.exit_code == 2, r.output
-    assert "train.lr: 0.003 in the checkpoint, 0.5 now" in r.stderr
-    r = invoke("train", "--resume", baseline / "best.pt")
-    assert r.exit_code == 2, r.output
-    assert "holds no resume state" in r.stderr
-    r = invoke("train", "--resume", baseline / "nothing.pt")
-    assert r.exit_code == 2, r.output
-    assert "no such checkpoint" in r.stderr
+def test_resume_refuses_a_different_config_best_pt_and_an_earlier_releases_run(baseline, tmp_path):
+    r = invoke("train", "--resume", baseline[1] / "last.pt", "--set", "train.lr=0.5")
+    assert r.exit_code == 2 and "train.lr: 0.003 in the checkpoint, 0.5 now" in r.stderr, r.output
+    assert_clean_error(invoke("train", "--resume", baseline[1] / "best.pt"), "holds no resume state")
+    assert_clean_error(invoke("train", "--resume", baseline[1] / "nothing.pt"), "no such checkpoint")
+    # Its last.pt captured RNG states, which this release derives: continuing it would not be exact.
+    (tmp_path / "old").mkdir()
+    shutil.copy(Path(__file__).parent / "fixtures" / "format2-unfinished-last.pt", tmp_path / "old" / "last.pt")
+    assert_clean_error(invoke("train", "--resume", tmp_path / "old" / "last.pt"), "earlier mnist-cli", "--overwrite")
+    assert_clean_error(invoke("train", "--resume", "auto", "--out", tmp_path / "old"), "earlier mnist-cli", "--overwrite")
 
 
 # --- real processes ---------------------------------------------------------------------------------------------
@@ -132,58 +114,10 @@ def test_sigkill_during_saves_leaves_the_previous_file_intact(tmp_path):
         caught.append(bool(list(out.glob(".last.pt.*.tmp"))))
         load_checkpoint(out / "last.pt")  # loads and passes its digest: the previous good file
         assert mtime(out / "last.pt") > before
-        records(out)  # whole rows only: each line parses
+        read_run_records(out)  # whole rows only: each line parses
     assert sum(caught) >= 2, caught  # most kills really landed while a temporary file was being written
     r = subprocess.run([*MNIST, "train", "-c", cfg, "--out", out, "--resume", "auto", "-q"], cwd=tmp_path, capture_output=True)
     assert r.returncode == 0, r.stderr
     assert not list(out.glob(".*.tmp"))  # the next run cleared the leftovers
-    train(load_config(cfg), tmp_path / "baseline")
+    train(load_config(cfg, ["train.save_every_steps=0"]), tmp_path / "baseline")  # saves change nothing but the time
     assert_identical(tmp_path / "baseline", out)
-
-
-def test_ctrl_c_saves_prints_the_resume_command_and_exits_130(kill_setup, tmp_path):
-    cfg, baseline = kill_setup
-    out = tmp_path / "interrupted"
-    proc = start(["train", "-c", cfg, "--out", out], tmp_path)
-    err = Stderr(proc)
-    assert wait_for(lambda: any("training on" in line for line in err.lines))
-    time.sleep(random.Random(5).uniform(0.05, 0.4))
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130
-    text = err.text()
-    assert "stopping after this step" in text and "Traceback" not in text
-    [command] = [line.split("resume with: ", 1)[1] for line in text.splitlines() if "resume with: " in line]
-    argv = shlex.split(command)
-    assert argv[:3] == ["mnist", "train", "--resume"] and Path(argv[3]) == out / "last.pt"
-    epoch, step = position(out / "last.pt")
-    assert f"interrupted at epoch {epoch}, step {step}" in text
-    r = subprocess.run([*MNIST, *argv[1:], "-q"], cwd=tmp_path, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert_identical(baseline, out)
-
-
-def test_a_second_ctrl_c_quits_at_once(tmp_path):
-    cfg = write_config(tmp_path / "wide.yaml", model={"depth": 2, "width": 1024}, train={"epochs": 3, "save_every_steps": 1})
-    out = tmp_path / "run"
-    proc = start(["train", "-c", cfg, "--out", out], tmp_path)
-    err = Stderr(proc)
-    assert wait_for(lambda: (out / "last.pt").exists())
-    proc.send_signal(signal.SIGINT)
-    time.sleep(0.001)
-    proc.send_signal(signal.SIGINT)
-    t0 = time.monotonic()
-    assert proc.wait(timeout=60) == 130
-    assert time.monotonic() - t0 < 5
-    text = err.text()
-    assert "Traceback" not in text and ("interrupted at once" in text or "resume with:" in text), text
-    load_checkpoint(out / "last.pt")
-
-
-def test_an_unfinished_run_of_the_release_before_is_refused_with_the_way_on(tmp_path):
-    """Its last.pt captured RNG states, which this release derives: continuing it would not be exact."""
-    import shutil
-
-    (tmp_path / "old").mkdir()
-    shutil.copy(Path(__file__).parent / "fixtures" / "format2-unfinished-last.pt", tmp_path / "old" / "last.pt")
-    assert_clean_error(invoke("train", "--resume", tmp_path / "old" / "last.pt"), "earlier mnist-cli", "--overwrite")
-    assert_clean_error(invoke("train", "--resume", "auto", "--out", tmp_path / "old"), "earlier mnist-cli", "--overwrite")

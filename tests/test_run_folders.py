@@ -6,6 +6,9 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+import torch
+import yaml
 from conftest import invoke, write_config
 
 from mnist_cli.training.plan import plan_run
@@ -15,29 +18,21 @@ def root() -> Path:
     return Path(os.environ["MNIST_CHECKPOINT_DIR"])
 
 
-def test_overrides_that_change_the_config_name_the_folder(tiny_config):
-    plan = plan_run(tiny_config, ["train.epochs=3", "model.width=48"])
-    assert plan.run_dir.path == root() / "tiny" / "model.width=48,train.epochs=3"  # the config's order, not the typed one
-
-
-def test_the_same_settings_typed_differently_share_a_folder(tiny_config):
-    a = plan_run(tiny_config, ["model.width=48", "train.epochs=3"]).run_dir
-    b = plan_run(tiny_config, ["train.epochs=3", "model.width=48", "train.lr=0.003"]).run_dir  # lr 0.003 is the file's
-    assert a == b
-
-
-def test_overrides_that_repeat_the_file_or_only_move_the_run_add_nothing(tiny_config, synthetic_root):
-    assert plan_run(tiny_config).run_dir.path == root() / "tiny"
-    same = ["train.epochs=2", "train.device=cpu", f"data.root={synthetic_root}"]
-    assert plan_run(tiny_config, same).run_dir.path == root() / "tiny"
+@pytest.mark.parametrize(
+    ("overrides", "shortcuts", "folder"),
+    [
+        (["train.epochs=3", "model.width=48"], {}, "model.width=48,train.epochs=3"),  # the config's order, not the typed one
+        (["train.epochs=3", "model.width=48", "train.lr=0.003"], {}, "model.width=48,train.epochs=3"),  # lr 0.003: the file's
+        ([], {}, ""),
+        (["train.epochs=2", "train.device=cpu", "data.root=DATA"], {}, ""),  # repeats the file or only moves the run
+        (["train.lr=0.01", "model.depth=2"], {}, "model.depth=2,train.lr=0.01"),
+        ([], {"train.lr": 0.01, "model.depth": 2, "train.device": "cpu"}, "model.depth=2,train.lr=0.01"),  # shortcuts: the same
+    ],
+)
+def test_only_overrides_that_change_the_config_name_the_folder(tiny_config, synthetic_root, overrides, shortcuts, folder):
+    overrides = [o.replace("DATA", str(synthetic_root)) for o in overrides]
+    assert plan_run(tiny_config, overrides, shortcuts=shortcuts).run_dir.path == root() / "tiny" / folder
     assert plan_run(None).run_dir.path == root() / "default"
-
-
-def test_shortcuts_name_the_folder_like_set(tiny_config):
-    via_set = plan_run(tiny_config, ["train.lr=0.01", "model.depth=2"]).run_dir
-    via_shortcuts = plan_run(tiny_config, shortcuts={"train.lr": 0.01, "model.depth": 2, "train.device": "cpu"}).run_dir
-    assert via_set == via_shortcuts
-    assert via_set.path.name == "model.depth=2,train.lr=0.01"
 
 
 def test_long_values_are_shortened_with_a_hash(tiny_config):
@@ -61,23 +56,13 @@ def test_different_experiments_never_meet_and_the_same_command_finds_its_run(tin
     assert f"resuming from {root() / 'tiny' / 'train.epochs=1' / 'last.pt'}" in resumed.stderr
 
 
-def test_the_config_can_be_given_without_c(tiny_config):
-    r = invoke("train", tiny_config, "--dry-run")
-    assert r.exit_code == 0, r.output
-    assert f"into {root() / 'tiny'}" in r.stdout
-    r = invoke("train", tiny_config, "-c", write_config(tiny_config.parent / "other.yaml"), "--dry-run")
-    assert r.exit_code == 2 and "two configs given" in r.stderr, r.output
-
-
 def test_a_dry_run_says_the_folder_the_size_and_the_real_device(tiny_config):
-    r = invoke("train", tiny_config, "--width", "16", "--dry-run")
+    r = invoke("train", tiny_config, "--width", "16", "--dry-run")  # the config given without -c
     assert r.exit_code == 0, r.output
     # 784*16+16 + 16*10+10 parameters; `device: cpu` in the file.
     assert r.stdout.strip() == f"preflight passed; would train 12,730 parameters on cpu into {root() / 'tiny' / 'model.width=16'}"
     r = invoke("train", tiny_config, "--dry-run", "--json", "--device", "auto")
     assert r.exit_code == 0, r.output
-    import torch
-
     expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     assert json.loads(r.stdout) == {
         "dry_run": "passed",
@@ -94,18 +79,17 @@ def test_more_shortcuts_reach_the_config(tiny_config, synthetic_root, tmp_path):
         "--data-root", synthetic_root, "-o", tmp_path / "o", "-q", "--epochs", "1",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
-    import yaml
-
     resolved = yaml.safe_load((tmp_path / "o" / "config.yaml").read_text())
     assert resolved["train"]["lr"] == 0.01 and resolved["train"]["batch_size"] == 16
     assert resolved["model"]["depth"] == 2 and resolved["model"]["width"] == 8
     assert resolved["data"]["root"] == str(synthetic_root)
 
 
-def test_a_folder_as_config_and_a_file_as_data_root_are_named_for_what_they_are(tmp_path, tiny_config):
+def test_two_configs_a_folder_as_config_and_a_file_as_data_root_are_named_for_what_they_are(tmp_path, tiny_config):
+    r = invoke("train", tiny_config, "-c", write_config(tiny_config.parent / "other.yaml"), "--dry-run")
+    assert r.exit_code == 2 and "two configs given" in r.stderr, r.output
     r = invoke("train", "-c", tmp_path, "--dry-run")
-    assert r.exit_code == 2, r.output
-    assert f"error: {tmp_path}: is a folder; give a YAML file" in r.stderr
+    assert r.exit_code == 2 and f"error: {tmp_path}: is a folder; give a YAML file" in r.stderr, r.output
     r = invoke("train", tiny_config, "--set", "data.root=/dev/null", "--dry-run")
     assert r.exit_code == 2, r.output  # before: trained on the cached data, silently
     assert "data.root: /dev/null is not a folder" in r.stderr

@@ -1,5 +1,6 @@
-"""Signals, threads, pipes and terminals, on real processes: SIGTERM and SIGHUP stop a run like the first Ctrl-C, a
-resume keeps the thread count its config recorded, and a display that loses its reader does not kill the training."""
+"""Signals, threads, pipes and terminals, on real processes: Ctrl-C, SIGTERM and SIGHUP stop a run after a step and it
+resumes bit-identical, a resume keeps the thread count its config recorded, and a display that loses its reader does
+not kill the training."""
 
 from __future__ import annotations
 
@@ -16,14 +17,16 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import MNIST, Stderr, assert_identical, position, start, wait_for, write_config
 
+from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import load_config
 from mnist_cli.record import read_result
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_sigterm_and_sighup_save_and_resume_bit_identical(kill_setup, tmp_path, signum, code):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_signal_saves_prints_the_resume_command_and_resumes_bit_identical(kill_setup, tmp_path, signum, code):
     cfg, baseline = kill_setup
     out = tmp_path / "stopped"
     proc = start(["train", "-c", cfg, "--out", out], tmp_path)
@@ -36,11 +39,28 @@ def test_sigterm_and_sighup_save_and_resume_bit_identical(kill_setup, tmp_path, 
     text = err.text()
     assert "Traceback" not in text and "stopping after this step" in text, text
     [command] = [line.split("resume with: ", 1)[1] for line in text.splitlines() if "resume with: " in line]
+    argv = shlex.split(command)
+    assert argv[:3] == ["mnist", "train", "--resume"] and Path(argv[3]) == out / "last.pt"
     epoch, step = position(out / "last.pt")
     assert f"interrupted at epoch {epoch}, step {step}" in text
-    r = subprocess.run([*MNIST, *shlex.split(command)[1:], "-q"], cwd=tmp_path, capture_output=True, text=True)
+    r = subprocess.run([*MNIST, *argv[1:], "-q"], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert_identical(baseline, out)
+
+
+def test_a_second_ctrl_c_quits_at_once(tmp_path):
+    cfg = write_config(tmp_path / "wide.yaml", model={"depth": 2, "width": 1024}, train={"epochs": 3, "save_every_steps": 1})
+    out = tmp_path / "run"
+    proc = start(["train", "-c", cfg, "--out", out], tmp_path)
+    err = Stderr(proc)
+    assert wait_for(lambda: (out / "last.pt").exists())
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.001)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    text = err.text()
+    assert "Traceback" not in text and ("interrupted at once" in text or "resume with:" in text), text
+    load_checkpoint(out / "last.pt")
 
 
 def test_sigterm_on_a_terminal_restores_the_cursor(tmp_path):
@@ -73,29 +93,19 @@ def test_sigterm_on_a_terminal_restores_the_cursor(tmp_path):
     assert b"resume with:" in seen and b"Traceback" not in seen
 
 
-@pytest.fixture
-def unpinned(kill_setup, tmp_path) -> Path:
-    """The config with threads unset (torch's default), as most are: only the environment decides the count."""
-    import yaml
-
+def test_a_resume_under_another_thread_count_uses_the_recorded_one(kill_setup, tmp_path):
     raw = load_config(kill_setup[0]).model_dump(mode="json")
-    raw["train"]["threads"] = None
-    (tmp_path / "unpinned.yaml").write_text(yaml.safe_dump(raw))
-    return tmp_path / "unpinned.yaml"
-
-
-def _stopped_run(cfg: Path, out: Path, env: dict) -> None:
-    proc = subprocess.Popen([*MNIST, "train", "-c", cfg, "--out", out, "-q"], env=env, stderr=subprocess.PIPE)
-    assert wait_for(lambda: (out / "last.pt").exists())
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 143
-
-
-def test_a_resume_under_another_thread_count_uses_the_recorded_one(unpinned, tmp_path):
+    raw["train"]["threads"] = None  # unset (torch's default), as most configs are: only the environment decides
+    raw["train"]["epochs"] = 1  # the cut comes at the first save, step 5 of 87
+    unpinned = tmp_path / "unpinned.yaml"
+    unpinned.write_text(yaml.safe_dump(raw))
     two, one = ({**os.environ, "OMP_NUM_THREADS": n} for n in ("2", "1"))
     full = subprocess.run([*MNIST, "train", "-c", unpinned, "--out", tmp_path / "full", "-q"], env=two, capture_output=True)
     assert full.returncode == 0, full.stderr
-    _stopped_run(unpinned, tmp_path / "cut", two)
+    proc = subprocess.Popen([*MNIST, "train", "-c", unpinned, "--out", tmp_path / "cut", "-q"], env=two, stderr=subprocess.PIPE)
+    assert wait_for(lambda: (tmp_path / "cut" / "last.pt").exists())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
     assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["config"]["train"]["threads"] == 2
     assert load_config(tmp_path / "cut" / "config.yaml").train.threads == 2
     r = subprocess.run([*MNIST, "train", "--resume", tmp_path / "cut" / "last.pt", "-q"], env=one, capture_output=True)
@@ -113,8 +123,7 @@ def test_a_closed_stdout_does_not_fail_a_finished_run(tmp_path):
         preexec_fn=lambda: os.close(1),  # `>&-`: Python starts with no sys.stdout
         cwd=tmp_path,
     )
-    assert r.returncode == 0, r.stderr
-    assert "Traceback" not in r.stderr
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert read_result(tmp_path / "run").epochs == 1
 
 

@@ -1,8 +1,5 @@
-"""What a training run hands its `on_event` callback, and what it returns.
-
-The records it appends to events.jsonl (mnist_cli.record) go to the callback as they are; RunStarted and StepDone
-add what only a progress display needs.
-"""
+"""What a training run hands its `on_event` callback (the records of events.jsonl, and RunStarted and StepDone for a
+progress display) and what it returns."""
 
 from __future__ import annotations
 

@@ -24,26 +24,22 @@ OUTPUT_LAYER = "output."  # the state-dict prefix of the class layer, re-initial
 def initial_weights(
     model: MLP, path: Path | str, classes: list[str], resume_from: dict | None = None
 ) -> tuple[tuple[str, ...], Normalization]:
-    """Copy the checkpoint's weights into `model` (same architecture, checked layer by layer); returns notes for the
-    user and the normalisation to train with. A resumed run (`resume_from`, its last.pt) keeps what it recorded.
-
-    When the checkpoint's classes differ from `classes`, its output layer is left out: `model` keeps its own fresh one.
-    """
+    """Copy the checkpoint's weights into `model` (all but the output layer when its classes are not `classes`);
+    returns notes for the user and the normalisation to train with. A resumed run (`resume_from`) keeps its own."""
     if resume_from is not None:
         norm = resume_from["normalization"]
         return (), Normalization(float(norm["mean"]), float(norm["std"]), float(resume_from["input_scale"]))
-
     trained, kept = matching_weights(model, path, classes)
-    ours, same_classes = model.state_dict(), trained.classes == classes
+    ours = model.state_dict()
     with torch.no_grad():
         for key, value in kept.items():
             ours[key].copy_(value)
-    if same_classes:
-        return (f"starting from the weights of {path} ({trained.describe()})",), trained.normalization
-    note = (
-        f"starting from the weights of {path}; its classes ({', '.join(trained.classes)}) are not this run's "
-        f"({', '.join(classes)}), so the output layer starts afresh"
-    )
+    note = f"starting from the weights of {path} ({trained.describe()})"
+    if trained.classes != classes:
+        note = (
+            f"starting from the weights of {path}; its classes ({', '.join(trained.classes)}) are not this run's "
+            f"({', '.join(classes)}), so the output layer starts afresh"
+        )
     return (note,), trained.normalization
 
 

@@ -18,21 +18,15 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
 class StopRequest:
     """Callable flag the training loop polls after every step; `signal` is the signal that set it."""
 
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.signal: int = signal.SIGINT
+    signal: int | None = None
 
     def __call__(self) -> bool:
-        return self._event.is_set()
-
-    def set(self, signum: int = signal.SIGINT) -> None:
-        self.signal = signum
-        self._event.set()
+        return self.signal is not None
 
     @property
     def exit_code(self) -> int:
         """128 + the signal, what shells report for a program a signal ended: 130, 143 (SIGTERM), 129 (SIGHUP)."""
-        return 128 + self.signal
+        return 128 + (self.signal or signal.SIGINT)
 
 
 @contextlib.contextmanager
@@ -44,7 +38,7 @@ def graceful_stop(notice: str) -> Iterator[StopRequest]:
     def handler(signum, frame) -> None:
         if request():
             raise KeyboardInterrupt
-        request.set(signum)
+        request.signal = signum
         # os.write, not print: a handler can run while the main thread is inside a buffered write to stderr.
         # A hung-up terminal or a closed pipe takes no notice; the stop still happens.
         with contextlib.suppress(OSError):

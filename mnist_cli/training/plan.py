@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,7 @@ def plan_run(
     out: Path | None = None,
 ) -> RunPlan:
     """Config file + `--set` overrides + shortcuts (`{"train.epochs": 3}`, None for not given) + --resume + --out.
-
-    Without --out the run folder is named by the config and the overrides that change it (`_folder`).
-    A resumed run keeps its stored config; a config given as well must match it, except for the device.
-    """
+    A resumed run keeps its stored config; a config given as well must match it, except for the device."""
     shortcuts = {k: v for k, v in (shortcuts or {}).items() if v is not None}
     raw = read_yaml(config_path) if config_path is not None else {}
     source = str(config_path) if config_path else "config"
@@ -61,7 +59,7 @@ def plan_run(
             return RunPlan(cfg, default_dir, resume_asked=True)
     else:
         path = Path(resume)
-        if _is_dir(path):
+        if os.path.isdir(path):  # False for a name the system refuses: load_checkpoint says why
             raise CheckpointError(f"{path} is a folder; a run resumes from its last.pt: --resume {path / LAST}")
         run_dir = RunDir(out or path.parent)
     ckpt = load_checkpoint(path)
@@ -91,13 +89,6 @@ def with_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def _is_dir(path: Path) -> bool:
-    try:
-        return path.is_dir()
-    except OSError:
-        return False  # load_checkpoint says why
-
-
 def _folder(config_path: Path | None, base: Config, cfg: Config) -> Path:
     """The second part names the settings that change the config file's values (`model.width=512,train.epochs=3`), so
     different experiments never share a folder and the same command run twice finds its own run. Settings that
@@ -108,11 +99,8 @@ def _folder(config_path: Path | None, base: Config, cfg: Config) -> Path:
 
 
 def config_differences(a: Config, b: Config, ordered: bool = False) -> list[tuple[str, Any, Any]]:
-    """(dotted key, value in a, value in b) for every setting that differs, sorted or in the schema's order.
-
-    Keys in MAY_DIFFER (where a run happens) are left out, and so is a resolved key that one side leaves unset.
-    The one config comparison: resume, default folder names, `compare` and the sweep's finished runs use it.
-    """
+    """(dotted key, value in a, value in b) for every setting that differs, sorted or in the schema's order, except
+    MAY_DIFFER's and a RESOLVED key one side leaves unset: the one comparison (resume, folder names, compare, sweep)."""
     return _differences(a.model_dump(mode="json"), b.model_dump(mode="json"), (), ordered)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
 
 import torch
@@ -19,10 +19,8 @@ OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "sgd": 1}  # per-parameter state tenso
 def check_resources(
     cfg: Config, run_dir: RunDir, device: torch.device, parameters: int, in_features: int, dataset_bytes: int
 ) -> None:
-    """Refuse a run whose checkpoints cannot fit on the disk or whose training cannot fit in memory.
-
-    `dataset_bytes`: the whole dataset as uint8, which lives on the training device.
-    """
+    """Refuse a run whose checkpoints cannot fit on the disk or whose training (with `dataset_bytes`, the whole
+    dataset as uint8 on the device) cannot fit in memory."""
     out_dir = run_dir.path
     slots = OPTIMIZER_SLOTS.get(cfg.train.optimizer, 2)
     widest = max([*cfg.model.hidden_widths, in_features])
@@ -48,24 +46,13 @@ def check_resources(
 
 
 def available_memory(device: torch.device) -> int | None:
-    """Bytes free for a new allocation on `device`, or None when it cannot be told."""
+    """Bytes free for a new allocation on `device` (Linux's MemAvailable on the CPU), or None when it cannot be told."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    if device.type != "cpu":
-        return None
-    try:
-        with open("/proc/meminfo") as f:
-            fields = dict(line.split(":", 1) for line in f)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return _sysconf_memory()
-
-
-def _sysconf_memory() -> int | None:
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
+    with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/meminfo") as f:
+        if device.type == "cpu":
+            return 1024 * int(next(line for line in f if line.startswith("MemAvailable:")).split()[1])
+    return None
 
 
 def _size(n: float) -> str:
@@ -73,4 +60,3 @@ def _size(n: float) -> str:
         if n < 1024 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} TB"

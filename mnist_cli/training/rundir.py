@@ -21,6 +21,8 @@ REPORT = "report"  # the folder `mnist report` writes into a run folder: its own
 RUN_FILES = (BEST, LAST, CONFIG, EVENTS, RESULT, *LEGACY_LOGS)
 TENSORBOARD_FILES = "events.out.tfevents.*"  # train.tensorboard: a run writes one per start (a resume starts another)
 CHECKPOINT_FILES = (BEST, LAST)
+# `.best.pt.k3j_x9ab.tmp`: the name `atomic_write` gives a run file's temporary copy, and nothing else.
+OUR_TEMP = re.compile(rf"\.({'|'.join(map(re.escape, RUN_FILES))})\.{TEMP_RANDOM}{re.escape(TEMP_SUFFIX)}")
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,8 @@ class RunDir:
     lock_file = property(lambda self: self.path / LOCK)
 
     def prepare(self, create: bool = True) -> None:
-        """Create the folder and prove a file can be written there (root ignores permission bits).
-
-        With `create` false (a dry run) nothing is made: the nearest existing folder on the way must take a file.
-        """
+        """Create the folder (unless `create` is false: a dry run makes nothing) and prove that a file can be written
+        there or in the nearest existing folder on the way (root ignores permission bits)."""
         try:
             if create:
                 self.path.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ class RunDir:
             names = sorted(p.name for p in self.path.iterdir()) if self.path.is_dir() else []
         except OSError as e:
             raise MnistError(f"output directory {self.path} cannot be listed ({os_reason(e)})") from None
-        foreign = [n for n in names if n not in (*RUN_FILES, LOCK, REPORT) and not is_our_temp(n) and not is_tensorboard(n)]
+        foreign = [n for n in names if n not in (*RUN_FILES, LOCK, REPORT) and not is_written_by_a_run(n)]
         if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise MnistError(
@@ -70,8 +70,7 @@ class RunDir:
                 "or one holding a run: choose another --out"
             )
         ours = [n for n in names if n in RUN_FILES]
-        if ours and not any(n in (LAST, EVENTS, *LEGACY_LOGS) for n in ours):
-            # A run writes its event log before any other file: these are someone else's files with a run's names.
+        if ours and not {LAST, EVENTS, *LEGACY_LOGS} & set(ours):  # a run writes its event log before any other file
             raise MnistError(
                 f"{self.path / ours[0]} was not written by mnist train (the folder holds no run's {EVENTS}); "
                 "a run replaces only its own files: move it away or choose another --out"
@@ -99,18 +98,15 @@ class RunDir:
             ) from None
         try:
             for stale in self.path.iterdir():
-                if is_our_temp(stale.name):
+                if OUR_TEMP.fullmatch(stale.name):
                     stale.unlink(missing_ok=True)
             yield
         finally:
             lock.release()
 
     def remove_previous_run(self) -> None:
-        """Remove every file an earlier run left here (RUN_FILES), before a new run saves anything.
-
-        A new run stopped early must not leave the old run's best.pt beside its own files, where `eval` and `predict`
-        would take it for the new run's. last.pt goes last: while any old file is left, the folder still holds a run.
-        """
+        """Remove every file an earlier run left here, before a new run saves anything: stopped early, the new run
+        must not leave the old best.pt beside its own files. last.pt goes last: until then the folder holds a run."""
         event_files = sorted(p.name for p in self.path.glob(TENSORBOARD_FILES))
         for name in sorted((*RUN_FILES, *event_files), key=lambda n: n == LAST):
             try:
@@ -125,11 +121,6 @@ class RunDir:
         return f"the last good checkpoint {self.last} is kept" if self.last.exists() else "no checkpoint had been written yet"
 
 
-def is_tensorboard(name: str) -> bool:
-    """A TensorBoard event file, as the run's SummaryWriter names them."""
-    return fnmatch.fnmatchcase(name, TENSORBOARD_FILES)
-
-
-def is_our_temp(name: str) -> bool:
-    """`.best.pt.k3j_x9ab.tmp`: the name `atomic_write` gives a run file's temporary copy, and nothing else."""
-    return any(re.fullmatch(re.escape(f".{run_file}.") + TEMP_RANDOM + re.escape(TEMP_SUFFIX), name) for run_file in RUN_FILES)
+def is_written_by_a_run(name: str) -> bool:
+    """A run's TensorBoard event file or the temporary copy of one of its files."""
+    return fnmatch.fnmatchcase(name, TENSORBOARD_FILES) or OUR_TEMP.fullmatch(name) is not None

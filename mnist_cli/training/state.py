@@ -16,7 +16,6 @@ import torch
 from mnist_cli.errors import CheckpointError, first_line
 
 RESUME_KEY = "resume"
-NO_RESUME_STATE = "holds no resume state (only last.pt does; best.pt is for eval and predict)"
 
 
 def derived_seed(seed: int, purpose: str, n: int) -> int:
@@ -56,24 +55,21 @@ class RunState:
 
 
 def restore(ckpt: dict[str, Any], model, optimizer, scheduler, path: Path | str, steps: int, epochs: int) -> RunState:
-    """Load a last.pt's weights, optimizer and schedule and return where its run stood.
-
-    A last.pt is this machine's own file: checked only for what would otherwise crash (optimizer state that does not
-    fit the parameters makes the fused Adam step write past its buffers) or stop making sense (a position outside
-    the run).
-    """
+    """Load a last.pt's weights, optimizer and schedule and return where its run stood, refusing what would crash:
+    optimizer state that does not fit the parameters makes the fused Adam step write past its buffers."""
     payload = resume_payload(ckpt, path)
     problem = optimizer_problem(ckpt.get("optimizer_state"), optimizer) or payload_problem(payload, steps, epochs)
     if problem is None and not same_kind(ckpt.get("scheduler_state"), scheduler.state_dict()):
         problem = "scheduler_state does not fit this run"
+    if problem is None:
+        try:
+            model.load_state_dict(ckpt["model_state"])
+            optimizer.load_state_dict(ckpt["optimizer_state"])
+            scheduler.load_state_dict(ckpt["scheduler_state"])
+        except (RuntimeError, ValueError, TypeError, KeyError) as e:
+            problem = first_line(e)
     if problem:
         raise CheckpointError(f"{path}: resume state does not fit this run ({problem})")
-    try:
-        model.load_state_dict(ckpt["model_state"])
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        scheduler.load_state_dict(ckpt["scheduler_state"])
-    except (RuntimeError, ValueError, TypeError, KeyError) as e:
-        raise CheckpointError(f"{path}: resume state does not fit this run ({first_line(e)})") from None
     return RunState(**{k: payload[k] for k in RunState.__dataclass_fields__})
 
 
@@ -81,7 +77,7 @@ def resume_payload(ckpt: dict[str, Any], path: Path | str) -> dict[str, Any]:
     """The resume state a last.pt holds; any other checkpoint is refused."""
     payload = ckpt.get(RESUME_KEY)
     if not isinstance(payload, dict):
-        raise CheckpointError(f"{path} {NO_RESUME_STATE}")
+        raise CheckpointError(f"{path} holds no resume state (only last.pt does; best.pt is for eval and predict)")
     if "rng" in payload:  # the release before captured RNG states; this one derives them, so the run would differ
         folder = Path(path).parent
         raise CheckpointError(
@@ -92,79 +88,67 @@ def resume_payload(ckpt: dict[str, Any], path: Path | str) -> dict[str, Any]:
 
 
 def payload_problem(p: dict[str, Any], steps: int, epochs: int) -> str | None:
-    """The position inside the run and the running sums, by type and range."""
-    limits = {"epoch": (1, epochs + 1), "step": (0, steps - 1), "seen": (0, None), "skipped": (0, steps), "samples": (0, None)}
-    for name, (low, high) in limits.items():
-        value = p.get(name)
-        if type(value) is not int or value < low or (high is not None and value > high):
-            return f"resume {name} is {value!r:.40}, not a count in range"
-    if type(p.get("seconds")) not in (int, float) or not 0 <= p["seconds"] < math.inf:
-        return f"resume seconds is {p.get('seconds')!r:.40}, not a finite number of seconds"
-    for name, dtype in (("loss_sum", None), ("correct", torch.int64)):
-        t = p.get(name)
-        if t is not None and not (isinstance(t, torch.Tensor) and t.dim() == 0 and (dtype is None or t.dtype == dtype)):
-            return f"resume {name} is not a scalar tensor"
+    """The position and running sums against what a run saves, and the position inside this run."""
+    fresh = RunState(loss_sum=torch.zeros(()), correct=torch.zeros((), dtype=torch.int64)).snapshot()
+    for name, like in fresh.items():
+        if not same_kind(p.get(name), like) and not (isinstance(like, torch.Tensor) and p.get(name) is None):
+            return f"resume {name} is {p.get(name)!r:.40}, not what a run saves"
+    if not (1 <= p["epoch"] <= epochs + 1 and 0 <= p["step"] < steps):
+        return f"resume step {p['step']} of epoch {p['epoch']} is not a position in this run"
     return None
 
 
 def optimizer_problem(saved: Any, optimizer: torch.optim.Optimizer) -> str | None:
     """The saved optimizer state against this run's optimizer: its settings, and per parameter tensors of its shape
-    and dtype."""
-    fresh = optimizer.state_dict()
+    and dtype (the fused Adam step would write past smaller ones)."""
     if not isinstance(saved, dict) or set(saved) != {"state", "param_groups"}:
         return "optimizer_state must hold state and param_groups"
-    groups = saved["param_groups"]
-    if not isinstance(groups, list) or len(groups) != len(fresh["param_groups"]):
+    groups, fresh = saved["param_groups"], optimizer.state_dict()["param_groups"]
+    if not isinstance(groups, list) or [g.get("params") if isinstance(g, dict) else g for g in groups] != [
+        g["params"] for g in fresh
+    ]:
         return "optimizer_state has other parameter groups than this model"
-    for group, expected in zip(groups, fresh["param_groups"], strict=True):
-        if not isinstance(group, dict) or set(group) != set(expected) or group["params"] != expected["params"]:
-            return "optimizer_state has other parameter groups than this model"
-        bad = next((key for key, value in expected.items() if not same_kind(group[key], value)), None)
+    for group, expected in zip(groups, fresh, strict=True):
+        bad = next((key for key, value in expected.items() if not same_kind(group.get(key), value)), None)
         if bad:
-            return f"optimizer setting {bad} does not fit this run ({group[bad]!r:.40})"
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+            return f"optimizer setting {bad} does not fit this run ({group.get(bad)!r:.40})"
+    params = [p.detach() for group in optimizer.param_groups for p in group["params"]]
     state = saved["state"]
     if not isinstance(state, dict) or not all(type(i) is int and 0 <= i < len(params) for i in state):
         return "optimizer_state.state must map parameter positions to their state"
     for i, entry in state.items():
         for name, value in entry.items() if isinstance(entry, dict) else [("state", entry)]:
-            problem = _slot_problem(name, value, params[i])
-            if problem:
-                return f"optimizer state {i}.{name} {problem}"
+            like = torch.zeros(()) if name == "step" else params[i]  # Adam's step: a float32 scalar
+            if not same_kind(value, like) and not (name == "momentum_buffer" and value is None):
+                return f"optimizer state {i}.{name} is {_described(value)}, the parameter {_described(params[i])}"
     return None
 
 
-def _slot_problem(name: str, value: Any, param: torch.Tensor) -> str | None:
-    if name == "momentum_buffer" and value is None:
-        return None
-    if not isinstance(value, torch.Tensor) or value.layout != torch.strided:
-        return "is not a tensor"
-    if name == "step":
-        return None if value.dim() == 0 and value.is_floating_point() else "must be a scalar"
-    if tuple(value.shape) != tuple(param.shape) or value.dtype != param.dtype:
-        return f"is {value.dtype} {tuple(value.shape)}, the parameter {param.dtype} {tuple(param.shape)}"
-    return None if bool(torch.isfinite(value).all()) else "holds NaN or inf"
-
-
 def same_kind(saved: Any, fresh: Any) -> bool:
-    """`saved` has the structure and types of `fresh` (ints and floats interchangeable, finite)."""
-    if fresh is None or isinstance(fresh, bool | str):
-        return type(saved) is type(fresh)
-    if isinstance(fresh, int | float):
+    """`saved` has the structure and types of `fresh`: an int may stand for a float, numbers are finite, tensors are
+    dense and of the same shape and dtype."""
+    if isinstance(fresh, torch.Tensor):
+        return _described(saved) == _described(fresh)
+    if isinstance(fresh, float):
         return type(saved) in (int, float) and math.isfinite(saved)
     if isinstance(fresh, list | tuple):
         return isinstance(saved, list | tuple) and len(saved) == len(fresh) and all(map(same_kind, saved, fresh))
     if isinstance(fresh, dict):
         return isinstance(saved, dict) and set(saved) == set(fresh) and all(same_kind(saved[k], fresh[k]) for k in fresh)
-    return False
+    return type(saved) is type(fresh)  # None, bool, int, str
+
+
+def _described(value: Any) -> str:
+    """`torch.float32 (3,)` for a dense tensor, NaN or inf named."""
+    if not isinstance(value, torch.Tensor) or value.layout != torch.strided:
+        return "not a tensor"
+    return f"{value.dtype} {tuple(value.shape)}" + ("" if bool(torch.isfinite(value).all()) else " holding NaN or inf")
 
 
 @contextlib.contextmanager
 def isolated_process_state(device: torch.device, threads: int) -> Iterator[None]:
-    """Run with `threads` CPU threads; put the thread count and torch's RNG states (which a run reseeds) back after.
-
-    A sweep trains hundreds of runs in one worker: none may change what the next one does.
-    """
+    """Run with `threads` CPU threads; put the thread count and torch's RNG states (which a run reseeds) back after,
+    so that of the hundreds of runs a sweep trains in one worker none changes what the next one does."""
     saved_threads, saved_rng = torch.get_num_threads(), torch.get_rng_state()
     saved_cuda = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
     torch.set_num_threads(threads)
