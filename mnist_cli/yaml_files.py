@@ -7,7 +7,7 @@ import copy
 import difflib
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel
@@ -119,6 +119,24 @@ def check_size(value: Any, source: str) -> None:
             stack.extend(node.values())
         elif isinstance(node, list | tuple | set):
             stack.extend(node)
+
+
+def _number_kinds(annotation: Any) -> set[type]:
+    """{int}, {float} or both for a field typed with numbers (also inside unions and lists); empty otherwise."""
+    if annotation in (int, float):
+        return {annotation}
+    return set().union(*(_number_kinds(arg) for arg in get_args(annotation))) if get_args(annotation) else set()
+
+
+def strict_number(value: Any, annotation: Any) -> Any:
+    """YAML's `true` is not the number 1 and `3.0` is not the whole number 3 (floats take ints): `value`, or ValueError."""
+    kinds = _number_kinds(annotation)
+    values = value if isinstance(value, list) else [value]
+    if kinds and any(isinstance(x, bool) for x in values):
+        raise ValueError("must be a number, not true or false")
+    if kinds == {int} and any(isinstance(x, float) for x in values):
+        raise ValueError("must be a whole number")
+    return value
 
 
 def _one_line(e: Exception) -> str:

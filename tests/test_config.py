@@ -133,10 +133,10 @@ def test_the_schema_defaults_are_the_recommended_recipe():
     assert load_config(CONFIG_DIR / "default.yaml") == Config()
 
 
-def test_closest_key_finds_the_section_a_key_belongs_to():
-    from mnist_cli.config import closest_key
+def test_nearest_key_finds_the_section_a_key_belongs_to():
+    from mnist_cli.yaml_files import nearest_key
 
-    assert [closest_key(k) for k in ("width", "model.widht", "train.lr", "nonsense")] == [
+    assert [nearest_key(k, Config) for k in ("width", "model.widht", "train.lr", "nonsense")] == [
         "model.width",
         "model.width",
         "train.lr",
