@@ -43,8 +43,10 @@ FLAGS = {
 }
 
 
-def test_every_command_is_checked():
-    assert sorted(c for c in FLAGS if c) == sorted(typer.main.get_command(app).commands)  # a new command needs its flags here
+def test_every_command_is_checked_and_listed():
+    commands = sorted(typer.main.get_command(app).commands)
+    assert sorted(c for c in FLAGS if c) == commands  # a new command needs its flags listed here
+    assert all(f"│ {command} " in help_of() for command in commands), help_of()
 
 
 @pytest.mark.parametrize("command", sorted(FLAGS))
