@@ -75,7 +75,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if problem == A_FOLDER:
         raise ConfigError(["is a folder; give a YAML file (such as configs/default.yaml)"], str(path))
     if problem == NO_SUCH_FILE:
-        near = difflib.get_close_matches(path.name, [p.name for p in _files_in(path.parent)], n=1, cutoff=0.75)
+        yamls = [p.name for p in path.parent.glob("*") if p.suffix in (".yaml", ".yml")]
+        near = difflib.get_close_matches(path.name, yamls, n=1, cutoff=0.75)
         raise ConfigError([problem + (f" (did you mean {path.with_name(near[0])}?)" if near else "")], str(path))
     if problem:
         raise ConfigError([problem], str(path))
@@ -95,13 +96,6 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError([f"expected a mapping of keys at the top, got {type(raw).__name__}"], str(path))
     return raw
-
-
-def _files_in(folder: Path) -> list[Path]:
-    try:
-        return [p for p in folder.iterdir() if p.suffix in (".yaml", ".yml")]
-    except OSError:
-        return []
 
 
 def check_size(value: Any, source: str) -> None:

@@ -45,8 +45,7 @@ def no_network(monkeypatch):
 
 # --- configs ----------------------------------------------------------------------------------------------------
 
-KNOWN = {section: list(model.model_fields) for section, model in (("data", Config.model_fields["data"].annotation),)}
-KNOWN |= {s: list(Config.model_fields[s].annotation.model_fields) for s in ("model", "train")}
+KNOWN = {section: list(Config.model_fields[section].annotation.model_fields) for section in ("data", "model", "train")}
 scalars = st.one_of(
     st.none(),
     st.booleans(),
