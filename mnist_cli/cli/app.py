@@ -41,11 +41,6 @@ class MnistCommand(TyperCommand):
         return [piece.replace("{", "").replace("}", "") for piece in super().collect_usage_pieces(ctx)]
 
 
-def _reader_went_away(e: BaseException) -> bool:
-    """A closed stdout: a BrokenPipeError, or the SystemExit(1) that typer and rich's console raise while handling one."""
-    return isinstance(e, BrokenPipeError) or (isinstance(e, SystemExit) and isinstance(e.__context__, BrokenPipeError))
-
-
 class MnistGroup(typer.core.TyperGroup):
     """Every command, with the group's own flags shown plainly too."""
 
@@ -138,7 +133,8 @@ def main() -> None:
             if sys.stdout is not None:  # None when started with stdout closed (`>&-`)
                 sys.stdout.flush()  # here, not at exit, so a reader that went away is caught below
     except (BrokenPipeError, SystemExit) as e:
-        if not _reader_went_away(e):
+        # A BrokenPipeError, or the SystemExit(1) that typer and rich's console raise while handling one.
+        if not (isinstance(e, BrokenPipeError) or isinstance(e.__context__, BrokenPipeError)):
             raise
         silence(sys.stdout)
         sys.exit(BROKEN_PIPE)

@@ -99,9 +99,7 @@ class BarReporter:
 class TrainReporter(BarReporter):
     """Receives training events: a rich bar per epoch on a terminal, one plain line per epoch otherwise."""
 
-    def __init__(self, console: Console, quiet: bool = False):
-        super().__init__(console, quiet)
-        self.epochs = 0
+    epochs = 0  # until the run starts
 
     def columns(self) -> list[Any]:
         return [
