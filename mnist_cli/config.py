@@ -5,18 +5,17 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from mnist_cli.data.catalog import DATASETS
 from mnist_cli.errors import ConfigError
-from mnist_cli.yaml_files import apply_overrides, describe_errors, nearest_key, read_yaml
+from mnist_cli.yaml_files import apply_overrides, describe_errors, read_yaml, strict_number
 
-__all__ = ["Config", "apply_overrides", "closest_key", "data_root", "load_config", "read_yaml", "to_yaml", "validate"]
+__all__ = ["Config", "apply_overrides", "data_root", "load_config", "read_yaml", "to_yaml", "validate"]
 
-DATA_DIR_ENV = "MNIST_DATA_DIR"
 DEVICE_NAMES_HELP = "must be auto, cpu, cuda, cuda:N or mps"
 
 
@@ -25,47 +24,34 @@ def is_device_name(name: str) -> bool:
     return re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name) is not None
 
 
-def _number_kinds(annotation: Any) -> set[type]:
-    """{int}, {float} or both for a field typed with numbers (also inside unions and lists); empty otherwise."""
-    if annotation in (int, float):
-        return {annotation}
-    return set().union(*(_number_kinds(arg) for arg in get_args(annotation))) if get_args(annotation) else set()
-
-
 class _Section(BaseModel):
     # allow_inf_nan=False: `lr: .nan` is "must be a finite number", not "should be <= 10".
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    # use_attribute_docstrings: the string under each field is its description (docs/reference.py shows it).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False, use_attribute_docstrings=True)
 
     @field_validator("*", mode="before")
     @classmethod
     def _strict_numbers(cls, v: Any, info: ValidationInfo) -> Any:
         """Booleans are not numbers (`epochs: true` is not 1) and ints are whole (`3.0` is not 3); floats take ints."""
-        kinds = _number_kinds(cls.model_fields[info.field_name].annotation)
-        values = v if isinstance(v, list) else [v]
-        if kinds and any(isinstance(x, bool) for x in values):
-            raise ValueError("must be a number, not true or false")
-        if kinds == {int} and any(isinstance(x, float) for x in values):
-            raise ValueError("must be a whole number")
-        return v
+        return strict_number(v, cls.model_fields[info.field_name].annotation)
 
 
 class AugmentConfig(_Section):
     """Per-image random affine (and elastic) warps, drawn uniformly in +-each magnitude; 0 turns one off."""
 
-    rotate: float = Field(0.0, ge=0.0, le=180.0, description="Random rotation of each training image, +- degrees.")
-    shift: float = Field(0.0, ge=0.0, le=14.0, description="Random shift, +- pixels in x and y independently.")
-    scale: float = Field(0.0, ge=0.0, lt=1.0, description="Random scale, +- fraction: 0.1 scales by 0.9 to 1.1.")
-    shear: float = Field(0.0, ge=0.0, lt=90.0, description="Random shear, +- degrees.")
-    elastic_alpha: float = Field(
-        0.0,
-        ge=0.0,
-        le=14.0,
-        description="Elastic warp: largest displacement of a lattice point, in pixels (0: off). The displacement is drawn "
-        "on an elastic_grid x elastic_grid lattice and smoothly interpolated.",
-    )
-    elastic_grid: int = Field(
-        4, ge=2, le=28, description="Elastic warp lattice size; fewer points give smoother, larger-scale warps."
-    )
+    rotate: float = Field(0.0, ge=0.0, le=180.0)
+    """Random rotation of each training image, +- degrees."""
+    shift: float = Field(0.0, ge=0.0, le=14.0)
+    """Random shift, +- pixels in x and y independently."""
+    scale: float = Field(0.0, ge=0.0, lt=1.0)
+    """Random scale, +- fraction: 0.1 scales by 0.9 to 1.1."""
+    shear: float = Field(0.0, ge=0.0, lt=90.0)
+    """Random shear, +- degrees."""
+    elastic_alpha: float = Field(0.0, ge=0.0, le=14.0)
+    """Elastic warp: largest displacement of a lattice point, in pixels (0: off). The displacement is drawn on an elastic_grid x
+    elastic_grid lattice and smoothly interpolated."""
+    elastic_grid: int = Field(4, ge=2, le=28)
+    """Elastic warp lattice size; fewer points give smoother, larger-scale warps."""
 
     @property
     def enabled(self) -> bool:
@@ -74,63 +60,43 @@ class AugmentConfig(_Section):
 
 
 class DataConfig(_Section):
-    dataset: Literal["mnist", "fashion-mnist", "kmnist", "digits", "xor", "and", "or", "folder"] = Field(
-        "mnist",
-        description="MNIST-style image files (mnist, fashion-mnist, kmnist); scikit-learn's 8x8 digits (digits, no "
-        "download); the four points of a truth table (xor, and, or); or your own images (folder: one subfolder per "
-        "class under data.root).",
-    )
-    root: str | None = Field(
-        None,
-        description="Folder that holds MNIST/raw/ (or FashionMNIST/raw/, KMNIST/raw/). null: $MNIST_DATA_DIR, else "
-        "./data, resolved when the data is loaded.",
-    )
-    val_size: int | float = Field(
-        5000,
-        ge=0,
-        le=50000,
-        description="Training examples held out to pick the best epoch (0: none, the last epoch is kept); the test set is "
-        "never used for it. Left out, the dataset's own: 5000 for MNIST-style data, 144 for digits, 0 for a truth table "
-        "(which refuses any other value). A float is a fraction of the training part (a folder's default: 0.1, "
-        "stratified by class).",
-    )
-    test_root: str | None = Field(
-        None,
-        description="folder datasets only: a separate folder of the same classes to test on (else a stratified 20% of "
-        "data.root).",
-    )
-    skip_bad_files: bool = Field(
-        False, description="folder datasets only: go on without files that cannot be used, rather than refuse them."
-    )
-    normalize: bool = Field(
-        True,
-        description="true: (x/scale - mean)/std with the dataset's constants (MNIST 0.1307, 0.3081); false: x/scale only. "
-        "scale is the raw values' range: 255 for pixels, 16 for digits, 1 for truth tables.",
-    )
-    augment: AugmentConfig = Field(
-        AugmentConfig(), description="Random distortions of training batches (never of validation or test); all off by default."
-    )
+    dataset: Literal["mnist", "fashion-mnist", "kmnist", "digits", "xor", "and", "or", "folder"] = "mnist"
+    """MNIST-style image files (mnist, fashion-mnist, kmnist); scikit-learn's 8x8 digits (digits, no download); the four points of
+    a truth table (xor, and, or); or your own images (folder: one subfolder per class under data.root)."""
+    root: str | None = None
+    """Folder that holds MNIST/raw/ (or FashionMNIST/raw/, KMNIST/raw/). null: $MNIST_DATA_DIR, else ./data, resolved when the
+    data is loaded."""
+    val_size: int | float = Field(5000, ge=0, le=50000)
+    """Training examples held out to pick the best epoch (0: none, the last epoch is kept); the test set is never used for it.
+    Left out, the dataset's own: 5000 for MNIST-style data, 144 for digits, 0 for a truth table (which refuses any other value). A
+    float is a fraction of the training part (a folder's default: 0.1, stratified by class)."""
+    test_root: str | None = None
+    """folder datasets only: a separate folder of the same classes to test on (else a stratified 20% of data.root)."""
+    skip_bad_files: bool = False
+    """folder datasets only: go on without files that cannot be used, rather than refuse them."""
+    normalize: bool = True
+    """true: (x/scale - mean)/std with the dataset's constants (MNIST 0.1307, 0.3081); false: x/scale only. scale is the raw
+    values' range: 255 for pixels, 16 for digits, 1 for truth tables."""
+    augment: AugmentConfig = AugmentConfig()
+    """Random distortions of training batches (never of validation or test); all off by default."""
 
     @model_validator(mode="before")
     @classmethod
     def _dataset_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "val_size" not in data:
-            name = data.get("dataset", "mnist")
-            info = DATASETS.get(name) if isinstance(name, str) else None  # anything else: the field check says so
-            if info is not None:
-                data = {**data, "val_size": info.default_val_size}
+        name = data.get("dataset", "mnist") if isinstance(data, dict) else None
+        if isinstance(name, str) and name in DATASETS and "val_size" not in data:  # anything else: the field check says so
+            data = {**data, "val_size": DATASETS[name].default_val_size}
         return data
 
     @model_validator(mode="after")
     def _fits_the_dataset(self) -> DataConfig:
-        if DATASETS[self.dataset].kind == "table":
-            if self.val_size:
-                raise ValueError(
-                    f"val_size {self.val_size}: {self.dataset} trains on all four points, so validation is off; "
-                    "set 0 or leave it out"
-                )
-            if self.augment.enabled:
-                raise ValueError(f"augment warps images; {self.dataset} is a truth table")
+        table = DATASETS[self.dataset].kind == "table"
+        if table and self.val_size:
+            raise ValueError(
+                f"val_size {self.val_size}: {self.dataset} trains on all four points, so validation is off; set 0 or leave it out"
+            )
+        if table and self.augment.enabled:
+            raise ValueError(f"augment warps images; {self.dataset} is a truth table")
         if isinstance(self.val_size, float) and not 0 < self.val_size < 1:  # issue 21
             raise ValueError(f"val_size {self.val_size}: a fraction must be between 0 and 1 (or give a whole count)")
         if self.dataset == "folder" and not self.root:
@@ -148,27 +114,24 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    depth: int = Field(2, ge=0, le=64, description="Hidden layers; 0 gives a linear softmax model (inputs straight to classes).")
-    width: int | list[int] = Field(
-        512, description="Units of every hidden layer (an int, 1 to 65536), or a list with one width per layer: [512, 256]."
-    )
-    activation: Literal["relu", "gelu", "silu", "tanh", "sigmoid"] = Field(
-        "relu", description="Activation after each hidden Linear."
-    )
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout probability after each hidden activation.")
-    norm: Literal["none", "batch", "layer"] = Field("none", description="Normalisation after each hidden Linear.")
-    init: Literal["default", "xavier", "kaiming", "uniform01"] = Field(
-        "default",
-        description="Weight initialisation: default is PyTorch's; xavier (for tanh, sigmoid) and kaiming (for relu) "
-        "keep the signal's size from layer to layer; uniform01 draws weights uniformly in [0, 1), as the XOR tutorial "
-        "does. All but default zero the biases.",
-    )
+    depth: int = Field(2, ge=0, le=64)
+    """Hidden layers; 0 gives a linear softmax model (inputs straight to classes)."""
+    width: int | list[int] = 512
+    """Units of every hidden layer (an int, 1 to 65536), or a list with one width per layer: [512, 256]."""
+    activation: Literal["relu", "gelu", "silu", "tanh", "sigmoid"] = "relu"
+    """Activation after each hidden Linear."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout probability after each hidden activation."""
+    norm: Literal["none", "batch", "layer"] = "none"
+    """Normalisation after each hidden Linear."""
+    init: Literal["default", "xavier", "kaiming", "uniform01"] = "default"
+    """Weight initialisation: default is PyTorch's; xavier (for tanh, sigmoid) and kaiming (for relu) keep the signal's size from
+    layer to layer; uniform01 draws weights uniformly in [0, 1), as the XOR tutorial does. All but default zero the biases."""
 
     @field_validator("width")
     @classmethod
     def _positive_widths(cls, v: int | list[int]) -> int | list[int]:
-        widths = v if isinstance(v, list) else [v]
-        if any(w < 1 or w > 65536 for w in widths):
+        if any(not 1 <= w <= 65536 for w in (v if isinstance(v, list) else [v])):
             raise ValueError("every width must be between 1 and 65536")
         return v
 
@@ -188,88 +151,61 @@ class ModelConfig(_Section):
 
 class TrainConfig(_Section):
     # The defaults are the recommended recipe, configs/default.yaml.
-    epochs: int = Field(4, ge=1, le=10000, description="Passes over the training set.")
-    batch_size: int = Field(256, ge=1, le=65536, description="Training examples per optimizer step.")
-    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="The optimizer; sgd uses train.momentum.")
-    lr: float = Field(
-        2e-3,
-        gt=0.0,
-        le=100.0,
-        description="Peak learning rate, on the batch's mean loss. Up to 100: a full-batch recipe written for gradients "
-        "summed over N examples needs lr x N here.",
-    )
-    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum (sgd only).")
-    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Weight decay (L2 for adam and sgd, decoupled for adamw).")
-    schedule: Literal["none", "cosine", "onecycle"] = Field(
-        "onecycle",
-        description="Learning-rate schedule: none; cosine (down to 0); onecycle (from lr/25 up to lr over the first 25% "
-        "of steps, or warmup_epochs, then linearly down to 0).",
-    )
-    warmup_epochs: float = Field(0.0, ge=0.0, description="Linear warm-up from 0 over this many epochs (fractions allowed).")
-    loss: Literal["cross_entropy", "nll", "mse"] = Field(
-        "cross_entropy",
-        description="Training loss: cross_entropy; nll (log_softmax then NLL, the same numbers by another road, as the "
-        "784-64x3 tutorial writes it); mse (softmax probabilities against one-hot targets, as the XOR tutorial trains). "
-        "Validation and test losses are always cross-entropy.",
-    )
-    label_smoothing: float = Field(
-        0.1, ge=0.0, lt=1.0, description="Label smoothing for cross_entropy and nll; 0 when left out with loss: mse."
-    )
-    device: str = Field(
-        "auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps; a missing device is an error."
-    )
-    amp: bool = Field(False, description="bf16 autocast on CUDA; ignored on the CPU.")
-    threads: int | None = Field(
-        None,
-        ge=1,
-        le=1024,
-        description="Intra-op CPU threads; null keeps torch's default (one per core). Results repeat bit for bit only "
-        "with the same thread count.",
-    )
-    compile: bool = Field(False, description="torch.compile the model: costs compilation time up front.")
-    eval_batch_size: int = Field(2048, ge=1, le=1 << 20, description="Batch size for validation and test.")
-    save_every_steps: int = Field(
-        0,
-        ge=0,
-        le=10**9,
-        description="Also write last.pt every N optimizer steps, so a killed run loses at most N steps; 0: at epoch ends only.",
-    )
-    on_nan: Literal["stop", "skip"] = Field(
-        "stop",
-        description="A NaN or inf loss: stop (name the step, keep the last good checkpoint, exit 2) or skip that batch's update.",
-    )
-    log_every_epochs: int = Field(
-        0,
-        ge=0,
-        le=10000,
-        description="Validate, record the epoch and write best.pt every N epochs and at the last; 0: every "
-        "ceil(epochs/100) epochs, so every epoch for runs of up to 100 epochs.",
-    )
-    save_every_epochs: int = Field(
-        0, ge=0, le=10000, description="Write last.pt every N epochs and at the last; 0: with every logged epoch."
-    )
-    health: bool = Field(
-        True,
-        description="Record layer health while training: gradients, update sizes, dead and saturated units (on a fixed "
-        "probe batch of 512 validation images). It draws no random numbers, so it does not change the run.",
-    )
-    health_probes_per_epoch: int = Field(
-        4,
-        ge=1,
-        le=1000,
-        description="Health probes per logged epoch, evenly spaced, the last at the epoch's end (plus the run's first step).",
-    )
-    init_from: str | None = Field(
-        None,
-        description="Start from this checkpoint's weights (fine-tuning): the same model settings; when its classes "
-        "differ, the output layer starts afresh.",
-    )
-    tensorboard: bool = Field(
-        True,
-        description="Also write the run's record as a TensorBoard event file in the run folder (`tensorboard --logdir "
-        "checkpoints`): losses, accuracies, layer health, weight and gradient histograms at the probes, the first layer "
-        "as an image.",
-    )
+    epochs: int = Field(4, ge=1, le=10000)
+    """Passes over the training set."""
+    batch_size: int = Field(256, ge=1, le=65536)
+    """Training examples per optimizer step."""
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    """The optimizer; sgd uses train.momentum."""
+    lr: float = Field(2e-3, gt=0.0, le=100.0)
+    """Peak learning rate, on the batch's mean loss. Up to 100: a full-batch recipe written for gradients summed over N examples
+    needs lr x N here."""
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    """SGD momentum (sgd only)."""
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    """Weight decay (L2 for adam and sgd, decoupled for adamw)."""
+    schedule: Literal["none", "cosine", "onecycle"] = "onecycle"
+    """Learning-rate schedule: none; cosine (down to 0); onecycle (from lr/25 up to lr over the first 25% of steps, or
+    warmup_epochs, then linearly down to 0)."""
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    """Linear warm-up from 0 over this many epochs (fractions allowed)."""
+    loss: Literal["cross_entropy", "nll", "mse"] = "cross_entropy"
+    """Training loss: cross_entropy; nll (log_softmax then NLL, the same numbers by another road, as the 784-64x3 tutorial writes
+    it); mse (softmax probabilities against one-hot targets, as the XOR tutorial trains). Validation and test losses are always
+    cross-entropy."""
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    """Label smoothing for cross_entropy and nll; 0 when left out with loss: mse."""
+    device: str = "auto"
+    """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps; a missing device is an error."""
+    amp: bool = False
+    """bf16 autocast on CUDA; ignored on the CPU."""
+    threads: int | None = Field(None, ge=1, le=1024)
+    """Intra-op CPU threads; null keeps torch's default (one per core). Results repeat bit for bit only with the same thread
+    count."""
+    compile: bool = False
+    """torch.compile the model: costs compilation time up front."""
+    eval_batch_size: int = Field(2048, ge=1, le=1 << 20)
+    """Batch size for validation and test."""
+    save_every_steps: int = Field(0, ge=0, le=10**9)
+    """Also write last.pt every N optimizer steps, so a killed run loses at most N steps; 0: at epoch ends only."""
+    on_nan: Literal["stop", "skip"] = "stop"
+    """A NaN or inf loss: stop (name the step, keep the last good checkpoint, exit 2) or skip that batch's update."""
+    log_every_epochs: int = Field(0, ge=0, le=10000)
+    """Validate, record the epoch and write best.pt every N epochs and at the last; 0: every ceil(epochs/100) epochs, so every
+    epoch for runs of up to 100 epochs."""
+    save_every_epochs: int = Field(0, ge=0, le=10000)
+    """Write last.pt every N epochs and at the last; 0: with every logged epoch."""
+    health: bool = True
+    """Record layer health while training: gradients, update sizes, dead and saturated units (on a fixed probe batch of 512
+    validation images). It draws no random numbers, so it does not change the run."""
+    health_probes_per_epoch: int = Field(4, ge=1, le=1000)
+    """Health probes per logged epoch, evenly spaced, the last at the epoch's end (plus the run's first step)."""
+    init_from: str | None = None
+    """Start from this checkpoint's weights (fine-tuning): the same model settings; when its classes differ, the output layer
+    starts afresh."""
+    tensorboard: bool = True
+    """Also write the run's record as a TensorBoard event file in the run folder (`tensorboard --logdir checkpoints`): losses,
+    accuracies, layer health, weight and gradient histograms at the probes, the first layer as an image."""
 
     @field_validator("device")
     @classmethod
@@ -286,11 +222,13 @@ class TrainConfig(_Section):
         return data
 
     @model_validator(mode="after")
-    def _smoothing_needs_a_log_loss(self) -> TrainConfig:
+    def _consistent(self) -> TrainConfig:
         if self.loss == "mse" and self.label_smoothing:
             raise ValueError(
                 f"label_smoothing {self.label_smoothing}: applies to cross_entropy and nll; with loss mse set 0 or leave it out"
             )
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) exceeds epochs ({self.epochs})")
         return self
 
     @property
@@ -303,15 +241,10 @@ class TrainConfig(_Section):
         """Epochs between writes of last.pt."""
         return self.save_every_epochs or self.log_every
 
-    @model_validator(mode="after")
-    def _warmup_within_run(self) -> TrainConfig:
-        if self.warmup_epochs > self.epochs:
-            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) exceeds epochs ({self.epochs})")
-        return self
-
 
 class Config(_Section):
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds the train/val split, initialisation, shuffling and dropout.")
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    """Seeds the train/val split, initialisation, shuffling and dropout."""
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -326,7 +259,7 @@ class Config(_Section):
 
 def default_data_root() -> Path:
     """$MNIST_DATA_DIR if set, else ./data."""
-    return Path(os.environ.get(DATA_DIR_ENV) or "data")
+    return Path(os.environ.get("MNIST_DATA_DIR") or "data")
 
 
 def data_root(cfg: DataConfig) -> Path:
@@ -351,12 +284,6 @@ def validate(raw: dict[str, Any], source: str = "config") -> Config:
         return Config.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(describe_errors(e.errors(), Config), source) from None
-
-
-def closest_key(key: str) -> str | None:
-    """The dotted key a user probably meant (`width` -> model.width, `model.widht` -> model.width), or None when
-    nothing is close: for messages about keys given outside a config file, such as a sweep's --grid."""
-    return nearest_key(key, Config)
 
 
 def to_yaml(cfg: Config) -> str:

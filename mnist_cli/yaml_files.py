@@ -7,7 +7,7 @@ import copy
 import difflib
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel
@@ -75,7 +75,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if problem == A_FOLDER:
         raise ConfigError(["is a folder; give a YAML file (such as configs/default.yaml)"], str(path))
     if problem == NO_SUCH_FILE:
-        near = difflib.get_close_matches(path.name, [p.name for p in _files_in(path.parent)], n=1, cutoff=0.75)
+        yamls = [p.name for p in path.parent.glob("*") if p.suffix in (".yaml", ".yml")]
+        near = difflib.get_close_matches(path.name, yamls, n=1, cutoff=0.75)
         raise ConfigError([problem + (f" (did you mean {path.with_name(near[0])}?)" if near else "")], str(path))
     if problem:
         raise ConfigError([problem], str(path))
@@ -97,13 +98,6 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _files_in(folder: Path) -> list[Path]:
-    try:
-        return [p for p in folder.iterdir() if p.suffix in (".yaml", ".yml")]
-    except OSError:
-        return []
-
-
 def check_size(value: Any, source: str) -> None:
     """Refuse YAML whose aliases expand past MAX_YAML_VALUES values or loop back into themselves (walked without recursion)."""
     stack, visited = [value], 0
@@ -119,6 +113,24 @@ def check_size(value: Any, source: str) -> None:
             stack.extend(node.values())
         elif isinstance(node, list | tuple | set):
             stack.extend(node)
+
+
+def _number_kinds(annotation: Any) -> set[type]:
+    """{int}, {float} or both for a field typed with numbers (also inside unions and lists); empty otherwise."""
+    if annotation in (int, float):
+        return {annotation}
+    return set().union(*(_number_kinds(arg) for arg in get_args(annotation))) if get_args(annotation) else set()
+
+
+def strict_number(value: Any, annotation: Any) -> Any:
+    """YAML's `true` is not the number 1 and `3.0` is not the whole number 3 (floats take ints): `value`, or ValueError."""
+    kinds = _number_kinds(annotation)
+    values = value if isinstance(value, list) else [value]
+    if kinds and any(isinstance(x, bool) for x in values):
+        raise ValueError("must be a number, not true or false")
+    if kinds == {int} and any(isinstance(x, float) for x in values):
+        raise ValueError("must be a whole number")
+    return value
 
 
 def _one_line(e: Exception) -> str:

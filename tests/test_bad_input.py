@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import invoke, sign
+from conftest import MNIST, invoke, sign
 from PIL import Image
-
-MNIST = [sys.executable, "-m", "mnist_cli"]
 
 
 def digit(path):
@@ -74,7 +71,7 @@ def test_resume_of_a_folder_suggests_its_last_pt(tmp_path):
     assert f"a run resumes from its last.pt: --resume {tmp_path / 'last.pt'}" in r.stderr
 
 
-def test_a_class_with_no_images_has_no_accuracy(trained_checkpoint, tmp_path, synthetic_root):
+def test_a_class_with_no_images_has_no_accuracy():
     from mnist_cli.evaluate import ImagePredictions, summarize
 
     labels = torch.tensor([0, 0, 1])
@@ -88,8 +85,8 @@ def test_escape_sequences_in_file_and_class_names_are_shown_escaped(trained_chec
     ckpt["classes"] = [f"c\x1b[31m{i}" for i in range(10)]
     torch.save(sign(ckpt), tmp_path / "evil.pt")
     for args in (["predict", evil, "-m", tmp_path / "evil.pt"], ["eval", tmp_path / "evil.pt"]):
-        r = subprocess.run([*MNIST, *map(str, args)], capture_output=True, text=True, cwd=tmp_path)
-        assert r.returncode == 0, r.stderr
+        r = invoke(*args)
+        assert r.exit_code == 0, r.output
         assert "\x1b" not in r.stdout + r.stderr and "\x07" not in r.stdout
         assert "\\x1b[31m" in r.stdout
     r = invoke("predict", tmp_path / "missing\x1b[2J.png", "-m", tmp_path / "evil.pt")

@@ -5,25 +5,17 @@ from __future__ import annotations
 import re
 
 import pytest
-from typer.testing import CliRunner
+import typer
+from conftest import runner
 
 from mnist_cli import __version__ as version
 from mnist_cli.cli import app
-from mnist_cli.cli.app import MnistGroup
 
-runner = CliRunner()
-
-
-def commands() -> list[str]:
-    import typer
-
-    group = typer.main.get_command(app)
-    assert isinstance(group, MnistGroup)
-    return sorted(group.commands)
+WIDE = {"COLUMNS": "200", "TERMINAL_WIDTH": "200"}
 
 
 def help_of(*command: str) -> str:
-    r = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    r = runner.invoke(app, [*command, "--help"], env=WIDE)
     assert r.exit_code == 0, r.output
     return r.stdout
 
@@ -51,8 +43,10 @@ FLAGS = {
 }
 
 
-def test_every_command_is_checked():
-    assert sorted(c for c in FLAGS if c) == commands()  # a new command needs its flags listed here
+def test_every_command_is_checked_and_listed():
+    commands = sorted(typer.main.get_command(app).commands)
+    assert sorted(c for c in FLAGS if c) == commands  # a new command needs its flags listed here
+    assert all(f"│ {command} " in help_of() for command in commands), help_of()
 
 
 @pytest.mark.parametrize("command", sorted(FLAGS))
@@ -105,7 +99,7 @@ def test_flags_after_a_positional_config_stay_flags(tiny_config):
     [(["eval", "x.pt", "--split", "train"], "--split"), (["predict", "x.png", "--invert", "maybe"], "--invert")],
 )
 def test_a_value_outside_the_choices_is_a_usage_error_naming_them(args, option):
-    r = runner.invoke(app, args, env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    r = runner.invoke(app, args, env=WIDE)
     assert r.exit_code == 2, r.output
     assert f"Invalid value for '{option}'" in r.stderr and "is not one of" in r.stderr, r.stderr
 

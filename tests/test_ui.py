@@ -75,7 +75,7 @@ def prediction(path: str, label: int, uncertain: bool = False) -> Prediction:
 RESULTS = [prediction("[/].png", 0), prediction("[b].png", 2, uncertain=True)]
 
 
-def test_the_predict_table_prints_paths_and_labels_as_written():
+def test_predictions_print_paths_and_labels_as_written_in_a_table_beside_the_input_and_in_plain_lines():
     console, buf = terminal()
     render_predictions(console, RESULTS)
     rows = [line for line in text_of(buf).splitlines() if ".png" in line]
@@ -85,8 +85,6 @@ def test_the_predict_table_prints_paths_and_labels_as_written():
         assert cells[:4] == [r.path, r.label, "75.0%", f"{r.label} 75.0%  c\\[d] 25.0%"], row
     assert rows[1].split("│")[-2].strip() == "uncertain"
 
-
-def test_show_captions_print_paths_and_labels_as_written():
     console, buf = terminal()
     render_predictions(console, RESULTS, show=True)
     lines = text_of(buf).splitlines()
@@ -94,8 +92,6 @@ def test_show_captions_print_paths_and_labels_as_written():
     assert lines[1].endswith("  [/]  75.0%  (top-k: [/] 75.0%  c\\[d] 25.0%)"), lines[1]
     assert lines[16].endswith("  :smile:  75.0%  uncertain  (top-k: :smile: 75.0%  c\\[d] 25.0%)"), lines[16]
 
-
-def test_plain_lines_print_paths_and_labels_as_written():
     buf = StringIO()
     render_predictions(Console(file=buf, width=80), RESULTS)
     assert buf.getvalue().splitlines() == [

@@ -41,35 +41,19 @@ class MnistCommand(TyperCommand):
         return [piece.replace("{", "").replace("}", "") for piece in super().collect_usage_pieces(ctx)]
 
 
-def _reader_went_away(e: BaseException) -> bool:
-    """A closed stdout: a BrokenPipeError, or the SystemExit(1) rich's console raises while handling one."""
-    return isinstance(e, BrokenPipeError) or (isinstance(e, SystemExit) and isinstance(e.__context__, BrokenPipeError))
-
-
 class MnistGroup(typer.core.TyperGroup):
-    """Every command; a closed stdout ends it quietly with exit 141.
-
-    typer itself, and rich's console, would exit 1 when the reader of the output goes away (`mnist eval X | head -1`).
-    """
+    """Every command, with the group's own flags shown plainly too."""
 
     def get_params(self, ctx: typer.Context) -> list[Any]:
         return _shown_plainly(super().get_params(ctx))
 
-    def invoke(self, ctx: typer.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (BrokenPipeError, SystemExit) as e:
-            if not _reader_went_away(e):
-                raise
-            _silence_stdout()
-            raise typer.Exit(BROKEN_PIPE) from None
 
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so the flush at exit meets no closed pipe (the recipe in Python's `signal` docs)."""
+def silence(file: Any) -> None:
+    """Point `file`'s descriptor at /dev/null, so later writes and the flush at exit meet no closed pipe (as Python's
+    `signal` docs do); a captured stream (CliRunner) has no descriptor to replace."""
     try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # a captured stdout (CliRunner) has no descriptor to replace
+        fd = file.fileno()
+    except (AttributeError, OSError, ValueError):
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, fd)
@@ -138,7 +122,10 @@ def main_options(
 
 
 def main() -> None:
-    """Entry point of the `mnist` console script."""
+    """Entry point of the `mnist` console script; a closed stdout (`mnist eval X | head -1`) ends it with exit 141.
+
+    typer and rich's console would exit 1 when the reader of the output goes away.
+    """
     try:
         try:
             app()
@@ -146,8 +133,8 @@ def main() -> None:
             if sys.stdout is not None:  # None when started with stdout closed (`>&-`)
                 sys.stdout.flush()  # here, not at exit, so a reader that went away is caught below
     except (BrokenPipeError, SystemExit) as e:
-        # The group's own help and --version are written before any command runs: their closed pipe ends here.
-        if not _reader_went_away(e):
+        # A BrokenPipeError, or the SystemExit(1) that typer and rich's console raise while handling one.
+        if not (isinstance(e, BrokenPipeError) or isinstance(e.__context__, BrokenPipeError)):
             raise
-        _silence_stdout()
+        silence(sys.stdout)
         sys.exit(BROKEN_PIPE)

@@ -108,9 +108,7 @@ def evaluation_views(result: Evaluation, classes: list[str], title: str) -> list
     Class names come from the checkpoint, so they are Text: `[/]` in a name is printed, never parsed as markup.
     """
     names = [Text(printable(name)) for name in classes]
-    summary = Table(title=Text(title))
-    for col in ("images", "accuracy", "loss"):
-        summary.add_column(col, justify="right")
+    summary = Table(*(Column(name, justify="right") for name in ("images", "accuracy", "loss")), title=Text(title))
     summary.add_row(f"{result.n:,}", f"{result.accuracy:.2%}", f"{result.loss:.4f}")
     per_class = Table("class", Column("images", justify="right"), Column("accuracy", justify="right"), title="per-class accuracy")
     for name, row, acc in zip(names, result.confusion, result.per_class, strict=True):

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mnist_cli.cli.app import INTERRUPTED, print_json, user_errors
+from mnist_cli.cli.app import INTERRUPTED, print_json, printable, user_errors
 from mnist_cli.cli.completion import DEVICE_METAVAR, complete_checkpoint, complete_config, complete_device
 from mnist_cli.errors import MnistError
 
@@ -94,7 +94,6 @@ def train(
     Ctrl-C (or SIGTERM, SIGHUP) finishes the current step, saves last.pt and prints the command that resumes; a second
     quits at once.
     """
-    from mnist_cli.cli.app import printable
     from mnist_cli.cli.ui import TrainReporter, consoles, render_train_result
     from mnist_cli.errors import TrainingInterrupted
     from mnist_cli.tracking import mlflow_target

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
-from mnist_cli.cli.app import printable
+from mnist_cli.cli.app import printable, silence
 
 if TYPE_CHECKING:
+    from mnist_cli.inference.predict import Prediction
     from mnist_cli.record import EpochMetrics
     from mnist_cli.training.events import TrainResult
 
@@ -38,17 +39,6 @@ class ResultConsole(Console):
     def on_broken_pipe(self) -> None:
         self.quiet = True
         raise BrokenPipeError
-
-
-def silence(file: Any) -> None:
-    """Point `file`'s descriptor at /dev/null, so later writes (and the flush at exit) meet no closed pipe."""
-    try:
-        fd = file.fileno()
-    except (AttributeError, OSError, ValueError):
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
-    os.close(devnull)
 
 
 def consoles() -> tuple[Console, Console]:
@@ -109,9 +99,7 @@ class BarReporter:
 class TrainReporter(BarReporter):
     """Receives training events: a rich bar per epoch on a terminal, one plain line per epoch otherwise."""
 
-    def __init__(self, console: Console, quiet: bool = False):
-        super().__init__(console, quiet)
-        self.epochs = 0
+    epochs = 0  # until the run starts
 
     def columns(self) -> list[Any]:
         return [
@@ -189,47 +177,38 @@ def block_art(image: Any, color: bool) -> list[Text]:
     return lines
 
 
-def top_k_text(r: dict[str, Any], plain: bool = False) -> str:
+def top_k_text(p: Prediction, plain: bool = False) -> str:
     """The top-k classes: '7 98.2%  1 1.1%' for people, '7:0.982 1:0.011' in plain lines for scripts."""
     if plain:
-        return " ".join(f"{printable(t['label'])}:{t['probability']:.3f}" for t in r["top_k"])
-    return "  ".join(f"{printable(t['label'])} {t['probability']:.1%}" for t in r["top_k"])
+        return " ".join(f"{printable(label)}:{prob:.3f}" for _, label, prob in p.top_k)
+    return "  ".join(f"{printable(label)} {prob:.1%}" for _, label, prob in p.top_k)
 
 
-def prediction_summary(r: dict[str, Any]) -> str:
-    """'7  98.2%' plus the runners-up and the uncertain flag."""
-    return f"{r['label']}  {r['probability']:.1%}" + ("  uncertain" if r["uncertain"] else "") + f"  (top-k: {top_k_text(r)})"
-
-
-def render_predictions(console: Console, results: list[Any], show: bool = False) -> None:
+def render_predictions(console: Console, results: list[Prediction], show: bool = False) -> None:
     """One row per image: the class, its probability and the runners-up; with `show`, the 28x28 input beside it.
 
     Paths and class names are Text, never markup; plain lines go to the file as they are (tabs kept for `cut`).
     """
-    rows = [{**r.as_dict(), "path": printable(r.path), "label": printable(r.label)} for r in results]
+    flagged = any(p.uncertain for p in results)
     if show:
         color = console.is_terminal
-        for r, result in zip(rows, results, strict=True):
-            art = block_art(result.input, color)
-            words = [Text(r["path"], style="bold" if color else ""), Text(prediction_summary(r))]
-            for i, line in enumerate(art):
+        for p in results:
+            summary = f"{printable(p.label)}  {p.probability:.1%}" + ("  uncertain" if p.uncertain else "")
+            words = [Text(printable(p.path), style="bold" if color else ""), Text(f"{summary}  (top-k: {top_k_text(p)})")]
+            for i, line in enumerate(block_art(p.input, color)):
                 console.print(Text.assemble(line, "  ", words[i]) if i < len(words) else line, soft_wrap=True)
             console.print()
-        return
-    if not console.is_terminal:
-        for r in rows:
-            line = f"{r['path']}\t{r['label']}\t{r['probability']:.4f}\t{top_k_text(r, plain=True)}"
-            console.file.write(line + ("\tuncertain" if r["uncertain"] else "") + "\n")
+    elif not console.is_terminal:
+        for p in results:
+            line = f"{printable(p.path)}\t{printable(p.label)}\t{p.probability:.4f}\t{top_k_text(p, plain=True)}"
+            console.file.write(line + ("\tuncertain" if p.uncertain else "") + "\n")
         console.file.flush()
-        return
-    table = Table()
-    table.add_column("image")
-    table.add_column("prediction", justify="center")
-    table.add_column("probability", justify="right")
-    table.add_column("top-k")
-    if any(r["uncertain"] for r in rows):
-        table.add_column("")
-    for r in rows:
-        flag = [Text("uncertain" if r["uncertain"] else "", style="yellow")] if any(x["uncertain"] for x in rows) else []
-        table.add_row(Text(r["path"]), Text(r["label"], style="bold"), f"{r['probability']:.1%}", Text(top_k_text(r)), *flag)
-    console.print(table)
+    else:
+        table = Table("image", Column("prediction", justify="center"), Column("probability", justify="right"), "top-k")
+        if flagged:
+            table.add_column("")
+        for p in results:
+            flag = [Text("uncertain" if p.uncertain else "", style="yellow")] if flagged else []
+            cells = [Text(printable(p.path)), Text(printable(p.label), style="bold"), f"{p.probability:.1%}"]
+            table.add_row(*cells, Text(top_k_text(p)), *flag)
+        console.print(table)
