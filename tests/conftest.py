@@ -188,23 +188,6 @@ def kill_setup(tmp_path_factory):
     cfg = write_config(folder / "kill.yaml", data={"val_size": 200, "root": str(root)}, **KILL_CONFIG)
     train(load_config(cfg), folder / "baseline")
     return cfg, folder / "baseline"
-@pytest.fixture(scope="session")
-def kill_setup(tmp_path_factory):
-    """(config, baseline run folder), trained once uninterrupted and only read: a run big enough to be killed mid-step
-    (3,000 synthetic images: 87 steps an epoch), a save every 5 steps, dropout drawing from the RNG."""
-    from mnist_cli.config import load_config
-    from mnist_cli.training.loop import train
-
-    tmp = tmp_path_factory.mktemp("kill")
-    root = write_mnist(tmp / "bigger", n_train=3000)
-    cfg = write_config(
-        tmp / "kill.yaml",
-        data={"val_size": 200, "root": str(root)},
-        model={"depth": 2, "width": 256, "dropout": 0.1},
-        train={"epochs": 5, "save_every_steps": 5, "schedule": "cosine"},
-    )
-    train(load_config(cfg), tmp / "baseline")
-    return cfg, tmp / "baseline"
 
 
 # --- core: training runs, resume and a run's record (test_resume, test_signals, test_health, test_disk_faults, ...) ---
