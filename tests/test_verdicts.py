@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import REAL_DATA, require_real_data, write_config
+from conftest import REAL_DATA, require_real_data
 
 from mnist_cli.config import Config, load_config
 from mnist_cli.errors import MnistError
@@ -175,13 +175,6 @@ def test_layer_spans_read_like_a_person_counts():
     assert v._layer_span(["hidden.0", "hidden.2"], 4) == "layers 1, 3 of 4"
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, synthetic_root) -> Path:
-    out = tmp_path_factory.mktemp("finished")
-    train(load_config(write_config(out / "c.yaml", data={"root": str(synthetic_root), "val_size": 100})), out / "run")
-    return out / "run"
-
-
 def test_load_run_reads_a_run_folder_or_a_checkpoint_in_it(finished_run):
     run = load_run(finished_run)
     assert run.name == "run" and run.epochs_done == 2 and run.checkpoint == finished_run / "best.pt"
@@ -211,19 +204,11 @@ def test_load_run_refuses_what_is_not_a_finished_run(tmp_path, finished_run):
         assert message in str(e.value), (path, str(e.value))
 
 
-def test_load_run_names_a_run_killed_before_its_first_epoch(tmp_path):
-    cfg = load_config(write_config(tmp_path / "c.yaml", train={"save_every_steps": 5}))
-
-    def crash(event):
-        if getattr(getattr(event, "record", event), "step", 0) == 7:
-            raise RuntimeError("killed")
-
-    with pytest.raises(RuntimeError):
-        train(cfg, tmp_path / "run", crash)
+def test_load_run_names_a_run_stopped_before_its_first_epoch(stopped_before_an_epoch):
     with pytest.raises(MnistError) as e:
-        load_run(tmp_path / "run")
+        load_run(stopped_before_an_epoch)
     assert str(e.value) == (
-        f"{tmp_path / 'run'}: the run stopped before finishing its first epoch (events.jsonl holds no epochs); "
+        f"{stopped_before_an_epoch}: the run stopped before finishing its first epoch (events.jsonl holds no epochs); "
         "continue it with `mnist train --resume auto --out` that folder"
     )
 
