@@ -120,7 +120,7 @@ def exploding_gradients(run: RunRecord) -> Verdict | None:
         "exploding_gradients",
         "warning",
         high,
-        f"{_layer_span(high, max(len(medians), 1))}: gradients are above {round(EXPLODING_RATIO)} times the "
+        f"{_layer_span(high, len(run.health[-1].hidden))}: gradients are above {round(EXPLODING_RATIO)} times the "
         f"output layer's ({detail}; exploding)",
         f"lower train.lr (now {run.config.train.lr:g}), or add model.norm: batch or layer",
         {"grad_ratio_median": {n: medians.get(n) for n in high}, "non_finite": non_finite, "threshold": EXPLODING_RATIO},
