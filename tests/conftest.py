@@ -456,3 +456,16 @@ def chromium() -> str:
     if not path:
         (pytest.fail if os.environ.get("CI") else pytest.skip)("chromium not found (apt-get install chromium)")
     return path
+# --- report and compare (test_report, test_compare, test_verdicts) ---
+
+
+@pytest.fixture(scope="session")
+def finished_run(trained_checkpoint) -> Path:
+    """trained_checkpoint's run folder (TINY, finished): tests read it, and copy it to change it."""
+    return trained_checkpoint.parent
+
+
+@pytest.fixture(scope="session")
+def stopped_before_an_epoch(tmp_path_factory, synthetic_root) -> Path:
+    """A run stopped at step 3 of its first epoch (stopped_run), which tests only read."""
+    return stopped_run(tmp_path_factory.mktemp("stopped") / "run", synthetic_root)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mnist_cli.cli.app import print_json, user_errors
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mnist_cli.report.compare import Comparison
 
 
 def compare(
@@ -39,15 +44,12 @@ def compare(
     stderr.print(f"wrote {result.files[0]} and {result.files[1]}", markup=False, soft_wrap=True)
 
 
-def render_comparison(console: Any, result: Any) -> None:
+def render_comparison(console: Console, result: Comparison) -> None:
     """A rich table on a terminal; tab-separated lines when piped, so `cut` and spreadsheets read it."""
     from rich.table import Table
     from rich.text import Text
 
-    from mnist_cli.report.compare import result_cells, value_text
-
-    header = ["run", *result.differing_keys, "parameters", "epochs", "best val acc", "test acc", "train s"]
-    rows = [[r.name, *(value_text(r.settings[k]) for k in result.differing_keys), *result_cells(r)] for r in result.runs]
+    header, *rows = result.table()
     if not console.is_terminal:
         console.file.write("".join("\t".join(cells) + "\n" for cells in [header, *rows]))
         console.file.flush()

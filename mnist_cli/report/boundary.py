@@ -1,9 +1,5 @@
-"""Pictures of a 2-input network over its input square: the decision boundary with the four points, and what
-each hidden unit responds to there (what TensorFlow Playground shows, for the tutorial's own network).
-
-`input_grid` evaluates the model; the figure functions take its result and return matplotlib `Figure`s
-(never pyplot's global state); the caller decides where they go.
-"""
+"""A 2-input network over its input square (what TensorFlow Playground shows): `input_grid` evaluates it, the
+figure functions draw the decision boundary with the four points and what each hidden unit responds to."""
 
 from __future__ import annotations
 
@@ -98,21 +94,13 @@ def hidden_units(grid: InputGrid, points: Split, title: str) -> Figure:
 
 
 def _draw_points(ax, points: Split, predictions: list[int] | None, size: int = 90) -> None:
-    xy = points.images.float().cpu().numpy()
-    labels = points.labels.cpu().tolist()
-    for i, ((a, b), label) in enumerate(zip(xy, labels, strict=True)):
-        wrong = predictions is not None and predictions[i] != label
-        marker = "o" if label == 0 else "X"
-        ax.scatter(
-            [a],
-            [b],
-            s=size,
-            marker=marker,
-            c="white" if label == 0 else "black",
-            edgecolors="red" if wrong else "black",
-            linewidths=2.5 if wrong else 1,
-            zorder=3,
-        )
+    """o: class 0, X: class 1; a red edge where the network answered wrong."""
+    xy, labels = points.images.float().cpu().numpy(), points.labels.cpu().numpy()
+    wrong = labels != np.asarray(predictions if predictions is not None else labels)
+    for label, marker, color in ((0, "o", "white"), (1, "X", "black")):
+        k = labels == label
+        edges, widths = np.where(wrong[k], "red", "black"), np.where(wrong[k], 2.5, 1.0)
+        ax.scatter(xy[k, 0], xy[k, 1], s=size, marker=marker, c=color, edgecolors=edges, linewidths=widths, zorder=3)
 
 
 def dataset_figures(trained: TrainedModel, points: Split) -> dict[str, Figure]:

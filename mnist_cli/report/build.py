@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from mnist_cli.config import data_root
 from mnist_cli.data.datasets import load_split
+from mnist_cli.data.small import truth_table
 from mnist_cli.disk import atomic_write, unreadable_file
 from mnist_cli.errors import CheckpointError, MnistError, SaveError
 from mnist_cli.evaluate import Evaluation, predict_split, summarize
@@ -50,17 +52,15 @@ def build_report(path: Path | str, out: Path | None = None, root: Path | None = 
     if run.checkpoint is None:
         raise CheckpointError(f"{run.run_dir}: no best.pt or last.pt to read the weights from")
     trained = load_trained(run.checkpoint, "cpu")
-    cfg = trained.config
-    d = cfg.data
-    test = load_split(d.dataset, root or data_root(d), "test", d.val_size, cfg.seed, d.test_root, d.skip_bad_files)
+    d = trained.config.data
+    test = load_split(d.dataset, root or data_root(d), "test", d.val_size, trained.config.seed, d.test_root, d.skip_bad_files)
+    # The test set's accuracy is in the event log, but the confusion matrix and the mistakes need every image's answer.
     predictions = predict_split(trained.model, test, trained.normalization)
     evaluation = summarize(predictions, len(trained.classes))
     wrong = (predictions.predictions != predictions.labels).nonzero().flatten()
     wrong = wrong[predictions.confidence[wrong].argsort(descending=True)]  # most confident mistakes first
-    found = verdicts(run)
-
     out_dir = _out_dir(run, out)
-    written: list[Path] = []
+    earlier, written, pictures = _earlier_figures(out_dir), [], []
 
     def write(name: str, data: bytes) -> None:
         try:
@@ -70,14 +70,13 @@ def build_report(path: Path | str, out: Path | None = None, root: Path | None = 
             raise SaveError(f"{e}{done}") from None
         written.append(out_dir / name)
 
-    earlier = _earlier_figures(out_dir)
-    pictures = []
-    for name, title, caption, draw in _figures(run, trained, evaluation, test.images, predictions, wrong):
-        write(name, data := figures.png_bytes(draw()))
-        pictures.append(pages.Picture(name, title, caption, data))
+    for key, figure in _figures(run, trained, evaluation, test.images, predictions, wrong).items():
+        file, title, _ = FIGURE_TEXT[key]
+        write(file, data := figures.png_bytes(figure))
+        pictures.append(pages.Picture(file, title, _caption(key, run, trained), data))
     for stale in earlier - {p.file for p in pictures}:  # a figure the last report drew that this run has no data for
         (out_dir / stale).unlink(missing_ok=True)
-
+    found = verdicts(run)
     facts = _facts(run, trained, evaluation, len(wrong))
     title = f"mnist report: {run.name}"
     write(HTML, pages.html_page(title, facts, found, pictures).encode())
@@ -173,73 +172,57 @@ FIGURE_TEXT = {
 }
 
 
-def _figures(run: RunRecord, trained: TrainedModel, evaluation: Evaluation, images, predictions, wrong) -> list:
-    """(file, title, caption, draw) for every figure this run has data for; `draw()` makes the Figure when called."""
+def _figures(run: RunRecord, trained: TrainedModel, evaluation: Evaluation, images, predictions, wrong) -> dict[str, Figure]:
+    """Every figure this run has data for, by its FIGURE_TEXT key, in the report's order."""
     classes, model, info = trained.classes, trained.model, trained.dataset
+    curves = figures.training_curves(run.metrics, series.step_loss(run), series.learning_rate(run), _loss_label(trained.config))
+    drawn = {"curves": curves}
     hidden, output = series.layer_curves(run.health)
-    draws = {
-        "curves": lambda: figures.training_curves(
-            run.metrics, series.step_loss(run), series.learning_rate(run), _loss_label(trained.config)
-        ),
-        "health": (lambda: figures.layer_health(hidden, output)) if hidden else None,
-    }
+    if hidden:
+        drawn["health"] = figures.layer_health(hidden, output)
     if info.kind == "table":  # four points: the picture is the input square, not images
-        grid_figures = boundary.dataset_figures(trained, points=_table_points(trained))
-        draws["boundary"] = lambda: grid_figures["boundary"]
-        draws["hidden-units"] = (lambda: grid_figures["hidden-units"]) if len(model.hidden) else None
-        draws["table-confusion"] = lambda: figures.confusion(evaluation.confusion, classes, "the four points")
-        return _described(run, trained, draws)
+        grid = boundary.dataset_figures(trained, truth_table(info.name))
+        drawn["boundary"] = grid["boundary"]
+        if len(model.hidden):
+            drawn["hidden-units"] = grid["hidden-units"]
+        drawn["table-confusion"] = figures.confusion(evaluation.confusion, classes, "the four points")
+        return drawn
+    side = info.image_side
     if len(model.hidden):
         weights = model.hidden[0].linear.weight.detach().cpu().numpy()
         shown = min(len(weights), figures.MAX_TILES)
-        tiles_title = f"First hidden layer: units 1-{shown} of {len(weights)} as 28x28 input weights (red +, blue -)"
+        tiles_title = f"First hidden layer: units 1-{shown} of {len(weights)} as {side}x{side} input weights (red +, blue -)"
         tile_labels = [f"unit {i + 1}" for i in range(shown)]
     else:
         weights = model.output.weight.detach().cpu().numpy()
-        tiles_title = "No hidden layer: each class's output weights as a 28x28 image (red +, blue -)"
+        tiles_title = f"No hidden layer: each class's output weights as a {side}x{side} image (red +, blue -)"
         tile_labels = [f"class {c}" for c in classes]
     idx = wrong[: figures.MAX_MISTAKES]
-    side = info.image_side
-    draws["confusion"] = lambda: figures.confusion(evaluation.confusion, classes)
     pictures = np.asarray(images[idx].cpu())
     if side != figures.SIDE:  # 8x8 digits: mistakes enlarged into the 28x28 cells
         pictures = _enlarged(pictures, side, trained.normalization.scale)
-    draws["weights"] = lambda: figures.weight_tiles(weights, tiles_title.replace("28x28", f"{side}x{side}"), tile_labels, side)
-    draws["mistakes"] = lambda: figures.mistakes(
-        pictures,
-        [classes[i] for i in predictions.labels[idx].tolist()],
-        [classes[i] for i in predictions.predictions[idx].tolist()],
-        predictions.confidence[idx].tolist(),
-        len(wrong),
-    )
-    return _described(run, trained, draws)
+    drawn["confusion"] = figures.confusion(evaluation.confusion, classes)
+    drawn["weights"] = figures.weight_tiles(weights, tiles_title, tile_labels, side)
+    true, said = ([classes[i] for i in t[idx].tolist()] for t in (predictions.labels, predictions.predictions))
+    drawn["mistakes"] = figures.mistakes(pictures, true, said, predictions.confidence[idx].tolist(), len(wrong))
+    return drawn
 
 
-def _described(run: RunRecord, trained: TrainedModel, draws: dict) -> list:
-    """(file, title, caption, draw) for each figure that has a draw function, captions filled in for this run."""
-    smoothing = trained.config.train.label_smoothing
-    notes = {"curves": f" The training loss includes label smoothing ({smoothing}), so it stays higher." if smoothing else ""}
-    source = "validation images" if trained.config.data.val_size else "training examples (there is no validation split)"
+def _caption(key: str, run: RunRecord, trained: TrainedModel) -> str:
+    """FIGURE_TEXT's caption of `key`, filled in for this run."""
+    cfg, info = trained.config, trained.dataset
+    source = "validation images" if cfg.data.val_size else "training examples (there is no validation split)"
     probe = f"a fixed batch of {run.health[0].probe_images} {source}" if run.health else ""
-    side = trained.dataset.image_side
-    return [
-        (file, title, caption.format(probe=probe, side=side, inputs=trained.dataset.in_features) + notes.get(key, ""), draw)
-        for key, draw in draws.items()
-        if draw is not None
-        for file, title, caption in [FIGURE_TEXT[key]]
-    ]
+    caption = FIGURE_TEXT[key][2].format(probe=probe, side=info.image_side, inputs=info.in_features)
+    if key == "curves" and cfg.train.label_smoothing:
+        caption += f" The training loss includes label smoothing ({cfg.train.label_smoothing}), so it stays higher."
+    return caption
 
 
 def _loss_label(cfg) -> str:
     if cfg.train.loss == "mse":
         return "training: squared error of the probabilities" + ("; validation: cross-entropy" if cfg.data.val_size else "")
     return figures.CROSS_ENTROPY
-
-
-def _table_points(trained: TrainedModel):
-    from mnist_cli.data.small import truth_table
-
-    return truth_table(trained.dataset.name)
 
 
 def _enlarged(images: np.ndarray, side: int, scale: float) -> np.ndarray:

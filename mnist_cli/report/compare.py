@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from mnist_cli.data.datasets import class_names
 from mnist_cli.disk import atomic_write
 from mnist_cli.errors import MnistError
 from mnist_cli.model import parameter_count
-from mnist_cli.naming import folder_name
+from mnist_cli.naming import folder_name, value_text
 from mnist_cli.report import figures, series
 from mnist_cli.report.run import RunRecord, load_run
 from mnist_cli.training.plan import config_differences
@@ -22,6 +21,7 @@ from mnist_cli.yaml_files import key_paths
 
 COMPARE_FOLDER = "compare"  # default output: <checkpoints root>/compare/<run names joined by '+'>/
 FIGURE, MARKDOWN = "compare.png", "compare.md"
+RESULT_COLUMNS = ["parameters", "epochs", "best val acc", "test acc", "train s"]
 
 
 @dataclass(frozen=True)
@@ -38,16 +38,13 @@ class ComparedRun:
     train_seconds: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "path": str(self.path),
-            "settings": self.settings,
-            "parameters": self.parameters,
-            "epochs": self.epochs,
-            "best_val_accuracy": self.best_val_accuracy,
-            "test_accuracy": self.test_accuracy,
-            "train_seconds": self.train_seconds,
-        }
+        return {**asdict(self), "path": str(self.path)}
+
+    def cells(self, keys: list[str]) -> list[str]:
+        """The row as the tables show it: name, the differing settings, then RESULT_COLUMNS."""
+        pct = lambda v: f"{v:.2%}" if v is not None else "n/a"  # noqa: E731
+        results = [f"{self.parameters:,}", str(self.epochs), pct(self.best_val_accuracy), pct(self.test_accuracy)]
+        return [self.name, *(value_text(self.settings[k]) for k in keys), *results, f"{self.train_seconds:.1f}"]
 
 
 @dataclass(frozen=True)
@@ -58,12 +55,17 @@ class Comparison:
     files: list[Path]
 
     def as_dict(self) -> dict[str, Any]:
+        runs = [r.as_dict() for r in self.runs]
         return {
             "out_dir": str(self.out_dir),
             "files": [str(p) for p in self.files],
             "differing_keys": self.differing_keys,
-            "runs": [r.as_dict() for r in self.runs],
+            "runs": runs,
         }
+
+    def table(self) -> list[list[str]]:
+        """The header, then one row of cells per run."""
+        return [["run", *self.differing_keys, *RESULT_COLUMNS], *(r.cells(self.differing_keys) for r in self.runs)]
 
 
 def compare_runs(paths: list[Path], out: Path | None = None) -> Comparison:
@@ -76,17 +78,17 @@ def compare_runs(paths: list[Path], out: Path | None = None) -> Comparison:
         raise MnistError(f"{twice}: the same run is given twice")
     names = run_names(folders)
     settings = differing_settings([r.config for r in runs])
-    keys = list(settings[0])
-    rows = [_row(name, run, s) for name, run, s in zip(names, runs, settings, strict=True)]
-
     out_dir = Path(out) if out is not None else checkpoints_root() / COMPARE_FOLDER / folder_name("+".join(names))
-    png = figures.png_bytes(
-        figures.comparison([(n, r.metrics) for n, r in zip(names, runs, strict=True)], [series.step_loss(r) for r in runs])
-    )
+    rows = [_row(*row) for row in zip(names, runs, settings, strict=True)]
+    result = Comparison(rows, list(settings[0]), out_dir, [out_dir / FIGURE, out_dir / MARKDOWN])
+    curves = figures.comparison([(n, r.metrics) for n, r in zip(names, runs, strict=True)], [series.step_loss(r) for r in runs])
+    png = figures.png_bytes(curves)
     atomic_write(out_dir / FIGURE, lambda f: f.write(png))
-    table = markdown_table(rows, keys)
-    atomic_write(out_dir / MARKDOWN, lambda f: f.write(f"# mnist compare\n\n{table}\n![curves]({FIGURE})\n".encode()))
-    return Comparison(rows, keys, out_dir, [out_dir / FIGURE, out_dir / MARKDOWN])
+    lines = ["| " + " | ".join(row) + " |" for row in result.table()]
+    lines.insert(1, "|" + "---|" * len(result.table()[0]))
+    markdown = "# mnist compare\n\n" + "\n".join(lines) + f"\n\n![curves]({FIGURE})\n"
+    atomic_write(out_dir / MARKDOWN, lambda f: f.write(markdown.encode()))
+    return result
 
 
 def differing_settings(configs: list[Config]) -> list[dict[str, Any]]:
@@ -107,26 +109,6 @@ def run_names(folders: list[Path]) -> list[str]:
     return [str(f) for f in folders]
 
 
-def value_text(value: Any) -> str:
-    """A setting as a table cell: 0.002, relu, [256, 128], true, null."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def markdown_table(rows: list[ComparedRun], keys: list[str]) -> str:
-    header = ["run", *keys, "parameters", "epochs", "best val acc", "test acc", "train s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        cells = [r.name, *(value_text(r.settings[k]) for k in keys), *result_cells(r)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def result_cells(r: ComparedRun) -> list[str]:
-    """parameters, epochs, best val accuracy, test accuracy, training seconds, as the table shows them."""
-    pct = lambda v: f"{v:.2%}" if v is not None else "n/a"  # noqa: E731
-    return [f"{r.parameters:,}", str(r.epochs), pct(r.best_val_accuracy), pct(r.test_accuracy), f"{r.train_seconds:.1f}"]
-
-
 def _row(name: str, run: RunRecord, settings: dict[str, Any]) -> ComparedRun:
     vals = [m.val_accuracy for m in run.metrics if m.val_accuracy is not None]
     test = run.result.test_accuracy if run.result else None
@@ -134,14 +116,13 @@ def _row(name: str, run: RunRecord, settings: dict[str, Any]) -> ComparedRun:
         # A run of the release before result.json: its best.pt carries the test accuracy.
         value = load_checkpoint(run.run_dir.best).get("metrics", {}).get("test_accuracy")
         test = float(value) if isinstance(value, int | float) else None
-    cfg = run.config
+    data = run.config.data
+    classes = len(class_names(data.dataset, data.root))
     return ComparedRun(
         name=name,
         path=run.run_dir.path,
         settings=settings,
-        parameters=parameter_count(
-            cfg.model, dataset_info(cfg.data.dataset).in_features, len(class_names(cfg.data.dataset, cfg.data.root))
-        ),
+        parameters=parameter_count(run.config.model, dataset_info(data.dataset).in_features, classes),
         epochs=run.epochs_done,
         best_val_accuracy=max(vals) if vals else None,
         test_accuracy=test,

@@ -1,8 +1,5 @@
-"""One function per picture: each takes data and returns a matplotlib `Figure` (never pyplot's global state).
-
-The report decides where a figure goes (`png_bytes` gives its file's contents). Sizes are fixed inches at `DPI`,
-so a figure's pixel size is known in advance: `CURVES_SIZE` at `DPI` is a 1200x400 PNG.
-"""
+"""One function per picture: data in, a matplotlib `Figure` out (never pyplot's global state); `png_bytes` gives
+its file. Sizes are fixed inches at `DPI`, so `CURVES_SIZE` is a 1200x400 PNG."""
 
 from __future__ import annotations
 
@@ -82,10 +79,8 @@ def png_bytes(fig: Figure) -> bytes:
 def training_curves(
     epochs: Sequence[EpochMetrics], step_loss: Series | None = None, lr: Series | None = None, loss_label: str = CROSS_ENTROPY
 ) -> Figure:
-    """Loss (training per step and per epoch, validation per epoch), accuracy per epoch and the learning rate.
-
-    An epoch's training mean is drawn at the middle of the epoch it averages; validation at its end, where it is taken.
-    """
+    """Loss (training per step and per epoch, validation per epoch), accuracy per epoch and the learning rate; an
+    epoch's training mean is drawn mid-epoch, the span it averages, validation at its end, where it is taken."""
     fig = new_figure(CURVES_SIZE)
     loss_ax, acc_ax, lr_ax = fig.subplots(1, 3)
     x = [m.epoch for m in epochs]
@@ -149,10 +144,8 @@ def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], what: str
 
 
 def weight_tiles(weights: np.ndarray, title: str, labels: Sequence[str] | None = None, side: int = SIDE) -> Figure:
-    """Rows of `weights` (units, side * side) as tiles, each on a diverging scale centred on 0 (up to MAX_TILES).
-
-    One image of all tiles (a mosaic) rather than an axes per tile: the same picture, drawn ~10x faster.
-    """
+    """Rows of `weights` (units, side * side) as tiles, each on a diverging scale centred on 0 (up to MAX_TILES), as
+    one image (a mosaic) rather than an axes per tile: the same picture, drawn ~10x faster."""
     weights = np.asarray(weights, dtype=np.float32)[:MAX_TILES].reshape(-1, side, side)
     n = len(weights)
     cols = min(8, n) if n > 10 else min(5, n)
@@ -248,7 +241,8 @@ def comparison(runs: Sequence[tuple[str, Sequence[EpochMetrics]]], step_losses: 
     fig = new_figure(COMPARE_SIZE)
     acc_ax, loss_ax = fig.subplots(1, 2)
     steps = list(step_losses) or [None] * len(runs)
-    for (name, epochs), step, color in zip(runs, steps, _run_colors(len(runs)), strict=True):
+    for i, ((name, epochs), step) in enumerate(zip(runs, steps, strict=True)):
+        color = colormaps["tab10"](i % 10)
         x = [m.epoch for m in epochs]
         _plot_present(acc_ax, x, _percent([m.val_accuracy for m in epochs]), "o-", color=color, label=name)
         if step is not None and len(step.x):
@@ -273,7 +267,3 @@ def _plot_present(ax, x: Sequence[float], y: Sequence[float | None], *style: str
 
 def _percent(values: Sequence[float | None]) -> list[float | None]:
     return [None if v is None else 100 * v for v in values]
-
-
-def _run_colors(n: int) -> list:
-    return [colormaps["tab10"](i % 10) for i in range(n)]

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
+from mnist_cli.naming import layer_label
 from mnist_cli.record import OUTPUT_LAYER, HealthRecord
 from mnist_cli.report.figures import LayerCurve, Series
 from mnist_cli.report.run import RunRecord
 
 
-def layer_label(name: str) -> str:
-    """'hidden.0' -> 'layer 1' (1-based, as people count layers); 'output' stays."""
-    prefix = "hidden."
-    return f"layer {int(name[len(prefix) :]) + 1}" if name.startswith(prefix) else name
-
-
 def steps_per_epoch(run: RunRecord) -> int | None:
     """Optimizer steps in one epoch, as recorded: by the epoch records, or (runs of the release before) the probes,
     else the last step recorded in a finished epoch."""
-    first = run.metrics[0]
-    if first.step:
-        return first.step
+    if run.metrics[0].step:
+        return run.metrics[0].step
     if run.health:
         return run.health[0].steps_per_epoch
     finished = {m.epoch for m in run.metrics}
@@ -26,18 +20,21 @@ def steps_per_epoch(run: RunRecord) -> int | None:
 
 
 def step_loss(run: RunRecord) -> Series | None:
-    """The training loss at each recorded step (non-finite ones, recorded as null, left out), or None if none was recorded."""
-    per_epoch = steps_per_epoch(run)
-    points = [(s.global_step / per_epoch, s.loss) for s in run.steps if s.loss is not None] if per_epoch else []
-    return Series(*zip(*points, strict=True)) if points else None
+    """The training loss at each recorded step (non-finite ones, recorded as null, left out); None if none was recorded."""
+    return _over_steps(run, "loss")
 
 
 def learning_rate(run: RunRecord) -> Series | None:
-    """The learning rate at each recorded step, or None if none was recorded."""
+    """The learning rate at each recorded step; None if none was recorded."""
+    return _over_steps(run, "lr")
+
+
+def _over_steps(run: RunRecord, field: str) -> Series | None:
     per_epoch = steps_per_epoch(run)
-    if not per_epoch or not run.steps:
+    if not per_epoch:
         return None
-    return Series([s.global_step / per_epoch for s in run.steps], [s.lr for s in run.steps])
+    points = [(s.global_step / per_epoch, getattr(s, field)) for s in run.steps if getattr(s, field) is not None]
+    return Series(*zip(*points, strict=True)) if points else None
 
 
 def layer_curves(records: list[HealthRecord]) -> tuple[list[LayerCurve], LayerCurve | None]:
@@ -45,16 +42,15 @@ def layer_curves(records: list[HealthRecord]) -> tuple[list[LayerCurve], LayerCu
     if not records:
         return [], None
     x = [r.global_step / r.steps_per_epoch for r in records]
-    names = [layer.name for layer in records[0].layers]
     curves = {
-        name: LayerCurve(
-            name=layer_label(name),
+        layer.name: LayerCurve(
+            name=layer_label(layer.name),
             x=x,
-            grad_norm=[r.layer(name).grad_norm for r in records],
-            dead=[r.layer(name).dead_fraction for r in records],
-            saturated=[r.layer(name).saturated_fraction for r in records],
+            grad_norm=[r.layer(layer.name).grad_norm for r in records],
+            dead=[r.layer(layer.name).dead_fraction for r in records],
+            saturated=[r.layer(layer.name).saturated_fraction for r in records],
         )
-        for name in names
+        for layer in records[0].layers
     }
     output = curves.pop(OUTPUT_LAYER, None)
     return list(curves.values()), output

@@ -1,8 +1,5 @@
 """Verdicts in plain words: what a run's metrics and layer health say went wrong, with the numbers and a next step.
-
-`verdicts(run)` is a pure function of a RunRecord. Each check reads the run's records and returns at most one
-Verdict; the thresholds below are named with the reason for their value.
-"""
+Each check is a pure function of a RunRecord that returns at most one Verdict; each threshold says why its value."""
 
 from __future__ import annotations
 
@@ -112,14 +109,8 @@ def vanishing_gradients(run: RunRecord) -> Verdict | None:
 def exploding_gradients(run: RunRecord) -> Verdict | None:
     """Hidden layers whose gradient is not finite at some probe, or whose median ratio exceeds EXPLODING_RATIO."""
     medians = _median_ratios(run.health)
-    non_finite = sorted(
-        {
-            layer.name
-            for r in run.health
-            for layer in r.layers
-            if layer.grad_norm is not None and not math.isfinite(layer.grad_norm)
-        }
-    )
+    grads = [(layer.name, layer.grad_norm) for r in run.health for layer in r.layers if layer.grad_norm is not None]
+    non_finite = sorted({name for name, grad in grads if not math.isfinite(grad)})
     high = sorted({*non_finite, *(n for n, ratio in medians.items() if ratio > EXPLODING_RATIO)}, key=layer_number)
     if not high:
         return None
@@ -129,7 +120,7 @@ def exploding_gradients(run: RunRecord) -> Verdict | None:
         "exploding_gradients",
         "warning",
         high,
-        f"{_layer_span(high, max(len(medians), 1))}: gradients are above {round(EXPLODING_RATIO)} times the "
+        f"{_layer_span(high, len(run.health[-1].hidden))}: gradients are above {round(EXPLODING_RATIO)} times the "
         f"output layer's ({detail}; exploding)",
         f"lower train.lr (now {run.config.train.lr:g}), or add model.norm: batch or layer",
         {"grad_ratio_median": {n: medians.get(n) for n in high}, "non_finite": non_finite, "threshold": EXPLODING_RATIO},
