@@ -154,7 +154,7 @@ class RunResult:
     model: str  # '784-512-512-10'
     dataset: str
     classes: list[str]
-    node: str  # where it trained: the host, and the Ray node when a Ray task trained it (a sweep on a cluster)
+    node: str = ""  # where it trained: the host (and Ray node, in a cluster); "" in result.json of the release before
 
 
 def this_node() -> str:

@@ -120,3 +120,15 @@ def test_a_run_folder_of_the_release_before_still_compares_and_reports(runs, tmp
     r = invoke("report", old, "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["test_accuracy"] == 0.995
+
+
+def test_a_result_json_of_the_release_before_without_node_still_compares(runs, tmp_path):
+    """The release before wrote result.json without `node`: it reads as "" instead of refusing the run."""
+    old = Path(shutil.copytree(runs[0], tmp_path / "old"))
+    result = json.loads((old / "result.json").read_text())
+    del result["node"]
+    (old / "result.json").write_text(json.dumps(result))
+    assert read_result(old).node == ""
+    r = invoke("compare", runs[1], old, "--out", tmp_path / "cmp", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["runs"][1]["test_accuracy"] == result["test_accuracy"]

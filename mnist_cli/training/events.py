@@ -46,7 +46,7 @@ class DryRun:
         return {"dry_run": "passed", **asdict(self)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainResult(RunResult):
     """A finished run: its result.json, and where and on what it ran."""
 
