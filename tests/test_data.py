@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,13 +99,12 @@ def test_fashion_mnist_reads_its_own_folder(tmp_path):
     assert len(train) == N_TRAIN
 
 
-def test_unpacked_files_are_read_without_torchvision_and_match_it(synthetic_root):
+def test_unpacked_files_are_read_without_torchvision_and_match_it(synthetic_root, monkeypatch):
     from torchvision import datasets
 
-    from mnist_cli.data.datasets import _read_unpacked
-
-    train, test = _read_unpacked("mnist", synthetic_root)
     reference = datasets.MNIST(str(synthetic_root), train=True, download=False)
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # any import of it now fails
+    train, test = load_dataset("mnist", synthetic_root)
     assert torch.equal(train.images, reference.data) and torch.equal(train.labels, reference.targets)
     assert test.images.shape == (200, 28, 28) and test.labels.dtype == torch.int64
 
