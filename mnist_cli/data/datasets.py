@@ -52,18 +52,13 @@ class Normalization:
 
 
 def normalization_for(dataset: str, normalize: bool, train: Split | None = None) -> Normalization:
-    """The constants a dataset is normalised with, or the identity when `normalize` is off.
-
-    A dataset without fixed constants (digits) takes them from `train`, its training part (before validation
-    is held out, as MNIST's constants come from all 60,000 training images).
-    """
+    """The constants a dataset is normalised with, or the identity when `normalize` is off. A dataset without fixed
+    constants (digits) takes them from `train`: all of its training part, as MNIST's come from all 60,000 images."""
     info = dataset_info(dataset)
     if not normalize:
         return Normalization(scale=info.scale)
     if info.mean is not None and info.std is not None:
         return Normalization(info.mean, info.std, info.scale)
-    if train is None:
-        raise ValueError(f"{dataset}'s normalisation comes from its training part; pass it")
     x = train.images.double() / info.scale
     return Normalization(round(x.mean().item(), 4), round(x.std().item(), 4), info.scale)
 
@@ -84,10 +79,8 @@ _kept: dict[tuple[str, str, str | None, bool], tuple[Split, Split]] | None = Non
 
 @contextlib.contextmanager
 def datasets_kept_loaded() -> Iterator[None]:
-    """Inside, each dataset is read and checked once and its tensors handed out again (a sweep worker trains many runs).
-
-    The tensors are shared, so callers must not modify them in place (training indexes and converts, never writes).
-    """
+    """Inside, each dataset is read and checked once and its tensors handed out again (a sweep worker trains many runs);
+    shared tensors, so callers must not modify them in place (training indexes and converts, never writes)."""
     global _kept
     previous, _kept = _kept, {}
     try:
@@ -99,10 +92,8 @@ def datasets_kept_loaded() -> Iterator[None]:
 def load_dataset(
     dataset: str, root: Path, download: bool = True, test_root: Path | str | None = None, skip_bad: bool = False
 ) -> tuple[Split, Split]:
-    """Return (train, test) for `dataset` (MNIST-style ones under `root`, verifying and if needed downloading the files).
-
-    `test_root` and `skip_bad` concern a folder dataset (data.test_root, data.skip_bad_files).
-    """
+    """(train, test) of `dataset` (MNIST-style ones under `root`, checked, downloaded if missing); `test_root` and
+    `skip_bad` concern a folder dataset (data.test_root, data.skip_bad_files)."""
     key = (dataset, str(Path(root).resolve()), str(test_root) if test_root else None, skip_bad)
     if _kept is not None and key in _kept:
         return _kept[key]
