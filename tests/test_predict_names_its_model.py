@@ -39,11 +39,11 @@ def test_newer_truth_table_and_sweep_runs_do_not_shadow_the_image_model(trained_
     r = invoke("predict", digit, "--json")
     assert r.exit_code == 0, r.output
     accuracy = load_trained(chosen).test_accuracy
+    assert json.loads(r.stdout)[0]["path"] == str(digit)
     assert r.stderr.splitlines() == [
         f"using checkpoint {chosen} (784-32-10, test accuracy {accuracy:.2%}): the best test accuracy of 1 image models "
         f"under {chosen.parents[1]}/ (left out: 1 sweep run, 1 truth-table model); -m picks another"
     ]
-    assert json.loads(r.stdout)[0]["path"] == str(digit)
 
 
 def assert_serve_refuses(*args, message: str) -> None:
@@ -74,14 +74,11 @@ def test_a_checkpoint_given_with_m_is_not_announced(trained_checkpoint, digit):
     assert r.stderr == ""
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_an_absent_device_is_an_error(trained_checkpoint, digit):
-    assert_clean_error(invoke("predict", digit, "-m", trained_checkpoint, "--device", "cuda"), "CUDA is not available")
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_predict_runs_on_cuda(trained_checkpoint, digit):
-    cpu = invoke("predict", digit, "-m", trained_checkpoint, "--json")
+def test_predict_runs_on_cuda_or_says_it_is_absent(trained_checkpoint, digit):
     cuda = invoke("predict", digit, "-m", trained_checkpoint, "--json", "--device", "cuda")
+    if not torch.cuda.is_available():
+        assert_clean_error(cuda, "CUDA is not available")
+        return
+    cpu = invoke("predict", digit, "-m", trained_checkpoint, "--json")
     assert cpu.exit_code == cuda.exit_code == 0, cuda.output
     assert cpu.stdout.split('"probability"')[0] == cuda.stdout.split('"probability"')[0]  # same prediction

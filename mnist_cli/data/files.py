@@ -1,4 +1,5 @@
-"""The dataset's files: the cache they are unpacked into, their MD5 check against torchvision's list, and the download."""
+"""An MNIST-style dataset's files: read as they are once unpacked, else their archives checked against torchvision's
+MD5s and unpacked (into a cache when their folder holds archives we must not touch), else downloaded."""
 
 from __future__ import annotations
 
@@ -8,22 +9,20 @@ import os
 import secrets
 import shutil
 import socket
-import struct
 import tempfile
-import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
-from mnist_cli.data.idx import FIX, idx_layout, unpack_gzip
+from mnist_cli.data.catalog import dataset_info
+from mnist_cli.data.datasets import Split
+from mnist_cli.data.idx import idx_names, read_idx, unpack_gzip
 from mnist_cli.disk import probe_writable
 from mnist_cli.errors import DataError
 
 CACHE_ENV = "MNIST_CACHE_DIR"
 DOWNLOAD_TIMEOUT_S = 30
-
-
-def ds_raw_folder(cls: type, root: Path) -> Path:
-    return root / cls.__name__ / "raw"
+PARTS = ("train", "t10k")  # the two splits of an MNIST-style file set, as its file names start
+CLASSES = 10  # every MNIST-style dataset here
+FILES = [name for part in PARTS for name in idx_names(part)]
 
 
 def cache_root() -> Path:
@@ -32,42 +31,91 @@ def cache_root() -> Path:
     return Path(base) / "mnist-cli" / "data"
 
 
-def working_root(cls: type, root: Path) -> Path:
-    """Where torchvision may verify, unpack and download: `root`, unless that would modify given archives.
+def load_files(dataset: str, root: Path, download: bool) -> tuple[Split, Split]:
+    """(train, test) from root/<Name>/raw/, or from the cache that unpacked this very folder's archives.
 
-    A folder that already holds the unpacked files is used as is. A folder holding only the .gz
-    archives is left untouched (it may be shared or read-only): they are linked into a cache and
-    unpacked there. Otherwise downloads go to `root` when it is writable, else to the cache.
+    Once unpacked the files are read without torchvision (importing it costs ~1 s of a ~8 s training command).
     """
-    raw = ds_raw_folder(cls, root)
-    names = [name for name, _ in cls.resources]
-    if all((raw / n.removesuffix(".gz")).is_file() for n in names):
-        return root
-    if not any((raw / n).is_file() for n in names):
-        with contextlib.suppress(OSError):
-            probe_writable(raw)
-            return root
-    work = cache_root()
-    work_raw = ds_raw_folder(cls, work)
+    name = dataset_info(dataset).torchvision_name
+    given, cached = root / name / "raw", cache_root() / name / "raw"
+    if _complete(given):
+        raw = given
+    elif _complete(cached) and all(_links(cached / f"{f}.gz", given / f"{f}.gz") for f in FILES):
+        raw = cached
+    else:
+        raw = _prepare(name, given, cached, download)
+    return _read_split(raw, "train"), _read_split(raw, "t10k")
+
+
+def _complete(raw: Path) -> bool:
+    return all((raw / f).is_file() for f in FILES)
+
+
+def _links(link: Path, target: Path) -> bool:
+    return link.is_symlink() and link.resolve() == target.resolve()
+
+
+def _prepare(name: str, given: Path, cached: Path, download: bool) -> Path:
+    """The folder where the files are unpacked: `given`, or the cache when `given` holds archives or is read-only."""
+    from torchvision import datasets
+    from torchvision.datasets.utils import check_integrity
+
+    cls = getattr(datasets, name)
+    archives = [archive for archive, _ in cls.resources]
+    raw = _linked(given, cached, archives) if any((given / a).is_file() for a in archives) or not _writable(given) else given
+    if not _complete(raw):
+        for archive, md5 in cls.resources:
+            if (raw / archive).exists() and not check_integrity(str(raw / archive), md5):
+                raise DataError(
+                    f"{given / archive} is corrupt (MD5 mismatch, expected {md5}); replace it or delete it to download again"
+                )
+        for archive in archives:
+            if (raw / archive).exists() and not (raw / archive).with_suffix("").exists():
+                unpack_gzip(raw / archive)
+    if _complete(raw):
+        return raw
+    if not download:
+        raise DataError(
+            f"{name} data not found in {given}/ (a dry run does not download it; a run would); "
+            f"or set MNIST_DATA_DIR to the folder that holds {name}/raw/"
+        )
     try:
-        work_raw.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            src, link = raw / name, work_raw / name
-            if src.is_file():
-                _link(link, src.resolve())
+        _fetch(cls, raw)
+    except (RuntimeError, OSError) as e:
+        # torchvision's message is a header ("Error downloading X:") and then what each mirror answered.
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        missing = [a for a in archives if not (given / a).exists()] or archives
+        raise DataError(
+            f"{name} data not found in {given}/ and the download failed ({lines[-1] if lines else type(e).__name__}). "
+            f"Put {', '.join(missing)} there, or set MNIST_DATA_DIR to the folder that holds {name}/raw/"
+        ) from None
+    return raw
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        probe_writable(folder)
+    except OSError:
+        return False
+    return True
+
+
+def _linked(given: Path, raw: Path, archives: list[str]) -> Path:
+    """The cache folder `raw` with links to `given`'s archives, which stay untouched (shared, or read-only)."""
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+        for archive in archives:
+            if (given / archive).is_file():
+                _link(raw / archive, (given / archive).resolve())
     except OSError as e:
         raise DataError(
-            f"cannot prepare the dataset cache {work_raw} ({e.strerror or e}); set {CACHE_ENV} to a writable folder"
+            f"cannot prepare the dataset cache {raw} ({e.strerror or e}); set {CACHE_ENV} to a writable folder"
         ) from None
-    return work
+    return raw
 
 
 def _link(link: Path, target: Path) -> None:
-    """Make `link` point at `target`, atomically: concurrent first runs may do the same at the same moment.
-
-    A link already pointing there is left alone; a stale one is replaced by renaming a fresh link over it, so a rival
-    reading through it never finds it missing.
-    """
+    """Point `link` at `target` atomically, as concurrent first runs may: a fresh link renamed over a stale one."""
     if link.is_symlink() and os.readlink(link) == str(target):
         return
     temp = link.with_name(f".{link.name}.{os.getpid()}.{secrets.token_hex(4)}.link")
@@ -79,74 +127,34 @@ def _link(link: Path, target: Path) -> None:
         raise
 
 
-def check_archives(cls: type, root: Path, work_root: Path) -> None:
-    """Fail with the file's name if a present .gz does not match torchvision's MD5; unpack the good ones atomically."""
-    from torchvision.datasets.utils import check_integrity
-
-    raw = ds_raw_folder(cls, work_root)
-    if all((raw / name.removesuffix(".gz")).is_file() for name, _ in cls.resources):
-        return
-    for name, md5 in cls.resources:
-        path = raw / name
-        if path.exists() and not check_integrity(str(path), md5):
-            shown = ds_raw_folder(cls, root) / name
-            raise DataError(f"{shown} is corrupt (MD5 mismatch, expected {md5}); replace it or delete it to download again")
-    for name, _ in cls.resources:
-        unpacked = raw / name.removesuffix(".gz")
-        if (raw / name).exists() and not unpacked.exists():
-            unpack_gzip(raw / name, unpacked, *idx_layout(name))
-
-
-def missing_message(cls: type, root: Path, e: Exception) -> str:
-    raw = ds_raw_folder(cls, root)
-    missing = [name for name, _ in cls.resources if not (raw / name).exists()]
-    # torchvision's message is a header ("Error downloading X:") and then what each mirror answered.
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    reason = lines[-1] if lines else type(e).__name__
-    names = ", ".join(missing or [name for name, _ in cls.resources])
-    return (
-        f"{cls.__name__} data not found in {raw}/ and the download failed ({reason}). "
-        f"Put {names} there, or set MNIST_DATA_DIR to the folder that holds {cls.__name__}/raw/"
-    )
-
-
-def fetch(cls: type, root: Path) -> None:
-    """Download and unpack the archives into a temporary folder; move them to root/<name>/raw/ only once all arrived,
-    so a failed download leaves no folder behind (a data.root that was never a dataset's stays as it was)."""
-    with tempfile.TemporaryDirectory(prefix="mnist-cli-download-") as tmp, _quiet_network():
-        cls(tmp, train=True, download=True)  # fetches and unpacks every resource, train and test
-        got, raw = ds_raw_folder(cls, Path(tmp)), ds_raw_folder(cls, root)
-        raw.mkdir(parents=True, exist_ok=True)
-        for name, _ in cls.resources:
-            for file in (name, name.removesuffix(".gz")):
-                if not (raw / file).exists():
-                    shutil.move(got / file, raw / file)
-
-
-def same_as_archive(path: Path, data: bytes) -> None:
-    """Refuse an unpacked file whose bytes are not what its .gz beside it holds (edited after unpacking).
-
-    The gzip trailer holds the CRC-32 and length of what it unpacks to: the check costs a CRC over bytes already read
-    (~20 ms for MNIST's 47 MB of training images), not a decompression.
-    """
-    archive = path.with_name(path.name + ".gz")
-    try:
-        with open(archive, "rb") as f:
-            f.seek(-8, os.SEEK_END)
-            crc, size = struct.unpack("<II", f.read(8))
-    except OSError:
-        return  # no archive beside it (given unpacked): nothing to compare with
-    if (crc, size) != (zlib.crc32(data), len(data) & 0xFFFFFFFF):
-        raise DataError(f"{path} is not what {archive.name} beside it unpacks to (changed after unpacking); {FIX}")
-
-
-@contextlib.contextmanager
-def _quiet_network() -> Iterator[None]:
-    """torchvision prints download chatter to stdout and waits on sockets forever; the core never prints."""
+def _fetch(cls: type, raw: Path) -> None:
+    """Download and unpack into a temporary folder; move the files to `raw` only once all arrived, so a failed
+    download leaves no folder behind. torchvision prints to stdout and waits on sockets forever: neither here."""
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
+        with (
+            tempfile.TemporaryDirectory(prefix="mnist-cli-download-") as tmp,
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            cls(tmp, train=True, download=True)  # fetches and unpacks every resource, train and test
+            got = Path(tmp) / cls.__name__ / "raw"
+            raw.mkdir(parents=True, exist_ok=True)
+            for archive, _ in cls.resources:
+                for file in (archive, archive.removesuffix(".gz")):
+                    if not (raw / file).exists():
+                        shutil.move(got / file, raw / file)
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def _read_split(raw: Path, part: str) -> Split:
+    """One split's checked images and labels; a pair that disagrees, or a label outside 0..9, is named."""
+    images_name, labels_name = idx_names(part)
+    images, labels = read_idx(raw / images_name), read_idx(raw / labels_name)
+    if len(images) != len(labels):
+        raise DataError(f"{raw / images_name} holds {len(images):,} images but {raw / labels_name} holds {len(labels):,} labels")
+    if int(labels.max()) >= CLASSES:
+        raise DataError(f"{raw / labels_name} holds label {int(labels.max())}, outside 0..{CLASSES - 1}")
+    return Split(images, labels.long())

@@ -1,6 +1,6 @@
 """A folder of one's own images: one subfolder per class (torchvision's ImageFolder layout, class names = folder names,
 sorted). Each image is prepared as `mnist predict` prepares a person's image, once: the tensors are cached in one .pt
-keyed by the files' names, sizes and mtimes, so a changed file makes them again.
+per folder, keyed by the files' names, sizes and mtimes, so a changed file makes them again (and replaces the old one).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
-from mnist_cli.data.datasets import Split
+from mnist_cli.data.catalog import IMAGE_SIDE, dataset_info
+from mnist_cli.data.datasets import Split, class_names, load_dataset, stratified_split
 from mnist_cli.data.files import cache_root
 from mnist_cli.disk import atomic_write, os_reason
-from mnist_cli.errors import DataError, MnistError
+from mnist_cli.errors import DataError, ImageError, MnistError
 
 TEST_FRACTION = 0.2  # without data.test_root: this stratified share of the folder is the test split
 SPLIT_SEED = 42  # fixed, not the run's seed: every run of a folder is tested on the same images (as digits')
@@ -55,7 +56,7 @@ def prepared_folder(root: Path, classes: list[str], skip_bad: bool = False, hint
         raise DataError(f"{root}: class folders {', '.join(strangers)} are not among the model's classes ({', '.join(classes)})")
     files = [(f, classes.index(c)) for c in found for f in _image_files(root / c)]
     cached = _cached(root, files)
-    bad = [(name, reason) for name, reason in cached["bad"]]
+    bad = cached["bad"]
     if bad and not skip_bad:
         listed = "; ".join(f"{name} ({reason})" for name, reason in bad[:SHOWN_BAD_FILES])
         more = f"; and {len(bad) - SHOWN_BAD_FILES} more" if len(bad) > SHOWN_BAD_FILES else ""
@@ -86,22 +87,24 @@ def _cached(root: Path, files: list[tuple[Path, int]]) -> dict:
         listing = [(str(f.relative_to(root)), label, f.stat().st_size, f.stat().st_mtime_ns) for f, label in files]
     except OSError as e:
         raise DataError(f"cannot read {e.filename} ({os_reason(e)})") from None
-    key = hashlib.sha256(json.dumps([str(Path(root).resolve()), listing]).encode()).hexdigest()[:32]
-    path = cache_root() / "folders" / f"{key}.pt"
+    folder = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]
+    path = cache_root() / "folders" / f"{folder}-{hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]}.pt"
     if path.is_file():
         try:
             return torch.load(path, weights_only=True)
         except Exception:  # a truncated or foreign cache file: make it again
             pass
     made = _prepare_all(root, files)
-    with contextlib.suppress(MnistError):  # a cache that cannot be written costs time, not correctness
+    with contextlib.suppress(MnistError, OSError):  # a cache that cannot be written costs time, not correctness
         atomic_write(path, lambda f: torch.save(made, f))
+        for old in path.parent.glob(f"{folder}-*.pt"):  # this folder's tensors before a file changed
+            if old != path:
+                old.unlink()
     return made
 
 
 def _prepare_all(root: Path, files: list[tuple[Path, int]]) -> dict:
     """Prepare each file as `mnist predict` does; a file that fails is kept as (name, reason)."""
-    from mnist_cli.errors import ImageError
     from mnist_cli.inference.image_files import IMAGE_SUFFIXES, read_source
     from mnist_cli.inference.preprocess import to_mnist
 
@@ -116,33 +119,13 @@ def _prepare_all(root: Path, files: list[tuple[Path, int]]) -> dict:
             labels.append(label)
         except ImageError as e:
             bad.append((name, str(e)))
-    stacked = torch.stack(images) if images else torch.zeros((0, 28, 28), dtype=torch.uint8)
+    stacked = torch.stack(images) if images else torch.zeros((0, IMAGE_SIDE, IMAGE_SIDE), dtype=torch.uint8)
     return {"images": stacked, "labels": torch.tensor(labels, dtype=torch.int64), "bad": bad}
-
-
-def stratified_split(split: Split, size: int | float, seed: int, classes: list[str], part: str) -> tuple[Split, Split]:
-    """(rest, held out): `size` images (a fraction below 1, or a count) held out in each class's proportion, seeded."""
-    from sklearn.model_selection import train_test_split
-
-    if not size:
-        return split, Split(split.images[:0], split.labels[:0])
-    counts = torch.bincount(split.labels, minlength=len(classes))
-    small = [f"{c} ({int(n)})" for c, n in zip(classes, counts, strict=True) if 0 < n < 2]
-    if small:
-        raise DataError(f"too few images to split off a {part} part (at least 2 per class): class {', '.join(small)}")
-    try:
-        rest, held = train_test_split(
-            torch.arange(len(split)).numpy(), test_size=size, stratify=split.labels.numpy(), random_state=seed % 2**32
-        )
-    except ValueError as e:
-        raise DataError(f"cannot split off a {part} part of {size} from {len(split)} images: {e}") from None
-    rest, held = (torch.from_numpy(i).sort().values for i in (rest, held))
-    return Split(split.images[rest], split.labels[rest]), Split(split.images[held], split.labels[held])
 
 
 def evaluation_folder(root: Path, classes: list[str], input_shape: tuple[int, ...]) -> Split:
     """All of a folder, for `mnist eval --data`: its class folders must be among the model's `classes`."""
-    if tuple(input_shape) != (1, 28, 28):
+    if tuple(input_shape) != dataset_info("folder").input_shape:
         raise DataError(f"--data prepares 28x28 images as MNIST's; this model takes {'x'.join(map(str, input_shape))} inputs")
     return prepared_folder(Path(root), classes, hint="remove them or move them out of the folder")
 
@@ -150,8 +133,6 @@ def evaluation_folder(root: Path, classes: list[str], input_shape: tuple[int, ..
 def other_test_split(dataset: str, classes: list[str], input_shape: tuple[int, ...], root: Path | None) -> Split:
     """`mnist eval --dataset NAME`: another dataset's test split, for a model with the same classes and inputs."""
     from mnist_cli.config import default_data_root
-    from mnist_cli.data.catalog import dataset_info
-    from mnist_cli.data.datasets import class_names, load_dataset
 
     info = dataset_info(dataset)
     if dataset == "folder" or info.input_shape != tuple(input_shape) or class_names(dataset) != classes:

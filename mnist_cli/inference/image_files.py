@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 import warnings
 from pathlib import Path
 
@@ -33,13 +32,10 @@ def expand_arguments(args: list[str]) -> list[str]:
     """
     out: list[str] = []
     for arg in args:
-        path = Path(arg)
-        if not arg:
-            found = []  # Path("") is the current folder; an empty argument is a mistake, not "."
-        elif arg == STDIN or _is(path, stat.S_ISREG):
+        if arg == STDIN or os.path.isfile(arg):
             found = [arg]
-        elif _is(path, stat.S_ISDIR):
-            found = folder_images(path)
+        elif os.path.isdir(arg):  # False for "" (which Path would read as "."): an empty argument is a mistake
+            found = folder_images(Path(arg))
         elif GLOB_CHARS & set(arg):
             found = _unique_files(image for match in glob_paths(arg) for image in match_images(match))
         else:
@@ -48,41 +44,28 @@ def expand_arguments(args: list[str]) -> list[str]:
     return out
 
 
-def _is(path: Path, test) -> bool:
-    """`test(mode)` for the file `path` names (symlinks followed); False if it cannot be told (read_source says why)."""
-    try:
-        return test(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
-
-
 def glob_paths(pattern: str) -> list[Path]:
     """What a glob matches. pathlib's `**` never descends into symlinked folders, so a link to a parent cannot make
     the walk loop (glob.glob's does, exponentially with two such links)."""
     parts = Path(pattern).parts
     first = next(i for i, part in enumerate(parts) if GLOB_CHARS & set(part))
-    base = Path(*parts[:first]) if first else Path()
     try:
-        found = sorted(base.glob(str(Path(*parts[first:]))))
+        found = sorted(Path(*parts[:first]).glob(str(Path(*parts[first:]))))
     except (OSError, ValueError):
         return []
-    return [p for p in found if _is(p, stat.S_ISDIR)] if pattern.endswith("/") else found  # `imgs/*/`: folders only
+    return [p for p in found if os.path.isdir(p)] if pattern.endswith("/") else found  # `imgs/*/`: folders only
 
 
 def _unique_files(paths) -> list[str]:
     """Sorted, each file once: two names for one file (a symlink and its target) count once."""
-    seen: set[str] = set()
-    out = []
+    first: dict[str, str] = {}
     for path in sorted(set(paths)):
-        real = os.path.realpath(path)
-        if real not in seen:
-            seen.add(real)
-            out.append(path)
-    return out
+        first.setdefault(os.path.realpath(path), path)
+    return list(first.values())
 
 
 def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and _is(path, stat.S_ISREG)
+    return path.suffix.lower() in IMAGE_SUFFIXES and os.path.isfile(path)
 
 
 def folder_images(folder: Path) -> list[str]:
@@ -111,7 +94,7 @@ def folder_problem(folder: Path) -> str | None:
 
 def match_images(match: Path) -> list[str]:
     """What a glob match stands for: a folder its images, an image file itself, anything else nothing."""
-    if _is(match, stat.S_ISDIR):
+    if os.path.isdir(match):
         return folder_images(match)
     return [str(match)] if is_image_file(match) else []
 
@@ -119,13 +102,12 @@ def match_images(match: Path) -> list[str]:
 def read_source(source: str, stdin: io.BufferedIOBase | None = None) -> Image.Image:
     """A path (or `-` with the bytes of `stdin`) -> a loaded PIL image, first frame; raises ImageError with the reason."""
     if source == STDIN:
-        data = stdin.read(MAX_FILE_BYTES + 1) if stdin is not None else b""
-        return decode(data)
-    path = Path(source)
+        return decode(stdin.read(MAX_FILE_BYTES + 1) if stdin is not None else b"")
     if not source:
         raise ImageError(NO_SUCH_FILE)
     if GLOB_CHARS & set(source) and not os.path.lexists(source):
         raise ImageError("no image files match" if glob_paths(source) else "no files match")
+    path = Path(source)
     problem = unreadable_file(path)
     if problem == A_FOLDER:
         raise ImageError(folder_problem(path) or "no images in this folder")
@@ -163,14 +145,20 @@ def decode(data: bytes) -> Image.Image:
                 raise ImageError(f"{width}x{height} pixels is too large (at most {MAX_IMAGE_PIXELS:,}; a decompression bomb?)")
             img.seek(0)
             img.draft(None, (width * WORKING_SIDE // max(img.size) + 1, height * WORKING_SIDE // max(img.size) + 1))
-            if decoded_bytes(img) > MAX_DECODED_BYTES:
+            # Bytes Pillow needs: 1 a pixel for 1-bit and gray, 2 for 16-bit, 4 for the rest (palettes become RGB(A)).
+            need = img.width * img.height * (1 if img.mode in ("1", "L") else 2 if img.mode.startswith("I;16") else 4)
+            if need > MAX_DECODED_BYTES:
                 raise ImageError(
                     f"{img.width}x{img.height} {img.mode} is too large to decode "
-                    f"({decoded_bytes(img) / 2**20:.0f} MiB; at most {MAX_DECODED_BYTES / 2**20:.0f} MiB)"
+                    f"({need / 2**20:.0f} MiB; at most {MAX_DECODED_BYTES / 2**20:.0f} MiB)"
                 )
             img.load()
             ImageOps.exif_transpose(img, in_place=True)
-            return plain_mode(shrink(img))
+            img = shrink(img)
+            if img.mode in PLAIN_MODES or img.mode.startswith("I;16"):
+                return img
+            # The modes preprocessing does not read (CMYK, YCbCr, ...) are converted here, where failing is this file's.
+            return img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -179,17 +167,3 @@ def decode(data: bytes) -> Image.Image:
         raise ImageError("not a readable image (unknown format)") from None
     except Exception as e:  # a decoder's every failure on a stranger's bytes is that file's error
         raise ImageError(f"not a readable image ({e or type(e).__name__})") from None
-
-
-def decoded_bytes(img: Image.Image) -> int:
-    """Bytes Pillow needs for `img`'s pixels: 1 a pixel for 1-bit and gray, 2 for 16-bit, 4 for the rest (palettes
-    count as the RGB(A) they become)."""
-    per_pixel = 1 if img.mode in ("1", "L") else 2 if img.mode.startswith("I;16") else 4
-    return img.width * img.height * per_pixel
-
-
-def plain_mode(img: Image.Image) -> Image.Image:
-    """Keep the modes preprocessing reads; convert the rest (CMYK, YCbCr, ...) here, where failing is this file's error."""
-    if img.mode in PLAIN_MODES or img.mode.startswith("I;16"):
-        return img
-    return img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")

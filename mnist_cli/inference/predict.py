@@ -63,10 +63,8 @@ def predict_sources(
     stdin: io.BufferedIOBase | None = None,
     read: Callable[[str], Image.Image] | None = None,
 ) -> list[Prediction | Failure]:
-    """One result per source, in order: a Prediction, or a Failure naming the file and the reason.
-
-    `read(source)` gives a source's image; by default the file it names, or `stdin` for `-`.
-    """
+    """One result per source, in order: a Prediction, or a Failure naming the file and the reason (`read(source)`
+    gives a source's image; by default the file it names, or `stdin` for `-`)."""
     read = read or (lambda source: read_source(source, stdin))
     prepare, norm, classes = preparer_for(trained.dataset.name), trained.normalization, trained.classes
     inputs: dict[int, torch.Tensor] = {}
@@ -114,31 +112,26 @@ def display_name(source: str) -> str:
 
 
 def save_inputs(results: list[Prediction | Failure], folder: Path) -> list[Path]:
-    """Write each prediction's input picture (28x28, or 8x8 for digits) as a PNG named after its image; returns the files written.
-
-    Never over an existing file (the input images may be in `folder`): seven.png, else seven-2.png, seven-3.png, ...
-    """
-    folder = Path(folder)
+    """Write each prediction's input picture (28x28, or 8x8 for digits) as a PNG named after its image, never over an
+    existing file (the input images may be in `folder`): seven.png, else seven-2.png, ...; returns the files written."""
+    folder, written = Path(folder), []
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise SaveError(f"cannot save inputs to {folder}: it is a file, not a folder") from None
     except OSError as e:
-        raise SaveError(f"cannot save inputs to {folder}: {e.strerror or e}") from None
-    written: list[Path] = []
+        reason = "it is a file, not a folder" if isinstance(e, FileExistsError) else e.strerror or e
+        raise SaveError(f"cannot save inputs to {folder}: {reason}") from None
     for r in results:
-        if not isinstance(r, Prediction) or r.input is None:
-            continue
-        path = None
-        try:
-            path, file = create_new(folder, "stdin" if r.path == "<stdin>" else Path(r.path).stem, ".png")
-            with file:
-                Image.fromarray(r.input).save(file, "PNG")
-        except OSError as e:
-            if path is not None:
-                path.unlink(missing_ok=True)  # a partial PNG is worse than none
-            raise SaveError(f"cannot save inputs to {path or folder}: {e.strerror or e}") from None
-        written.append(path)
+        if isinstance(r, Prediction) and r.input is not None:
+            path = folder
+            try:
+                path, file = create_new(folder, "stdin" if r.path == "<stdin>" else Path(r.path).stem, ".png")
+                with file:
+                    Image.fromarray(r.input).save(file, "PNG")
+            except OSError as e:
+                if path != folder:
+                    path.unlink(missing_ok=True)  # a partial PNG is worse than none
+                raise SaveError(f"cannot save inputs to {path}: {e.strerror or e}") from None
+            written.append(path)
     return written
 
 

@@ -37,7 +37,7 @@ class TrainedModel:
     @property
     def in_features(self) -> int:
         """The first layer's inputs, read from the weights."""
-        return self.model.hidden[0].linear.in_features if len(self.model.hidden) else self.model.output.in_features
+        return self.model.linears()[0].in_features
 
     @property
     def parameters(self) -> int:
@@ -67,17 +67,13 @@ class TrainedModel:
 
 def load_trained(path: Path | str, device: torch.device | str = "cpu") -> TrainedModel:
     """Load and check a checkpoint and rebuild its model on `device` (eval mode)."""
-    path = Path(path)
+    path, device = Path(path), torch.device(device)
     ckpt = load_checkpoint(path)
     cfg = config_from_checkpoint(ckpt, path)
-    device = torch.device(device)
-    model = _rebuild(ckpt, cfg, path).to(device)
-    norm = ckpt["normalization"]
-    metrics = ckpt.get("metrics")
-    epoch = ckpt.get("epoch")
+    norm, metrics, epoch = ckpt["normalization"], ckpt.get("metrics"), ckpt.get("epoch")
     return TrainedModel(
         path=path,
-        model=model,
+        model=_rebuild(ckpt, cfg, path).to(device),
         normalization=Normalization(float(norm["mean"]), float(norm["std"]), float(ckpt.get("input_scale", FORMAT_1_INPUT[1]))),
         classes=list(ckpt["classes"]),
         config=cfg,
