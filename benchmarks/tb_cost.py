@@ -6,6 +6,9 @@ Runs alternate on/off, off/on, ... (each pair in the other order than the one be
 its own run folder. Prints, for on and off, the median with min and max of: seconds per epoch (the run's record,
 first epoch apart: it warms up), train_seconds, and the whole command's wall time; then the paired overheads
 (on / off - 1 of each pair) with their median, min and max. bench.py can call `tensorboard_overhead()`.
+On a busy machine those spread wide; `tracker_cost()` (printed first) is steadier: one epoch's records of
+configs/default.yaml (50 step reports, 4 probes, the epoch record) fed to the Tracker in this process, timed against
+the model's training step.
 """
 
 from __future__ import annotations
@@ -56,11 +59,59 @@ def tensorboard_overhead(pairs: int = 5, epochs: int = 2) -> dict[str, dict[str,
     return found
 
 
+def tracker_cost(epochs: int = 5) -> dict[str, float]:
+    """Seconds the Tracker spends per epoch inside the epoch's clock (steps and probes) and at its end, and per step."""
+    import statistics
+
+    import torch
+    import torch.nn.functional as F
+
+    from mnist_cli.config import load_config
+    from mnist_cli.model import build_model
+    from mnist_cli.record import HealthRecord, LayerHealth, StepRecord
+    from mnist_cli.tracking import Tracker
+    from mnist_cli.training.rundir import RunDir
+
+    cfg = load_config(REPO / "configs" / "default.yaml")
+    model, steps = build_model(cfg.model, 784, 10), 215  # 55,000 images at batch 256
+    optimizer, x, y = torch.optim.Adam(model.parameters()), torch.randn(256, 28, 28), torch.randint(0, 10, (256,))
+
+    def step() -> float:
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return time.perf_counter() - t0
+
+    step_s = statistics.median([step() for _ in range(50)][10:])
+    layers = [LayerHealth(n, 512, 1.0, 0.1, 0.5, 0.01, 0.1, 0.2, 0.0) for n in ("hidden.0", "hidden.1", "output")]
+    inside, at_end = [], []
+    with tempfile.TemporaryDirectory() as work:
+        tracker = Tracker(cfg, RunDir(Path(work)), model, 0, None, lambda e: None)
+        for epoch in range(1, epochs + 1):
+            g0, t0 = (epoch - 1) * steps, time.perf_counter()
+            for k in range(1, 51):
+                tracker(StepRecord(epoch, 4 * k, g0 + 4 * k, 0.5, 1e-3))
+            for k in range(1, 5):
+                tracker(HealthRecord(epoch, 54 * k, g0 + 54 * k, steps, k == 4, 0.5, "relu", 512, layers))
+            t1 = time.perf_counter()
+            tracker(EpochMetrics(epoch, 0.5, 0.4, 0.9, 1e-3, 1.0, 5e4, 0, 0.9, steps, g0 + steps, 55_000))
+            inside.append(t1 - t0)
+            at_end.append(time.perf_counter() - t1)
+        tracker.close(None)
+    return {"step": step_s, "epoch": steps * step_s, "inside": statistics.median(inside), "at_end": statistics.median(at_end)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
+    cost = tracker_cost()
+    print(f"in process: a training step {cost['step'] * 1e3:.2f} ms, so an epoch ~{cost['epoch']:.2f} s; the Tracker per epoch")
+    for key in ("inside", "at_end"):
+        print(f"  {key} the epoch's clock: {cost[key] * 1e3:.2f} ms = {cost[key] / cost['epoch']:.2%} of the epoch")
     found = tensorboard_overhead(args.pairs, args.epochs)
     print(f"configs/default.yaml, {args.epochs} epochs a run, {args.pairs} pairs: median (min-max)")
     for key in found["on"]:
