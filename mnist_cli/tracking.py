@@ -22,6 +22,7 @@ HISTOGRAM_BINS = 64
 # Entries counted per histogram, evenly strided, the counts scaled to the whole: below torch's parallel grain size, so
 # taking the sample wakes no thread pool, and numpy's histogram of every entry of a 784x512 matrix costs far more.
 HISTOGRAM_SAMPLE = 1 << 14
+MAX_PENDING = 1000  # values held back (each histogram's sample up to 64 KB); the default's epoch holds ~170
 IMAGE_TILES = 64  # first-layer units shown, 8 to a row
 
 
@@ -111,6 +112,8 @@ class Tracker:
                 self.pending += [(record.global_step, tag, value) for tag, value in pairs]
                 if isinstance(record, HealthRecord):
                     self._sample_layers(record)
+                    if len(self.pending) > MAX_PENDING:  # hundreds of probes an epoch: bounded memory
+                        self._write()
                 elif isinstance(record, EpochMetrics):
                     self._image(record.global_step)
                     self._write()
