@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -55,7 +56,7 @@ def build_checkpoint(
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "versions": {"mnist_cli": __version__, "torch": str(torch.__version__), "torchvision": _version("torchvision")},
+        "versions": {"mnist_cli": __version__, "torch": str(torch.__version__), "torchvision": _torchvision_version()},
         "config": config.model_dump(mode="json"),
         "input_shape": list(dataset_info(config.data.dataset).input_shape),
         "input_scale": normalization.scale,  # raw inputs are divided by this before normalisation
@@ -71,14 +72,13 @@ def build_checkpoint(
     }
 
 
-def _version(package: str) -> str:
-    """An installed package's version from its metadata: importing torchvision just for this costs ~1 s."""
+def _torchvision_version() -> str:
+    """From its metadata: importing torchvision just for this costs ~1 s."""
     from importlib.metadata import PackageNotFoundError, version
 
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "unknown"
+    with contextlib.suppress(PackageNotFoundError):
+        return version("torchvision")
+    return "unknown"
 
 
 def save_checkpoint(ckpt: dict[str, Any], path: Path) -> None:
@@ -157,8 +157,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"{path}: checkpoint format version {version!r} is newer than this mnist-cli reads "
             f"({FORMAT_VERSION}); upgrade mnist-cli"
         )
-    missing = [k for k in ("config", "model_state", "normalization", "classes") if k not in ckpt]
-    if missing:
+    if missing := [k for k in ("config", "model_state", "normalization", "classes") if k not in ckpt]:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     if DIGEST_KEY not in ckpt:
         # Every checkpoint mnist-cli has written carries one; a file without it was made or edited by hand.
@@ -169,19 +168,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a usable checkpoint ({e})") from None
     if ckpt[DIGEST_KEY] != digest:
         raise CheckpointError(f"{path}: checkpoint is corrupt (its contents do not match the digest written with them)")
-    problem = _field_problem(ckpt)
-    if problem:
+    if problem := _field_problem(ckpt):
         raise CheckpointError(f"{path}: not a usable checkpoint ({problem})")
-    if version < FORMAT_VERSION:
-        ckpt = _upgrade(ckpt, path)
-    return ckpt
+    return _upgrade(ckpt, path) if version < FORMAT_VERSION else ckpt
 
 
 def _upgrade(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
-    """A format-1 checkpoint as this release writes it: the Sequential's keys renamed to the MLP's.
-
-    Parameters keep their order, so the optimizer state (indexed by position) stays valid and a run can resume.
-    """
+    """A format-1 checkpoint as format 2: the Sequential's keys renamed in order (the optimizer state stays valid)."""
     mapping = legacy_key_map(config_from_checkpoint(ckpt, path).model)
     state = ckpt["model_state"]
     if set(state) != set(mapping):
@@ -198,13 +191,11 @@ def _field_problem(ckpt: dict[str, Any]) -> str | None:
         return "normalization must hold a numeric mean and std"
     if not (math.isfinite(norm["mean"]) and math.isfinite(norm["std"]) and norm["std"] > 0):
         return f"normalization {norm} is not finite with a positive std"
-    shape_problem = _input_problem(ckpt)
-    if shape_problem:
+    if shape_problem := _input_problem(ckpt):
         return shape_problem
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         return "model_state must map parameter names to tensors"
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
+    if bad := [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]:
         return f"weights {', '.join(bad[:3])} hold NaN or inf"
     return None
 

@@ -40,11 +40,8 @@ def os_reason(e: OSError) -> str:
 
 
 def unreadable_file(path: Path) -> str | None:
-    """Why `path` cannot be read as a regular file, in words, or None if it can be.
-
-    Opened, not judged from its mode bits: root reads anything unless its capabilities were dropped.
-    A FIFO or a device is named, never opened (reading /dev/zero or a pipe would not end).
-    """
+    """Why `path` cannot be read as a regular file, in words, or None: opened, since root ignores mode bits; a FIFO or
+    a device is named, never opened (reading a pipe or /dev/zero would not end)."""
     try:
         mode = os.stat(path).st_mode
     except OSError as e:
@@ -68,9 +65,7 @@ def atomic_write(
 ) -> None:
     """Call write(file) on a temp file beside `path`, fsync, then replace `path`; a crash leaves the old file.
 
-    `mode` is the file's permission bits (default: what the umask allows a new file, as `open` would give);
-    `check(temp_path)` may raise to refuse the written file before it replaces anything.
-    """
+    `mode`: permission bits (default: what the umask allows, as `open` gives); `check(temp)` may raise to refuse it."""
     path = Path(path)
     tmp: str | None = None
     try:
@@ -106,9 +101,7 @@ def nearest_existing(path: Path) -> Path:
 
 
 def probe_writable(folder: Path) -> Path:
-    """Write and remove a temporary file in `folder` or its nearest existing parent; raise OSError if that fails.
-
-    Tried, not judged from mode bits: root ignores them."""
+    """Write and remove a temporary file in `folder` or its nearest existing parent (root ignores mode bits); OSError."""
     base = nearest_existing(Path(folder))
     if not base.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, f"{base} is a file")

@@ -1,8 +1,5 @@
-"""A trained model as one file other programs run (ONNX or TorchScript): raw inputs in, class probabilities out.
-
-The training normalisation and the softmax are inside the exported graph, so a user feeds what they have (a 28x28
-grayscale image as 0-255 floats) and reads probabilities; the classes and the input spec ride in the file's metadata.
-"""
+"""A trained model as one ONNX or TorchScript file: raw inputs in (28x28 grayscale as 0-255 floats), probabilities out,
+the normalisation and softmax inside the graph and the classes and input spec in the file's metadata."""
 
 from __future__ import annotations
 
@@ -73,11 +70,8 @@ def input_spec(info: DatasetInfo) -> InputSpec:
 
 
 class WithPreprocessing(nn.Module):
-    """Raw inputs (B, *shape) -> probabilities (B, classes): the network between its normalisation and a softmax.
-
-    The normalisation is the same two operations as training's `to_inputs` (not merged into the first layer's
-    weights), so the exported model's probabilities match PyTorch's to float32 rounding.
-    """
+    """Raw inputs (B, *shape) -> probabilities (B, classes): training's own normalisation (not folded into the first
+    layer, so probabilities match PyTorch's to float32 rounding), the network, a softmax."""
 
     def __init__(self, model: nn.Module, norm: Normalization):
         super().__init__()
@@ -90,11 +84,8 @@ class WithPreprocessing(nn.Module):
 
 
 def export_checkpoint(checkpoint: Path, fmt: Format, output: Path | None = None) -> Exported:
-    """Load `checkpoint` (with every check `mnist eval` makes) and write it as `fmt` to `output`.
-
-    Named for the run (`tiny-best.onnx`), in `output` when that is a folder, else in the current folder: never into
-    the run folder by default, since `mnist train` starts no run in a folder holding files that are not a run's.
-    """
+    """Load `checkpoint` as `mnist eval` does and write it as `fmt` to `output`, or as `tiny-best.onnx` (run-checkpoint)
+    in `output` when a folder, else here: not in the run folder, where `mnist train` would take it for a stranger's."""
     if fmt == "onnx":
         try:
             import onnx  # noqa: F401

@@ -1,11 +1,7 @@
-"""A run's record: events.jsonl, appended as the run goes, and result.json, written once at its end.
+"""A run's record: events.jsonl (one typed record a line, as training hands them to `on_event`) and result.json.
 
-events.jsonl holds one JSON object a line, each a typed record with its `kind`, epoch, step and global step: a step's
-loss and learning rate (`step`), a layer-health probe (`health`), an epoch's metrics (`epoch`), the final test
-(`test`). Training appends the very objects it hands its `on_event` callback; report, compare, the sweep and later
-TensorBoard or a browser read them back. A run folder may come from someone else, so reading accepts regular files
-of bounded size only and checks every row's every field: one line naming the file and the row, never a traceback.
-Run folders of the release before (metrics.jsonl, health.jsonl, steps.jsonl) read back as the same records.
+A run folder may come from someone else: reading takes regular files of bounded size and checks every field of every
+row, one line naming the file and the row. The release before's metrics/health/steps.jsonl read as the same records.
 """
 
 from __future__ import annotations
@@ -178,8 +174,7 @@ def append(path: Path, records: list[Record]) -> None:
 
 def write_events(path: Path, records: list[Record]) -> None:
     """Replace events.jsonl with `records`, atomically: a resumed run's log cut back to where its last.pt stands."""
-    text = "".join(map(to_json, records))
-    atomic_write(path, lambda f: f.write(text.encode()))
+    _write_text(path, "".join(map(to_json, records)))
 
 
 def read_events(path: Path) -> list[Record]:
@@ -199,7 +194,10 @@ def read_run_records(folder: Path) -> list[Record]:
 def write_result(path: Path, result: RunResult) -> None:
     """result.json, atomically."""
     fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(RunResult)}  # a TrainResult says more
-    text = json.dumps(fields, indent=1) + "\n"
+    _write_text(path, json.dumps(fields, indent=1) + "\n")
+
+
+def _write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
@@ -264,9 +262,7 @@ def _build(cls: type | None, row: Any) -> Any:
     return cls(**values)
 
 
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+_hints = functools.cache(typing.get_type_hints)
 
 
 def _check(name: str, hint: Any, value: Any) -> Any:

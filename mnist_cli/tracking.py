@@ -1,14 +1,12 @@
-"""A run's record in the tools practitioners already look at: TensorBoard event files in the run folder
-(train.tensorboard, on by default) and, with --mlflow or MLFLOW_TRACKING_URI set, an MLflow tracking server.
-
-Both are fed the records training appends to events.jsonl, as `on_event` receives them (mnist_cli.record), and look
-at the model itself at the probes and epoch ends, for the weight and gradient histograms and the first layer's image.
-Each writes only on logged steps, probes and epochs; TensorBoard's writer flushes on its own thread, at every epoch
-record (the run's commit points) and at the end; MLflow gets one batch per epoch record.
+"""A run's record in TensorBoard (event files in the run folder, train.tensorboard) and, with --mlflow or
+MLFLOW_TRACKING_URI set, in MLflow: both fed the records `on_event` receives (mnist_cli.record), plus the model itself
+at the probes and epoch ends for the weight and gradient histograms and the first layer's image.
 """
 
 from __future__ import annotations
 
+import io
+import itertools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +19,10 @@ EXPERIMENT = "mnist-cli"  # unless MLFLOW_EXPERIMENT_NAME names another
 RUN_DIR_TAG = "mnist.run_dir"  # a resumed run continues the MLflow run of its folder
 FINAL = ("val/accuracy", "val/loss", "test/accuracy", "test/loss")  # the HParams view's metric columns
 HISTOGRAM_BINS = 64
-HISTOGRAM_SAMPLE = 1 << 15  # entries counted per histogram
+# Entries counted per histogram, evenly strided, the counts scaled to the whole: below torch's parallel grain size, so
+# taking the sample wakes no thread pool, and numpy's histogram of every entry of a 784x512 matrix costs far more.
+HISTOGRAM_SAMPLE = 1 << 14
+MAX_PENDING = 1000  # values held back (each histogram's sample up to 64 KB); the default's epoch holds ~170
 IMAGE_TILES = 64  # first-layer units shown, 8 to a row
 
 
@@ -49,19 +50,15 @@ def mlflow_target(asked: bool) -> MlflowTarget | None:
     return MlflowTarget(mlflow.get_tracking_uri(), found.experiment_id if found else client.create_experiment(name))
 
 
-def flat_config(cfg) -> dict[str, Any]:
+def flat_config(values, prefix: str = "") -> dict[str, Any]:
     """{'train.lr': 0.002, 'model.width': '[256, 128]', ...}: numbers, strings and booleans; lists and None as text."""
-
-    def walk(d: dict, prefix: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            if isinstance(v, dict):
-                out.update(walk(v, f"{prefix}{k}."))
-            else:
-                out[prefix + k] = v if isinstance(v, (bool, int, float, str)) else str(v)
-        return out
-
-    return walk(cfg.model_dump(mode="json"), "")
+    out: dict[str, Any] = {}
+    for k, v in (values if isinstance(values, dict) else values.model_dump(mode="json")).items():
+        if isinstance(v, dict):
+            out.update(flat_config(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v if isinstance(v, (bool, int, float, str)) else str(v)
+    return out
 
 
 def scalars(record) -> list[tuple[str, float]]:
@@ -85,21 +82,25 @@ def scalars(record) -> list[tuple[str, float]]:
 
 
 class Tracker:
-    """The `on_event` wrapper training calls: each record also goes to TensorBoard and MLflow."""
+    """The `on_event` wrapper training calls: each record also goes to TensorBoard and MLflow.
+
+    TensorBoard's values wait in `pending` until the epoch record (outside the epoch's clock) or the end: one event per
+    step, histograms counted from a strided sample taken at the probe: a probe costs two small copies a layer.
+    """
 
     def __init__(self, cfg, run_dir, model, resumed_at: int, mlflow: MlflowTarget | None, on_event):
         self.model, self.on_event, self.tb, self.ml = model, on_event, None, None
+        self.pending: list[tuple[int, str, Any]] = []  # (global step, tag, a float or a histogram's sample)
         if cfg.train.tensorboard:
+            # Imported here, before training's clock starts: the first epoch pays no import.
             from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard.summary import hparams
 
             # A resumed run hides what its killed predecessor wrote past last.pt: no step shows twice.
             self.tb = SummaryWriter(str(run_dir.path), purge_step=resumed_at + 1 if resumed_at else None)
-            if not resumed_at:
-                from torch.utils.tensorboard.summary import hparams
-
-                self._hparams = hparams(flat_config(cfg), dict.fromkeys(FINAL, 0.0))
-                for summary in self._hparams[:2]:  # the experiment and the session's start; its end when it ends
-                    self.tb.file_writer.add_summary(summary)
+            self._hparams = hparams(flat_config(cfg), dict.fromkeys(FINAL, 0.0)) if not resumed_at else ()
+            for summary in self._hparams[:2]:  # the experiment and the session's start; its end when it ends
+                self.tb.file_writer.add_summary(summary)
         if mlflow is not None:
             self.ml = MlflowRun(mlflow, cfg, run_dir, model, resumed_at)
 
@@ -108,61 +109,86 @@ class Tracker:
         if isinstance(record, (StepRecord, HealthRecord, EpochMetrics, TestRecord)):
             pairs = scalars(record)
             if self.tb is not None:
-                for tag, value in pairs:
-                    self.tb.add_scalar(tag, value, record.global_step)
+                self.pending += [(record.global_step, tag, value) for tag, value in pairs]
                 if isinstance(record, HealthRecord):
-                    self._histograms(record)
+                    self._sample_layers(record)
+                    if len(self.pending) > MAX_PENDING:  # hundreds of probes an epoch: bounded memory
+                        self._write()
                 elif isinstance(record, EpochMetrics):
                     self._image(record.global_step)
-                    self.tb.flush()
+                    self._write()
             if self.ml is not None:
                 self.ml.log(pairs, record.global_step, flush=isinstance(record, (EpochMetrics, TestRecord)))
         self.on_event(event)
 
-    def _histograms(self, probe: HealthRecord) -> None:
+    def _sample_layers(self, probe: HealthRecord) -> None:
         """Each Linear's weights after the probe step, and its gradient (None when the step was skipped: a NaN)."""
         for health, layer in zip(probe.layers, self.model.linears(), strict=True):
-            self._histogram(f"weights/{health.name}", layer.weight, probe.global_step)
-            if layer.weight.grad is not None:
-                self._histogram(f"gradients/{health.name}", layer.weight.grad, probe.global_step)
-
-    def _histogram(self, tag: str, values, step: int) -> None:
-        """Counted by torch where the tensor lives, over ~HISTOGRAM_SAMPLE evenly strided entries scaled to the whole
-        (the range exact): numpy's histogram of every entry of a 784x512 matrix costs far more."""
-        import torch
-
-        x = values.detach().float().flatten()
-        sample = x[:: max(1, x.numel() // HISTOGRAM_SAMPLE)].contiguous()
-        scale = x.numel() / sample.numel()
-        lo, hi, total, squares = torch.stack([*x.aminmax(), sample.sum() * scale, sample.dot(sample) * scale]).tolist()
-        counts = (torch.histc(sample, HISTOGRAM_BINS, lo, hi) * scale).tolist()
-        limits = [lo + (hi - lo) * (i + 1) / HISTOGRAM_BINS for i in range(HISTOGRAM_BINS)]
-        self.tb.add_histogram_raw(tag, lo, hi, x.numel(), total, squares, limits, counts, step)
+            for kind, values in (("weights", layer.weight), ("gradients", layer.weight.grad)):
+                if values is not None:
+                    x = values.detach().float().flatten()
+                    sample = x[:: max(1, x.numel() // HISTOGRAM_SAMPLE)].clone()
+                    self.pending.append((probe.global_step, f"{kind}/{health.name}", (sample, x.numel())))
 
     def _image(self, step: int) -> None:
         """The first layer's weights, one tile per unit, 8 to a row: what each hidden unit looks for in the image."""
-        import torch
+        import numpy as np
 
-        weight = self.model.linears()[0].weight.detach()[:IMAGE_TILES].float().cpu()
+        weight = self.model.linears()[0].weight.detach()[:IMAGE_TILES].float().cpu().numpy()
         side = int(weight.shape[1] ** 0.5)
         if side < 4 or side * side != weight.shape[1]:  # 28x28 or 8x8 inputs, not the 2-input toys
             return
-        lo, hi = weight.aminmax(dim=1, keepdim=True)
-        tiles = (weight - lo) / (hi - lo).clamp_min(1e-12)  # each tile its own range, in [0, 1]
-        rows = -(-len(tiles) // 8)
-        tiles = torch.cat([tiles, torch.zeros(rows * 8 - len(tiles), side * side)]).view(rows, 8, side, side)
-        grid = torch.nn.functional.pad(tiles, (1, 0, 1, 0), value=1.0)  # a white line left of and above each tile
-        grid = grid.permute(0, 2, 1, 3).reshape(rows * (side + 1), 8 * (side + 1))
-        self.tb.add_image("first_layer_weights", torch.nn.functional.pad(grid, (0, 1, 0, 1), value=1.0), step, dataformats="HW")
+        lo, hi = weight.min(1, keepdims=True), weight.max(1, keepdims=True)
+        rows = -(-len(weight) // 8)
+        tiles = np.zeros((rows * 8, side * side), np.float32)
+        tiles[: len(weight)] = (weight - lo) / np.maximum(hi - lo, 1e-12)  # each tile its own range, in [0, 1]
+        grid = np.pad(tiles.reshape(rows, 8, side, side), ((0, 0), (0, 0), (1, 0), (1, 0)), constant_values=1)
+        grid = grid.transpose(0, 2, 1, 3).reshape(rows * (side + 1), 8 * (side + 1))  # a white line around each tile
+        self.pending.append((step, "first_layer_weights", np.pad(grid, ((0, 1), (0, 1)), constant_values=1)))
+
+    def _write(self) -> None:
+        """The pending values as one Summary per step, in step order; then a flush (the run's commit points)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        self.pending.sort(key=lambda p: p[0])  # stable: a step's values keep their order
+        for step, group in itertools.groupby(self.pending, key=lambda p: p[0]):
+            self.tb.file_writer.add_summary(Summary(value=[_summary_value(tag, v) for _, tag, v in group]), step)
+        self.pending = []
+        self.tb.flush()
 
     def close(self, error: BaseException | None) -> None:
         """Flush and close; a finished run's TensorBoard session ends, and its MLflow run gets its files and status."""
         if self.tb is not None:
-            if error is None and hasattr(self, "_hparams"):
+            self._write()
+            if error is None and self._hparams:
                 self.tb.file_writer.add_summary(self._hparams[2])
             self.tb.close()
         if self.ml is not None:
             self.ml.close(error)
+
+
+def _summary_value(tag: str, value):
+    """A scalar; a histogram of (sample, entries), the sample's counts scaled to every entry; or a grey PNG.
+
+    numpy, not torch: torch's histc and dot wake a thread pool, which costs milliseconds on a busy machine."""
+    import numpy as np
+    from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+
+    if isinstance(value, tuple):
+        x, n = value[0].cpu().double().numpy(), value[1]
+        counts, edges = np.histogram(x, HISTOGRAM_BINS)
+        scale = n / len(x)
+        stats = {"min": x.min(), "max": x.max(), "num": n, "sum": x.sum() * scale, "sum_squares": np.square(x).sum() * scale}
+        histogram = HistogramProto(**stats, bucket_limit=edges[1:].tolist(), bucket=(counts * scale).tolist())
+        return Summary.Value(tag=tag, histo=histogram)
+    if not isinstance(value, np.ndarray):
+        return Summary.Value(tag=tag, simple_value=value)
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.fromarray((value * 255).round().astype(np.uint8), "L").save(png, format="PNG", compress_level=1)
+    image = Summary.Image(height=value.shape[0], width=value.shape[1], colorspace=1, encoded_image_string=png.getvalue())
+    return Summary.Value(tag=tag, image=image)
 
 
 class MlflowRun:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_clean_error, invoke, sign
+from conftest import assert_clean_error, invoke, sign, synthetic_digits
+from PIL import Image
 
 from mnist_cli.checkpoint import FORMAT_VERSION, load_checkpoint
 from mnist_cli.data.catalog import MNIST_MEAN, MNIST_STD
@@ -51,52 +53,24 @@ def test_the_reloaded_model_reproduces_the_accuracy_measured_in_training(trained
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-@pytest.mark.parametrize("name", ["format1-plain", "format1-batchnorm-dropout"])
-def test_a_format_1_checkpoint_evaluates_exactly_as_before(name, tmp_path, monkeypatch):
-    """Checkpoints written before the layers were named (keys like 1.weight) keep their numbers.
-
-    The fixtures and their `mnist eval --json` output were made by the release that wrote format 1, on the
-    tests' synthetic data (conftest.write_mnist), which is rebuilt here byte for byte.
-    """
-    import json
-
-    from conftest import write_mnist
-    from typer.testing import CliRunner
-
-    from mnist_cli.cli import app
-
-    monkeypatch.setenv("MNIST_DATA_DIR", str(write_mnist(tmp_path / "data")))
+@pytest.mark.parametrize("name", ["format1-plain", "format1-batchnorm-dropout", "format2-best", "format2-last"])
+def test_checkpoints_of_the_releases_before_give_exactly_the_same_answers(name, tmp_path):
+    """Format 1 (keys like 1.weight, before the layers were named) and format 2's best.pt and last.pt (before the run
+    record): made by those releases on the tests' synthetic data, with their `eval --json` and `predict --json`."""
+    version = int(name[6])
+    expected = json.loads((FIXTURES / f"format{version}-expected.json").read_text())[name]
     raw = torch.load(FIXTURES / f"{name}.pt", weights_only=True)
-    assert raw["format_version"] == 1 and "1.weight" in raw["model_state"]
-    r = CliRunner().invoke(app, ["eval", str(FIXTURES / f"{name}.pt"), "--json"])
-    assert r.exit_code == 0, r.output
-    expected = json.loads((FIXTURES / "format1-expected.json").read_text())[name]
-    assert json.loads(r.stdout) == expected
-    assert load_checkpoint(FIXTURES / f"{name}.pt")["format_version"] == FORMAT_VERSION == 2
-
-
-@pytest.mark.parametrize("name", ["format2-best", "format2-last"])
-def test_a_format_2_checkpoint_evaluates_and_predicts_exactly_as_before(name, tmp_path, monkeypatch):
-    """best.pt and last.pt of the release before this one's run record: the same `eval --json` and `predict --json`.
-
-    Made by that release (a 784-8-10 net with dropout) on the tests' synthetic data, with its outputs.
-    """
-    import json
-
-    from conftest import synthetic_digits, write_mnist
-    from PIL import Image
-
-    monkeypatch.setenv("MNIST_DATA_DIR", str(write_mnist(tmp_path / "data")))
-    expected = json.loads((FIXTURES / "format2-expected.json").read_text())[name]
+    assert raw["format_version"] == version and ("1.weight" in raw["model_state"]) == (version == 1)
     r = invoke("eval", FIXTURES / f"{name}.pt", "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout) == expected["eval"]
-    images, _ = synthetic_digits(3, seed=7)
-    for i, image in enumerate(images):
-        Image.fromarray(image).save(tmp_path / f"digit{i}.png")
-    r = invoke("predict", "-m", FIXTURES / f"{name}.pt", "--json", "digit0.png", "digit1.png", "digit2.png")
-    assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout) == expected["predict"] and r.stderr == expected["predict_stderr"]
+    assert json.loads(r.stdout) == expected.get("eval", expected)
+    assert load_checkpoint(FIXTURES / f"{name}.pt")["format_version"] == FORMAT_VERSION == 2
+    if version == 2:
+        for i, image in enumerate(synthetic_digits(3, seed=7)[0]):
+            Image.fromarray(image).save(tmp_path / f"digit{i}.png")
+        r = invoke("predict", "-m", FIXTURES / f"{name}.pt", "--json", "digit0.png", "digit1.png", "digit2.png")
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout) == expected["predict"] and r.stderr == expected["predict_stderr"]
 
 
 # --- damaged and hostile checkpoints: one line, exit 2, nothing runs ----------------------------------------
@@ -155,11 +129,18 @@ def test_checkpoints_with_bad_fields_are_refused(trained_checkpoint, tmp_path, c
     assert_clean_error(invoke("eval", resaved(trained_checkpoint, tmp_path, change)), message)
 
 
-def test_a_digest_mismatch_is_called_corruption(trained_checkpoint, tmp_path):
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["model_state"]["hidden.0.linear.weight"][0, 0].add_(1e-3), "checkpoint is corrupt"),
+        (lambda c: c.pop("digest"), "not a checkpoint written by mnist-cli (it has no digest)"),
+    ],
+)
+def test_an_edit_without_a_new_digest_is_refused(trained_checkpoint, tmp_path, change, message):
     ckpt = torch.load(trained_checkpoint, weights_only=True)
-    ckpt["model_state"]["hidden.0.linear.weight"][0, 0] += 1e-3
-    torch.save(ckpt, tmp_path / "tampered.pt")
-    assert_clean_error(invoke("eval", tmp_path / "tampered.pt"), "checkpoint is corrupt")
+    change(ckpt)
+    torch.save(ckpt, tmp_path / "edited.pt")
+    assert_clean_error(invoke("eval", tmp_path / "edited.pt"), message)
 
 
 def _zip_without_torch(path: Path) -> None:

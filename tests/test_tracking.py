@@ -10,9 +10,12 @@ import sys
 import pytest
 from conftest import MNIST, assert_clean_error, invoke, position, records, start, wait_for, write_config, write_mnist
 
+from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import load_config
+from mnist_cli.errors import TrainingInterrupted
 from mnist_cli.record import EpochMetrics, HealthRecord, StepRecord
 from mnist_cli.record import TestRecord as FinalTest  # not a test class for pytest to collect
+from mnist_cli.tracking import mlflow_target
 from mnist_cli.training.loop import train
 
 
@@ -104,54 +107,47 @@ def test_a_killed_and_resumed_run_shows_each_step_once(tmp_path):
 
 
 @pytest.fixture
-def mlflow_store(tmp_path, monkeypatch):
-    pytest.importorskip("mlflow")
+def mlflow_client(tmp_path, monkeypatch):
+    """A client of the SQLite tracking store that runs of this test log to."""
+    mlflow = pytest.importorskip("mlflow")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
-def mlflow_runs(uri):
-    from mlflow import MlflowClient
-
-    client = MlflowClient(uri)
+def mlflow_runs(client):
     return client.search_runs([client.get_experiment_by_name("mnist-cli").experiment_id])
 
 
-def test_mlflow_finds_the_run_with_params_metrics_tags_and_files(tiny_config, tmp_path, mlflow_store):
+def test_mlflow_finds_the_run_with_params_metrics_tags_and_files(tiny_config, tmp_path, mlflow_client):
     r = invoke("train", "-c", tiny_config, "--out", tmp_path / "run", "--mlflow", "-q", "--json")
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout)
-    [run] = mlflow_runs(mlflow_store)
+    [run] = mlflow_runs(mlflow_client)
     assert run.info.status == "FINISHED"
     assert run.data.params["train.lr"] == "0.003" and run.data.params["model.width"] == "32"
     assert run.data.tags["dataset"] == "mnist" and run.data.tags["architecture"] == result["model"] == "784-32-10"
     assert run.data.metrics["test/accuracy"] == pytest.approx(result["test_accuracy"])
     assert run.data.metrics["val/accuracy"] == pytest.approx(result["val_accuracy"])
-    from mlflow import MlflowClient
-
-    client = MlflowClient(mlflow_store)
-    history = client.get_metric_history(run.info.run_id, "val/accuracy")
+    history = mlflow_client.get_metric_history(run.info.run_id, "val/accuracy")
     epochs = records(tmp_path / "run", EpochMetrics)
     assert [(m.step, pytest.approx(m.value)) for m in history] == [(e.global_step, e.val_accuracy) for e in epochs]
-    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"best.pt", "config.yaml"}
+    assert {a.path for a in mlflow_client.list_artifacts(run.info.run_id)} == {"best.pt", "config.yaml"}
 
 
-def test_a_sweep_is_a_parent_run_with_a_nested_run_per_training(tiny_config, tmp_path, mlflow_store):
+def test_a_sweep_is_a_parent_run_with_a_nested_run_per_training(tiny_config, tmp_path, mlflow_client):
     # Two workers: the parent run's id travels to other processes.
     r = invoke(
         "sweep", "-c", tiny_config, "--grid", "model.width=8,16", "--jobs", "2", "--out", tmp_path / "sw", "-q", "--mlflow"
     )
     assert r.exit_code == 0, r.output
-    runs = mlflow_runs(mlflow_store)
+    runs = mlflow_runs(mlflow_client)
     [parent] = [x for x in runs if "mlflow.parentRunId" not in x.data.tags]
     children = [x for x in runs if x.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(c.data.params["model.width"] for c in children) == ["16", "8"] and len(runs) == 3
     assert all(x.info.status == "FINISHED" for x in runs)
     assert all(0 <= c.data.metrics["test/accuracy"] <= 1 for c in children)
-    from mlflow import MlflowClient
-
-    assert "runs.csv" in {a.path for a in MlflowClient(mlflow_store).list_artifacts(parent.info.run_id)}
+    assert "runs.csv" in {a.path for a in mlflow_client.list_artifacts(parent.info.run_id)}
 
 
 @pytest.mark.parametrize("command", ["train", "sweep"])
@@ -162,20 +158,14 @@ def test_mlflow_without_the_package_is_one_line_naming_the_extra(tiny_config, tm
     assert not (tmp_path / "run").exists()
 
 
-def test_a_stopped_and_resumed_run_continues_its_mlflow_run(tiny_config, tmp_path, mlflow_store):
-    from mnist_cli.checkpoint import load_checkpoint
-    from mnist_cli.errors import TrainingInterrupted
-    from mnist_cli.tracking import mlflow_target
-
+def test_a_stopped_and_resumed_run_continues_its_mlflow_run(tiny_config, tmp_path, mlflow_client):
     cfg, run, polls = load_config(tiny_config, ["train.epochs=3"]), tmp_path / "run", iter(range(1000))
     with pytest.raises(TrainingInterrupted):  # as Ctrl-C stops it: in epoch 2, last.pt saved
         train(cfg, run, should_stop=lambda: next(polls) >= 25, mlflow=mlflow_target(True))
-    [stopped] = mlflow_runs(mlflow_store)
+    [stopped] = mlflow_runs(mlflow_client)
     assert stopped.info.status == "KILLED"
     train(cfg, run, resume_from=load_checkpoint(run / "last.pt"), mlflow=mlflow_target(True))
-    [resumed] = mlflow_runs(mlflow_store)
+    [resumed] = mlflow_runs(mlflow_client)
     assert resumed.info.run_id == stopped.info.run_id and resumed.info.status == "FINISHED"
-    from mlflow import MlflowClient
-
-    history = MlflowClient(mlflow_store).get_metric_history(resumed.info.run_id, "val/accuracy")
+    history = mlflow_client.get_metric_history(resumed.info.run_id, "val/accuracy")
     assert [m.step for m in history] == [e.global_step for e in records(run, EpochMetrics)]
