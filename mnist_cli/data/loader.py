@@ -20,7 +20,6 @@ def batch_sizes(n: int, batch_size: int) -> list[int]:
 
 
 def shuffled_batches(n: int, batch_size: int, seed: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """An epoch's index batches (on `device`): slices of the permutation `seed` decides, so a resumed epoch has the
-    same order without any saved generator state."""
+    """An epoch's index batches on `device`: slices of the permutation `seed` decides (a resumed epoch's too)."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[: sum(batch_sizes(n, batch_size))].to(device).split(batch_size)
