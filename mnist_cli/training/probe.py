@@ -100,8 +100,10 @@ class HealthProbe:
         return torch.stack([self._layer_stats(y) for y in outputs]) if outputs else torch.empty(0, 4)
 
     def _layer_stats(self, y: torch.Tensor) -> torch.Tensor:
-        """y: (probe images, units) -> (mean, std, dead share, saturated share)."""
-        dead = (y <= 0).all(0).float().mean()
+        """y: (probe images, units) -> (mean, std, dead share, saturated share); only the share the activation reports
+        is measured (the other is 0)."""
+        zero = y.new_zeros(())
+        if self.activation in RELU_FAMILY:
+            return torch.stack([y.mean(), y.std(), (y.amax(0) <= 0).float().mean(), zero])  # dead: never above 0
         flat = (y < SIGMOID_FLAT) | (y > 1 - SIGMOID_FLAT) if self.activation == "sigmoid" else y.abs() > TANH_FLAT
-        saturated = (flat.float().mean(0) >= SATURATED_SHARE).float().mean()
-        return torch.stack([y.mean(), y.std(), dead, saturated])
+        return torch.stack([y.mean(), y.std(), zero, (flat.float().mean(0) >= SATURATED_SHARE).float().mean()])
