@@ -61,7 +61,8 @@ docs: install-docs
 docs-build: install-docs
 	$(BIN)/zensical build --clean --strict
 
-# The benchmark behind docs/performance.md (~20 min on 2 cores; BENCH_ARGS=--quick for ~1-2 min while developing).
+# The benchmark behind docs/performance.md (~20 min on 2 cores; BENCH_ARGS=--quick for a few minutes while developing,
+# BENCH_ARGS="--quick --sections profile,loaded" for some sections). It starts and stops two busy loops itself (loaded).
 bench: install
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 

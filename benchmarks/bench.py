@@ -1,13 +1,14 @@
 """The benchmark suite behind README "Performance": run with `make bench` (or `--quick` while developing).
 
-    .venv/bin/python benchmarks/bench.py [--quick] [--sections peers,tta,startup,serve,health,sweep]
+    .venv/bin/python benchmarks/bench.py [--quick] [--sections peers,profile,loaded,tta,startup,serve,health,sweep]
 
 Measures, on this machine, in one run: the peers (the tutorials' loop and, with the bench extra, Lightning both
 ways) against `mnist train` on the classic recipes, each as a share of the matmul rate measured in the same run;
 compute efficiency against this machine's matrix-multiply GFLOP/s, time to accuracy of every shipped
 recipe (whole command, process start to exit), startup and inference wall times, peak RSS,
 `mnist serve` under load (500 requests from 8 clients), what recording layer health (train.health) costs per epoch,
-and `mnist sweep` against a shell loop of `mnist train` with the same thread budget.
+`mnist sweep` against a shell loop of `mnist train` with the same thread budget, where a step's time goes at batch
+15, 64 and 256, and epochs on a machine two busy-loop processes load, against the same epochs quiet.
 Smoke run (tiny sizes, results outside the tree): --quick --peer-images 1000 --out /tmp/bench
 Every figure is a median of >= 3 runs with min and max (--quick: fewer). Each section holds
 /tmp/mnist-cpu.lock (flock) while it computes, so measurements on a shared machine are not disturbed.
@@ -418,6 +419,31 @@ def probe_cost(reps: int) -> dict:
     }
 
 
+def step_profile(args, work: Path) -> dict:
+    """Where a step's time goes at batch 15, 64 and 256 (benchmarks/profile_step.py, in a process of its own)."""
+    with cpu_lock(args.lock):
+        return json.loads(run_measured([PYTHON, str(HERE / "profile_step.py"), "--steps", str(args.reps * 100)], env_with())[2])
+
+
+def loaded(args, work: Path) -> dict:
+    """Seconds per epoch of classic-64x3 and default.yaml on the quiet machine, then with two busy-loop processes
+    (started and stopped here), and the loaded/quiet ratios (the target: at most 3)."""
+    out: dict = {"classic-64x3": {}, "default": {}}
+    for state in ("quiet", "loaded"):
+        busy = [subprocess.Popen([PYTHON, "-c", "while True: pass"]) for _ in range(2 if state == "loaded" else 0)]
+        try:
+            with cpu_lock(args.lock):
+                for recipe, r in out.items():
+                    r[state] = mnist_run(args, recipe, work / f"{state}-{recipe}")["seconds_per_epoch"]
+        finally:
+            for p in busy:
+                p.kill()
+                p.wait()
+    for r in out.values():
+        r["ratio"] = r["loaded"]["median"] / r["quiet"]["median"]
+    return out
+
+
 def machine() -> dict:
     import torch
 
@@ -436,7 +462,7 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 epoch of the classics, 1 run each, no mlp-99* recipes")
-    every = "peers,tta,startup,serve,health,sweep"
+    every = "peers,profile,loaded,tta,startup,serve,health,sweep"
     parser.add_argument("--sections", default=every, help=f"comma-separated subset of {every}")
     parser.add_argument("--lock", default="/tmp/mnist-cpu.lock", help="flock file held per section ('' for none)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
@@ -454,6 +480,11 @@ def main() -> None:
         work = Path(tmp)
         if "peers" in sections:
             results["peers"] = peers(args, work)
+            print(table(results), file=sys.stderr)
+        if "profile" in sections:
+            results["profile"] = step_profile(args, work)
+        if "loaded" in sections:
+            results["loaded"] = loaded(args, work)
             print(table(results), file=sys.stderr)
         if "tta" in sections:
             results["time_to_accuracy"] = time_to_accuracy(args, work)

@@ -30,6 +30,16 @@ def table(results: dict) -> str:
         )
         if r["lightning"] != "measured" and recipe == "classic-256":
             lines.append(f"| {head}, Lightning | - | {r['lightning']} |")
+    for batch, p in results.get("profile", {}).items():
+        cells = ", ".join(f"{k} {v['median']:.0f}" for k, v in p.items() if k != "loop")
+        lines.append(
+            f"| a step at batch {batch}, us (the real loop) | {fmt(p['loop'], 0)} | {cells} (medians of {p['data']['n']}) |"
+        )
+    for recipe, r in results.get("loaded", {}).items():
+        lines.append(
+            f"| configs/{recipe}.yaml s/epoch, quiet / with two busy loops | {fmt(r['quiet'])} / {fmt(r['loaded'])} | "
+            f"loaded/quiet {r['ratio']:.1f}x (target at most 3x) |"
+        )
     eff = results.get("efficiency")
     if eff:
         sps = fmt(eff["samples_per_second"], 0)

@@ -1,9 +1,5 @@
-"""Batch augmentation on the training device: one random affine (plus optional elastic warp) per image.
-
-Everything is tensor ops on whole batches (`affine_grid` + `grid_sample`), as airbench and tinygrad's
-beautiful_mnist do it; randomness comes from torch's generator on the batch's device, which training
-seeds from the run's seed and the global step, so a resumed run warps the same images the same way.
-"""
+"""Batch augmentation on the training device: one random affine (plus optional elastic warp) per image, as tensor ops
+on whole batches (airbench, beautiful_mnist); the draws come from the device's generator, which training seeds per step."""
 
 from __future__ import annotations
 
@@ -16,11 +12,8 @@ from mnist_cli.config import AugmentConfig
 
 
 def augment(images: torch.Tensor, cfg: AugmentConfig, background: float = 0.0) -> torch.Tensor:
-    """float (B, H, W) inputs -> the same shape, each image warped by its own random transform.
-
-    `background` is the value of an empty pixel (after normalisation), used for what moves in from
-    outside the frame. With every magnitude at 0 the input is returned as is.
-    """
+    """float (B, H, W) -> the same, each image warped by its own random transform; what moves in from outside the
+    frame is `background` (an empty pixel after normalisation). With every magnitude at 0 the input is returned as is."""
     if not cfg.enabled or len(images) == 0:
         return images
     b, h, w = images.shape
@@ -45,14 +38,8 @@ def _random_affine(b: int, side: int, cfg: AugmentConfig, device: torch.device) 
     shift = _uniform(2 * b, 2 * cfg.shift / side, device).view(b, 2)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     tan = torch.tan(shear)
-    theta = torch.stack(
-        [
-            torch.stack([cos, -sin + cos * tan, shift[:, 0]], 1),
-            torch.stack([sin, cos + sin * tan, shift[:, 1]], 1),
-        ],
-        1,
-    )
-    return theta
+    rows = [torch.stack([cos, -sin + cos * tan, shift[:, 0]], 1), torch.stack([sin, cos + sin * tan, shift[:, 1]], 1)]
+    return torch.stack(rows, 1)
 
 
 def _smooth_displacement(b: int, h: int, w: int, cfg: AugmentConfig, device: torch.device) -> torch.Tensor:

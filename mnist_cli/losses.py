@@ -1,10 +1,6 @@
-"""Training losses on logits (B, classes) and integer labels (B,): train.loss picks one.
-
-`nll` is log_softmax followed by the negative log-likelihood, as the 784-64x3 tutorial writes it; that is what
-F.cross_entropy computes internally, so the two give the same numbers (a test checks the whole trajectory).
-`mse` is the squared error between the softmax probabilities and one-hot targets, averaged over batch and
-classes, as the XOR tutorial trains. Validation and test losses are always cross-entropy, so runs compare.
-"""
+"""Training losses on logits (B, classes) and integer labels (B,), picked by train.loss; validation and test losses are
+always cross-entropy, so runs compare. `nll` is what F.cross_entropy computes inside, written as the 784-64x3 tutorial
+writes it; `mse` is the XOR tutorial's squared error of softmax probabilities against one-hot targets."""
 
 from __future__ import annotations
 

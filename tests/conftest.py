@@ -456,6 +456,8 @@ def chromium() -> str:
     if not path:
         (pytest.fail if os.environ.get("CI") else pytest.skip)("chromium not found (apt-get install chromium)")
     return path
+
+
 # --- report and compare (test_report, test_compare, test_verdicts) ---
 
 

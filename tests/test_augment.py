@@ -10,69 +10,36 @@ from mnist_cli.augment import augment
 from mnist_cli.config import AugmentConfig, validate
 from mnist_cli.errors import ConfigError
 
-ALL_ON = AugmentConfig(rotate=10, shift=2, scale=0.1, shear=5, elastic_alpha=1.5)
-
-
-@pytest.fixture(autouse=True)
-def seeded() -> None:
-    torch.manual_seed(0)  # every warp here is a random draw
-
-
-def square_batch(n: int = 8) -> torch.Tensor:
-    x = torch.zeros(n, 28, 28)
-    x[:, 10:18, 10:18] = 1.0
-    return x
-
-
-def test_disabled_is_the_identity():
-    x = square_batch()
-    assert not AugmentConfig().enabled
-    assert augment(x, AugmentConfig()) is x
+SQUARE = torch.zeros(64, 28, 28)
+SQUARE[:, 10:18, 10:18] = 1.0  # an 8x8 square: a shift of 3 px keeps it inside the frame
 
 
 @pytest.mark.parametrize(
-    "cfg", [AugmentConfig(rotate=15), AugmentConfig(elastic_alpha=2), ALL_ON], ids=["rotate", "elastic", "all"]
+    "cfg", [{"rotate": 15}, {"elastic_alpha": 2}, {"rotate": 10, "shift": 2, "scale": 0.1, "shear": 5, "elastic_alpha": 1.5}]
 )
-def test_keeps_shape_and_dtype_and_changes_the_images(cfg):
-    x = square_batch()
-    y = augment(x, cfg)
-    assert y.shape == x.shape and y.dtype == x.dtype
-    assert not torch.equal(x, y)
-    assert not torch.equal(y[0], y[1]), "each image gets its own transform"
-
-
-def test_same_seed_same_warps():
-    x = square_batch()
+def test_each_image_gets_its_own_warp_of_the_same_shape_and_a_seed_repeats_them(cfg):
     torch.manual_seed(3)
-    a = augment(x, ALL_ON)
+    y = augment(SQUARE, AugmentConfig(**cfg))
+    assert y.shape == SQUARE.shape and y.dtype == SQUARE.dtype
+    assert not torch.equal(y, SQUARE) and not torch.equal(y[0], y[1])
     torch.manual_seed(3)
-    b = augment(x, ALL_ON)
-    assert torch.equal(a, b)
+    assert torch.equal(y, augment(SQUARE, AugmentConfig(**cfg)))
 
 
-def test_a_shift_inside_the_frame_conserves_the_image():
-    x = square_batch(64)
-    y = augment(x, AugmentConfig(shift=3))
-    # Shifts are uniform in +-3 px; the 8x8 square stays inside the frame, so its mass is conserved.
-    assert torch.allclose(y.sum((1, 2)), x.sum((1, 2)), atol=1e-3)
+def test_off_is_the_identity_a_shift_conserves_the_image_and_borders_are_the_background():
+    assert not AugmentConfig().enabled and augment(SQUARE, AugmentConfig()) is SQUARE
+    torch.manual_seed(0)
+    assert torch.allclose(augment(SQUARE, AugmentConfig(shift=3)).sum((1, 2)), SQUARE.sum((1, 2)), atol=1e-3)
+    empty = torch.full((4, 28, 28), -0.4242)
+    assert torch.allclose(augment(empty, AugmentConfig(rotate=30, shift=4), -0.4242), empty, atol=1e-5)
 
 
-def test_borders_are_filled_with_the_background_value():
-    background = -0.4242
-    x = torch.full((4, 28, 28), background)
-    y = augment(x, AugmentConfig(rotate=30, shift=4), background)
-    assert torch.allclose(y, x, atol=1e-5)
-
-
-def test_augment_keys_validate_with_their_path():
+def test_augment_keys_validate_with_their_path_and_compile_defaults_off():
     with pytest.raises(ConfigError) as e:
         validate({"data": {"augment": {"rotate": -1, "scal": 0.1}}})
     problems = sorted(e.value.problems)
     assert problems[0].startswith("data.augment.rotate:")
     assert problems[1] == "data.augment.scal: unknown key (did you mean 'scale'?)"
-
-
-def test_compile_key_defaults_off():
     assert validate({}).train.compile is False
 
 

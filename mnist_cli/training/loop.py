@@ -1,17 +1,16 @@
 """The training run in phases that read top to bottom: preflight, set-up, epochs (train, then end the epoch), final test.
 
-A run is a function of its config. The batch order of an epoch follows from (seed, epoch) and every random draw of a
-step (dropout, augmentation) from (seed, global step), so last.pt holds only the weights, optimizer, schedule,
-position and running sums, and a resumed run continues bit for bit. What the run measures goes to one append-only
-events.jsonl (mnist_cli.record), the same objects `on_event` receives; result.json sums the run up at its end.
+The batch order of an epoch follows from (seed, epoch) and a step's random draws from (seed, global step), so last.pt
+holds only weights, optimizer, schedule, position and running sums (training/state.py). What the run measures goes to
+one append-only events.jsonl, the same objects `on_event` receives; result.json sums the run up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,15 @@ import torch
 
 from mnist_cli import record
 from mnist_cli.augment import augment
-from mnist_cli.checkpoint import build_checkpoint, config_from_checkpoint, load_checkpoint, save_checkpoint
-from mnist_cli.config import Config, TrainConfig, data_root, to_yaml
-from mnist_cli.data.catalog import dataset_info
-from mnist_cli.data.datasets import Normalization, Split, class_names, load_dataset, normalization_for, split_train_val
+from mnist_cli.checkpoint import build_checkpoint, config_from_checkpoint, load_checkpoint
+from mnist_cli.config import Config, data_root, to_yaml
+from mnist_cli.data.datasets import Split, class_names, load_dataset, normalization_for, split_train_val
 from mnist_cli.data.loader import batch_sizes, shuffled_batches, to_inputs
-from mnist_cli.devices import resolve_device
+from mnist_cli.devices import default_threads, resolve_device
 from mnist_cli.disk import atomic_write
 from mnist_cli.errors import CheckpointError, TrainingInterrupted
-from mnist_cli.evaluate import evaluate
-from mnist_cli.losses import Loss, make_loss
-from mnist_cli.model import MLP, architecture, build_model, parameter_count
+from mnist_cli.losses import make_loss
+from mnist_cli.model import MLP, build_model, parameter_count
 from mnist_cli.optim import make_optimizer, make_scheduler
 from mnist_cli.record import EpochMetrics, StepRecord, TestRecord
 from mnist_cli.tracking import MlflowTarget, Tracker
@@ -39,38 +36,54 @@ from mnist_cli.training.init_from import initial_weights, matching_weights
 from mnist_cli.training.plan import config_differences
 from mnist_cli.training.preflight import check_resources
 from mnist_cli.training.probe import HealthProbe, probe_batch
+from mnist_cli.training.results import end_epoch, final_test, is_logged, save_last
 from mnist_cli.training.rundir import RunDir
-from mnist_cli.training.state import RESUME_KEY, RunState, derived_seed, isolated_process_state, restore, step_generator
+from mnist_cli.training.state import RunState, derived_seed, isolated_process_state, restore, step_generator
 
 PROGRESS_UPDATES_PER_EPOCH = 50  # step events per epoch; each reads the loss (a host sync on CUDA)
 
 
-@dataclass
 class Run:
-    """Everything set-up makes, which the phases below share."""
+    """The set-up of a run, which the phases below share: data on the device, a seeded model, optimizer and schedule;
+    a resumed run's state and record put back."""
 
-    cfg: Config
-    run_dir: RunDir
-    device: torch.device
-    train_split: Split
-    val_split: Split
-    test_split: Split
-    norm: Normalization
-    classes: list[str]
-    model: MLP
-    forward: Callable[[torch.Tensor], torch.Tensor]  # the model, or its torch.compile'd twin sharing the weights
-    loss: Loss  # train.loss: (logits, labels) -> the batch's mean loss
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    steps: int  # per epoch
-    guard: LossGuard
-    state: RunState
-    amp: bool
-    health: HealthProbe | None  # None with train.health off
-    draws: bool  # a step draws random numbers (dropout, augmentation): seed them from its global step
-    history: list[EpochMetrics] = field(default_factory=list)  # the epoch records so far, resumed ones included
-    best_state: dict[str, torch.Tensor] | None = None  # best.pt's weights, kept for the final test
-    notes: tuple[str, ...] = ()  # for RunStarted: what the run started from (train.init_from)
+    def __init__(self, cfg: Config, run_dir: RunDir, device: torch.device, splits: tuple[Split, ...], resume_from: Any):
+        self.cfg, self.run_dir, self.device = cfg, run_dir, device
+        # The whole dataset lives on the training device as uint8; batches are gathers from it.
+        self.train_split, self.val_split, self.test_split = (s.to(device) for s in splits)
+        self.classes = class_names(cfg.data.dataset, cfg.data.root)
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model, self.train_split.images[0].numel(), len(self.classes))
+        # Fine-tuning (issue 21): a new run starts from train.init_from's weights; a resumed one from its last.pt.
+        self.notes, start_norm = ((), None)
+        if cfg.train.init_from:
+            self.notes, start_norm = initial_weights(model, cfg.train.init_from, self.classes, resume_from)
+        self.model: MLP = model.to(device)
+        self.forward = torch.compile(self.model) if cfg.train.compile else self.model  # compiled: the same weights
+        self.loss = make_loss(cfg.train)
+        self.optimizer = make_optimizer(self.model, cfg.train)
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.steps = len(batch_sizes(len(self.train_split), cfg.train.batch_size))  # per epoch
+        self.scheduler = make_scheduler(self.optimizer, cfg.train, self.steps)
+        self.state, records, self.best_state = RunState(), [], None  # best_state: best.pt's weights, for the final test
+        if resume_from is not None:
+            self.state = restore(
+                resume_from, self.model, self.optimizer, self.scheduler, run_dir.last, self.steps, cfg.train.epochs
+            )
+            records, self.best_state = resumed_record(run_dir, resume_from, (self.state.epoch - 1) * self.steps + self.state.step)
+        # The event log first: a folder holding one holds a run (RunDir.refuse_to_replace).
+        record.write_events(run_dir.events, records)
+        atomic_write(run_dir.config, lambda f: f.write(to_yaml(cfg).encode()))
+        self.history = [r for r in records if isinstance(r, EpochMetrics)]  # the epoch records so far
+        self.norm = start_norm or normalization_for(cfg.data.dataset, cfg.data.normalize, self.train_split)
+        self.health = None  # a HealthProbe with train.health on
+        if cfg.train.health:
+            probes = probe_batch(self.val_split, self.train_split, self.norm, cfg.seed)
+            self.health = HealthProbe(self.model, probes, cfg.model.activation, self.steps, cfg.train.health_probes_per_epoch)
+        self.guard = LossGuard(cfg.train.on_nan, device, self.steps, kept=run_dir.kept)
+        self.amp = cfg.train.amp and device.type == "cuda"  # bf16 autocast
+        # A step that draws random numbers (dropout, augmentation) seeds them from its global step.
+        self.draws = cfg.model.dropout > 0 or cfg.data.augment.enabled
 
     def checkpoint(self, metrics: dict[str, Any], epoch: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         return build_checkpoint(
@@ -104,22 +117,21 @@ def train(
 ) -> TrainResult | DryRun:
     """Train the configured MLP into `out_dir`: config.yaml, events.jsonl, best.pt, last.pt, result.json.
 
-    `resume_from` is a loaded last.pt to continue exactly; `should_stop` is polled after every step (Ctrl-C) and
-    makes the run save last.pt and raise TrainingInterrupted; `dry_run` stops after the preflight checks and returns
-    what would run. A new run into a folder that holds another run is refused unless `overwrite`; that run's files
-    are removed before the first save. The thread count and RNG states the run changes are put back when it returns.
-    Every record also goes to the run's TensorBoard event file (train.tensorboard) and to `mlflow` when given.
+    `resume_from`: a loaded last.pt to continue exactly; `should_stop`, polled after every step, saves last.pt and
+    raises TrainingInterrupted; `dry_run` returns after the preflight checks. A folder holding another run is refused
+    unless `overwrite`. Thread count and RNG states are put back on return; records also go to TensorBoard and `mlflow`.
     """
     run_dir = out_dir if isinstance(out_dir, RunDir) else RunDir(Path(out_dir))
     device, splits, parameters = preflight(cfg, run_dir, resume_from, overwrite=overwrite, dry_run=dry_run)
     if dry_run:
         return DryRun(str(run_dir), str(device), parameters)
     if cfg.train.threads is None:  # the count changes a result's last bits: the run's config records it
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": torch.get_num_threads()})})
+        threads = default_threads(cfg.train.batch_size, parameters)
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": threads})})
     with run_dir.locked(), isolated_process_state(device, cfg.train.threads):
         if resume_from is None:
             run_dir.remove_previous_run()  # under the lock: never another live run's files
-        run = set_up(cfg, run_dir, device, splits, resume_from)
+        run = Run(cfg, run_dir, device, splits, resume_from)
         resumed_at = (run.state.epoch - 1) * run.steps + run.state.step
         tracker = on_event = Tracker(run.cfg, run_dir, run.model, resumed_at, mlflow, on_event)
         try:
@@ -143,12 +155,7 @@ def train(
 def preflight(
     cfg: Config, run_dir: RunDir, resume_from: dict[str, Any] | None, overwrite: bool, dry_run: bool
 ) -> tuple[torch.device, tuple[Split, Split, Split], int]:
-    """Device, data, output folder, memory and disk, all checked before the first step.
-
-    Nothing is written: a refused run (or a dry run) leaves no folder and no .lock behind; the folder is made when
-    the run takes its lock. A dry run does not download the dataset, it says it is missing. Returns the device, the
-    (train, val, test) splits and the model's parameter count.
-    """
+    """The device, (train, val, test) splits and parameter count, all checked before anything is written or downloaded."""
     device = resolve_device(cfg.train.device)
     data = cfg.data
     train_full, test = load_dataset(data.dataset, data_root(data), not dry_run, data.test_root, data.skip_bad_files)
@@ -168,62 +175,9 @@ def preflight(
     return device, (train_split, val_split, test), parameters
 
 
-def set_up(
-    cfg: Config, run_dir: RunDir, device: torch.device, splits: tuple[Split, Split, Split], resume_from: dict[str, Any] | None
-) -> Run:
-    """Data on the device, a seeded model, optimizer and schedule; a resumed run's state and record put back."""
-    # The whole dataset lives on the training device as uint8; batches are gathers from it.
-    train_split, val_split, test_split = (s.to(device) for s in splits)
-    classes = class_names(cfg.data.dataset, cfg.data.root)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, train_split.images[0].numel(), len(classes))
-    # Fine-tuning (issue 21): a new run starts from train.init_from's weights; a resumed one from its last.pt.
-    notes, start_norm = initial_weights(model, cfg.train.init_from, classes, resume_from) if cfg.train.init_from else ((), None)
-    model = model.to(device)
-    optimizer = make_optimizer(model, cfg.train)
-    steps = len(batch_sizes(len(train_split), cfg.train.batch_size))
-    scheduler = make_scheduler(optimizer, cfg.train, steps)
-    state, records, best_state = RunState(), [], None
-    if resume_from is not None:
-        state = restore(resume_from, model, optimizer, scheduler, run_dir.last, steps, cfg.train.epochs)
-        records, best_state = resumed_record(run_dir, resume_from, (state.epoch - 1) * steps + state.step)
-    # The event log first: a folder holding one holds a run (RunDir.refuse_to_replace).
-    record.write_events(run_dir.events, records)
-    atomic_write(run_dir.config, lambda f: f.write(to_yaml(cfg).encode()))
-    norm = start_norm or normalization_for(cfg.data.dataset, cfg.data.normalize, train_split)
-    health = None
-    if cfg.train.health:
-        probes = probe_batch(val_split, train_split, norm, cfg.seed)
-        health = HealthProbe(model, probes, cfg.model.activation, steps, cfg.train.health_probes_per_epoch)
-    return Run(
-        cfg=cfg,
-        run_dir=run_dir,
-        device=device,
-        train_split=train_split,
-        val_split=val_split,
-        test_split=test_split,
-        norm=norm,
-        classes=classes,
-        model=model,
-        forward=torch.compile(model) if cfg.train.compile else model,
-        loss=make_loss(cfg.train),
-        optimizer=optimizer,
-        scheduler=scheduler,
-        steps=steps,
-        guard=LossGuard(cfg.train.on_nan, device, steps, kept=run_dir.kept),
-        state=state,
-        amp=cfg.train.amp and device.type == "cuda",
-        health=health,
-        draws=cfg.model.dropout > 0 or cfg.data.augment.enabled,
-        history=[r for r in records if isinstance(r, EpochMetrics)],
-        best_state=best_state,
-        notes=notes,
-    )
-
-
 def resumed_record(run_dir: RunDir, resume_from: dict[str, Any], at: int) -> tuple[list[record.Record], Any]:
-    """The event log up to global step `at` (where last.pt stands), and the weights of best.pt when an epoch in it
-    was the best: refused, before anything is written, when either is missing or is not this run's."""
+    """The event log up to global step `at` (last.pt's), and best.pt's weights once an epoch was best; refused when
+    either is missing or not this run's."""
     fix = "restore it from a backup, or start a new run with --overwrite"
     if at and not run_dir.events.exists():
         raise CheckpointError(f"cannot resume: the run's record {run_dir.events} is missing; {fix}")
@@ -250,14 +204,15 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
     cfg, state, guard, steps = run.cfg, run.state, run.guard, run.steps
     run.model.train()
     batches = shuffled_batches(len(run.train_split), cfg.train.batch_size, derived_seed(cfg.seed, "epoch", epoch), run.device)
-    zero = torch.zeros((), device=run.device)
-    loss_sum = zero.clone() if state.loss_sum is None else state.loss_sum.to(run.device)
-    correct = zero.long() if state.correct is None else state.correct.to(run.device)
-    seen, skipped, seen_before = state.seen, state.skipped, state.seen
+    zero, seen_before = torch.zeros((), device=run.device), state.seen
+    state.loss_sum = zero.clone() if state.loss_sum is None else state.loss_sum.to(run.device)
+    state.correct = zero.long() if state.correct is None else state.correct.to(run.device)
     background = -run.norm.mean / run.norm.std  # an empty pixel after normalisation, for augmentation's borders
     report_every = max(1, steps // PROGRESS_UPDATES_PER_EPOCH)
     save_every = cfg.train.save_every_steps
     generator = step_generator(run.device)
+    # A disabled autocast still costs a few us a step; at batch 15 a whole step is a few hundred
+    autocast = torch.autocast(run.device.type, dtype=torch.bfloat16) if run.amp else contextlib.nullcontext()
     t0, seconds_before = time.perf_counter(), state.seconds
     logged = is_logged(cfg.train, epoch)  # health and step records only in the epochs end_epoch logs
     for step in range(state.step + 1, steps + 1):
@@ -269,20 +224,21 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
         probing = logged and run.health is not None and run.health.due(epoch, step)
         reporting = step % report_every == 0 or step == steps
         lr = run.optimizer.param_groups[0]["lr"] if reporting else None  # the rate this step uses, read before the step
-        with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
+        with autocast:
             logits = run.forward(augment(to_inputs(images, run.norm), cfg.data.augment, background))
         loss = run.loss(logits.float(), labels)
-        run.optimizer.zero_grad(set_to_none=True)
+        for p in run.params:  # zero_grad(set_to_none=True) without its profiler scope: ~15 us a step
+            p.grad = None
         if guard.skip(loss):
-            skipped += 1
+            state.skipped += 1
         else:
             loss.backward()
             if probing:
                 run.health.before_update()
             run.optimizer.step()
-            loss_sum += loss.detach() * len(labels)
-            correct += (logits.detach().argmax(1) == labels).sum()
-            seen += len(labels)
+            state.loss_sum += loss.detach() * len(labels)
+            state.correct += (logits.detach().argmax(1) == labels).sum()
+            state.seen += len(labels)
         run.scheduler.step()
         guard.observe(loss, global_step)
         if probing:
@@ -292,110 +248,18 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
             step_record = StepRecord(epoch, step, global_step, finite(loss.item()), lr)
             if logged:
                 record.append(run.run_dir.events, [step_record])
-            on_event(StepDone(step_record, steps, (seen - seen_before) / (time.perf_counter() - t0)))
+            on_event(StepDone(step_record, steps, (state.seen - seen_before) / (time.perf_counter() - t0)))
         stop = should_stop()
         if step < steps and (stop or (save_every and global_step % save_every == 0)):
-            state.step, state.loss_sum, state.correct, state.seen, state.skipped = step, loss_sum, correct, seen, skipped
-            state.seconds = seconds_before + time.perf_counter() - t0
+            state.step, state.seconds = step, seconds_before + time.perf_counter() - t0
             save_last(run)
             if stop:
                 raise TrainingInterrupted(str(run.run_dir.last), epoch, step)
     guard.check()
-    guard.check_epoch(skipped, epoch)
-    state.loss_sum, state.correct, state.seen, state.skipped = loss_sum, correct, seen, skipped
+    guard.check_epoch(state.skipped, epoch)
     state.seconds = seconds_before + time.perf_counter() - t0
 
 
 def finite(x: float) -> float | None:
-    """`x`, or None when it is nan or inf (JSON has no spelling for them)."""
+    """`x`, or None for nan and inf (JSON has no spelling for them)."""
     return x if math.isfinite(x) else None
-
-
-def is_logged(train_cfg: TrainConfig, epoch: int) -> bool:
-    """Whether `epoch` is validated and logged: every train.log_every-th epoch, and the last."""
-    return epoch == train_cfg.epochs or epoch % train_cfg.log_every == 0
-
-
-def end_epoch(run: Run, epoch: int, on_event: Callable[[Event], None]) -> bool:
-    """Validate, keep the best model, record the epoch and save last.pt: the epoch is then committed. Returns whether
-    last.pt was written.
-
-    Only every train.log_every_epochs-th epoch (and the last) is validated and logged, and every
-    save_every_epochs-th (and the last) saved: for a run of 10,000 four-example epochs this work would
-    otherwise cost far more than the training. Which epochs these are depends on the config alone, so a
-    resumed run logs and saves the same epochs.
-    """
-    state, train_cfg = run.state, run.cfg.train
-    state.samples += state.seen
-    if is_logged(train_cfg, epoch):
-        val = (
-            evaluate(run.model, run.val_split, run.norm, len(run.classes), train_cfg.eval_batch_size, run.amp)
-            if len(run.val_split)
-            else None
-        )
-        best_acc = max((m.val_accuracy for m in run.history if m.best and m.val_accuracy is not None), default=-1.0)
-        metrics = EpochMetrics(
-            epoch=epoch,
-            train_loss=state.loss_sum.item() / max(state.seen, 1),
-            val_loss=val.loss if val else None,
-            val_accuracy=val.accuracy if val else None,
-            lr=run.scheduler.get_last_lr()[0],
-            seconds=state.seconds,
-            samples_per_second=state.samples / max(state.seconds, 1e-9),
-            skipped_steps=state.skipped,
-            train_accuracy=state.correct.item() / state.seen if state.seen else None,
-            step=run.steps,
-            global_step=epoch * run.steps,
-            samples=state.samples,
-            best=val is None or val.accuracy > best_acc,  # without a validation split the newest epoch is kept
-        )
-        # best.pt and the record first, last.pt last: last.pt is the commit point a resumed run starts from.
-        if metrics.best:
-            best = run.checkpoint(metrics.as_dict(), epoch)
-            save_checkpoint(best, run.run_dir.best)
-            run.best_state = {k: v.clone() for k, v in best["model_state"].items()}  # on the CPU .cpu() is no copy
-        run.history.append(metrics)
-        run.log([metrics], on_event)
-        state.seconds, state.samples = 0.0, 0
-    state.next_epoch()
-    saved = epoch == train_cfg.epochs or epoch % train_cfg.save_every == 0
-    if saved:
-        save_last(run)
-    return saved
-
-
-def save_last(run: Run) -> None:
-    """last.pt: the weights where the run stands, with the position and running sums (RunState)."""
-    run.guard.check()  # never overwrite a good checkpoint with weights a NaN has reached
-    metrics = run.history[-1].as_dict() if run.history else {}
-    finished = run.state.epoch - 1
-    save_checkpoint(run.checkpoint(metrics, finished, {RESUME_KEY: run.state.snapshot()}), run.run_dir.last)
-
-
-def final_test(run: Run, parameters: int, on_event: Callable[[Event], None]) -> TrainResult:
-    """The test set is touched once, by the model validation picked; result.json sums the run up."""
-    run.model.load_state_dict(run.best_state)
-    test = evaluate(run.model, run.test_split, run.norm, len(run.classes), run.cfg.train.eval_batch_size, run.amp)
-    best = max((m for m in run.history if m.best), key=lambda m: m.epoch)
-    epochs, steps = run.cfg.train.epochs, run.steps
-    run.log([TestRecord(best.epoch, steps, epochs * steps, test.accuracy, test.loss)], on_event)
-    seconds = sum(m.seconds for m in run.history)
-    result = TrainResult(
-        test_accuracy=test.accuracy,
-        test_loss=test.loss,
-        best_epoch=best.epoch,
-        val_accuracy=best.val_accuracy,
-        epochs=epochs,
-        parameters=parameters,
-        train_seconds=seconds,
-        samples_per_second=sum(m.samples for m in run.history) / seconds if seconds else 0.0,
-        model=architecture(dataset_info(run.cfg.data.dataset).in_features, run.cfg.model.hidden_widths, len(run.classes)),
-        dataset=run.cfg.data.dataset,
-        classes=run.classes,
-        node=record.this_node(),
-        checkpoint=str(run.run_dir.best),
-        out_dir=str(run.run_dir),
-        device=str(run.device),
-    )
-    record.write_result(run.run_dir.result, result)
-    return result
