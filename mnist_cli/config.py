@@ -180,8 +180,8 @@ class TrainConfig(_Section):
     amp: bool = False
     """bf16 autocast on CUDA; ignored on the CPU."""
     threads: int | None = Field(None, ge=1, le=1024)
-    """Intra-op CPU threads; null keeps torch's default (one per core). Results repeat bit for bit only with the same thread
-    count."""
+    """Intra-op CPU threads; null chooses from the work (one for small steps, else one per core). Results repeat bit for
+    bit only with the same thread count."""
     compile: bool = False
     """torch.compile the model: costs compilation time up front."""
     eval_batch_size: int = Field(2048, ge=1, le=1 << 20)
