@@ -472,6 +472,8 @@ def main() -> None:
     args.reps = 1 if args.quick else 3
     args.epochs = 1 if args.quick else 3
     sections = set(args.sections.split(","))
+    if unknown := sections - set(every.split(",")):
+        parser.error(f"no section {', '.join(sorted(unknown))}; the sections are {every}")  # exit 2, nothing written
     os.environ.setdefault("MNIST_DATA_DIR", str(REPO / "data"))
 
     now = datetime.datetime.now(datetime.timezone.utc)
