@@ -217,7 +217,8 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
     logged = is_logged(cfg.train, epoch)  # health and step records only in the epochs end_epoch logs
     for step in range(state.step + 1, steps + 1):
         index = batches[step - 1]
-        images, labels = run.train_split.images[index], run.train_split.labels[index]
+        # index_select, not images[index]: the same gather at a third of the cost (~54 -> 18 us at batch 64, 1 thread)
+        images, labels = run.train_split.images.index_select(0, index), run.train_split.labels.index_select(0, index)
         global_step = (epoch - 1) * steps + step
         if run.draws:
             (generator or torch).manual_seed(derived_seed(cfg.seed, "step", global_step))
