@@ -182,6 +182,11 @@ def read_events(path: Path) -> list[Record]:
     return _read_lines(path, partial(_build, None))
 
 
+def from_row(row: Any) -> Record:
+    """One parsed events.jsonl line as its record, every field checked."""
+    return _build(None, row)
+
+
 def read_run_records(folder: Path) -> list[Record]:
     """A run folder's records: events.jsonl, or the three logs of the release before; [] when there are none."""
     folder = Path(folder)

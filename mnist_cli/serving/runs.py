@@ -50,6 +50,7 @@ class LiveRun:
     status: str = "running"  # running, finished, stopped, failed
     message: str = ""
     events: list[tuple[str, Any]] = field(default_factory=list)  # (SSE event name, JSON-able data), in order
+    records: list[record.Record] = field(default_factory=list)  # the run's events.jsonl so far, for the verdicts
     snapshot: tuple[int, Any] = (0, None)  # (serial number, the newest pictures): kept, not accumulated
 
     @property
@@ -265,6 +266,7 @@ def follow(run: LiveRun, read: int, said: list[dict]) -> tuple[int, list[dict]]:
     end = data.rfind(b"\n") + 1
     rows = [json.loads(line) for line in data[:end].splitlines()]
     run.events += [(row["kind"], row) for row in rows]
+    run.records += map(record.from_row, rows)
     if any(row["kind"] in ("health", "epoch") for row in rows) and (found := live_verdicts(run)) != said:
         said = found
         run.events.append(("verdicts", found))
@@ -277,8 +279,7 @@ def live_verdicts(run: LiveRun) -> list[dict]:
     from mnist_cli.report.run import RunRecord
     from mnist_cli.training.rundir import RunDir
 
-    records = record.read_events(run.run_dir / record.EVENTS)
-    metrics, health, steps = ([r for r in records if isinstance(r, cls)] for cls in KINDS)
+    metrics, health, steps = ([r for r in run.records if isinstance(r, cls)] for cls in KINDS)
     so_far = RunRecord(RunDir(run.run_dir), run.config, metrics, health, steps, None)
     if metrics:
         return [x.as_dict() for x in v.verdicts(so_far)]
