@@ -1,6 +1,6 @@
 """The Train page's run against `mnist train` of the same settings, alternating, on a quiet machine:
 
-    .venv/bin/python benchmarks/playground_speed.py [--config configs/default.yaml] [--epochs 2] [--pairs 3]
+    .venv/bin/python benchmarks/playground_speed.py [--config default] [--epochs 2] [--pairs 3]
 
 Each side's train_seconds (the training loop's own clock, from result.json), run after run in alternating order,
 and the ratio page / CLI of their medians (issue 19 asks for at most 1.10). The page's run is started through the
@@ -52,6 +52,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--pairs", type=int, default=3)
     args = parser.parse_args()
+    if not (REPO / "configs" / f"{args.config}.yaml").is_file():
+        parser.error(f"no shipped config named {args.config!r}: give a name from configs/ without .yaml, such as default")
+    if args.pairs < 1 or args.epochs < 1:
+        parser.error("--pairs and --epochs must be at least 1")
     sys.path.insert(0, str(REPO))
     os.chdir(REPO)  # the page finds the shipped configs in its working folder
     with tempfile.TemporaryDirectory(prefix="playground-speed-") as tmp:

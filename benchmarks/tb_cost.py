@@ -108,6 +108,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
+    if args.pairs < 1 or args.epochs < 1:
+        parser.error("--pairs and --epochs must be at least 1")
     cost = tracker_cost()
     print(f"in process: a training step {cost['step'] * 1e3:.2f} ms, so an epoch ~{cost['epoch']:.2f} s; the Tracker per epoch")
     for key in ("inside", "at_end"):
