@@ -29,13 +29,13 @@ def test_layers_are_named_hidden_i_and_output_with_per_layer_widths():
     assert architecture(784, [64, 32, 16], 10) == "784-64-32-16-10"
 
 
-@pytest.mark.parametrize(("norm", "layer"), [("batch", nn.BatchNorm1d), ("layer", nn.LayerNorm), ("none", nn.Identity)])
-def test_norm_layers_and_no_dropout(norm, layer):
+@pytest.mark.parametrize(("norm", "layers"), [("batch", [nn.BatchNorm1d]), ("layer", [nn.LayerNorm]), ("none", [])])
+def test_norm_layers_and_no_dropout(norm, layers):
     model = build_model(ModelConfig(depth=2, width=8, norm=norm), 784, 10)
-    assert [type(h.norm) for h in model.hidden] == [layer, layer]
+    # A hidden layer holds only the parts that are on: no norm or dropout layer when they are off.
+    assert [[type(m) for m in h] for h in model.hidden] == [[nn.Linear, *layers, nn.ReLU]] * 2
     # Batch norm's shift makes the Linear's bias redundant.
     assert all((h.linear.bias is None) == (norm == "batch") for h in model.hidden)
-    assert [type(h.dropout) for h in model.hidden] == [nn.Identity] * 2
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", "silu", "tanh", "sigmoid"])
