@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -23,6 +24,32 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+
+
+def step_function(optimizer: torch.optim.Optimizer) -> Callable[[], object]:
+    """`optimizer.step`, or for a fused Adam or AdamW on the CPU the call of its one kernel that step ends in: the same
+    kernel with the same arguments (bit-identical), without ~90 us of Python around a ~40 us kernel at batch 15."""
+    kernel = {torch.optim.Adam: torch._fused_adam_, torch.optim.AdamW: torch._fused_adamw_}.get(type(optimizer))
+    group = optimizer.param_groups[0]
+    on_cpu = all(p.device.type == "cpu" for p in group["params"])
+    if not (kernel and on_cpu and group["fused"]) or len(optimizer.param_groups) > 1 or group["amsgrad"] or group["maximize"]:
+        return optimizer.step
+
+    def step() -> None:
+        group = optimizer.param_groups[0]  # load_state_dict replaces the group; the schedule sets its lr
+        params = group["params"]
+        states, grads = [optimizer.state[p] for p in params], [p.grad for p in params]
+        if not all(states) or any(g is None for g in grads):  # torch's step makes the state and skips unused weights
+            optimizer.step()
+            return
+        steps = [s["step"] for s in states]
+        torch._foreach_add_(steps, 1)
+        beta1, beta2 = group["betas"]
+        moments = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+        hyper = {"lr": group["lr"], "weight_decay": group["weight_decay"], "eps": group["eps"]}
+        kernel(params, grads, *moments, [], steps, beta1=beta1, beta2=beta2, amsgrad=False, maximize=False, **hyper)
+
+    return step
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:

@@ -27,7 +27,7 @@ from mnist_cli.disk import atomic_write
 from mnist_cli.errors import CheckpointError, TrainingInterrupted
 from mnist_cli.losses import make_loss
 from mnist_cli.model import MLP, build_model, parameter_count
-from mnist_cli.optim import make_optimizer, make_scheduler
+from mnist_cli.optim import make_optimizer, make_scheduler, step_function
 from mnist_cli.record import EpochMetrics, StepRecord, TestRecord
 from mnist_cli.tracking import MlflowTarget, Tracker
 from mnist_cli.training.events import DryRun, Event, RunStarted, StepDone, TrainResult
@@ -62,6 +62,7 @@ class Run:
         self.forward = torch.compile(self.model) if cfg.train.compile else self.model  # compiled: the same weights
         self.loss = make_loss(cfg.train)
         self.optimizer = make_optimizer(self.model, cfg.train)
+        self.update = step_function(self.optimizer)  # optimizer.step, or its fused kernel called directly
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.steps = len(batch_sizes(len(self.train_split), cfg.train.batch_size))  # per epoch
         self.scheduler = make_scheduler(self.optimizer, cfg.train, self.steps)
@@ -236,7 +237,7 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
             loss.backward()
             if probing:
                 run.health.before_update()
-            run.optimizer.step()
+            run.update()
             state.loss_sum += loss.detach() * len(labels)
             state.correct += (logits.detach().argmax(1) == labels).sum()
             state.seen += len(labels)
