@@ -60,6 +60,7 @@ def evaluate_checkpoint(
     with user_errors():
         from mnist_cli.config import data_root
         from mnist_cli.data.datasets import load_split
+        from mnist_cli.data.folder import evaluation_folder, other_test_split
         from mnist_cli.devices import resolve_device
         from mnist_cli.evaluate import predict_split, summarize, truth_table
         from mnist_cli.inference.trained import load_trained
@@ -68,12 +69,8 @@ def evaluate_checkpoint(
         cfg = trained.config
         d, where = cfg.data, f"{split} split"
         if data_folder is not None:  # issue 21: a folder of one's own images, prepared as predict prepares them
-            from mnist_cli.data.folder import evaluation_folder
-
             data, where = evaluation_folder(data_folder, trained.classes, trained.dataset.input_shape), str(data_folder)
         elif other_dataset is not None:  # issue 21: what a fine-tuned model still knows of the dataset it came from
-            from mnist_cli.data.folder import other_test_split
-
             data = other_test_split(other_dataset, trained.classes, trained.dataset.input_shape, data_root_option)
             where = f"{other_dataset} test split"
         else:

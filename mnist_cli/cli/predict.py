@@ -10,7 +10,7 @@ import typer
 
 from mnist_cli.cli.app import USER_ERROR, print_json, printable, user_errors
 from mnist_cli.cli.completion import DEVICE_METAVAR, complete_checkpoint, complete_device
-from mnist_cli.errors import MnistError
+from mnist_cli.errors import MnistError, SaveError
 
 # predict's and serve's -m: without it, inference/discover.py chooses.
 ChosenCheckpoint = Annotated[
@@ -67,7 +67,7 @@ def predict(
     For a checkpoint trained on scikit-learn's digits, the ink is fitted into a 32x32 bitmap and the inked
     pixels of each 4x4 block counted: 8x8 inputs with 17 grey levels, as that dataset was made.
     """
-    from mnist_cli.cli.ui import consoles
+    from mnist_cli.cli.ui import consoles, render_predictions
 
     stdout, stderr = consoles()
     with user_errors():
@@ -86,8 +86,6 @@ def predict(
         results = predict_sources(sources, trained, top_k=top_k, min_confidence=min_confidence, invert=invert, stdin=stdin)
     errors = [f"error: {r.path}: {r.error}" for r in results if isinstance(r, Failure)]
     if save_inputs_to is not None:
-        from mnist_cli.errors import SaveError
-
         try:
             save_inputs(results, save_inputs_to)
         except SaveError as e:  # the predictions are made: print them, then say what was not saved
@@ -97,8 +95,6 @@ def predict(
     if as_json:
         print_json([r.as_dict() for r in results])
     else:
-        from mnist_cli.cli.ui import render_predictions
-
         render_predictions(stdout, [r for r in results if not isinstance(r, Failure)], show=show)
     if errors:
         raise typer.Exit(USER_ERROR)
