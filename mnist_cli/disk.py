@@ -60,12 +60,9 @@ def unreadable_file(path: Path) -> str | None:
     return None
 
 
-def atomic_write(
-    path: Path, write: Callable[[IO[bytes]], object], mode: int | None = None, check: Callable[[Path], object] | None = None
-) -> None:
-    """Call write(file) on a temp file beside `path`, fsync, then replace `path`; a crash leaves the old file.
-
-    `mode`: permission bits (default: what the umask allows, as `open` gives); `check(temp)` may raise to refuse it."""
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object], mode: int | None = None) -> None:
+    """Call write(file) on a temp file beside `path`, fsync, then replace `path`; a crash leaves the old file. `mode`:
+    permission bits (default: what the umask allows, as `open` gives)."""
     path = Path(path)
     tmp: str | None = None
     try:
@@ -76,8 +73,6 @@ def atomic_write(
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        if check is not None:
-            check(Path(tmp))
         if mode is None:
             os.umask(mask := os.umask(0))  # the umask is read by setting it and putting it back
             mode = 0o666 & ~mask

@@ -20,7 +20,6 @@ from mnist_cli.errors import MnistError, SaveError
 from mnist_cli.inference.trained import load_trained
 
 Format = Literal["onnx", "torchscript"]
-SUFFIXES: dict[str, str] = {"onnx": ".onnx", "torchscript": ".torchscript"}
 INPUT, OUTPUT = "input", "probabilities"  # the graph's input and output names
 ONNX_EXTRA = 'ONNX export needs the onnx and onnxscript packages: pip install "mnist-cli[export]"'
 
@@ -93,7 +92,7 @@ def export_checkpoint(checkpoint: Path, fmt: Format, output: Path | None = None)
         except ImportError:
             raise MnistError(ONNX_EXTRA) from None
     trained = load_trained(checkpoint, "cpu")
-    name = f"{trained.path.resolve().parent.name}-{trained.path.stem}{SUFFIXES[fmt]}"
+    name = f"{trained.path.resolve().parent.name}-{trained.path.stem}.{fmt}"  # .onnx, .torchscript
     path = Path(output or name)
     path = path / name if path.is_dir() else path
     if path.resolve() == trained.path.resolve():

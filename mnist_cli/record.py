@@ -9,17 +9,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 import socket
 import stat
 import sys
-import types
 import typing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field, TypeAdapter, ValidationError
 
 from mnist_cli.disk import atomic_write
 from mnist_cli.errors import MnistError
@@ -30,6 +30,14 @@ MAX_BYTES = 512 << 20  # a 10,000-epoch run with every probe on writes ~100 MB
 MAX_NUMBER = 1e100  # larger values are no measurement: their sums would print as inf
 MAX_COUNT = 10**12
 OUTPUT_LAYER = "output"
+# What a field holds, checked when a row is read (pydantic, strict: true is no count and 1.5 no whole number).
+Count = Annotated[int, Field(strict=True, ge=0, le=MAX_COUNT)]
+Number = Annotated[float, Field(strict=True, ge=0, le=MAX_NUMBER, allow_inf_nan=False)]
+Signed = Annotated[float, Field(strict=True, ge=-MAX_NUMBER, le=MAX_NUMBER, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
+Name = Annotated[str, Field(strict=True, max_length=1000)]
+Flag = Annotated[bool, Field(strict=True)]
+WHAT = {Count: "a count", Number: "a number", Signed: "a number", Fraction: "a fraction", Name: "a string", Flag: "true or false"}
 
 
 class RecordError(MnistError):
@@ -41,31 +49,31 @@ class StepRecord:
     """The training loss at one progress report (the value the progress bar shows)."""
 
     kind: ClassVar[str] = "step"
-    epoch: int  # 1-based
-    step: int  # 1-based within the epoch
-    global_step: int  # 1-based in the run: (epoch - 1) * steps per epoch + step
-    loss: float | None  # this step's batch loss, label smoothing included; None if it was not finite
-    lr: float  # the learning rate this step used
+    epoch: Count  # 1-based
+    step: Count  # 1-based within the epoch
+    global_step: Count  # 1-based in the run: (epoch - 1) * steps per epoch + step
+    loss: Number | None  # this step's batch loss, label smoothing included; None if it was not finite
+    lr: Number  # the learning rate this step used
 
 
 @dataclass(frozen=True)
 class LayerHealth:
     """One layer at one probe. Norms are Frobenius norms of the Linear's weight matrix (bias excluded)."""
 
-    name: str  # "hidden.0", "hidden.1", ..., "output"
-    width: int  # units (output features)
-    weight_norm: float  # ||W|| before the probe step's update
-    grad_norm: float | None  # ||dLoss/dW|| of the probe step, before the optimizer step; None if the step was skipped
-    grad_ratio: float | None  # grad_norm / the output layer's grad_norm (1.0 for the output layer)
-    update_ratio: float | None  # ||W_after - W_before|| / ||W_before|| for the probe step
+    name: Name  # "hidden.0", "hidden.1", ..., "output"
+    width: Count  # units (output features)
+    weight_norm: Number  # ||W|| before the probe step's update
+    grad_norm: Number | None  # ||dLoss/dW|| of the probe step, before the optimizer step; None if the step was skipped
+    grad_ratio: Number | None  # grad_norm / the output layer's grad_norm (1.0 for the output layer)
+    update_ratio: Number | None  # ||W_after - W_before|| / ||W_before|| for the probe step
     # Post-activation statistics on the probe batch (eval mode); None for the output layer.
-    activation_mean: float | None = None  # over all probe images and units
-    activation_std: float | None = None
+    activation_mean: Signed | None = None  # over all probe images and units
+    activation_std: Number | None = None
     # Share of units whose output is <= 0 on every probe image (relu, gelu, silu); None for other activations.
-    dead_fraction: float | None = None
+    dead_fraction: Fraction | None = None
     # Share of units at a flat end (sigmoid y < 0.02 or > 0.98; tanh |y| > 0.98) on >= 90% of the probe images;
     # None for activations that do not saturate.
-    saturated_fraction: float | None = None
+    saturated_fraction: Fraction | None = None
 
 
 @dataclass(frozen=True)
@@ -73,15 +81,15 @@ class HealthRecord:
     """One probe: where the run stood, the step's loss, and every layer's health, input to output."""
 
     kind: ClassVar[str] = "health"
-    epoch: int
-    step: int
-    global_step: int
-    steps_per_epoch: int
-    end_of_epoch: bool  # the epoch's last step
-    loss: float | None  # training loss of the probe step (None if it was not finite)
-    activation: str  # model.activation, which decides whether dead or saturated units are measured
-    probe_images: int
-    layers: list[LayerHealth]  # hidden.0 ... hidden.N-1, then output
+    epoch: Count
+    step: Count
+    global_step: Count
+    steps_per_epoch: Count
+    end_of_epoch: Flag  # the epoch's last step
+    loss: Number | None  # training loss of the probe step (None if it was not finite)
+    activation: Name  # model.activation, which decides whether dead or saturated units are measured
+    probe_images: Count
+    layers: Annotated[list[LayerHealth], Field(max_length=10_000)]  # hidden.0 ... hidden.N-1, then output
 
     @property
     def hidden(self) -> list[LayerHealth]:
@@ -98,21 +106,21 @@ class EpochMetrics:
     """One validated epoch. Losses are mean losses per image; accuracies are fractions in [0, 1]."""
 
     kind: ClassVar[str] = "epoch"
-    epoch: int  # 1-based
-    train_loss: float  # mean over the epoch's steps, label smoothing included
-    val_loss: float | None  # None when the run holds out no validation images
-    val_accuracy: float | None
-    lr: float  # learning rate after the epoch's last step
-    seconds: float  # training time since the previous epoch record (this epoch's when every epoch is logged)
-    samples_per_second: float
-    skipped_steps: int = 0  # steps dropped for a non-finite loss (train.on_nan: skip)
+    epoch: Count  # 1-based
+    train_loss: Number  # mean over the epoch's steps, label smoothing included
+    val_loss: Number | None  # None when the run holds out no validation images
+    val_accuracy: Fraction | None
+    lr: Number  # learning rate after the epoch's last step
+    seconds: Number  # training time since the previous epoch record (this epoch's when every epoch is logged)
+    samples_per_second: Number
+    skipped_steps: Count = 0  # steps dropped for a non-finite loss (train.on_nan: skip)
     # Share of the epoch's training images classified right as the model trained on them (training mode, weights
     # changing along the epoch); None in rows of releases before it existed.
-    train_accuracy: float | None = None
-    step: int = 0  # the epoch's last step (0 in rows of the release before)
-    global_step: int = 0
-    samples: int = 0  # training samples since the previous epoch record (0 in rows of the release before)
-    best: bool = False  # best.pt was written with this epoch's weights
+    train_accuracy: Fraction | None = None
+    step: Count = 0  # the epoch's last step (0 in rows of the release before)
+    global_step: Count = 0
+    samples: Count = 0  # training samples since the previous epoch record (0 in rows of the release before)
+    best: Flag = False  # best.pt was written with this epoch's weights
 
     def as_dict(self) -> dict[str, Any]:
         """The epoch's metrics as plain values, as checkpoints carry them."""
@@ -124,11 +132,11 @@ class TestRecord:
     """The final test of the model validation picked: the test set is touched once."""
 
     kind: ClassVar[str] = "test"
-    epoch: int  # the tested model's epoch
-    step: int
-    global_step: int
-    accuracy: float
-    loss: float  # mean cross-entropy
+    epoch: Count  # the tested model's epoch
+    step: Count
+    global_step: Count
+    accuracy: Fraction
+    loss: Number  # mean cross-entropy
 
 
 Record = StepRecord | HealthRecord | EpochMetrics | TestRecord
@@ -139,18 +147,18 @@ KINDS: dict[str, type] = {cls.kind: cls for cls in (StepRecord, HealthRecord, Ep
 class RunResult:
     """result.json: what a finished run reached, for compare, the sweep, predict and serve, without a checkpoint."""
 
-    test_accuracy: float
-    test_loss: float
-    best_epoch: int
-    val_accuracy: float | None  # None without a validation split
-    epochs: int
-    parameters: int
-    train_seconds: float
-    samples_per_second: float
-    model: str  # '784-512-512-10'
-    dataset: str
-    classes: list[str]
-    node: str = ""  # where it trained: the host (and Ray node, in a cluster); "" in result.json of the release before
+    test_accuracy: Fraction
+    test_loss: Number
+    best_epoch: Count
+    val_accuracy: Fraction | None  # None without a validation split
+    epochs: Count
+    parameters: Count
+    train_seconds: Number
+    samples_per_second: Number
+    model: Name  # '784-512-512-10'
+    dataset: Name
+    classes: Annotated[list[Name], Field(max_length=10_000)]
+    node: Name = ""  # where it trained: the host (and Ray node, in a cluster); "" in result.json of the release before
 
 
 def this_node() -> str:
@@ -258,41 +266,29 @@ def _build(cls: type | None, row: Any) -> Any:
     cls = cls or KINDS.get(row.get("kind"))
     if cls is None:
         raise RecordError(f"kind {_short(row.get('kind'))} is none of {', '.join(KINDS)}")
-    hints, values = _hints(cls), {}
-    for f in dataclasses.fields(cls):
-        if f.name in row:
-            values[f.name] = _check(f.name, hints[f.name], row[f.name])
-        elif f.default is dataclasses.MISSING:
-            raise RecordError(f"lacks {f.name}")
-    return cls(**values)
+    try:
+        return _adapter(cls).validate_python(row)
+    except ValidationError as e:
+        raise RecordError(_problem(cls, e.errors()[0])) from None
 
 
-_hints = functools.cache(typing.get_type_hints)
+_adapter = functools.cache(TypeAdapter)
+_hints = functools.cache(partial(typing.get_type_hints, include_extras=True))
 
 
-def _check(name: str, hint: Any, value: Any) -> Any:
-    """`value` if it is what `hint` says, in range; RecordError otherwise."""
-    optional = isinstance(hint, types.UnionType)  # `X | None`
+def _problem(cls: type, error: dict[str, Any]) -> str:
+    """pydantic's first error in the words of a row: `epoch is 1.5, not a count`, `lacks lr`."""
+    hint, name = cls, ""
+    for part in error["loc"]:
+        if isinstance(part, int):  # an item of Annotated[list[X], ...]
+            hint = typing.get_args(typing.get_args(hint)[0])[0]
+        else:
+            hint, name = _hints(hint)[part], part
+    if error["type"] == "missing":
+        return f"lacks {name}"
+    optional = type(None) in typing.get_args(hint)
     kind = typing.get_args(hint)[0] if optional else hint
-    if value is None and optional:
-        return None
-    if typing.get_origin(kind) is list and isinstance(value, list) and len(value) <= 10_000:
-        return [_check(name, typing.get_args(kind)[0], v) for v in value]
-    if dataclasses.is_dataclass(kind) and isinstance(value, dict):
-        return _build(kind, value)
-    fraction = name.endswith(("accuracy", "fraction"))
-    finite = kind is float and type(value) in (int, float) and math.isfinite(value) and abs(value) <= MAX_NUMBER
-    if finite and ((0 <= value <= 1) if fraction else (value >= 0 or name == "activation_mean")):
-        return float(value)
-    if (
-        kind is not float
-        and type(value) is kind
-        and (kind is not int or 0 <= value <= MAX_COUNT)
-        and (kind is not str or len(value) <= 1000)
-    ):
-        return value
-    what = {int: "a count", float: "a fraction" if fraction else "a number", bool: "true or false", str: "a string"}
-    raise RecordError(f"{name} is {_short(value)}, not {what.get(kind, 'a list')}{' or null' if optional else ''}")
+    return f"{name} is {_short(error['input'])}, not {WHAT.get(kind, 'a list')}{' or null' if optional else ''}"
 
 
 def _short(value: Any) -> str:

@@ -5,8 +5,6 @@ at the probes and epoch ends for the weight and gradient histograms and the firs
 
 from __future__ import annotations
 
-import io
-import itertools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -84,8 +82,8 @@ def scalars(record) -> list[tuple[str, float]]:
 class Tracker:
     """The `on_event` wrapper training calls: each record also goes to TensorBoard and MLflow.
 
-    TensorBoard's values wait in `pending` until the epoch record (outside the epoch's clock) or the end: one event per
-    step, histograms counted from a strided sample taken at the probe: a probe costs two small copies a layer.
+    TensorBoard's values wait in `pending` until the epoch record (outside the epoch's clock) or the end; histograms
+    are counted from a strided sample taken at the probe: a probe costs two small copies a layer.
     """
 
     def __init__(self, cfg, run_dir, model, resumed_at: int, mlflow: MlflowTarget | None, on_event):
@@ -147,14 +145,29 @@ class Tracker:
         self.pending.append((step, "first_layer_weights", np.pad(grid, ((0, 1), (0, 1)), constant_values=1)))
 
     def _write(self) -> None:
-        """The pending values as one Summary per step, in step order; then a flush (the run's commit points)."""
-        from tensorboard.compat.proto.summary_pb2 import Summary
+        """The pending values in step order, through SummaryWriter; then a flush (the run's commit points)."""
+        import numpy as np
 
-        self.pending.sort(key=lambda p: p[0])  # stable: a step's values keep their order
-        for step, group in itertools.groupby(self.pending, key=lambda p: p[0]):
-            self.tb.file_writer.add_summary(Summary(value=[_summary_value(tag, v) for _, tag, v in group]), step)
+        for step, tag, value in sorted(self.pending, key=lambda p: p[0]):  # stable: a step's values keep their order
+            if isinstance(value, tuple):
+                self._histogram(tag, *value, step)
+            elif isinstance(value, np.ndarray):
+                self.tb.add_image(tag, value, step, dataformats="HW")
+            else:
+                self.tb.add_scalar(tag, value, step)
         self.pending = []
         self.tb.flush()
+
+    def _histogram(self, tag: str, sample, n: int, step: int) -> None:
+        """A histogram of `sample`, its counts scaled to all `n` entries. numpy, not torch: torch's histc and dot wake
+        a thread pool, which costs milliseconds on a busy machine."""
+        import numpy as np
+
+        x = sample.cpu().double().numpy()
+        counts, edges = np.histogram(x, HISTOGRAM_BINS)
+        scale = n / len(x)
+        sums = (x.sum() * scale, np.square(x).sum() * scale)
+        self.tb.add_histogram_raw(tag, x.min(), x.max(), n, *sums, edges[1:].tolist(), (counts * scale).tolist(), step)
 
     def close(self, error: BaseException | None) -> None:
         """Flush and close; a finished run's TensorBoard session ends, and its MLflow run gets its files and status."""
@@ -165,30 +178,6 @@ class Tracker:
             self.tb.close()
         if self.ml is not None:
             self.ml.close(error)
-
-
-def _summary_value(tag: str, value):
-    """A scalar; a histogram of (sample, entries), the sample's counts scaled to every entry; or a grey PNG.
-
-    numpy, not torch: torch's histc and dot wake a thread pool, which costs milliseconds on a busy machine."""
-    import numpy as np
-    from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
-
-    if isinstance(value, tuple):
-        x, n = value[0].cpu().double().numpy(), value[1]
-        counts, edges = np.histogram(x, HISTOGRAM_BINS)
-        scale = n / len(x)
-        stats = {"min": x.min(), "max": x.max(), "num": n, "sum": x.sum() * scale, "sum_squares": np.square(x).sum() * scale}
-        histogram = HistogramProto(**stats, bucket_limit=edges[1:].tolist(), bucket=(counts * scale).tolist())
-        return Summary.Value(tag=tag, histo=histogram)
-    if not isinstance(value, np.ndarray):
-        return Summary.Value(tag=tag, simple_value=value)
-    from PIL import Image
-
-    png = io.BytesIO()
-    Image.fromarray((value * 255).round().astype(np.uint8), "L").save(png, format="PNG", compress_level=1)
-    image = Summary.Image(height=value.shape[0], width=value.shape[1], colorspace=1, encoded_image_string=png.getvalue())
-    return Summary.Value(tag=tag, image=image)
 
 
 class MlflowRun:
@@ -214,9 +203,8 @@ class MlflowRun:
             tags[MLFLOW_PARENT_RUN_ID] = target.parent_run_id
         run = self.client.create_run(target.experiment_id, run_name=str(run_dir.path), tags=tags)
         self.run_id = run.info.run_id
-        params = [Param(k, str(v)) for k, v in flat_config(cfg).items()]
-        for i in range(0, len(params), 100):  # the API takes at most 100 params a call
-            self.client.log_batch(self.run_id, params=params[i : i + 100])
+        # log_batch splits what passes the server's limits (100 params, 1,000 metrics a request) itself, since MLflow 2.0
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in flat_config(cfg).items()])
 
     def log(self, pairs: list[tuple[str, float]], step: int, flush: bool) -> None:
         import time
@@ -226,8 +214,7 @@ class MlflowRun:
         now = int(time.time() * 1000)
         self.pending += [Metric(tag, value, now, step) for tag, value in pairs]
         if flush:
-            for i in range(0, len(self.pending), 1000):  # the API takes at most 1,000 metrics a call
-                self.client.log_batch(self.run_id, metrics=self.pending[i : i + 1000])
+            self.client.log_batch(self.run_id, metrics=self.pending)
             self.pending = []
 
     def close(self, error: BaseException | None) -> None:

@@ -53,11 +53,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of `raw` with each `a.b=v` override set."""
+def apply_overrides(raw: dict[str, Any], overrides: list[str], values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A copy of `raw` with each `a.b=v` override set, then each dotted key of `values` (typed: the command's shortcuts)."""
     out = copy.deepcopy(raw)
-    for text in overrides:
-        path, value = parse_override(text)
+    for path, value in [*map(parse_override, overrides), *((k.split("."), v) for k, v in (values or {}).items())]:
         node = out
         for part in path[:-1]:
             child = node.get(part)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.table import Column, Table
@@ -17,11 +16,6 @@ if TYPE_CHECKING:
     from mnist_cli.evaluate import Evaluation, TableRow
 
 
-class EvalSplit(str, Enum):
-    test = "test"
-    val = "val"
-
-
 def evaluate_checkpoint(
     checkpoint: Annotated[
         Path,
@@ -31,7 +25,7 @@ def evaluate_checkpoint(
             readable=False,  # we say why a file cannot be read, not click
         ),
     ],
-    split: Annotated[EvalSplit, typer.Option(help="test, or val (the exact images held out in training).")] = EvalSplit.test,
+    split: Annotated[Literal["test", "val"], typer.Option(help="test, or val (the exact images held out in training).")] = "test",
     device: Annotated[
         str, typer.Option(metavar=DEVICE_METAVAR, help="The device to evaluate on.", autocompletion=complete_device)
     ] = "auto",
@@ -66,25 +60,22 @@ def evaluate_checkpoint(
     with user_errors():
         from mnist_cli.config import data_root
         from mnist_cli.data.datasets import load_split
+        from mnist_cli.data.folder import evaluation_folder, other_test_split
         from mnist_cli.devices import resolve_device
         from mnist_cli.evaluate import predict_split, summarize, truth_table
         from mnist_cli.inference.trained import load_trained
 
         trained = load_trained(checkpoint, resolve_device(device))
         cfg = trained.config
-        d, where = cfg.data, f"{split.value} split"
+        d, where = cfg.data, f"{split} split"
         if data_folder is not None:  # issue 21: a folder of one's own images, prepared as predict prepares them
-            from mnist_cli.data.folder import evaluation_folder
-
             data, where = evaluation_folder(data_folder, trained.classes, trained.dataset.input_shape), str(data_folder)
         elif other_dataset is not None:  # issue 21: what a fine-tuned model still knows of the dataset it came from
-            from mnist_cli.data.folder import other_test_split
-
             data = other_test_split(other_dataset, trained.classes, trained.dataset.input_shape, data_root_option)
             where = f"{other_dataset} test split"
         else:
             root = data_root_option or data_root(d)
-            data = load_split(d.dataset, root, split.value, d.val_size, cfg.seed, d.test_root, d.skip_bad_files)
+            data = load_split(d.dataset, root, split, d.val_size, cfg.seed, d.test_root, d.skip_bad_files)
         data = data.to(trained.device)
         per_example = predict_split(trained.model, data, trained.normalization)
         result = summarize(per_example, len(trained.classes))

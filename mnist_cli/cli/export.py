@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -12,19 +11,14 @@ from mnist_cli.cli.app import print_json, printable, user_errors
 from mnist_cli.cli.completion import complete_checkpoint
 
 
-class ExportFormat(str, Enum):
-    onnx = "onnx"
-    torchscript = "torchscript"
-
-
 def export(
     checkpoint: Annotated[
         Path,
         typer.Argument(help="A best.pt or last.pt written by `mnist train`.", autocompletion=complete_checkpoint, readable=False),
     ],
-    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="onnx (needs the export extra) or torchscript.")] = (
-        ExportFormat.onnx
-    ),
+    fmt: Annotated[
+        Literal["onnx", "torchscript"], typer.Option("--format", "-f", help="onnx (needs the export extra) or torchscript.")
+    ] = "onnx",
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="The file, or a folder for RUN-CHECKPOINT.onnx (default: here, tiny-best.onnx)."),
@@ -40,7 +34,7 @@ def export(
     with user_errors():
         from mnist_cli.export import export_checkpoint
 
-        exported = export_checkpoint(checkpoint, fmt.value, output)
+        exported = export_checkpoint(checkpoint, fmt, output)
     if as_json:
         print_json(exported.as_dict())
         return

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from mnist_cli.cli.app import USER_ERROR, print_json, printable, user_errors
 from mnist_cli.cli.completion import DEVICE_METAVAR, complete_checkpoint, complete_device
-from mnist_cli.errors import MnistError
-
-
-class InvertChoice(str, Enum):
-    auto = "auto"
-    yes = "yes"
-    no = "no"
-
+from mnist_cli.errors import MnistError, SaveError
 
 # predict's and serve's -m: without it, inference/discover.py chooses.
 ChosenCheckpoint = Annotated[
@@ -42,9 +34,9 @@ def predict(
         float, typer.Option("--min-confidence", min=0.0, max=1.0, help="Mark predictions below this probability uncertain.")
     ] = 0.0,
     invert: Annotated[
-        InvertChoice,
+        Literal["auto", "yes", "no"],
         typer.Option(help="auto: tell dark-on-light from the border; yes: the ink is darker; no: the ink is lighter."),
-    ] = InvertChoice.auto,
+    ] = "auto",
     device: Annotated[
         str,
         typer.Option(
@@ -75,7 +67,7 @@ def predict(
     For a checkpoint trained on scikit-learn's digits, the ink is fitted into a 32x32 bitmap and the inked
     pixels of each 4x4 block counted: 8x8 inputs with 17 grey levels, as that dataset was made.
     """
-    from mnist_cli.cli.ui import consoles
+    from mnist_cli.cli.ui import consoles, render_predictions
 
     stdout, stderr = consoles()
     with user_errors():
@@ -91,11 +83,9 @@ def predict(
         if chosen:
             stderr.print(printable(chosen), markup=False, soft_wrap=True)
         stdin = sys.stdin.buffer if STDIN in sources else None
-        results = predict_sources(sources, trained, top_k=top_k, min_confidence=min_confidence, invert=invert.value, stdin=stdin)
+        results = predict_sources(sources, trained, top_k=top_k, min_confidence=min_confidence, invert=invert, stdin=stdin)
     errors = [f"error: {r.path}: {r.error}" for r in results if isinstance(r, Failure)]
     if save_inputs_to is not None:
-        from mnist_cli.errors import SaveError
-
         try:
             save_inputs(results, save_inputs_to)
         except SaveError as e:  # the predictions are made: print them, then say what was not saved
@@ -105,8 +95,6 @@ def predict(
     if as_json:
         print_json([r.as_dict() for r in results])
     else:
-        from mnist_cli.cli.ui import render_predictions
-
         render_predictions(stdout, [r for r in results if not isinstance(r, Failure)], show=show)
     if errors:
         raise typer.Exit(USER_ERROR)

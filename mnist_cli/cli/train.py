@@ -97,7 +97,9 @@ def train(
     from mnist_cli.cli.ui import TrainReporter, consoles, render_train_result
     from mnist_cli.errors import TrainingInterrupted
     from mnist_cli.tracking import mlflow_target
+    from mnist_cli.training.events import DryRun
     from mnist_cli.training.interrupt import graceful_stop
+    from mnist_cli.training.loop import train as run_training
     from mnist_cli.training.plan import plan_run
 
     stdout, stderr = consoles()
@@ -124,9 +126,6 @@ def train(
         if plan.resume_asked:
             said = f"resuming from {plan.resume_path}" if plan.resuming else f"no last.pt in {plan.run_dir}: starting a new run"
             stderr.print(printable(said), markup=False, soft_wrap=True)
-        from mnist_cli.training.events import DryRun
-        from mnist_cli.training.loop import train as run_training
-
         try:
             with TrainReporter(stderr, quiet=quiet) as reporter:
                 done = run_training(

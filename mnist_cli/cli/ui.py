@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -30,29 +28,14 @@ class ReaderSafeConsole(Console):
         silence(self.file)
 
 
-class ResultConsole(Console):
-    """stdout: a reader that went away (`| head -1`) is a BrokenPipeError, which the app ends with exit 141.
-
-    rich's own handler would exit 1, as if the command had failed.
-    """
-
-    def on_broken_pipe(self) -> None:
-        self.quiet = True
-        raise BrokenPipeError
-
-
 def consoles() -> tuple[Console, Console]:
-    """(stdout for results, stderr for progress and messages), made per call so tests capture them.
+    """(stdout for results, stderr for progress and messages), made per call so tests capture them. stdout's reader
+    going away (`| head -1`) is rich's SystemExit(1) from a BrokenPipeError, which `main` turns into exit 141.
 
     No emoji codes: a path or class name like `:x:` is printed as written. A stream closed before the program
-    started (`>&-`, so Python has no sys.stdout) writes nowhere instead of raising at the first print.
+    started (`>&-`, so Python has no sys.stdout) is rich's null file: it writes nowhere.
     """
-    nowhere = {} if sys.stdout is not None else {"file": open(os.devnull, "w")}  # noqa: SIM115 - lives as long as the console
-    quiet_err = {} if sys.stderr is not None else {"file": open(os.devnull, "w")}  # noqa: SIM115
-    return (
-        ResultConsole(highlight=False, emoji=False, **nowhere),
-        ReaderSafeConsole(stderr=True, highlight=False, emoji=False, **quiet_err),
-    )
+    return Console(highlight=False, emoji=False), ReaderSafeConsole(stderr=True, highlight=False, emoji=False)
 
 
 def epoch_line(metrics: EpochMetrics, epochs: int) -> str:

@@ -49,7 +49,7 @@ def plan_run(
     shortcuts = {k: v for k, v in (shortcuts or {}).items() if v is not None}
     raw = read_yaml(config_path) if config_path is not None else {}
     source = str(config_path) if config_path else "config"
-    cfg = validate(with_values(apply_overrides(raw, list(overrides or [])), shortcuts), source)
+    cfg = validate(apply_overrides(raw, list(overrides or []), shortcuts), source)
     default_dir = RunDir(out or _folder(config_path, validate(raw, source), cfg))
     if resume is None:
         return RunPlan(cfg, default_dir)
@@ -76,17 +76,6 @@ def plan_run(
     if "train.device" in shortcuts:  # where it runs may change; validated where the device is resolved
         stored = stored.model_copy(update={"train": stored.train.model_copy(update={"device": shortcuts["train.device"]})})
     return RunPlan(stored, run_dir, ckpt, path, resume_asked=True)
-
-
-def with_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """`raw` with each dotted key set to its typed value (the command line's shortcuts), for validation."""
-    for key, value in values.items():
-        *parents, last = key.split(".")
-        node = raw
-        for part in parents:
-            node = node[part] if isinstance(node.get(part), dict) else node.setdefault(part, {})
-        node[last] = value
-    return raw
 
 
 def _folder(config_path: Path | None, base: Config, cfg: Config) -> Path:
