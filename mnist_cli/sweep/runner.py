@@ -13,9 +13,8 @@ import yaml
 
 from mnist_cli.disk import atomic_write
 from mnist_cli.errors import MnistError
-from mnist_cli.sweep.figures import draw
 from mnist_cli.sweep.grid import SweepPlan
-from mnist_cli.sweep.results import CELLS_CSV, RUNS_CSV, Cell, best_cell, summarize_cells, write_results
+from mnist_cli.sweep.results import CELLS_CSV, RUNS_CSV, Cell, best_cell, draw, summarize_cells, write_results
 from mnist_cli.sweep.run import RunRow, StopFile, pending, read_row
 from mnist_cli.tracking import MlflowTarget, end_sweep, start_sweep
 
