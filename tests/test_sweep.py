@@ -227,8 +227,7 @@ def test_ctrl_c_stops_the_workers_keeps_finished_runs_and_prints_the_command_tha
 
 
 def test_no_run_starts_once_the_sweep_is_stopping_and_a_run_waits_for_the_lock_of_a_killed_sweeps_task(base, tmp_path):
-    from mnist_cli.sweep.local import run_local
-    from mnist_cli.sweep.run import execute
+    from mnist_cli.sweep.run import execute, run_local
 
     plan = plan_sweep(base, [], ["model.width=16,24,32"], 2, tmp_path / "sweep")
     got = {}

@@ -166,7 +166,7 @@ def run_sweep(
 
             run_ray(specs, threads=threads, sweep_dir=out, should_stop=should_stop, finished=settle)
         elif specs:
-            from mnist_cli.sweep.local import run_local
+            from mnist_cli.sweep.run import run_local
 
             run_local(specs, jobs=workers, threads=threads, should_stop=should_stop, finished=settle)
         cells = summarize_cells(rows)
