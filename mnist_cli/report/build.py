@@ -187,10 +187,7 @@ def _figures(run: RunRecord, trained: TrainedModel, evaluation: Evaluation, imag
     if hidden:
         drawn["health"] = figures.layer_health(hidden, output)
     if info.kind == "table":  # four points: the picture is the input square, not images
-        grid = boundary.dataset_figures(trained, truth_table(info.name))
-        drawn["boundary"] = grid["boundary"]
-        if len(model.hidden):
-            drawn["hidden-units"] = grid["hidden-units"]
+        drawn |= boundary.dataset_figures(trained, truth_table(info.name))
         drawn["table-confusion"] = figures.confusion(evaluation.confusion, classes, "the four points")
         return drawn
     side = info.image_side
