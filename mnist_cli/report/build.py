@@ -181,8 +181,8 @@ FIGURE_TEXT = {
 def _figures(run: RunRecord, trained: TrainedModel, evaluation: Evaluation, images, predictions, wrong) -> dict[str, Figure]:
     """Every figure this run has data for, by its FIGURE_TEXT key, in the report's order."""
     classes, model, info = trained.classes, trained.model, trained.dataset
-    curves = figures.training_curves(run.metrics, series.step_loss(run), series.learning_rate(run), _loss_label(trained.config))
-    drawn = {"curves": curves}
+    loss, lr = series.over_steps(run, "loss"), series.over_steps(run, "lr")
+    drawn = {"curves": figures.training_curves(run.metrics, loss, lr, _loss_label(trained.config))}
     hidden, output = series.layer_curves(run.health)
     if hidden:
         drawn["health"] = figures.layer_health(hidden, output)

@@ -74,8 +74,8 @@ def compare_runs(paths: list[Path], out: Path | None = None) -> Comparison:
     out_dir = Path(out) if out is not None else checkpoints_root() / COMPARE_FOLDER / folder_name("+".join(names))
     rows = [_row(*row) for row in zip(names, runs, settings, strict=True)]
     result = Comparison(rows, list(settings[0]), out_dir, [out_dir / FIGURE, out_dir / MARKDOWN])
-    curves = figures.comparison([(n, r.metrics) for n, r in zip(names, runs, strict=True)], [series.step_loss(r) for r in runs])
-    png = figures.png_bytes(curves)
+    steps = [series.over_steps(r, "loss") for r in runs]
+    png = figures.png_bytes(figures.comparison([(n, r.metrics) for n, r in zip(names, runs, strict=True)], steps))
     atomic_write(out_dir / FIGURE, lambda f: f.write(png))
     lines = ["| " + " | ".join(row) + " |" for row in result.table()]
     lines.insert(1, "|" + "---|" * len(result.table()[0]))
