@@ -35,13 +35,18 @@ class TrainedModel:
         return dataset_info(self.config.data.dataset)
 
     @property
+    def in_features(self) -> int:
+        """The first layer's inputs, read from the weights."""
+        return self.model.linears()[0].in_features
+
+    @property
     def parameters(self) -> int:
         return count_parameters(self.model)
 
     @property
     def architecture(self) -> str:
         """'784-512-512-10'."""
-        return architecture(self.dataset.in_features, self.config.model.hidden_widths, len(self.classes))
+        return architecture(self.in_features, self.config.model.hidden_widths, len(self.classes))
 
     @property
     def test_accuracy(self) -> float | None:
