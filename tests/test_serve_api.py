@@ -30,8 +30,7 @@ from PIL import Image
 from server_process import finish, interrupt, serve_process, start_serve
 
 from mnist_cli.inference.trained import load_trained
-from mnist_cli.serving.app import create_app
-from mnist_cli.serving.limits import MAX_BODY_BYTES
+from mnist_cli.serving.app import MAX_BODY_BYTES, create_app
 from mnist_cli.serving.server import is_loopback, page_url
 
 FUZZ_BODY_LIMIT = 64 * 2**10  # the fuzzed app refuses bodies over 64 KiB, so 413s cost little to provoke

@@ -227,8 +227,7 @@ def test_ctrl_c_stops_the_workers_keeps_finished_runs_and_prints_the_command_tha
 
 
 def test_no_run_starts_once_the_sweep_is_stopping_and_a_run_waits_for_the_lock_of_a_killed_sweeps_task(base, tmp_path):
-    from mnist_cli.sweep.local import run_local
-    from mnist_cli.sweep.run import execute
+    from mnist_cli.sweep.run import execute, run_local
 
     plan = plan_sweep(base, [], ["model.width=16,24,32"], 2, tmp_path / "sweep")
     got = {}
@@ -282,8 +281,7 @@ def test_a_sweep_on_a_local_ray_with_2_cpus_gives_the_local_backend_accuracies(b
 def test_sweep_figures_label_every_model_size_and_leave_no_lone_tick():
     """accuracy-vs-parameters labels each size (log decades alone left 12,730 and 50,890 unlabelled); a one-key
     heatmap has no unlabelled column tick."""
-    from mnist_cli.sweep.figures import accuracy_vs_parameters, heatmap
-    from mnist_cli.sweep.results import Cell
+    from mnist_cli.sweep.results import Cell, accuracy_vs_parameters, heatmap
     from mnist_cli.sweep.run import RunRow
 
     cells = [Cell({"model.width": w}, 2, 0, 0.9, 0.01, 0.91, 0.01, p, 1.0) for w, p in ((16, 12730), (64, 50890))]

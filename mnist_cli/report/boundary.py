@@ -68,9 +68,8 @@ def decision_boundary(grid: InputGrid, points: Split, predictions: list[int], ti
 
 
 def hidden_units(grid: InputGrid, points: Split, title: str) -> Figure:
-    """Each hidden unit's activation over the input square, one panel per unit, a row per hidden layer."""
-    rows = max(1, len(grid.hidden))
-    cols = max([len(h) for h in grid.hidden] or [1])
+    """Each hidden unit's activation over the input square, one panel per unit, a row per hidden layer (at least one)."""
+    rows, cols = len(grid.hidden), max(len(h) for h in grid.hidden)
     fig = Figure(figsize=(PANEL * cols + 0.6, PANEL * rows + 0.5), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     extent = (grid.axis[0], grid.axis[-1], grid.axis[0], grid.axis[-1])
@@ -86,9 +85,6 @@ def hidden_units(grid: InputGrid, points: Split, title: str) -> Figure:
             ax.set_title(f"layer {r + 1}, unit {c + 1}", fontsize=9)
             ax.set_xlabel("input a", fontsize=8)
             ax.set_ylabel("input b", fontsize=8)
-    if not grid.hidden:
-        axes[0][0].axis("off")
-        axes[0][0].text(0.5, 0.5, "no hidden layer (depth 0)", ha="center", va="center")
     fig.suptitle(title)
     return fig
 
@@ -104,15 +100,12 @@ def _draw_points(ax, points: Split, predictions: list[int] | None, size: int = 9
 
 
 def dataset_figures(trained: TrainedModel, points: Split) -> dict[str, Figure]:
-    """For a 2-input model: its decision boundary and its hidden units' responses over the input square,
-    with `points` (the truth table) drawn on them; {} for any other model."""
-    info = trained.dataset
-    if info.in_features != 2:
-        return {}
+    """A truth-table model's decision boundary and (with hidden layers) its hidden units' responses over the input
+    square, with `points` (the truth table) drawn on them."""
     grid = input_grid(trained.model, trained.normalization)
     predictions = predict_split(trained.model, points.to(trained.device), trained.normalization).predictions.tolist()
-    name = f"{info.name}, {trained.architecture}"
-    return {
-        "boundary": decision_boundary(grid, points, predictions, f"{name}: decision boundary"),
-        "hidden-units": hidden_units(grid, points, f"{name}: each hidden unit over the input square"),
-    }
+    name = f"{trained.dataset.name}, {trained.architecture}"
+    drawn = {"boundary": decision_boundary(grid, points, predictions, f"{name}: decision boundary")}
+    if grid.hidden:
+        drawn["hidden-units"] = hidden_units(grid, points, f"{name}: each hidden unit over the input square")
+    return drawn

@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 
 from mnist_cli.config import data_root
-from mnist_cli.data.datasets import load_split
+from mnist_cli.data.datasets import Split, load_split
 from mnist_cli.data.small import truth_table
 from mnist_cli.disk import atomic_write, unreadable_file
 from mnist_cli.errors import CheckpointError, MnistError, SaveError
-from mnist_cli.evaluate import Evaluation, predict_split, summarize
+from mnist_cli.evaluate import Evaluation, ImagePredictions, predict_split, summarize
 from mnist_cli.inference.trained import TrainedModel, load_trained
 from mnist_cli.report import boundary, figures, pages, series
 from mnist_cli.report.run import RunRecord, load_run
@@ -52,13 +53,7 @@ def build_report(path: Path | str, out: Path | None = None, root: Path | None = 
     if run.checkpoint is None:
         raise CheckpointError(f"{run.run_dir}: no best.pt or last.pt to read the weights from")
     trained = load_trained(run.checkpoint, "cpu")
-    d = trained.config.data
-    test = load_split(d.dataset, root or data_root(d), "test", d.val_size, trained.config.seed, d.test_root, d.skip_bad_files)
-    # The test set's accuracy is in the event log, but the confusion matrix and the mistakes need every image's answer.
-    predictions = predict_split(trained.model, test, trained.normalization)
-    evaluation = summarize(predictions, len(trained.classes))
-    wrong = (predictions.predictions != predictions.labels).nonzero().flatten()
-    wrong = wrong[predictions.confidence[wrong].argsort(descending=True)]  # most confident mistakes first
+    test, predictions, evaluation, wrong = test_answers(trained, root)
     out_dir = _out_dir(run, out)
     earlier, written, pictures = _earlier_figures(out_dir), [], []
 
@@ -92,6 +87,17 @@ def build_report(path: Path | str, out: Path | None = None, root: Path | None = 
         test_images=evaluation.n,
         mistakes=len(wrong),
     )
+
+
+def test_answers(trained: TrainedModel, root: Path | None = None) -> tuple[Split, ImagePredictions, Evaluation, torch.Tensor]:
+    """The test set, every image's answer, their summary, and the indices of the mistakes, most confident first."""
+    d = trained.config.data
+    test = load_split(d.dataset, root or data_root(d), "test", d.val_size, trained.config.seed, d.test_root, d.skip_bad_files)
+    # The test set's accuracy is in the event log, but the confusion matrix and the mistakes need every image's answer.
+    predictions = predict_split(trained.model, test, trained.normalization)
+    wrong = (predictions.predictions != predictions.labels).nonzero().flatten()
+    wrong = wrong[predictions.confidence[wrong].argsort(descending=True)]
+    return test, predictions, summarize(predictions, len(trained.classes)), wrong
 
 
 def _out_dir(run: RunRecord, out: Path | None) -> Path:
@@ -175,16 +181,13 @@ FIGURE_TEXT = {
 def _figures(run: RunRecord, trained: TrainedModel, evaluation: Evaluation, images, predictions, wrong) -> dict[str, Figure]:
     """Every figure this run has data for, by its FIGURE_TEXT key, in the report's order."""
     classes, model, info = trained.classes, trained.model, trained.dataset
-    curves = figures.training_curves(run.metrics, series.step_loss(run), series.learning_rate(run), _loss_label(trained.config))
-    drawn = {"curves": curves}
+    loss, lr = series.over_steps(run, "loss"), series.over_steps(run, "lr")
+    drawn = {"curves": figures.training_curves(run.metrics, loss, lr, _loss_label(trained.config))}
     hidden, output = series.layer_curves(run.health)
     if hidden:
         drawn["health"] = figures.layer_health(hidden, output)
     if info.kind == "table":  # four points: the picture is the input square, not images
-        grid = boundary.dataset_figures(trained, truth_table(info.name))
-        drawn["boundary"] = grid["boundary"]
-        if len(model.hidden):
-            drawn["hidden-units"] = grid["hidden-units"]
+        drawn |= boundary.dataset_figures(trained, truth_table(info.name))
         drawn["table-confusion"] = figures.confusion(evaluation.confusion, classes, "the four points")
         return drawn
     side = info.image_side

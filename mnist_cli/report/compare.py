@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,6 @@ class ComparedRun:
     test_accuracy: float | None  # None until the run finished (its result.json)
     train_seconds: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "path": str(self.path)}
-
     def cells(self, keys: list[str]) -> list[str]:
         """The row as the tables show it: name, the differing settings, then RESULT_COLUMNS."""
         pct = lambda v: f"{v:.2%}" if v is not None else "n/a"  # noqa: E731
@@ -55,13 +53,8 @@ class Comparison:
     files: list[Path]
 
     def as_dict(self) -> dict[str, Any]:
-        runs = [r.as_dict() for r in self.runs]
-        return {
-            "out_dir": str(self.out_dir),
-            "files": [str(p) for p in self.files],
-            "differing_keys": self.differing_keys,
-            "runs": runs,
-        }
+        """Plain JSON types: paths as strings."""
+        return json.loads(json.dumps(asdict(self), default=str))
 
     def table(self) -> list[list[str]]:
         """The header, then one row of cells per run."""
@@ -81,8 +74,8 @@ def compare_runs(paths: list[Path], out: Path | None = None) -> Comparison:
     out_dir = Path(out) if out is not None else checkpoints_root() / COMPARE_FOLDER / folder_name("+".join(names))
     rows = [_row(*row) for row in zip(names, runs, settings, strict=True)]
     result = Comparison(rows, list(settings[0]), out_dir, [out_dir / FIGURE, out_dir / MARKDOWN])
-    curves = figures.comparison([(n, r.metrics) for n, r in zip(names, runs, strict=True)], [series.step_loss(r) for r in runs])
-    png = figures.png_bytes(curves)
+    steps = [series.over_steps(r, "loss") for r in runs]
+    png = figures.png_bytes(figures.comparison([(n, r.metrics) for n, r in zip(names, runs, strict=True)], steps))
     atomic_write(out_dir / FIGURE, lambda f: f.write(png))
     lines = ["| " + " | ".join(row) + " |" for row in result.table()]
     lines.insert(1, "|" + "---|" * len(result.table()[0]))

@@ -236,12 +236,11 @@ def layer_health(hidden: Sequence[LayerCurve], output: LayerCurve | None = None)
     return fig
 
 
-def comparison(runs: Sequence[tuple[str, Sequence[EpochMetrics]]], step_losses: Sequence[Series | None] = ()) -> Figure:
+def comparison(runs: Sequence[tuple[str, Sequence[EpochMetrics]]], step_losses: Sequence[Series | None]) -> Figure:
     """Validation accuracy and training loss of several runs overlaid, one colour per run."""
     fig = new_figure(COMPARE_SIZE)
     acc_ax, loss_ax = fig.subplots(1, 2)
-    steps = list(step_losses) or [None] * len(runs)
-    for i, ((name, epochs), step) in enumerate(zip(runs, steps, strict=True)):
+    for i, ((name, epochs), step) in enumerate(zip(runs, step_losses, strict=True)):
         color = colormaps["tab10"](i % 10)
         x = [m.epoch for m in epochs]
         _plot_present(acc_ax, x, _percent([m.val_accuracy for m in epochs]), "o-", color=color, label=name)

@@ -19,17 +19,8 @@ def steps_per_epoch(run: RunRecord) -> int | None:
     return max((s.step for s in run.steps if s.epoch in finished), default=None)
 
 
-def step_loss(run: RunRecord) -> Series | None:
-    """The training loss at each recorded step (non-finite ones, recorded as null, left out); None if none was recorded."""
-    return _over_steps(run, "loss")
-
-
-def learning_rate(run: RunRecord) -> Series | None:
-    """The learning rate at each recorded step; None if none was recorded."""
-    return _over_steps(run, "lr")
-
-
-def _over_steps(run: RunRecord, field: str) -> Series | None:
+def over_steps(run: RunRecord, field: str) -> Series | None:
+    """A StepRecord field ("loss", "lr") at each recorded step, nulls (non-finite losses) left out; None if none was."""
     per_epoch = steps_per_epoch(run)
     if not per_epoch:
         return None

@@ -148,20 +148,14 @@ def describe(runner: Runner, path: Path, details: bool = False) -> dict[str, Any
 
 def summary(path: Path) -> dict[str, Any]:
     """The best model on the test set: the confusion matrix and the MISTAKES most confident mistakes."""
-    from mnist_cli.config import data_root
-    from mnist_cli.data.datasets import load_split
-    from mnist_cli.evaluate import predict_split, summarize
     from mnist_cli.inference.trained import load_trained
+    from mnist_cli.report.build import test_answers
 
     trained = load_trained(path / "best.pt")
-    cfg = trained.config
-    test = load_split(cfg.data.dataset, data_root(cfg.data), "test", cfg.data.val_size, cfg.seed)
-    p = predict_split(trained.model, test, trained.normalization)
-    wrong = (p.predictions != p.labels).nonzero().flatten()
-    wrong = wrong[p.confidence[wrong].argsort(descending=True)][:MISTAKES]
+    test, p, evaluation, wrong = test_answers(trained)
     return {
         "classes": trained.classes,
-        "confusion": summarize(p, len(trained.classes)).confusion,
+        "confusion": evaluation.confusion,
         "mistakes": [
             {
                 "label": int(p.labels[i]),
@@ -169,7 +163,7 @@ def summary(path: Path) -> dict[str, Any]:
                 "confidence": round(float(p.confidence[i]), 4),
                 "pixels": test.images[i].flatten().tolist() if test.images[i].numel() > 2 else None,
             }
-            for i in wrong.tolist()
+            for i in wrong[:MISTAKES].tolist()
         ],
     }
 

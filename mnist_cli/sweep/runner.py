@@ -13,9 +13,8 @@ import yaml
 
 from mnist_cli.disk import atomic_write
 from mnist_cli.errors import MnistError
-from mnist_cli.sweep.figures import draw
 from mnist_cli.sweep.grid import SweepPlan
-from mnist_cli.sweep.results import CELLS_CSV, RUNS_CSV, Cell, best_cell, summarize_cells, write_results
+from mnist_cli.sweep.results import CELLS_CSV, RUNS_CSV, Cell, best_cell, draw, summarize_cells, write_results
 from mnist_cli.sweep.run import RunRow, StopFile, pending, read_row
 from mnist_cli.tracking import MlflowTarget, end_sweep, start_sweep
 
@@ -167,7 +166,7 @@ def run_sweep(
 
             run_ray(specs, threads=threads, sweep_dir=out, should_stop=should_stop, finished=settle)
         elif specs:
-            from mnist_cli.sweep.local import run_local
+            from mnist_cli.sweep.run import run_local
 
             run_local(specs, jobs=workers, threads=threads, should_stop=should_stop, finished=settle)
         cells = summarize_cells(rows)
