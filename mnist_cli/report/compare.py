@@ -87,7 +87,7 @@ def compare_runs(paths: list[Path], out: Path | None = None) -> Comparison:
 def differing_settings(configs: list[Config]) -> list[dict[str, Any]]:
     """Per config, the settings whose values are not the same in every config, in the schema's order."""
     pairs = [{key: (a, b) for key, a, b in config_differences(configs[0], c, ordered=True)} for c in configs[1:]]
-    order = {key: i for i, key in enumerate(key_paths(configs[0]))}
+    order = {key: i for i, key in enumerate(key_paths(type(configs[0])))}
     keys = sorted({key for pair in pairs for key in pair}, key=lambda key: order.get(key, len(order)))
     first = {key: next(pair[key][0] for pair in pairs if key in pair) for key in keys}
     return [first] + [{key: pair[key][1] if key in pair else first[key] for key in keys} for pair in pairs]
