@@ -42,31 +42,30 @@ def trained(trained_checkpoint):
     return load_trained(trained_checkpoint)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client(trained):
     with TestClient(create_app(trained), raise_server_exceptions=False) as c:
         yield c
 
 
-def blank_png() -> bytes:
-    buf = io.BytesIO()
-    Image.new("L", (100, 100), 255).save(buf, "PNG")
-    return buf.getvalue()
+def png_file(width: int, height: int, colour_type: int, idat: bytes) -> bytes:
+    """A PNG by hand (signature, IHDR, one IDAT, IEND): what it claims need not be what it holds."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    chunks = ((b"IHDR", ihdr), (b"IDAT", idat), (b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d)) for k, d in chunks
+    )
 
 
 def png_claiming(width: int, height: int) -> bytes:
-    """A PNG signature and header that claim width x height pixels, and no pixel data."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = png_chunk(b"IHDR", ihdr)
-    return b"\x89PNG\r\n\x1a\n" + chunk + png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + png_chunk(b"IEND", b"")
+    """A grayscale PNG that claims width x height pixels, and holds next to no pixel data."""
+    return png_file(width, height, 0, zlib.compress(b"\0" * 64))
 
 
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def post_image(client, data: bytes, name: str = "digit.png", field: str = "image"):
-    return client.post("/api/predict", files={field: (name, data, "image/png")})
+def post(client, data: bytes, path: str = "/api/predict", name: str = "digit.png") -> tuple[int, dict]:
+    """(status, JSON answer) of an upload in the form field `image`."""
+    r = client.post(path, files={"image": (name, data, "image/png")})
+    return r.status_code, r.json()
 
 
 def test_healthz_and_the_model_describing_the_checkpoint(client, trained, trained_checkpoint):
@@ -86,9 +85,8 @@ def test_healthz_and_the_model_describing_the_checkpoint(client, trained, traine
 def test_predict_answers_what_mnist_predict_answers(client, trained_checkpoint, tmp_path):
     path = tmp_path / "bar.png"
     path.write_bytes(digit_png(row=8))
-    r = post_image(client, path.read_bytes(), name="bar.png")
-    assert r.status_code == 200, r.text
-    answer = r.json()
+    status, answer = post(client, path.read_bytes(), name="bar.png")
+    assert status == 200, answer
     cli = invoke("predict", path, "-m", trained_checkpoint, "--json", "--save-inputs", tmp_path / "inputs")
     assert cli.exit_code == 0, cli.output
     (row,) = json.loads(cli.stdout)
@@ -106,7 +104,7 @@ def test_predict_answers_what_mnist_predict_answers(client, trained_checkpoint, 
     ("data", "message"),
     [
         (b"hello, not an image", "not a readable image (unknown format)"),
-        (blank_png(), "no digit found"),
+        (png_file(100, 100, 0, zlib.compress((b"\0" + b"\xff" * 100) * 100)), "no digit found"),  # white
         (b"", "empty file"),
         (png_claiming(100_000, 100_000), "too large"),
         (png_claiming(8001, 8000), "8001x8000 pixels is too large (at most 64,000,000; a decompression bomb?)"),
@@ -115,12 +113,11 @@ def test_predict_answers_what_mnist_predict_answers(client, trained_checkpoint, 
     ids=["text", "blank", "empty", "pixel-bomb", "just-over-the-pixel-limit", "truncated"],
 )
 def test_bad_images_get_422_with_predicts_message(client, trained_checkpoint, tmp_path, data, message):
-    r = post_image(client, data, name="bad.png")
-    assert r.status_code == 422, r.text
-    assert message in r.json()["detail"]
+    status, answer = post(client, data, name="bad.png")
+    assert status == 422 and message in answer["detail"], answer
     (tmp_path / "bad.png").write_bytes(data)
     cli = invoke("predict", tmp_path / "bad.png", "-m", trained_checkpoint)
-    assert_clean_error(cli, f"bad.png: {r.json()['detail']}")  # the very same words
+    assert_clean_error(cli, f"bad.png: {answer['detail']}")  # the very same words
 
 
 @pytest.mark.parametrize(
@@ -140,10 +137,8 @@ def test_requests_without_an_image_file_get_422_in_one_line(client, request_args
 
 
 def test_a_body_over_10_mib_gets_413(client):
-    r = post_image(client, b"\0" * (MAX_BODY_BYTES + 1))
-    assert r.status_code == 413, r.text
-    assert r.json() == {"detail": "request body too large (at most 10 MiB)"}
-    assert post_image(client, digit_png()).status_code == 200  # and the next request is served
+    assert post(client, b"\0" * (MAX_BODY_BYTES + 1)) == (413, {"detail": "request body too large (at most 10 MiB)"})
+    assert post(client, digit_png())[0] == 200  # and the next request is served
 
 
 FILE_PART_HEAD = b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\n\r\n'
@@ -189,7 +184,7 @@ def test_inference_runs_off_the_event_loop(client, monkeypatch):
 
     monkeypatch.setattr(routes, "predict_json", slow)
     answers = []
-    stuck = threading.Thread(target=lambda: answers.append(post_image(client, digit_png())))
+    stuck = threading.Thread(target=lambda: answers.append(post(client, digit_png())))
     stuck.start()
     try:
         assert entered.wait(30)
@@ -198,7 +193,7 @@ def test_inference_runs_off_the_event_loop(client, monkeypatch):
     finally:
         release.set()
         stuck.join(30)
-    assert answers[0].status_code == 200, answers[0].text
+    assert answers[0][0] == 200, answers
 
 
 def test_the_server_uses_one_torch_thread_per_request_and_gives_the_setting_back(trained, monkeypatch):
@@ -214,7 +209,7 @@ def test_the_server_uses_one_torch_thread_per_request_and_gives_the_setting_back
     before, seen, real = threads_in_a_new_thread(), [], routes.predict_json
     monkeypatch.setattr(routes, "predict_json", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
     with TestClient(create_app(trained)) as c:
-        assert post_image(c, digit_png()).status_code == 200
+        assert post(c, digit_png())[0] == 200
     assert seen == [1]
     assert threads_in_a_new_thread() == before
 
@@ -296,30 +291,6 @@ def test_hosts_other_than_loopback_are_public(host, loopback, url):
     assert page_url(host, 80) == url
 
 
-def test_serve_process_uses_the_newest_checkpoint_answers_and_stops_on_ctrl_c(trained_checkpoint, tmp_path, monkeypatch):
-    """The real command: names the newest best.pt, serves on the port it printed, refuses a streamed 11 MiB, exits 0."""
-    newest = tmp_path / "checkpoints" / "run" / "best.pt"
-    newest.parent.mkdir(parents=True)
-    shutil.copy(trained_checkpoint, newest)
-    proc, url = start_serve()
-    try:
-        host, port = urlsplit(url).hostname, urlsplit(url).port
-        conn = http.client.HTTPConnection(host, port, timeout=30)
-        conn.request("GET", "/healthz")
-        assert conn.getresponse().status == 200
-        conn = http.client.HTTPConnection(host, port, timeout=30)
-        body = iter([FILE_PART_HEAD] + [b"x" * 2**20] * 11)  # chunked: no Content-Length to go by
-        conn.request("POST", "/api/predict", body=body, headers={"content-type": "multipart/form-data; boundary=xyz"})
-        r = conn.getresponse()
-        assert (r.status, json.loads(r.read())) == (413, {"detail": "request body too large (at most 10 MiB)"})
-    finally:
-        code, err = interrupt(proc)
-    assert code == 0, err
-    assert f"using checkpoint {newest}" in err
-    assert err.rstrip().endswith("stopped"), err
-    assert "Traceback" not in err, err
-
-
 # --- hostile clients against a real server (issue 23: 13-16, 22) ---
 
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nnewpath 4 4 moveto 24 24 lineto stroke\nshowpage\n"
@@ -340,11 +311,9 @@ def thin_x_png(side: int = 2048) -> bytes:
 
 def blank_rgba_png(side: int = 8000) -> bytes:
     """An all-zero RGBA side x side PNG (~250 KB for 8000): 256 MB once decoded."""
-    row = b"\0" * (1 + 4 * side)  # filter byte + RGBA pixels
     z = zlib.compressobj(9)
-    data = b"".join(z.compress(row) for _ in range(side)) + z.flush()
-    ihdr = struct.pack(">IIBBBBB", side, side, 8, 6, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
+    rows = b"".join(z.compress(b"\0" * (1 + 4 * side)) for _ in range(side)) + z.flush()  # filter byte + RGBA pixels
+    return png_file(side, side, 6, rows)
 
 
 def multipart(data: bytes, name: str = "digit.png") -> tuple[bytes, dict[str, str]]:
@@ -374,17 +343,29 @@ def rss_bytes(pid: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def server(trained_checkpoint):
+def server(trained_checkpoint, tmp_path_factory):
     """(process, port, a connection that never finishes its headers, opened first so that the server's deadline runs
-    out while the other tests run) of a real `mnist serve` on 127.0.0.1; Ctrl-C at the end must stop it cleanly."""
-    proc, url = start_serve("-m", trained_checkpoint)
+    out while the other tests run) of a real `mnist serve` on 127.0.0.1, which finds its checkpoint itself (the newest
+    best.pt under $MNIST_CHECKPOINT_DIR) and names it; Ctrl-C at the end must stop it cleanly, with exit 0."""
+    newest = tmp_path_factory.mktemp("serve") / "run" / "best.pt"
+    newest.parent.mkdir()
+    shutil.copy(trained_checkpoint, newest)
+    proc, url = start_serve(env={**os.environ, "MNIST_CHECKPOINT_DIR": str(newest.parents[1])})
     try:
         with socket.create_connection(("127.0.0.1", urlsplit(url).port), timeout=120) as stalled:
             stalled.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
             yield proc, urlsplit(url).port, stalled
     finally:
         code, err = interrupt(proc)
-    assert code == 0 and "Traceback" not in err, err
+    assert code == 0 and f"using checkpoint {newest}" in err and err.rstrip().endswith("stopped"), err
+    assert "Traceback" not in err, err
+
+
+def test_a_streamed_body_over_10_mib_is_refused(server):
+    _, port, _ = server
+    body = iter([FILE_PART_HEAD] + [b"x" * 2**20] * 11)  # chunked: no Content-Length to go by
+    headers = {"content-type": "multipart/form-data; boundary=xyz"}
+    assert call(port, "POST", "/api/predict", body, headers) == (413, {"detail": "request body too large (at most 10 MiB)"})
 
 
 def test_a_huge_thin_pen_image_costs_the_server_a_fraction_of_a_second(server):
@@ -479,18 +460,13 @@ def test_ctrl_c_while_the_model_loads_stops_before_serving(trained_checkpoint):
 
 
 def test_collect_keeps_only_images_under_known_labels(client, trained, tmp_path):
-    assert post_to(client, "/api/collect/7", digit_png()) == (404, {"detail": "not collecting"})
+    assert post(client, digit_png(), "/api/collect/7") == (404, {"detail": "not collecting"})
     with TestClient(create_app(trained, collect=tmp_path)) as c:
-        assert post_to(c, "/api/collect/x", digit_png()) == (404, {"detail": "no class 'x'"})
-        assert post_to(c, "/api/collect/7", b"text") == (422, {"detail": "not a readable image (unknown format)"})
-        assert post_to(c, "/api/collect/7", digit_png()) == (200, {"saved": str(tmp_path / "7" / "drawing.png")})
-        assert post_to(c, "/api/collect/7", digit_png())[1] == {"saved": str(tmp_path / "7" / "drawing-2.png")}
+        assert post(c, digit_png(), "/api/collect/x") == (404, {"detail": "no class 'x'"})
+        assert post(c, b"text", "/api/collect/7") == (422, {"detail": "not a readable image (unknown format)"})
+        assert post(c, digit_png(), "/api/collect/7") == (200, {"saved": str(tmp_path / "7" / "drawing.png")})
+        assert post(c, digit_png(), "/api/collect/7")[1] == {"saved": str(tmp_path / "7" / "drawing-2.png")}
     assert (tmp_path / "7" / "drawing.png").read_bytes() == digit_png() and len(list(tmp_path.rglob("*"))) == 3
-
-
-def post_to(client, path: str, data: bytes) -> tuple[int, dict]:
-    r = client.post(path, files={"image": ("x.png", data, "image/png")})
-    return r.status_code, r.json()
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 6), (6, 1), (2, 2), (97, 131), (280, 280)])
