@@ -8,15 +8,8 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from conftest import MNIST, invoke, sign
+from conftest import MNIST, blob_png, invoke, sign
 from PIL import Image
-
-
-def digit(path):
-    img = Image.new("L", (28, 28), 0)
-    img.paste(255, (12, 4, 16, 24))
-    img.save(path)
-    return path
 
 
 @pytest.mark.parametrize(
@@ -80,7 +73,7 @@ def test_a_class_with_no_images_has_no_accuracy():
 
 
 def test_escape_sequences_in_file_and_class_names_are_shown_escaped(trained_checkpoint, tmp_path):
-    evil = digit(tmp_path / "a\x1b]0;pwned\x07b.png")
+    evil = blob_png(tmp_path / "a\x1b]0;pwned\x07b.png")
     ckpt = torch.load(trained_checkpoint, weights_only=True)
     ckpt["classes"] = [f"c\x1b[31m{i}" for i in range(10)]
     torch.save(sign(ckpt), tmp_path / "evil.pt")
@@ -96,8 +89,8 @@ def test_escape_sequences_in_file_and_class_names_are_shown_escaped(trained_chec
 def test_a_recursive_glob_follows_no_symlinked_folder_and_counts_each_image_once(trained_checkpoint, tmp_path):
     d = tmp_path / "d"
     (d / "sub").mkdir(parents=True)
-    digit(d / "one.png")
-    digit(d / "sub" / "two.png")
+    blob_png(d / "one.png")
+    blob_png(d / "sub" / "two.png")
     (d / "self").symlink_to(".")
     (d / "sub" / "up").symlink_to("..")
     (d / "again.png").symlink_to(d / "one.png")

@@ -7,19 +7,20 @@ reachable where their modes allow). Run as another user, the commands run as tha
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import MNIST, assert_refused, invoke, one_error_line
-from PIL import Image
+from conftest import MNIST, assert_refused, blob_png, invoke, one_error_line
 
 DROP = "-dac_override,-dac_read_search,-fowner"
 LONG = "x" * 300  # a path component over the 255 bytes a file system allows
 
 
+@functools.cache  # one probe a session
 def _without_bypass() -> list[str]:
     if os.geteuid() != 0:
         return []
@@ -36,19 +37,12 @@ def run(*args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*_without_bypass(), *MNIST, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
-def digit(path: Path) -> Path:
-    img = Image.new("L", (28, 28), 0)
-    img.paste(255, (12, 4, 16, 24))
-    img.save(path)
-    return path
-
-
 @pytest.fixture
 def folders(tmp_path):
     """ok/ (an image), closed/ (mode 000), listonly/ (mode 644: names readable, files not)."""
     for name in ("ok", "closed", "listonly"):
         (tmp_path / "imgs" / name).mkdir(parents=True)
-        digit(tmp_path / "imgs" / name / "one.png")
+        blob_png(tmp_path / "imgs" / name / "one.png")
     (tmp_path / "imgs" / "closed").chmod(0o000)
     (tmp_path / "imgs" / "listonly").chmod(0o644)
     yield tmp_path / "imgs"

@@ -6,11 +6,9 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from conftest import assert_clean_error, invoke, place_checkpoint
-from PIL import Image
+from conftest import assert_clean_error, blob_png, invoke, place_checkpoint
 from server_process import finish, serve_process
 
 from mnist_cli.inference.trained import load_trained
@@ -18,9 +16,7 @@ from mnist_cli.inference.trained import load_trained
 
 @pytest.fixture
 def digit(tmp_path) -> Path:
-    path = tmp_path / "bar.png"
-    Image.fromarray(np.pad(np.full((10, 6), 255, np.uint8), 9)).save(path)
-    return path
+    return blob_png(tmp_path / "bar.png")
 
 
 def test_the_only_checkpoint_is_named_with_its_architecture_and_accuracy(trained_checkpoint, digit):
