@@ -150,47 +150,38 @@ def test_a_deeply_nested_value_is_refused_not_a_recursion_error(trained_checkpoi
 # --- resume and best.pt -----------------------------------------------------------------------------------------
 
 
-def test_a_resume_without_its_best_pt_or_its_record_is_refused_before_training(unfinished_run, tmp_path):
-    alone = tmp_path / "alone"
-    alone.mkdir()
-    shutil.copy(unfinished_run / "last.pt", alone / "last.pt")
-    shutil.copy(unfinished_run / "events.jsonl", alone / "events.jsonl")
-    files = lambda: ((alone / "last.pt").read_bytes(), (alone / "events.jsonl").read_bytes())  # noqa: E731
-    before = files()
-    r = invoke("train", "--resume", alone / "last.pt", "-q")
-    assert_refused(r, "cannot resume", "no such checkpoint", "best.pt")
-    (alone / "events.jsonl").unlink()
-    assert_refused(invoke("train", "--resume", alone / "last.pt", "-q"), "cannot resume", "events.jsonl is missing")
-    (alone / "events.jsonl").write_bytes(before[1])
-    assert files() == before and not (alone / "config.yaml").exists()
-
-
-def _other_runs(best: Path, trained_checkpoint: Path) -> None:
+def _other_runs(run: Path, trained_checkpoint: Path) -> None:
     other = torch.load(trained_checkpoint, weights_only=True)
     other["config"]["train"]["lr"] = 0.5  # another run's best model: same architecture, other settings
-    torch.save(sign(other), best)
+    torch.save(sign(other), run / "best.pt")
 
 
-def _one_flipped_weight_byte(best: Path, _) -> None:
+def _one_flipped_weight_byte(run: Path, _) -> None:
     # torch.load does not notice, the digest does.
-    data = bytearray(best.read_bytes())
-    raw = torch.load(best, weights_only=True)["model_state"]["hidden.0.linear.weight"].numpy().tobytes()
+    data = bytearray((run / "best.pt").read_bytes())
+    raw = torch.load(run / "best.pt", weights_only=True)["model_state"]["hidden.0.linear.weight"].numpy().tobytes()
     at = bytes(data).find(raw[:64])
     assert at > 0
     data[at + 3] ^= 0x40
-    best.write_bytes(bytes(data))
+    (run / "best.pt").write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize(
     ("spoil", "fragments"),
     [
+        (lambda run, _: (run / "best.pt").unlink(), ["cannot resume", "no such checkpoint", "best.pt"]),
+        (lambda run, _: (run / "events.jsonl").unlink(), ["cannot resume", "events.jsonl is missing"]),
         (_other_runs, ["is not this run's best model"]),
         (_one_flipped_weight_byte, ["cannot resume", "checkpoint is corrupt"]),
-        (lambda best, _: best.write_bytes(b"junk"), ["cannot resume", "not a checkpoint"]),
+        (lambda run, _: (run / "best.pt").write_bytes(b"junk"), ["cannot resume", "not a checkpoint"]),
     ],
 )
-def test_a_resume_with_a_foreign_or_damaged_best_pt_is_refused(unfinished_run, trained_checkpoint, tmp_path, spoil, fragments):
-    copy = tmp_path / "copy"
-    shutil.copytree(unfinished_run, copy)
-    spoil(copy / "best.pt", trained_checkpoint)
+def test_a_resume_without_its_best_pt_or_record_or_with_a_foreign_or_damaged_one_is_refused(
+    unfinished_run, trained_checkpoint, tmp_path, spoil, fragments
+):
+    copy = Path(shutil.copytree(unfinished_run, tmp_path / "copy"))
+    spoil(copy, trained_checkpoint)
+    files = lambda: {p.name: p.read_bytes() for p in copy.iterdir()}  # noqa: E731
+    before = files()
     assert_refused(invoke("train", "--resume", copy / "last.pt", "-q"), *fragments)
+    assert files() == before  # refused before training: nothing written
