@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -99,14 +100,10 @@ def clear(page) -> None:
 
 def placement(i: int, rng: np.random.Generator) -> tuple[str, float, tuple[float, float]]:
     """(kind, px per MNIST pixel, offset): every 3rd digit small in a corner, every 3rd off-centre, the rest large."""
-    if i % 3 == 0:  # ~100 px tall in a 280 px canvas, pushed towards a corner
-        scale = 5.0
-        room = CANVAS - 28 * scale
-        return "small", scale, (float(rng.choice([0.05, 0.95])) * room, float(rng.choice([0.05, 0.95])) * room)
-    if i % 3 == 1:  # ~160 px, well away from the centre
-        scale = 8.0
-        room = CANVAS - 28 * scale
-        return "off-centre", scale, (float(rng.choice([0.0, 1.0])) * room, float(rng.uniform(0, 1)) * room)
+    if i % 3 == 0:  # 140 px of 28 MNIST pixels (~100 px of digit) in the 280 px canvas, pushed towards a corner
+        return "small", 5.0, (float(rng.choice([7.0, 133.0])), float(rng.choice([7.0, 133.0])))
+    if i % 3 == 1:  # 224 px (~160 px of digit), against a side, anywhere along it
+        return "off-centre", 8.0, (float(rng.choice([0.0, 56.0])), float(rng.uniform(0, 56)))
     return "large", 10.0, (0.0, 0.0)
 
 
@@ -124,13 +121,10 @@ def test_drawn_mnist_digits_are_read_right(page, test_digits):
         draw(page, place(strokes(digit), scale, offset))
         rows.append((kind, int(label), shown(page)))
         clear(page)
-    right = {kind: sum(str(lab) == got for k, lab, got in rows if k == kind) for kind, _, _ in rows}
-    total = {kind: sum(k == kind for k, _, _ in rows) for kind, _, _ in rows}
-    score = sum(right.values())
-    summary = ", ".join(f"{kind} {right[kind]}/{total[kind]}" for kind in total)
     wrong = [(i, k, lab, got) for i, (k, lab, got) in enumerate(rows) if str(lab) != got]
-    print(f"\ndrawn digits read right: {score}/{len(rows)} ({summary}); wrong (index, kind, label, shown): {wrong}")
-    assert score >= 0.9 * len(rows), f"{score}/{len(rows)} right ({summary}); wrong (index, kind, label, shown): {wrong}"
+    total, missed = Counter(k for k, _, _ in rows), Counter(k for _, k, _, _ in wrong)
+    summary = ", ".join(f"{k} {n - missed[k]}/{n}" for k, n in total.items())
+    assert len(wrong) <= 0.1 * len(rows), f"{summary} right; wrong (index, kind, label, shown): {wrong}"
 
 
 def test_a_blank_canvas_says_draw_a_digit_and_clear_empties_the_canvas_and_the_answer(page, test_digits):
