@@ -50,24 +50,16 @@ def folders(tmp_path):
         (tmp_path / "imgs" / name).chmod(0o755)
 
 
-@pytest.mark.parametrize(
-    ("target", "message"),
-    [
-        ("closed", "closed: cannot open this folder (permission denied)"),
-        ("listonly", "listonly: cannot open the files in this folder (permission denied)"),
-        ("listonly/one.png", "listonly/one.png: permission denied"),
-    ],
-)
-def test_predict_names_an_unreadable_folder_or_file(folders, trained_checkpoint, target, message):
-    assert_refused(run("predict", folders / target, "-m", trained_checkpoint, cwd=folders), message)
-
-
-def test_a_glob_meeting_an_unreadable_folder_predicts_the_rest(folders, trained_checkpoint):
-    r = run("predict", f"{folders}/*", "-m", trained_checkpoint, cwd=folders)
+def test_predict_names_each_unreadable_folder_or_file_and_predicts_the_rest(folders, trained_checkpoint):
+    """Each one given by name, then all of them met by a glob: one line for each, and the readable image predicted."""
+    names = ["closed", "listonly", "listonly/one.png"]
+    r = run("predict", *[folders / name for name in names], f"{folders}/*", "-m", trained_checkpoint, cwd=folders)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert "closed: cannot open this folder (permission denied)" in r.stderr
-    assert "listonly: cannot open the files in this folder (permission denied)" in r.stderr
-    assert f"{folders}/ok/one.png\t" in r.stdout  # the readable image was predicted
+    closed = f"error: {folders}/closed: cannot open this folder (permission denied)"
+    listonly = f"error: {folders}/listonly: cannot open the files in this folder (permission denied)"
+    one = f"error: {folders}/listonly/one.png: permission denied"
+    assert r.stderr.splitlines() == [closed, listonly, one, closed, listonly]
+    assert r.stdout.startswith(f"{folders}/ok/one.png\t"), r.stdout
 
 
 @pytest.mark.parametrize("shut", ["folder", "file"])
