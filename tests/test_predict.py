@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REAL_DATA, blob_png, invoke, require_real_data
+from conftest import REAL_DATA, blob_png, digit_png, invoke, require_real_data
 from digit_styles import STYLES, large_black_on_white, read_mnist_test, write_style
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -117,12 +117,6 @@ def test_min_confidence_marks_uncertain_predictions(trained_checkpoint, tmp_path
     assert r.stdout.rstrip().endswith("uncertain"), r.output
 
 
-def png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
-
-
 def noise(seed: int, mean: float, sd: float, shape: tuple[int, ...], quality: int):
     """A writer of a JPEG of paper texture alone: gray noise around `mean`."""
     pixels = np.random.default_rng(seed).normal(mean, sd, shape).clip(0, 255).astype(np.uint8)
@@ -137,7 +131,7 @@ def noise(seed: int, mean: float, sd: float, shape: tuple[int, ...], quality: in
         # No clear border polarity: must not amplify the noise into a digit.
         ("noisy-blank-rgb.jpg", noise(7, 232, 5, (300, 400, 3), 75), "no digit found"),
         ("empty.png", lambda path: path.write_bytes(b""), "empty file"),
-        ("truncated.png", lambda path: path.write_bytes(png(Image.new("L", (64, 64), 255))[:60]), "not a readable image"),
+        ("truncated.png", lambda path: path.write_bytes(digit_png()[:60]), "not a readable image"),
         # A few kB that decode to 64M+ pixels.
         ("bomb.png", lambda path: Image.new("1", (9000, MAX_IMAGE_PIXELS // 9000 + 1)).save(path), "decompression bomb"),
     ],
