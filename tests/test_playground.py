@@ -107,15 +107,10 @@ def test_stop_saves_last_pt_that_mnist_train_resume_finishes_bit_identically(cli
     assert_identical(run_dir, tmp_path / "whole")
 
 
-def copied(run: Path, to: Path) -> Path:
-    """A copy of a finished (or stopped) run under `to`: the runs `mnist train` left in the checkpoint folder."""
-    return Path(shutil.copytree(run, to))
-
-
 def test_runs_from_the_command_line_are_listed_replayed_and_compared(client, finished_run, wide_run, tmp_path):
     root = tmp_path / "checkpoints"
-    copied(finished_run, root / "narrow")  # TINY: 32 wide
-    wide = copied(wide_run, root / "wide")
+    shutil.copytree(finished_run, root / "narrow")  # copies of runs `mnist train` left: TINY, 32 wide
+    wide = shutil.copytree(wide_run, root / "wide")
     assert {r["id"]: r["status"] for r in client.get("/api/runs").json()} == {"narrow": "finished", "wide": "finished"}
     replayed = events(client, "wide")
     assert [d for _, d in replayed[:-1]] == [json.loads(line) for line in (wide / "events.jsonl").read_text().splitlines()]
@@ -132,7 +127,7 @@ def test_runs_from_the_command_line_are_listed_replayed_and_compared(client, fin
 
 
 def test_a_finished_run_with_a_damaged_best_pt_still_answers(client, finished_run, tmp_path):
-    run = copied(finished_run, tmp_path / "checkpoints" / "damaged")
+    run = shutil.copytree(finished_run, tmp_path / "checkpoints" / "damaged")
     (run / "best.pt").write_bytes(b"not a checkpoint")
     r = client.get("/api/runs/damaged")
     assert r.status_code == 200 and r.json()["status"] == "finished" and r.json()["summary"] is None, r.text
@@ -142,9 +137,9 @@ def test_a_finished_run_with_a_damaged_best_pt_still_answers(client, finished_ru
 def test_the_draw_page_can_read_with_any_run_of_the_checkpoint_folder(
     client, wide_run, xor_checkpoint, stopped_before_an_epoch, tmp_path
 ):
-    wide = copied(wide_run, tmp_path / "checkpoints" / "wide")
-    copied(xor_checkpoint.parent, tmp_path / "checkpoints" / "xor")
-    copied(stopped_before_an_epoch, tmp_path / "checkpoints" / "stopped")
+    wide = shutil.copytree(wide_run, tmp_path / "checkpoints" / "wide")
+    shutil.copytree(xor_checkpoint.parent, tmp_path / "checkpoints" / "xor")
+    shutil.copytree(stopped_before_an_epoch, tmp_path / "checkpoints" / "stopped")
     (tmp_path / "bar.png").write_bytes(digit_png(side=28))
     r = client.post("/api/predict", params={"run": "wide"}, files={"image": ("bar.png", digit_png(side=28), "image/png")})
     assert r.status_code == 200, r.text
