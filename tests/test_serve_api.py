@@ -42,7 +42,7 @@ def trained(trained_checkpoint):
     return load_trained(trained_checkpoint)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # not shared: a live app holds the process at one torch thread (see the thread test)
 def client(trained):
     with TestClient(create_app(trained), raise_server_exceptions=False) as c:
         yield c
