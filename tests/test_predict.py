@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REAL_DATA, blob_png, digit_png, invoke, require_real_data
+from conftest import REAL_DATA, blob_png, invoke, require_real_data
 from digit_styles import STYLES, large_black_on_white, read_mnist_test, write_style
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mnist_cli.inference.image_files import MAX_IMAGE_PIXELS
 from mnist_cli.inference.preprocess import preprocess_steps, to_mnist
 
 STYLE_IMAGES = 250  # per style: 1,000 rendered digits in all, a few seconds of CPU
@@ -115,34 +114,6 @@ def test_min_confidence_marks_uncertain_predictions(trained_checkpoint, tmp_path
     assert "uncertain" not in r.stdout
     r = invoke("predict", tmp_path / "blob.png", "-m", trained_checkpoint, "--min-confidence", "1")
     assert r.stdout.rstrip().endswith("uncertain"), r.output
-
-
-def noise(seed: int, mean: float, sd: float, shape: tuple[int, ...], quality: int):
-    """A writer of a JPEG of paper texture alone: gray noise around `mean`."""
-    pixels = np.random.default_rng(seed).normal(mean, sd, shape).clip(0, 255).astype(np.uint8)
-    return lambda path: Image.fromarray(pixels).save(path, quality=quality)
-
-
-@pytest.mark.parametrize(
-    ("name", "write", "message"),
-    [
-        ("blank.png", lambda path: Image.new("RGB", (300, 200), (250, 248, 240)).save(path), "no digit found"),
-        ("noisy-blank.jpg", noise(0, 230, 4, (300, 400), 70), "no digit found"),
-        # No clear border polarity: must not amplify the noise into a digit.
-        ("noisy-blank-rgb.jpg", noise(7, 232, 5, (300, 400, 3), 75), "no digit found"),
-        ("empty.png", lambda path: path.write_bytes(b""), "empty file"),
-        ("truncated.png", lambda path: path.write_bytes(digit_png()[:60]), "not a readable image"),
-        # A few kB that decode to 64M+ pixels.
-        ("bomb.png", lambda path: Image.new("1", (9000, MAX_IMAGE_PIXELS // 9000 + 1)).save(path), "decompression bomb"),
-    ],
-)
-def test_bad_files_get_an_error_entry_and_exit_2(name, write, message, trained_checkpoint, tmp_path):
-    write(tmp_path / name)
-    r = invoke("predict", tmp_path / name, "-m", trained_checkpoint, "--json")
-    assert r.exit_code == 2, r.output
-    [row] = json.loads(r.stdout)
-    assert row["path"] == str(tmp_path / name) and message in row["error"], row
-    assert f"error: {tmp_path / name}: " in r.stderr and message in r.stderr and isinstance(r.exception, SystemExit)
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from server_process import finish, interrupt, serve_process, start_serve
 
+from mnist_cli.inference.image_files import MAX_IMAGE_PIXELS
 from mnist_cli.inference.trained import load_trained
 from mnist_cli.serving.app import create_app
 from mnist_cli.serving.limits import MAX_BODY_BYTES
@@ -95,24 +96,42 @@ def test_predict_answers_what_mnist_predict_answers(client, trained_checkpoint, 
     assert np.array_equal(sent, np.asarray(Image.open(tmp_path / "inputs" / "bar.png")))
 
 
+def encoded(img: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+def paper(seed: int, mean: float, sd: float, shape: tuple[int, ...]) -> Image.Image:
+    """Paper texture alone: gray noise around `mean`."""
+    return Image.fromarray(np.random.default_rng(seed).normal(mean, sd, shape).clip(0, 255).astype(np.uint8))
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         (b"hello, not an image", "not a readable image (unknown format)"),
         (png_file(100, 100, 0, zlib.compress((b"\0" + b"\xff" * 100) * 100)), "no digit found"),  # white
+        (encoded(Image.new("RGB", (300, 200), (250, 248, 240))), "no digit found"),
+        (encoded(paper(0, 230, 4, (300, 400)), "JPEG", quality=70), "no digit found"),
+        # No clear border polarity: must not amplify the noise into a digit.
+        (encoded(paper(7, 232, 5, (300, 400, 3)), "JPEG", quality=75), "no digit found"),
         (b"", "empty file"),
         (png_claiming(100_000, 100_000), "too large"),
         (png_claiming(8001, 8000), "8001x8000 pixels is too large (at most 64,000,000; a decompression bomb?)"),
+        (encoded(Image.new("1", (9000, MAX_IMAGE_PIXELS // 9000 + 1))), "decompression bomb"),  # a few kB, 64M+ pixels
         (digit_png()[:200], "not a readable image"),
+        (digit_png()[:60], "not a readable image"),
     ],
-    ids=["text", "blank", "empty", "pixel-bomb", "just-over-the-pixel-limit", "truncated"],
+    ids=["text", "white", "cream", "noisy", "noisy-rgb", "empty", "pixel-bomb", "just-over", "bomb", "cut-200", "cut-60"],
 )
-def test_bad_images_get_422_with_predicts_message(client, trained_checkpoint, tmp_path, data, message):
+def test_bad_images_get_422_and_an_error_entry_with_the_same_words(client, trained_checkpoint, tmp_path, data, message):
     status, answer = post(client, data, name="bad.png")
     assert status == 422 and message in answer["detail"], answer
     (tmp_path / "bad.png").write_bytes(data)
-    cli = invoke("predict", tmp_path / "bad.png", "-m", trained_checkpoint)
+    cli = invoke("predict", tmp_path / "bad.png", "-m", trained_checkpoint, "--json")
     assert_clean_error(cli, f"bad.png: {answer['detail']}")  # the very same words
+    assert json.loads(cli.stdout) == [{"path": str(tmp_path / "bad.png"), "error": answer["detail"]}]
 
 
 @pytest.mark.parametrize(
