@@ -489,3 +489,12 @@ def blob_png(path: Path) -> Path:
 def wide_run(tmp_path_factory, synthetic_root) -> Path:
     """A finished TINY run 48 units wide (finished_run's is 32): a second image model for the pages to choose; read-only."""
     return train_run(tmp_path_factory.mktemp("wide") / "wide", synthetic_root, model={"width": 48})
+
+
+def encoded(img, fmt: str = "PNG", **options) -> bytes:
+    """A PIL image as the bytes of a `fmt` file."""
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, fmt, **options)
+    return buf.getvalue()

@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from conftest import assert_clean_error, digit_png, invoke
+from conftest import assert_clean_error, digit_png, encoded, invoke
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -94,12 +94,6 @@ def test_predict_answers_what_mnist_predict_answers(client, trained_checkpoint, 
     assert probs[answer["prediction"]] == pytest.approx(answer["probability"])
     sent = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["input"]))))
     assert np.array_equal(sent, np.asarray(Image.open(tmp_path / "inputs" / "bar.png")))
-
-
-def encoded(img: Image.Image, fmt: str = "PNG", **options) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **options)
-    return buf.getvalue()
 
 
 def paper(seed: int, mean: float, sd: float, shape: tuple[int, ...]) -> Image.Image:
@@ -318,9 +312,7 @@ def thin_x_png(side: int = 2048) -> bytes:
     draw = ImageDraw.Draw(img)
     draw.line((0, 0, side, side), fill=0, width=3)
     draw.line((0, side, side, 0), fill=0, width=3)
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
+    return encoded(img)
 
 
 def blank_rgba_png(side: int = 8000) -> bytes:

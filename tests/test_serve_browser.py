@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REAL_DATA, chromium, invoke
+from conftest import REAL_DATA, chromium, encoded, invoke
 from digit_strokes import place, strokes
 from digit_styles import read_mnist_test
 from PIL import Image
@@ -235,9 +235,8 @@ def test_the_api_link_works_offline(blank, served):
 def test_a_page_from_another_site_cannot_use_the_api(blank, served, test_digits):
     """A page of another origin may post a multipart form here (no CORS preflight for that): the server refuses it."""
     url = served[0]
-    buf = io.BytesIO()
-    Image.fromarray(255 - np.asarray(Image.fromarray(test_digits[0][0]).resize((200, 200)))).save(buf, "PNG")
-    png = base64.b64encode(buf.getvalue()).decode()
+    digit = Image.fromarray(255 - np.asarray(Image.fromarray(test_digits[0][0]).resize((200, 200))))
+    png = base64.b64encode(encoded(digit)).decode()
     script = f"""<script>
       const bytes = Uint8Array.from(atob("{png}"), c => c.charCodeAt(0));
       const form = new FormData();
