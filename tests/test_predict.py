@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import REAL_DATA, blob_png, invoke, require_real_data
+from conftest import REAL_DATA, blob_png, encoded, invoke, require_real_data
 from digit_styles import STYLES, large_black_on_white, read_mnist_test, write_style
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -264,12 +263,10 @@ def small_image_files(draw) -> bytes:
     img = Image.fromarray(pixels, "RGBA").convert("L" if mode in WIDE else mode)
     if mode in WIDE:
         img = Image.fromarray((np.asarray(img).astype(np.float64) * WIDE[mode][0]).astype(WIDE[mode][1]))
-    buf = io.BytesIO()
     try:
-        img.save(buf, fmt)
+        return encoded(img, fmt)
     except (OSError, ValueError, KeyError):
         return b""  # this format cannot store this mode: an empty file
-    return buf.getvalue()
 
 
 @settings(max_examples=270, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
