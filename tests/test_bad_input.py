@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 
-import numpy as np
 import pytest
 import torch
 from conftest import MNIST, blob_png, invoke, sign
-from PIL import Image
 
 
 @pytest.mark.parametrize(
@@ -45,17 +43,6 @@ def test_predict_says_what_a_fifo_a_device_and_a_symlink_loop_are(trained_checkp
     assert "pipe.png: a FIFO (named pipe), not a regular file" in r.stderr
     assert "/dev/zero: a character device, not a regular file" in r.stderr
     assert "loop.png: a symlink loop" in r.stderr
-
-
-def test_a_float_image_with_nan_pixels_is_named(trained_checkpoint, tmp_path):
-    pixels = np.zeros((28, 28), dtype=np.float32)
-    pixels[4:24, 12:16] = 1.0
-    pixels[0, 0] = np.nan
-    Image.fromarray(pixels, mode="F").save(tmp_path / "nan.tif")
-    r = invoke("predict", tmp_path / "nan.tif", "-m", trained_checkpoint)
-    assert r.exit_code == 2, r.output
-    assert "nan.tif: the image has invalid pixel values (NaN or infinity)" in r.stderr
-    assert "Warning" not in r.output
 
 
 def test_resume_of_a_folder_suggests_its_last_pt(tmp_path):

@@ -101,6 +101,14 @@ def paper(seed: int, mean: float, sd: float, shape: tuple[int, ...]) -> Image.Im
     return Image.fromarray(np.random.default_rng(seed).normal(mean, sd, shape).clip(0, 255).astype(np.uint8))
 
 
+def nan_bar() -> np.ndarray:
+    """A float32 bar on black, one pixel NaN (a TIFF of mode F can hold it)."""
+    pixels = np.zeros((28, 28), dtype=np.float32)
+    pixels[4:24, 12:16] = 1.0
+    pixels[0, 0] = np.nan
+    return pixels
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -116,8 +124,9 @@ def paper(seed: int, mean: float, sd: float, shape: tuple[int, ...]) -> Image.Im
         (encoded(Image.new("1", (9000, MAX_IMAGE_PIXELS // 9000 + 1))), "decompression bomb"),  # a few kB, 64M+ pixels
         (digit_png()[:200], "not a readable image"),
         (digit_png()[:60], "not a readable image"),
+        (encoded(Image.fromarray(nan_bar(), mode="F"), "TIFF"), "the image has invalid pixel values (NaN or infinity)"),
     ],
-    ids=["text", "white", "cream", "noisy", "noisy-rgb", "empty", "pixel-bomb", "just-over", "bomb", "cut-200", "cut-60"],
+    ids=["text", "white", "cream", "noisy", "noisy-rgb", "empty", "pixel-bomb", "just-over", "bomb", "cut-200", "cut-60", "nan"],
 )
 def test_bad_images_get_422_and_an_error_entry_with_the_same_words(client, trained_checkpoint, tmp_path, data, message):
     status, answer = post(client, data, name="bad.png")
