@@ -131,7 +131,7 @@ def nan_bar() -> np.ndarray:
         # Only the formats the docs list are tried: PostScript named .png is never handed to Ghostscript.
         (EPS, "not a readable image (unknown format)"),
     ],
-    ids="text white cream noisy noisy-rgb empty pixel-bomb just-over bomb cut-200 cut-60 nan eps".split(),
+    ids=["text", "white", "cream", "noisy", "noisy-rgb", "empty", "claim", "over", "bomb", "cut-200", "cut-60", "nan", "eps"],
 )
 def test_bad_images_get_422_and_an_error_entry_with_the_same_words(client, trained_checkpoint, tmp_path, data, message):
     status, answer = post(client, data, name="bad.png")
