@@ -471,3 +471,30 @@ def finished_run(trained_checkpoint) -> Path:
 def stopped_before_an_epoch(tmp_path_factory, synthetic_root) -> Path:
     """A run stopped at step 3 of its first epoch (stopped_run), which tests only read."""
     return stopped_run(tmp_path_factory.mktemp("stopped") / "run", synthetic_root)
+
+
+# --- predict, serve and checkpoints (test_predict, test_serve_*, test_playground*, test_bad_input, test_permissions) ---
+
+
+def blob_png(path: Path) -> Path:
+    """A white 10x6 bar on black, 28x24 px: enough of a digit for the synthetic model to answer."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.pad(np.full((10, 6), 255, np.uint8), 9)).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def wide_run(tmp_path_factory, synthetic_root) -> Path:
+    """A finished TINY run 48 units wide (finished_run's is 32): a second image model for the pages to choose; read-only."""
+    return train_run(tmp_path_factory.mktemp("wide") / "wide", synthetic_root, model={"width": 48})
+
+
+def encoded(img, fmt: str = "PNG", **options) -> bytes:
+    """A PIL image as the bytes of a `fmt` file."""
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, fmt, **options)
+    return buf.getvalue()

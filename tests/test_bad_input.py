@@ -5,18 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 
-import numpy as np
 import pytest
 import torch
-from conftest import MNIST, invoke, sign
-from PIL import Image
-
-
-def digit(path):
-    img = Image.new("L", (28, 28), 0)
-    img.paste(255, (12, 4, 16, 24))
-    img.save(path)
-    return path
+from conftest import MNIST, blob_png, invoke, sign
 
 
 @pytest.mark.parametrize(
@@ -54,17 +45,6 @@ def test_predict_says_what_a_fifo_a_device_and_a_symlink_loop_are(trained_checkp
     assert "loop.png: a symlink loop" in r.stderr
 
 
-def test_a_float_image_with_nan_pixels_is_named(trained_checkpoint, tmp_path):
-    pixels = np.zeros((28, 28), dtype=np.float32)
-    pixels[4:24, 12:16] = 1.0
-    pixels[0, 0] = np.nan
-    Image.fromarray(pixels, mode="F").save(tmp_path / "nan.tif")
-    r = invoke("predict", tmp_path / "nan.tif", "-m", trained_checkpoint)
-    assert r.exit_code == 2, r.output
-    assert "nan.tif: the image has invalid pixel values (NaN or infinity)" in r.stderr
-    assert "Warning" not in r.output
-
-
 def test_resume_of_a_folder_suggests_its_last_pt(tmp_path):
     r = invoke("train", "--resume", tmp_path)
     assert r.exit_code == 2, r.output
@@ -80,7 +60,7 @@ def test_a_class_with_no_images_has_no_accuracy():
 
 
 def test_escape_sequences_in_file_and_class_names_are_shown_escaped(trained_checkpoint, tmp_path):
-    evil = digit(tmp_path / "a\x1b]0;pwned\x07b.png")
+    evil = blob_png(tmp_path / "a\x1b]0;pwned\x07b.png")
     ckpt = torch.load(trained_checkpoint, weights_only=True)
     ckpt["classes"] = [f"c\x1b[31m{i}" for i in range(10)]
     torch.save(sign(ckpt), tmp_path / "evil.pt")
@@ -96,8 +76,8 @@ def test_escape_sequences_in_file_and_class_names_are_shown_escaped(trained_chec
 def test_a_recursive_glob_follows_no_symlinked_folder_and_counts_each_image_once(trained_checkpoint, tmp_path):
     d = tmp_path / "d"
     (d / "sub").mkdir(parents=True)
-    digit(d / "one.png")
-    digit(d / "sub" / "two.png")
+    blob_png(d / "one.png")
+    blob_png(d / "sub" / "two.png")
     (d / "self").symlink_to(".")
     (d / "sub" / "up").symlink_to("..")
     (d / "again.png").symlink_to(d / "one.png")

@@ -58,16 +58,15 @@ def assert_same_as_pytorch(checkpoint: Path, exported: Path, fmt: str, root: Pat
 # Batch norm and dropout behave differently in training: the export must carry eval mode's running statistics.
 SMALL = {
     "digits": {"data": {"dataset": "digits", "val_size": 0}},
-    "xor": {"data": {"dataset": "xor", "val_size": 0}},
     "mnist-batch-norm": {"model": {"depth": 2, "width": 32, "norm": "batch", "dropout": 0.2, "activation": "gelu"}},
 }
 
 
-@pytest.fixture(scope="module", params=["mnist", *SMALL])
-def small_checkpoint(request, trained_checkpoint, tmp_path_factory, synthetic_root) -> Path:
-    """The shared synthetic-MNIST checkpoint, and one epoch of each of SMALL."""
-    if request.param == "mnist":
-        return trained_checkpoint
+@pytest.fixture(scope="module", params=["mnist", "xor", *SMALL])
+def small_checkpoint(request, trained_checkpoint, xor_checkpoint, tmp_path_factory, synthetic_root) -> Path:
+    """The shared synthetic-MNIST and XOR checkpoints, and one epoch of each of SMALL."""
+    if request.param in ("mnist", "xor"):
+        return {"mnist": trained_checkpoint, "xor": xor_checkpoint}[request.param]
     from mnist_cli.config import load_config
     from mnist_cli.training.loop import train
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 
 import pytest
 import torch
 import yaml
-from conftest import invoke, sign, write_config
+from conftest import encoded, invoke, sign, write_config
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -160,13 +159,10 @@ def test_random_valid_configs_really_train_or_stop_cleanly(tmp_path, model, trai
 # --- images -----------------------------------------------------------------------------------------------------
 
 
-def encoded(fmt: str) -> bytes:
-    buf = io.BytesIO()
-    Image.new("L" if fmt != "PNG" else "RGBA", (28, 28), 200).save(buf, format=fmt)
-    return buf.getvalue()
-
-
-SEEDS = [encoded(fmt) for fmt in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")]
+SEEDS = [
+    encoded(Image.new("L" if fmt != "PNG" else "RGBA", (28, 28), 200), fmt)
+    for fmt in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
+]
 
 
 @st.composite

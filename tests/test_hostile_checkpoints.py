@@ -6,6 +6,8 @@ checks after the digest can catch it.
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import resource
 import shutil
@@ -40,55 +42,45 @@ def unfinished_run(tmp_path_factory, synthetic_root) -> Path:
     return out / "run"
 
 
-def crafted_copy(run: Path, tmp_path: Path, change) -> Path:
-    """A copy of the run folder whose last.pt was changed by `change(ckpt)` and re-signed."""
+def crafted_copy(run: Path, tmp_path: Path, keys: list, value) -> Path:
+    """A copy of the run folder whose last.pt holds `value` at ckpt[keys[0]][keys[1]]..., re-signed."""
     copy = tmp_path / "evil"
     shutil.copytree(run, copy)
     ckpt = torch.load(copy / "last.pt", weights_only=True)
-    change(ckpt)
+    functools.reduce(operator.getitem, keys[:-1], ckpt)[keys[-1]] = value
     torch.save(sign(ckpt), copy / "last.pt")
     return copy
 
 
 def test_an_optimizer_state_smaller_than_its_parameter_is_refused_not_a_segfault(unfinished_run, tmp_path):
     # The fused Adam step wrote past a 3-element exp_avg: exit 139 (segfault) or 134 (munmap_chunk) before the fix.
-    evil = crafted_copy(unfinished_run, tmp_path, lambda c: c["optimizer_state"]["state"][0].update(exp_avg=torch.zeros(3)))
+    evil = crafted_copy(unfinished_run, tmp_path, ["optimizer_state", "state", 0, "exp_avg"], torch.zeros(3))
     r = subprocess.run([*MNIST, "train", "--resume", evil / "last.pt", "-q"], capture_output=True, text=True, timeout=120)
     assert_refused(r, "resume state does not fit this run", "optimizer state 0.exp_avg is torch.float32 (3,)")
     assert torch.load(evil / "last.pt", weights_only=True)["optimizer_state"]["state"][0]["exp_avg"].shape == (3,)
 
 
-def _set(path: list, value):
-    def change(ckpt):
-        node = ckpt
-        for key in path[:-1]:
-            node = node[key]
-        node[path[-1]] = value
-
-    return change
-
-
 @pytest.mark.parametrize(
-    ("change", "fragment"),
+    ("keys", "value", "fragment"),
     [
-        (_set(["optimizer_state", "state", 0, "exp_avg_sq"], torch.zeros(32, 784, dtype=torch.float64)), "exp_avg_sq"),
-        (_set(["optimizer_state", "state", 0, "step"], "x"), "0.step is not a tensor"),
-        (_set(["optimizer_state", "state", 0, "exp_avg"], torch.full((32, 784), float("nan"))), "NaN or inf"),
-        (_set(["optimizer_state", "state", 99], {}), "parameter positions"),
-        (_set(["optimizer_state", "param_groups", 0, "lr"], "x"), "optimizer setting lr"),
-        (_set(["optimizer_state", "param_groups", 0, "betas"], [0.9]), "optimizer setting betas"),
-        (_set(["optimizer_state"], None), "optimizer_state must hold"),
-        (_set(["scheduler_state"], {"last_epoch": "x"}), "scheduler_state does not fit"),
-        (_set(["resume", "loss_sum"], "x"), "loss_sum"),
-        (_set(["resume", "correct"], torch.zeros(3)), "correct"),
-        (_set(["resume", "seconds"], "x"), "seconds"),
-        (_set(["resume", "seconds"], float("nan")), "seconds"),
-        (_set(["resume", "epoch"], True), "resume epoch"),
-        (_set(["resume", "step"], 10**9), "resume step"),
+        (["optimizer_state", "state", 0, "exp_avg_sq"], torch.zeros(32, 784, dtype=torch.float64), "exp_avg_sq"),
+        (["optimizer_state", "state", 0, "step"], "x", "0.step is not a tensor"),
+        (["optimizer_state", "state", 0, "exp_avg"], torch.full((32, 784), float("nan")), "NaN or inf"),
+        (["optimizer_state", "state", 99], {}, "parameter positions"),
+        (["optimizer_state", "param_groups", 0, "lr"], "x", "optimizer setting lr"),
+        (["optimizer_state", "param_groups", 0, "betas"], [0.9], "optimizer setting betas"),
+        (["optimizer_state"], None, "optimizer_state must hold"),
+        (["scheduler_state"], {"last_epoch": "x"}, "scheduler_state does not fit"),
+        (["resume", "loss_sum"], "x", "loss_sum"),
+        (["resume", "correct"], torch.zeros(3), "correct"),
+        (["resume", "seconds"], "x", "seconds"),
+        (["resume", "seconds"], float("nan"), "seconds"),
+        (["resume", "epoch"], True, "resume epoch"),
+        (["resume", "step"], 10**9, "resume step"),
     ],
 )
-def test_what_would_crash_a_resume_is_checked_before_anything_is_restored(unfinished_run, tmp_path, change, fragment):
-    evil = crafted_copy(unfinished_run, tmp_path, change)
+def test_what_would_crash_a_resume_is_checked_before_anything_is_restored(unfinished_run, tmp_path, keys, value, fragment):
+    evil = crafted_copy(unfinished_run, tmp_path, keys, value)
     before = (evil / "last.pt").read_bytes()
     r = invoke("train", "--resume", evil / "last.pt", "-q")
     assert_refused(r, "resume state does not fit this run", fragment)
@@ -150,47 +142,38 @@ def test_a_deeply_nested_value_is_refused_not_a_recursion_error(trained_checkpoi
 # --- resume and best.pt -----------------------------------------------------------------------------------------
 
 
-def test_a_resume_without_its_best_pt_or_its_record_is_refused_before_training(unfinished_run, tmp_path):
-    alone = tmp_path / "alone"
-    alone.mkdir()
-    shutil.copy(unfinished_run / "last.pt", alone / "last.pt")
-    shutil.copy(unfinished_run / "events.jsonl", alone / "events.jsonl")
-    files = lambda: ((alone / "last.pt").read_bytes(), (alone / "events.jsonl").read_bytes())  # noqa: E731
-    before = files()
-    r = invoke("train", "--resume", alone / "last.pt", "-q")
-    assert_refused(r, "cannot resume", "no such checkpoint", "best.pt")
-    (alone / "events.jsonl").unlink()
-    assert_refused(invoke("train", "--resume", alone / "last.pt", "-q"), "cannot resume", "events.jsonl is missing")
-    (alone / "events.jsonl").write_bytes(before[1])
-    assert files() == before and not (alone / "config.yaml").exists()
-
-
-def _other_runs(best: Path, trained_checkpoint: Path) -> None:
+def _other_runs(run: Path, trained_checkpoint: Path) -> None:
     other = torch.load(trained_checkpoint, weights_only=True)
     other["config"]["train"]["lr"] = 0.5  # another run's best model: same architecture, other settings
-    torch.save(sign(other), best)
+    torch.save(sign(other), run / "best.pt")
 
 
-def _one_flipped_weight_byte(best: Path, _) -> None:
+def _one_flipped_weight_byte(run: Path, _) -> None:
     # torch.load does not notice, the digest does.
-    data = bytearray(best.read_bytes())
-    raw = torch.load(best, weights_only=True)["model_state"]["hidden.0.linear.weight"].numpy().tobytes()
+    data = bytearray((run / "best.pt").read_bytes())
+    raw = torch.load(run / "best.pt", weights_only=True)["model_state"]["hidden.0.linear.weight"].numpy().tobytes()
     at = bytes(data).find(raw[:64])
     assert at > 0
     data[at + 3] ^= 0x40
-    best.write_bytes(bytes(data))
+    (run / "best.pt").write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize(
     ("spoil", "fragments"),
     [
+        (lambda run, _: (run / "best.pt").unlink(), ["cannot resume", "no such checkpoint", "best.pt"]),
+        (lambda run, _: (run / "events.jsonl").unlink(), ["cannot resume", "events.jsonl is missing"]),
         (_other_runs, ["is not this run's best model"]),
         (_one_flipped_weight_byte, ["cannot resume", "checkpoint is corrupt"]),
-        (lambda best, _: best.write_bytes(b"junk"), ["cannot resume", "not a checkpoint"]),
+        (lambda run, _: (run / "best.pt").write_bytes(b"junk"), ["cannot resume", "not a checkpoint"]),
     ],
 )
-def test_a_resume_with_a_foreign_or_damaged_best_pt_is_refused(unfinished_run, trained_checkpoint, tmp_path, spoil, fragments):
-    copy = tmp_path / "copy"
-    shutil.copytree(unfinished_run, copy)
-    spoil(copy / "best.pt", trained_checkpoint)
+def test_a_resume_without_its_best_pt_or_record_or_with_a_foreign_or_damaged_one_is_refused(
+    unfinished_run, trained_checkpoint, tmp_path, spoil, fragments
+):
+    copy = Path(shutil.copytree(unfinished_run, tmp_path / "copy"))
+    spoil(copy, trained_checkpoint)
+    files = lambda: {p.name: p.read_bytes() for p in copy.iterdir()}  # noqa: E731
+    before = files()
     assert_refused(invoke("train", "--resume", copy / "last.pt", "-q"), *fragments)
+    assert files() == before  # refused before training: nothing written

@@ -7,19 +7,20 @@ reachable where their modes allow). Run as another user, the commands run as tha
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import MNIST, assert_refused, invoke, one_error_line
-from PIL import Image
+from conftest import MNIST, assert_refused, blob_png, invoke, one_error_line
 
 DROP = "-dac_override,-dac_read_search,-fowner"
 LONG = "x" * 300  # a path component over the 255 bytes a file system allows
 
 
+@functools.cache  # one probe a session
 def _without_bypass() -> list[str]:
     if os.geteuid() != 0:
         return []
@@ -36,19 +37,12 @@ def run(*args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*_without_bypass(), *MNIST, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
-def digit(path: Path) -> Path:
-    img = Image.new("L", (28, 28), 0)
-    img.paste(255, (12, 4, 16, 24))
-    img.save(path)
-    return path
-
-
 @pytest.fixture
 def folders(tmp_path):
     """ok/ (an image), closed/ (mode 000), listonly/ (mode 644: names readable, files not)."""
     for name in ("ok", "closed", "listonly"):
         (tmp_path / "imgs" / name).mkdir(parents=True)
-        digit(tmp_path / "imgs" / name / "one.png")
+        blob_png(tmp_path / "imgs" / name / "one.png")
     (tmp_path / "imgs" / "closed").chmod(0o000)
     (tmp_path / "imgs" / "listonly").chmod(0o644)
     yield tmp_path / "imgs"
@@ -56,24 +50,16 @@ def folders(tmp_path):
         (tmp_path / "imgs" / name).chmod(0o755)
 
 
-@pytest.mark.parametrize(
-    ("target", "message"),
-    [
-        ("closed", "closed: cannot open this folder (permission denied)"),
-        ("listonly", "listonly: cannot open the files in this folder (permission denied)"),
-        ("listonly/one.png", "listonly/one.png: permission denied"),
-    ],
-)
-def test_predict_names_an_unreadable_folder_or_file(folders, trained_checkpoint, target, message):
-    assert_refused(run("predict", folders / target, "-m", trained_checkpoint, cwd=folders), message)
-
-
-def test_a_glob_meeting_an_unreadable_folder_predicts_the_rest(folders, trained_checkpoint):
-    r = run("predict", f"{folders}/*", "-m", trained_checkpoint, cwd=folders)
+def test_predict_names_each_unreadable_folder_or_file_and_predicts_the_rest(folders, trained_checkpoint):
+    """Each one given by name, then all of them met by a glob: one line for each, and the readable image predicted."""
+    names = ["closed", "listonly", "listonly/one.png"]
+    r = run("predict", *[folders / name for name in names], f"{folders}/*", "-m", trained_checkpoint, cwd=folders)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert "closed: cannot open this folder (permission denied)" in r.stderr
-    assert "listonly: cannot open the files in this folder (permission denied)" in r.stderr
-    assert f"{folders}/ok/one.png\t" in r.stdout  # the readable image was predicted
+    closed = f"error: {folders}/closed: cannot open this folder (permission denied)"
+    listonly = f"error: {folders}/listonly: cannot open the files in this folder (permission denied)"
+    one = f"error: {folders}/listonly/one.png: permission denied"
+    assert r.stderr.splitlines() == [closed, listonly, one, closed, listonly]
+    assert r.stdout.startswith(f"{folders}/ok/one.png\t"), r.stdout
 
 
 @pytest.mark.parametrize("shut", ["folder", "file"])

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import TINY, assert_identical, digit_png, invoke, stopped_run, train_run
+from conftest import TINY, assert_identical, digit_png, invoke
 from fastapi.testclient import TestClient
 
 from mnist_cli.inference.trained import load_trained
@@ -107,10 +107,10 @@ def test_stop_saves_last_pt_that_mnist_train_resume_finishes_bit_identically(cli
     assert_identical(run_dir, tmp_path / "whole")
 
 
-def test_runs_from_the_command_line_are_listed_replayed_and_compared(client, synthetic_root, tmp_path):
+def test_runs_from_the_command_line_are_listed_replayed_and_compared(client, finished_run, wide_run, tmp_path):
     root = tmp_path / "checkpoints"
-    train_run(root / "narrow", synthetic_root)
-    wide = train_run(root / "wide", synthetic_root, model={"width": 48})
+    shutil.copytree(finished_run, root / "narrow")  # copies of runs `mnist train` left: TINY, 32 wide
+    wide = shutil.copytree(wide_run, root / "wide")
     assert {r["id"]: r["status"] for r in client.get("/api/runs").json()} == {"narrow": "finished", "wide": "finished"}
     replayed = events(client, "wide")
     assert [d for _, d in replayed[:-1]] == [json.loads(line) for line in (wide / "events.jsonl").read_text().splitlines()]
@@ -126,18 +126,20 @@ def test_runs_from_the_command_line_are_listed_replayed_and_compared(client, syn
     assert client.delete("/api/runs/narrow").status_code == 404  # not a run this server trains
 
 
-def test_a_finished_run_with_a_damaged_best_pt_still_answers(client, synthetic_root, tmp_path):
-    run = train_run(tmp_path / "checkpoints" / "damaged", synthetic_root)
+def test_a_finished_run_with_a_damaged_best_pt_still_answers(client, finished_run, tmp_path):
+    run = shutil.copytree(finished_run, tmp_path / "checkpoints" / "damaged")
     (run / "best.pt").write_bytes(b"not a checkpoint")
     r = client.get("/api/runs/damaged")
     assert r.status_code == 200 and r.json()["status"] == "finished" and r.json()["summary"] is None, r.text
     assert "best.pt" in r.json()["message"], r.json()["message"]
 
 
-def test_the_draw_page_can_read_with_any_run_of_the_checkpoint_folder(client, synthetic_root, xor_checkpoint, tmp_path):
-    wide = train_run(tmp_path / "checkpoints" / "wide", synthetic_root, model={"width": 48})
+def test_the_draw_page_can_read_with_any_run_of_the_checkpoint_folder(
+    client, wide_run, xor_checkpoint, stopped_before_an_epoch, tmp_path
+):
+    wide = shutil.copytree(wide_run, tmp_path / "checkpoints" / "wide")
     shutil.copytree(xor_checkpoint.parent, tmp_path / "checkpoints" / "xor")
-    stopped_run(tmp_path / "checkpoints" / "stopped", synthetic_root)
+    shutil.copytree(stopped_before_an_epoch, tmp_path / "checkpoints" / "stopped")
     (tmp_path / "bar.png").write_bytes(digit_png(side=28))
     r = client.post("/api/predict", params={"run": "wide"}, files={"image": ("bar.png", digit_png(side=28), "image/png")})
     assert r.status_code == 200, r.text

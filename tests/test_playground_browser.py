@@ -9,7 +9,7 @@ import os
 import shutil
 
 import pytest
-from conftest import chromium, digit_png, invoke, train_run, write_mnist
+from conftest import chromium, digit_png, invoke, write_mnist
 from server_process import REPO, interrupt, start_serve
 
 pytestmark = pytest.mark.slow
@@ -57,7 +57,7 @@ def boundary(page) -> str:
     return page.evaluate("document.getElementById('boundary').toDataURL()")
 
 
-def test_xor_learns_live_verdicts_early_stop_works_runs_are_listed_and_drawn_with(page, tmp_path, synthetic_root):
+def test_xor_learns_live_verdicts_early_stop_works_runs_are_listed_and_drawn_with(page, tmp_path, wide_run):
     train(page, "config=tutorial-xor")
     assert page.text_content("#command") == "mnist train configs/tutorial-xor.yaml"
     wait(page, "document.getElementById('boundary').dataset.right !== undefined")
@@ -90,7 +90,7 @@ def test_xor_learns_live_verdicts_early_stop_works_runs_are_listed_and_drawn_wit
     assert rows["tutorial-xor"] == "finished" and rows[str(run.relative_to(tmp_path / "checkpoints"))] == "stopped", rows
 
     # The draw page reads with any finished image run of the checkpoint folder: here one that `mnist train` wrote.
-    drawn = train_run(tmp_path / "checkpoints" / "drawn", synthetic_root, model={"width": 48})
+    drawn = shutil.copytree(wide_run, tmp_path / "checkpoints" / "drawn")
     page.goto(page.base_url)
     page.wait_for_selector("#run option[value=drawn]", state="attached")
     assert [o.get_attribute("value") for o in page.query_selector_all("#run option")] == ["", "drawn"]  # not XOR

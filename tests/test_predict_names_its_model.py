@@ -6,21 +6,16 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from conftest import assert_clean_error, invoke, place_checkpoint
-from PIL import Image
-from server_process import finish, serve_process
+from conftest import assert_clean_error, blob_png, invoke, place_checkpoint
 
 from mnist_cli.inference.trained import load_trained
 
 
 @pytest.fixture
 def digit(tmp_path) -> Path:
-    path = tmp_path / "bar.png"
-    Image.fromarray(np.pad(np.full((10, 6), 255, np.uint8), 9)).save(path)
-    return path
+    return blob_png(tmp_path / "bar.png")
 
 
 def test_the_only_checkpoint_is_named_with_its_architecture_and_accuracy(trained_checkpoint, digit):
@@ -46,26 +41,22 @@ def test_newer_truth_table_and_sweep_runs_do_not_shadow_the_image_model(trained_
     ]
 
 
-def assert_serve_refuses(*args, message: str) -> None:
-    """The real `mnist serve` exits 2 at start with one line (a server that starts instead is killed after 60 s)."""
-    code, out, err = finish(serve_process(*args))
-    assert (code, out, err.splitlines()) == (2, "", [f"error: {message}"])
-
-
 def test_only_truth_tables_is_an_error_that_says_what_to_do(xor_checkpoint, digit):
     place_checkpoint(xor_checkpoint, Path("tutorial-xor"), 1e9)
     root = Path(os.environ["MNIST_CHECKPOINT_DIR"])
     message = f"no model trained on images under {root}/ (1 best.pt: truth tables or unreadable); "
     message += "train one with `mnist train` or pass --checkpoint"
     assert_clean_error(invoke("predict", digit), message)
-    assert_serve_refuses(message=message)
+    r = invoke("serve", "--port", "0")
+    assert (r.exit_code, r.stdout, r.stderr) == (2, "", f"error: {message}\n")
 
 
 def test_a_truth_table_model_given_with_m_is_refused_in_one_line(xor_checkpoint, digit):
     message = f"{xor_checkpoint} was trained on the xor truth table: %s takes no images; "
     message += f"`mnist eval {xor_checkpoint}` prints its outputs for the four points"
     assert_clean_error(invoke("predict", digit, "-m", xor_checkpoint), message % "predict")
-    assert_serve_refuses("-m", xor_checkpoint, message=message % "serve")
+    r = invoke("serve", "-m", xor_checkpoint, "--port", "0")
+    assert (r.exit_code, r.stdout, r.stderr) == (2, "", f"error: {message % 'serve'}\n")
 
 
 def test_a_checkpoint_given_with_m_is_not_announced(trained_checkpoint, digit):

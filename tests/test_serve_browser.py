@@ -9,18 +9,16 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REAL_DATA, chromium
+from conftest import REAL_DATA, chromium, encoded, invoke
 from digit_strokes import place, strokes
 from digit_styles import read_mnist_test
 from PIL import Image
 from server_process import interrupt, start_serve
-from typer.testing import CliRunner
-
-from mnist_cli.cli import app
 
 pytestmark = pytest.mark.slow
 CANVAS = 280  # px, the page's canvas
@@ -41,11 +39,13 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def served(browser, real_checkpoint):
-    """(url, checkpoint) of a real `mnist serve --port 0` subprocess; Ctrl-C at the end must stop it with exit 0."""
-    proc, url = start_serve("-m", real_checkpoint)
+def served(browser, real_checkpoint, tmp_path_factory):
+    """(url, checkpoint, collect folder) of a real `mnist serve --port 0 --collect FOLDER` subprocess; Ctrl-C at the end
+    must stop it with exit 0."""
+    collect = tmp_path_factory.mktemp("collect")
+    proc, url = start_serve("-m", real_checkpoint, "--collect", collect)
     try:
-        yield url, real_checkpoint
+        yield url, real_checkpoint, collect
     finally:
         code, err = interrupt(proc)
     assert code == 0, err
@@ -54,13 +54,19 @@ def served(browser, real_checkpoint):
 
 
 @pytest.fixture
-def page(browser, served):
-    url, _ = served
+def blank(browser):
+    """A new browser tab, closed after the test."""
     p = browser.new_page(viewport={"width": 900, "height": 700})
-    p.goto(url)
-    p.wait_for_function("!document.getElementById('model').textContent.startsWith('loading')")
     yield p
     p.close()
+
+
+@pytest.fixture
+def page(blank, served):
+    """The served page, its model loaded."""
+    blank.goto(served[0])
+    blank.wait_for_function("!document.getElementById('model').textContent.startsWith('loading')")
+    return blank
 
 
 def draw(page, stroke_list) -> None:
@@ -94,14 +100,10 @@ def clear(page) -> None:
 
 def placement(i: int, rng: np.random.Generator) -> tuple[str, float, tuple[float, float]]:
     """(kind, px per MNIST pixel, offset): every 3rd digit small in a corner, every 3rd off-centre, the rest large."""
-    if i % 3 == 0:  # ~100 px tall in a 280 px canvas, pushed towards a corner
-        scale = 5.0
-        room = CANVAS - 28 * scale
-        return "small", scale, (float(rng.choice([0.05, 0.95])) * room, float(rng.choice([0.05, 0.95])) * room)
-    if i % 3 == 1:  # ~160 px, well away from the centre
-        scale = 8.0
-        room = CANVAS - 28 * scale
-        return "off-centre", scale, (float(rng.choice([0.0, 1.0])) * room, float(rng.uniform(0, 1)) * room)
+    if i % 3 == 0:  # 140 px of 28 MNIST pixels (~100 px of digit) in the 280 px canvas, pushed towards a corner
+        return "small", 5.0, (float(rng.choice([7.0, 133.0])), float(rng.choice([7.0, 133.0])))
+    if i % 3 == 1:  # 224 px (~160 px of digit), against a side, anywhere along it
+        return "off-centre", 8.0, (float(rng.choice([0.0, 56.0])), float(rng.uniform(0, 56)))
     return "large", 10.0, (0.0, 0.0)
 
 
@@ -119,24 +121,18 @@ def test_drawn_mnist_digits_are_read_right(page, test_digits):
         draw(page, place(strokes(digit), scale, offset))
         rows.append((kind, int(label), shown(page)))
         clear(page)
-    right = {kind: sum(str(lab) == got for k, lab, got in rows if k == kind) for kind, _, _ in rows}
-    total = {kind: sum(k == kind for k, _, _ in rows) for kind, _, _ in rows}
-    score = sum(right.values())
-    summary = ", ".join(f"{kind} {right[kind]}/{total[kind]}" for kind in total)
     wrong = [(i, k, lab, got) for i, (k, lab, got) in enumerate(rows) if str(lab) != got]
-    print(f"\ndrawn digits read right: {score}/{len(rows)} ({summary}); wrong (index, kind, label, shown): {wrong}")
-    assert score >= 0.9 * len(rows), f"{score}/{len(rows)} right ({summary}); wrong (index, kind, label, shown): {wrong}"
+    total, missed = Counter(k for k, _, _ in rows), Counter(k for _, k, _, _ in wrong)
+    summary = ", ".join(f"{k} {n - missed[k]}/{n}" for k, n in total.items())
+    assert len(wrong) <= 0.1 * len(rows), f"{summary} right; wrong (index, kind, label, shown): {wrong}"
 
 
-def test_a_blank_canvas_says_draw_a_digit(page):
+def test_a_blank_canvas_says_draw_a_digit_and_clear_empties_the_canvas_and_the_answer(page, test_digits):
     assert shown(page) == "draw a digit"
     assert page.get_attribute("#result", "data-status") == "empty"
     page.wait_for_timeout(300)  # longer than the debounce: nothing is predicted for an empty canvas
     assert shown(page) == "draw a digit"
     assert page.get_attribute("#input", "src") is None
-
-
-def test_clear_empties_the_canvas_and_the_answer(page, test_digits):
     digits, labels = test_digits
     draw(page, place(strokes(digits[0]), 10.0, (0.0, 0.0)))
     assert shown(page) == str(labels[0])
@@ -192,7 +188,7 @@ window.fetch = async (url, options) => {
 
 
 def test_what_the_page_sends_gets_the_same_answer_from_mnist_predict(page, served, test_digits, tmp_path):
-    _, checkpoint = served
+    _, checkpoint, _ = served
     digits, _ = test_digits
     page.add_init_script(RECORD_SENT)
     page.reload()
@@ -200,9 +196,7 @@ def test_what_the_page_sends_gets_the_same_answer_from_mnist_predict(page, serve
     last = page.evaluate("window.sent[window.sent.length - 1]")
     (tmp_path / "canvas.png").write_bytes(base64.b64decode(last["image"]))
     answer = last["answer"]
-    r = CliRunner().invoke(
-        app, ["predict", str(tmp_path / "canvas.png"), "-m", str(checkpoint), "--json", "--save-inputs", str(tmp_path / "in")]
-    )
+    r = invoke("predict", tmp_path / "canvas.png", "-m", checkpoint, "--json", "--save-inputs", tmp_path / "in")
     assert r.exit_code == 0, r.output
     (row,) = json.loads(r.stdout)
     assert row["prediction"] == answer["prediction"] == int(page.get_attribute("#result", "data-digit"))
@@ -228,57 +222,39 @@ def test_every_refusal_from_the_api_is_shown_in_its_words(page, test_digits):
     assert page.inner_text("#message") == "503 Service Unavailable"
 
 
-def test_the_api_link_works_offline(browser, served):
+def test_the_api_link_works_offline(blank, served):
     """Nothing but the server itself can be reached (no CDN): the page's API link still shows the API."""
-    url, _ = served
-    p = browser.new_page()
-    p.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url) else route.abort())
-    try:
-        p.goto(url)
-        p.click("footer a[href='/openapi.json']")
-        p.wait_for_load_state("load")
-        assert "/api/predict" in p.inner_text("body")
-    finally:
-        p.close()
+    url = served[0]
+    blank.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url) else route.abort())
+    blank.goto(url)
+    blank.click("footer a[href='/openapi.json']")
+    blank.wait_for_load_state("load")
+    assert "/api/predict" in blank.inner_text("body")
 
 
-def test_a_page_from_another_site_cannot_use_the_api(browser, served, test_digits):
+def test_a_page_from_another_site_cannot_use_the_api(blank, served, test_digits):
     """A page of another origin may post a multipart form here (no CORS preflight for that): the server refuses it."""
-    url, _ = served
-    buf = io.BytesIO()
-    Image.fromarray(255 - np.asarray(Image.fromarray(test_digits[0][0]).resize((200, 200)))).save(buf, "PNG")
-    png = base64.b64encode(buf.getvalue()).decode()
+    url = served[0]
+    digit = Image.fromarray(255 - np.asarray(Image.fromarray(test_digits[0][0]).resize((200, 200))))
+    png = base64.b64encode(encoded(digit)).decode()
     script = f"""<script>
       const bytes = Uint8Array.from(atob("{png}"), c => c.charCodeAt(0));
       const form = new FormData();
       form.append("image", new Blob([bytes], {{type: "image/png"}}), "digit.png");
       fetch("{url}api/predict", {{method: "POST", mode: "no-cors", body: form}});
     </script>"""
-    p = browser.new_page()
-    p.route("http://localhost:1/", lambda route: route.fulfill(content_type="text/html", body=script))
-    try:
-        with p.expect_response(lambda r: r.url == f"{url}api/predict") as answer:
-            p.goto("http://localhost:1/")
-        assert answer.value.status == 403
-    finally:
-        p.close()
+    blank.route("http://localhost:1/", lambda route: route.fulfill(content_type="text/html", body=script))
+    with blank.expect_response(lambda r: r.url == f"{url}api/predict") as answer:
+        blank.goto("http://localhost:1/")
+    assert answer.value.status == 403
 
 
-def test_collect_saves_the_drawing_under_its_label(browser, real_checkpoint, test_digits, tmp_path):
+def test_collect_saves_the_drawing_under_its_label(page, served, test_digits):
     """serve --collect DIR: a row of "save as" buttons; each saves the canvas as DIR/<label>/drawing.png."""
-    digits, _ = test_digits
-    proc, url = start_serve("-m", real_checkpoint, "--collect", tmp_path / "mine")
-    p = browser.new_page(viewport={"width": 900, "height": 700})
-    try:
-        p.goto(url)
-        p.wait_for_function("!document.getElementById('collect').hidden")
-        draw(p, place(strokes(digits[0]), 10.0, (0.0, 0.0)))
-        p.click("text=save as 7")
-        p.wait_for_function("document.getElementById('message').textContent.startsWith('saved')")
-        saved = tmp_path / "mine" / "7" / "drawing.png"
-        assert p.inner_text("#message") == f"saved {saved}"
-        assert Image.open(saved).size == (CANVAS, CANVAS)
-    finally:
-        p.close()
-        code, err = interrupt(proc)
-    assert code == 0, err
+    page.wait_for_function("!document.getElementById('collect').hidden")
+    draw(page, place(strokes(test_digits[0][0]), 10.0, (0.0, 0.0)))
+    page.click("text=save as 7")
+    page.wait_for_function("document.getElementById('message').textContent.startsWith('saved')")
+    saved = served[2] / "7" / "drawing.png"
+    assert page.inner_text("#message") == f"saved {saved}"
+    assert Image.open(saved).size == (CANVAS, CANVAS)

@@ -32,9 +32,26 @@ def steps_and_values(reader, tag):
     return [(e.step, pytest.approx(e.value, rel=1e-6)) for e in reader.Scalars(tag)]
 
 
-def test_tensorboard_shows_the_runs_own_record(tiny_config, tmp_path):
+# --- MLflow: a SQLite tracking store in the test's folder ----------------------------------------------------------
+
+
+@pytest.fixture
+def mlflow_client(tmp_path, monkeypatch):
+    """A client of the SQLite tracking store that runs of this test log to."""
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    return mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def mlflow_runs(client):
+    return client.search_runs([client.get_experiment_by_name("mnist-cli").experiment_id])
+
+
+def test_tensorboard_and_mlflow_show_the_runs_own_record(tiny_config, tmp_path, mlflow_client):
     run = tmp_path / "run"
-    train(load_config(tiny_config, ["model.depth=2"]), run)
+    r = invoke("train", "-c", tiny_config, "--set", "model.depth=2", "--out", run, "--mlflow", "-q", "--json")
+    assert r.exit_code == 0, r.output
     tb = tensorboard(run)
     epochs, [test] = records(run, EpochMetrics), records(run, FinalTest)
     assert steps_and_values(tb, "val/accuracy") == [(m.global_step, m.val_accuracy) for m in epochs]
@@ -60,16 +77,27 @@ def test_tensorboard_shows_the_runs_own_record(tiny_config, tmp_path):
     hparams = start_info.session_start_info.hparams
     assert hparams["train.lr"].number_value == 0.003 and hparams["model.width"].number_value == 32
     assert hparams["model.activation"].string_value == "relu"
+    # MLflow: the same run, found in the SQLite store with its params, tags, metrics and files
+    result = json.loads(r.stdout)
+    [logged] = mlflow_runs(mlflow_client)
+    assert logged.info.status == "FINISHED"
+    assert logged.data.params["train.lr"] == "0.003" and logged.data.params["model.width"] == "32"
+    assert logged.data.tags["dataset"] == "mnist" and logged.data.tags["architecture"] == result["model"] == "784-32-32-10"
+    assert logged.data.metrics["test/accuracy"] == pytest.approx(result["test_accuracy"])
+    assert logged.data.metrics["val/accuracy"] == pytest.approx(result["val_accuracy"])
+    history = mlflow_client.get_metric_history(logged.info.run_id, "val/accuracy")
+    assert [(m.step, pytest.approx(m.value)) for m in history] == [(e.global_step, e.val_accuracy) for e in epochs]
+    assert {a.path for a in mlflow_client.list_artifacts(logged.info.run_id)} == {"best.pt", "config.yaml"}
 
 
 def test_overwrite_replaces_the_event_file_and_tensorboard_can_be_off(tiny_config, tmp_path):
     run = tmp_path / "run"
-    assert invoke("train", "-c", tiny_config, "--out", run, "-q").exit_code == 0
+    assert invoke("train", "-c", tiny_config, "--out", run, "-q", "--epochs", "1").exit_code == 0
     [first] = run.glob("events.out.tfevents.*")
-    r = invoke("train", "-c", tiny_config, "--out", run, "-q", "--overwrite", "--set", "train.tensorboard=false")
+    r = invoke("train", "-c", tiny_config, "--out", run, "-q", "--epochs", "1", "--overwrite", "--set", "train.tensorboard=false")
     assert r.exit_code == 0, r.output
     assert not list(run.glob("events.out.tfevents.*")), first  # the old run's event file went with its other files
-    r = invoke("train", "-c", tiny_config, "--out", run, "-q", "--overwrite")
+    r = invoke("train", "-c", tiny_config, "--out", run, "-q", "--epochs", "1", "--overwrite")
     assert r.exit_code == 0, r.output
     assert len(list(run.glob("events.out.tfevents.*"))) == 1
 
@@ -101,38 +129,6 @@ def test_a_killed_and_resumed_run_shows_each_step_once(tmp_path):
         steps = [e.step for e in tb.Scalars(tag)]
         assert steps == sorted(set(steps)), tag
     assert [i.step for i in tb.Images("first_layer_weights")] == [88, 176, 264, 352]
-
-
-# --- MLflow: a SQLite tracking store in the test's folder ----------------------------------------------------------
-
-
-@pytest.fixture
-def mlflow_client(tmp_path, monkeypatch):
-    """A client of the SQLite tracking store that runs of this test log to."""
-    mlflow = pytest.importorskip("mlflow")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-    return mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-
-
-def mlflow_runs(client):
-    return client.search_runs([client.get_experiment_by_name("mnist-cli").experiment_id])
-
-
-def test_mlflow_finds_the_run_with_params_metrics_tags_and_files(tiny_config, tmp_path, mlflow_client):
-    r = invoke("train", "-c", tiny_config, "--out", tmp_path / "run", "--mlflow", "-q", "--json")
-    assert r.exit_code == 0, r.output
-    result = json.loads(r.stdout)
-    [run] = mlflow_runs(mlflow_client)
-    assert run.info.status == "FINISHED"
-    assert run.data.params["train.lr"] == "0.003" and run.data.params["model.width"] == "32"
-    assert run.data.tags["dataset"] == "mnist" and run.data.tags["architecture"] == result["model"] == "784-32-10"
-    assert run.data.metrics["test/accuracy"] == pytest.approx(result["test_accuracy"])
-    assert run.data.metrics["val/accuracy"] == pytest.approx(result["val_accuracy"])
-    history = mlflow_client.get_metric_history(run.info.run_id, "val/accuracy")
-    epochs = records(tmp_path / "run", EpochMetrics)
-    assert [(m.step, pytest.approx(m.value)) for m in history] == [(e.global_step, e.val_accuracy) for e in epochs]
-    assert {a.path for a in mlflow_client.list_artifacts(run.info.run_id)} == {"best.pt", "config.yaml"}
 
 
 def test_a_sweep_is_a_parent_run_with_a_nested_run_per_training(tiny_config, tmp_path, mlflow_client):
