@@ -195,6 +195,12 @@ def kill_setup(tmp_path_factory):
 MNIST = [sys.executable, "-m", "mnist_cli"]
 # Dropout, batch norm and a cosine schedule: every kind of state a resume has to restore.
 HARD = dict(model={"depth": 2, "width": 32, "dropout": 0.2, "norm": "batch"}, train={"epochs": 3, "schedule": "cosine"})
+# The XOR tutorial's net (configs/tutorial-xor.yaml) for 300 epochs: a tiny, long run.
+XOR = dict(
+    data={"dataset": "xor", "val_size": 0},
+    model={"depth": 1, "width": 3, "activation": "sigmoid", "init": "uniform01"},
+    train={"epochs": 300, "batch_size": 4, "optimizer": "sgd", "momentum": 0.0, "lr": 0.5, "loss": "mse"},
+)
 
 
 def one_error_line(text: str) -> str:

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import epoch_records, without_clocks, write_config
+from conftest import XOR, epoch_records, without_clocks, write_config
 
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import load_config
 from mnist_cli.errors import TrainingInterrupted
 from mnist_cli.record import EpochMetrics
 from mnist_cli.training.loop import train
-
-XOR = dict(
-    data={"dataset": "xor", "val_size": 0},
-    model={"depth": 1, "width": 3, "activation": "sigmoid", "init": "uniform01"},
-    train={"epochs": 300, "batch_size": 4, "optimizer": "sgd", "momentum": 0.0, "lr": 0.5, "loss": "mse"},
-)
 
 
 def epochs_logged(run) -> list[int]:
