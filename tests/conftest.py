@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import struct
 import subprocess
@@ -143,22 +144,24 @@ def require_real_data() -> None:
 
 @pytest.fixture(scope="session")
 def real_checkpoint(tmp_path_factory) -> Path:
-    """A small MLP trained on the real MNIST in a few seconds of CPU; gated at 97% test accuracy."""
+    """A small MLP trained on the real MNIST by `mnist train` in a few seconds of CPU, gated at 97% test accuracy: the
+    end-to-end run that test_e2e_mnist evaluates and the predict, export and serve tests read."""
     require_real_data()
-    from mnist_cli.config import Config
-    from mnist_cli.training.loop import train
-
     out = tmp_path_factory.mktemp("real")
-    cfg = Config.model_validate(
-        {
-            "seed": 0,
-            "data": {"root": str(REAL_DATA)},
-            "model": {"depth": 2, "width": 256},
-            "train": {"epochs": 2, "batch_size": 256, "schedule": "onecycle", "lr": 0.003, "device": "cpu", "threads": 1},
-        }
+    (out / "real.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "seed": 0,
+                "data": {"root": str(REAL_DATA)},
+                "model": {"depth": 2, "width": 256},
+                "train": {"epochs": 2, "batch_size": 256, "schedule": "onecycle", "lr": 0.003, "device": "cpu", "threads": 1},
+            }
+        )
     )
-    result = train(cfg, out / "run")
-    assert result.test_accuracy >= 0.97, result
+    r = invoke("train", "-c", out / "real.yaml", "--json", "-q", "--out", out / "run")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["test_accuracy"] >= 0.97 and result["val_accuracy"] >= 0.96, result
     return out / "run" / "best.pt"
 
 
