@@ -123,13 +123,7 @@ def tiny_config(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def trained_checkpoint(tmp_path_factory, synthetic_root) -> Path:
     """One checkpoint trained on synthetic data, shared by tests that only read it."""
-    from mnist_cli.config import load_config
-    from mnist_cli.training.loop import train
-
-    out = tmp_path_factory.mktemp("trained")
-    cfg = load_config(write_config(out / "tiny.yaml", data={"val_size": 100, "root": str(synthetic_root)}))
-    train(cfg, out / "run")
-    return out / "run" / "best.pt"
+    return train_run(tmp_path_factory.mktemp("trained") / "run", synthetic_root) / "best.pt"
 
 
 def require_real_data() -> None:
@@ -197,7 +191,15 @@ def kill_setup(tmp_path_factory):
 
 MNIST = [sys.executable, "-m", "mnist_cli"]
 # Dropout, batch norm and a cosine schedule: every kind of state a resume has to restore.
-HARD = dict(model={"depth": 2, "width": 32, "dropout": 0.2, "norm": "batch"}, train={"epochs": 3, "schedule": "cosine"})
+HARD = dict(model={"depth": 2, "width": 32, "dropout": 0.2, "norm": "batch"}, train={"epochs": 2, "schedule": "cosine"})
+
+
+@pytest.fixture(scope="session")
+def hard_run(tmp_path_factory, synthetic_root) -> Path:
+    """HARD on the synthetic data, trained once (16 steps an epoch); tests read it, and resume copies of it."""
+    return train_run(tmp_path_factory.mktemp("hard") / "run", synthetic_root, **HARD)
+
+
 # The XOR tutorial's net (configs/tutorial-xor.yaml) for 300 epochs: a tiny, long run.
 XOR = dict(
     data={"dataset": "xor", "val_size": 0},
@@ -274,11 +276,9 @@ def position(last: Path) -> tuple[int, int]:
     return state["epoch"], state["step"]
 
 
-def start(args, cwd: Path, **kwargs) -> subprocess.Popen:
-    """`mnist ARGS` as a real process, stdout and stderr piped."""
-    return subprocess.Popen(
-        [*MNIST, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
-    )
+def start(args, cwd: Path, stdout=subprocess.PIPE, **kwargs) -> subprocess.Popen:
+    """`mnist ARGS` as a real process, stderr (and by default stdout) piped."""
+    return subprocess.Popen([*MNIST, *map(str, args)], cwd=cwd, stdout=stdout, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
 def wait_for(condition, timeout: float = 60.0, every: float = 0.002) -> bool:
@@ -372,15 +372,8 @@ def sweep_results(out: Path) -> list[tuple[str, ...]]:
 
 
 def start_mnist(args: list, cwd: Path) -> subprocess.Popen:
-    """`mnist ARGS` as a real process in a session of its own, as a terminal runs it (Ctrl-C goes to the whole group)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "mnist_cli", *map(str, args)],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    """`mnist ARGS` in a session of its own, as a terminal runs it (Ctrl-C goes to the whole group); stdout dropped."""
+    return start(args, cwd, stdout=subprocess.DEVNULL, start_new_session=True)
 
 
 def wait_until(proc: subprocess.Popen, ready, limit_s: float = 300) -> None:
