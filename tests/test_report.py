@@ -113,17 +113,29 @@ def test_figures_drawn_from_data_are_not_blank_and_say_what_they_show():
     assert [t.get_text() for t in dead_ax.get_legend().get_texts()] == [c.name for c in hidden]
 
 
+NOT_A_RUN = {  # a path under the test's folder -> what the one error line says ({} is the path)
+    "missing": "no such run folder or checkpoint: {}",
+    "empty": "{} is empty: no run has written here yet",
+    "other": "{} is not a run folder (no config.yaml, events.jsonl or last.pt in ",
+    "other/notes.txt": "{} is neither a run folder nor a checkpoint (.pt)",
+    "loose/model.pt": "{} is a checkpoint outside a run folder",
+    "events-only": "{} holds events.jsonl but no config.yaml",
+    "stopped": "{}: the run stopped before finishing its first epoch (events.jsonl holds no epochs); "
+    "continue it with `mnist train --resume auto --out` that folder",
+}
+
+
 @pytest.mark.parametrize("command", ["report", "compare"])
-@pytest.mark.parametrize(
-    ("folder", "message"),
-    [("nope", "nope"), ("notes", "not a run folder"), ("empty", "is empty"), ("stopped", "before finishing its first epoch")],
-)
-def test_what_is_not_a_finished_run_is_one_error_line(tmp_path, finished_run, stopped_before_an_epoch, command, folder, message):
-    (tmp_path / "notes").mkdir()
-    (tmp_path / "notes" / "notes.txt").write_text("hello")
-    (tmp_path / "empty").mkdir()
-    path = stopped_before_an_epoch if folder == "stopped" else tmp_path / folder
-    assert_clean_error(invoke(command, *([finished_run] if command == "compare" else []), path), message)
+@pytest.mark.parametrize("name", NOT_A_RUN)
+def test_what_is_not_a_finished_run_is_one_error_line(tmp_path, finished_run, stopped_before_an_epoch, command, name):
+    for folder in ("empty", "other", "loose", "events-only"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("hello")
+    shutil.copy(finished_run / "best.pt", tmp_path / "loose" / "model.pt")
+    shutil.copy(finished_run / "events.jsonl", tmp_path / "events-only")
+    path = stopped_before_an_epoch if name == "stopped" else tmp_path / name
+    r = invoke(command, *([finished_run] if command == "compare" else []), path)
+    assert_clean_error(r, NOT_A_RUN[name].format(path))
 
 
 def test_verdicts_are_printed_with_their_evidence_and_suggestion_and_land_in_html_and_json(tmp_path, synthetic_root):
