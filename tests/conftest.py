@@ -177,14 +177,10 @@ KILL_CONFIG = dict(
 @pytest.fixture(scope="session")
 def kill_setup(tmp_path_factory):
     """(config, baseline run folder): KILL_CONFIG on 3,000 synthetic images, trained once uninterrupted; read-only."""
-    from mnist_cli.config import load_config
-    from mnist_cli.training.loop import train
-
     folder = tmp_path_factory.mktemp("kill")
     root = write_mnist(folder / "bigger", n_train=3000)  # 87 steps per epoch
-    cfg = write_config(folder / "kill.yaml", data={"val_size": 200, "root": str(root)}, **KILL_CONFIG)
-    train(load_config(cfg), folder / "baseline")
-    return cfg, folder / "baseline"
+    train_run(folder / "baseline", root, data={"val_size": 200}, **KILL_CONFIG)
+    return folder / "baseline.yaml", folder / "baseline"
 
 
 # --- core: training runs, resume and a run's record (test_resume, test_signals, test_health, test_disk_faults, ...) ---
@@ -310,27 +306,26 @@ class Stderr:
         return "".join(self.lines)
 
 
-def train_run(folder: Path, root: Path, **sections) -> Path:
-    """A small run on the synthetic data; returns its folder."""
+def train_run(folder: Path, root: Path, should_stop=lambda: False, data: dict | None = None, **sections) -> Path:
+    """A small run on the data under `root` (TINY, 100 validation images, `sections` over it); returns its folder."""
     from mnist_cli.config import load_config
     from mnist_cli.training.loop import train
 
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(write_config(folder.parent / f"{folder.name}.yaml", data={"val_size": 100, "root": str(root)}, **sections))
-    train(cfg, folder)
+    data = {"val_size": 100, "root": str(root), **(data or {})}
+    train(
+        load_config(write_config(folder.parent / f"{folder.name}.yaml", data=data, **sections)), folder, should_stop=should_stop
+    )
     return folder
 
 
 def stopped_run(folder: Path, root: Path) -> Path:
     """A run stopped at step 3 of its first epoch, as Ctrl-C stops one: last.pt, no finished epoch."""
-    from mnist_cli.config import load_config
     from mnist_cli.errors import TrainingInterrupted
-    from mnist_cli.training.loop import train
 
-    cfg = load_config(write_config(folder.parent / "stopped.yaml", data={"val_size": 100, "root": str(root)}))
     calls = iter(range(1000))
     with pytest.raises(TrainingInterrupted):
-        train(cfg, folder, should_stop=lambda: next(calls) >= 2)
+        train_run(folder, root, should_stop=lambda: next(calls) >= 2)
     assert (folder / "last.pt").exists() and not epoch_records(folder)
     return folder
 
@@ -415,13 +410,8 @@ def write_digit_folder(root: Path, names: list[str], per_class: int, start: int 
 @pytest.fixture(scope="session")
 def xor_checkpoint(tmp_path_factory) -> Path:
     """A truth-table model: what the XOR tutorial leaves under checkpoints/, and neither predict nor serve can use."""
-    from mnist_cli.config import load_config
-    from mnist_cli.training.loop import train
-
-    out = tmp_path_factory.mktemp("xor")
-    cfg = write_config(out / "xor.yaml", data={"dataset": "xor", "val_size": 0}, model={"depth": 1, "width": 3})
-    train(load_config(cfg), out / "run")
-    return out / "run" / "best.pt"
+    run = tmp_path_factory.mktemp("xor") / "run"
+    return train_run(run, run.parent, data={"dataset": "xor", "val_size": 0}, model={"depth": 1, "width": 3}) / "best.pt"
 
 
 def place_checkpoint(source: Path, folder: Path, mtime: float) -> Path:
