@@ -139,7 +139,7 @@ def require_real_data() -> None:
 @pytest.fixture(scope="session")
 def real_checkpoint(tmp_path_factory) -> Path:
     """A small MLP trained on the real MNIST by `mnist train` in a few seconds of CPU, gated at 97% test accuracy: the
-    end-to-end run that test_e2e_mnist evaluates and the predict, export and serve tests read."""
+    end-to-end run that test_cli evaluates and the predict, export and serve tests read."""
     require_real_data()
     out = tmp_path_factory.mktemp("real")
     (out / "real.yaml").write_text(

@@ -1,4 +1,4 @@
-"""The `mnist` command driven through typer's CliRunner on synthetic data."""
+"""The `mnist` command driven through typer's CliRunner on synthetic data, and end to end on the real MNIST."""
 
 from __future__ import annotations
 
@@ -86,6 +86,17 @@ def test_predict_uses_the_newest_checkpoint_says_which_and_reports_bad_files_but
     assert [row["path"] for row in rows] == [str(good), str(tmp_path / "notes.txt"), str(tmp_path / "missing.png")]
     assert rows[1]["error"].startswith("not a readable image") and rows[2]["error"] == "no such file"
     assert "notes.txt: not a readable image" in r.stderr and "missing.png: no such file" in r.stderr
+
+
+@pytest.mark.slow  # end to end on the real MNIST: `mnist train` (real_checkpoint, gated at 97%) then `mnist eval`
+def test_short_training_reaches_97_percent_and_eval_agrees(real_checkpoint, monkeypatch):
+    monkeypatch.setenv("MNIST_DATA_DIR", str(REAL_DATA))
+    r = invoke("eval", real_checkpoint, "--json")
+    assert r.exit_code == 0, r.output
+    evaluation = json.loads(r.stdout)
+    assert evaluation["n"] == 10_000
+    assert evaluation["accuracy"] == pytest.approx(read_result(real_checkpoint.parent).test_accuracy)
+    assert evaluation["accuracy"] >= 0.97 and min(evaluation["per_class"]) > 0.9
 
 
 def test_config_mistakes_are_one_message_and_exit_2(tmp_path):
