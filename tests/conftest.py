@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import struct
 import subprocess
@@ -122,13 +123,7 @@ def tiny_config(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def trained_checkpoint(tmp_path_factory, synthetic_root) -> Path:
     """One checkpoint trained on synthetic data, shared by tests that only read it."""
-    from mnist_cli.config import load_config
-    from mnist_cli.training.loop import train
-
-    out = tmp_path_factory.mktemp("trained")
-    cfg = load_config(write_config(out / "tiny.yaml", data={"val_size": 100, "root": str(synthetic_root)}))
-    train(cfg, out / "run")
-    return out / "run" / "best.pt"
+    return train_run(tmp_path_factory.mktemp("trained") / "run", synthetic_root) / "best.pt"
 
 
 def require_real_data() -> None:
@@ -143,22 +138,24 @@ def require_real_data() -> None:
 
 @pytest.fixture(scope="session")
 def real_checkpoint(tmp_path_factory) -> Path:
-    """A small MLP trained on the real MNIST in a few seconds of CPU; gated at 97% test accuracy."""
+    """A small MLP trained on the real MNIST by `mnist train` in a few seconds of CPU, gated at 97% test accuracy: the
+    end-to-end run that test_cli evaluates and the predict, export and serve tests read."""
     require_real_data()
-    from mnist_cli.config import Config
-    from mnist_cli.training.loop import train
-
     out = tmp_path_factory.mktemp("real")
-    cfg = Config.model_validate(
-        {
-            "seed": 0,
-            "data": {"root": str(REAL_DATA)},
-            "model": {"depth": 2, "width": 256},
-            "train": {"epochs": 2, "batch_size": 256, "schedule": "onecycle", "lr": 0.003, "device": "cpu", "threads": 1},
-        }
+    (out / "real.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "seed": 0,
+                "data": {"root": str(REAL_DATA)},
+                "model": {"depth": 2, "width": 256},
+                "train": {"epochs": 2, "batch_size": 256, "schedule": "onecycle", "lr": 0.003, "device": "cpu", "threads": 1},
+            }
+        )
     )
-    result = train(cfg, out / "run")
-    assert result.test_accuracy >= 0.97, result
+    r = invoke("train", "-c", out / "real.yaml", "--json", "-q", "--out", out / "run")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["test_accuracy"] >= 0.97 and result["val_accuracy"] >= 0.96, result
     return out / "run" / "best.pt"
 
 
@@ -180,21 +177,31 @@ KILL_CONFIG = dict(
 @pytest.fixture(scope="session")
 def kill_setup(tmp_path_factory):
     """(config, baseline run folder): KILL_CONFIG on 3,000 synthetic images, trained once uninterrupted; read-only."""
-    from mnist_cli.config import load_config
-    from mnist_cli.training.loop import train
-
     folder = tmp_path_factory.mktemp("kill")
     root = write_mnist(folder / "bigger", n_train=3000)  # 87 steps per epoch
-    cfg = write_config(folder / "kill.yaml", data={"val_size": 200, "root": str(root)}, **KILL_CONFIG)
-    train(load_config(cfg), folder / "baseline")
-    return cfg, folder / "baseline"
+    train_run(folder / "baseline", root, data={"val_size": 200}, **KILL_CONFIG)
+    return folder / "baseline.yaml", folder / "baseline"
 
 
 # --- core: training runs, resume and a run's record (test_resume, test_signals, test_health, test_disk_faults, ...) ---
 
 MNIST = [sys.executable, "-m", "mnist_cli"]
 # Dropout, batch norm and a cosine schedule: every kind of state a resume has to restore.
-HARD = dict(model={"depth": 2, "width": 32, "dropout": 0.2, "norm": "batch"}, train={"epochs": 3, "schedule": "cosine"})
+HARD = dict(model={"depth": 2, "width": 32, "dropout": 0.2, "norm": "batch"}, train={"epochs": 2, "schedule": "cosine"})
+
+
+@pytest.fixture(scope="session")
+def hard_run(tmp_path_factory, synthetic_root) -> Path:
+    """HARD on the synthetic data, trained once (16 steps an epoch); tests read it, and resume copies of it."""
+    return train_run(tmp_path_factory.mktemp("hard") / "run", synthetic_root, **HARD)
+
+
+# The XOR tutorial's net (configs/tutorial-xor.yaml) for 300 epochs: a tiny, long run.
+XOR = dict(
+    data={"dataset": "xor", "val_size": 0},
+    model={"depth": 1, "width": 3, "activation": "sigmoid", "init": "uniform01"},
+    train={"epochs": 300, "batch_size": 4, "optimizer": "sgd", "momentum": 0.0, "lr": 0.5, "loss": "mse"},
+)
 
 
 def one_error_line(text: str) -> str:
@@ -265,11 +272,9 @@ def position(last: Path) -> tuple[int, int]:
     return state["epoch"], state["step"]
 
 
-def start(args, cwd: Path, **kwargs) -> subprocess.Popen:
-    """`mnist ARGS` as a real process, stdout and stderr piped."""
-    return subprocess.Popen(
-        [*MNIST, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
-    )
+def start(args, cwd: Path, stdout=subprocess.PIPE, **kwargs) -> subprocess.Popen:
+    """`mnist ARGS` as a real process, stderr (and by default stdout) piped."""
+    return subprocess.Popen([*MNIST, *map(str, args)], cwd=cwd, stdout=stdout, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
 def wait_for(condition, timeout: float = 60.0, every: float = 0.002) -> bool:
@@ -301,27 +306,26 @@ class Stderr:
         return "".join(self.lines)
 
 
-def train_run(folder: Path, root: Path, **sections) -> Path:
-    """A small run on the synthetic data; returns its folder."""
+def train_run(folder: Path, root: Path, should_stop=lambda: False, data: dict | None = None, **sections) -> Path:
+    """A small run on the data under `root` (TINY, 100 validation images, `sections` over it); returns its folder."""
     from mnist_cli.config import load_config
     from mnist_cli.training.loop import train
 
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(write_config(folder.parent / f"{folder.name}.yaml", data={"val_size": 100, "root": str(root)}, **sections))
-    train(cfg, folder)
+    data = {"val_size": 100, "root": str(root), **(data or {})}
+    train(
+        load_config(write_config(folder.parent / f"{folder.name}.yaml", data=data, **sections)), folder, should_stop=should_stop
+    )
     return folder
 
 
 def stopped_run(folder: Path, root: Path) -> Path:
     """A run stopped at step 3 of its first epoch, as Ctrl-C stops one: last.pt, no finished epoch."""
-    from mnist_cli.config import load_config
     from mnist_cli.errors import TrainingInterrupted
-    from mnist_cli.training.loop import train
 
-    cfg = load_config(write_config(folder.parent / "stopped.yaml", data={"val_size": 100, "root": str(root)}))
     calls = iter(range(1000))
     with pytest.raises(TrainingInterrupted):
-        train(cfg, folder, should_stop=lambda: next(calls) >= 2)
+        train_run(folder, root, should_stop=lambda: next(calls) >= 2)
     assert (folder / "last.pt").exists() and not epoch_records(folder)
     return folder
 
@@ -363,15 +367,8 @@ def sweep_results(out: Path) -> list[tuple[str, ...]]:
 
 
 def start_mnist(args: list, cwd: Path) -> subprocess.Popen:
-    """`mnist ARGS` as a real process in a session of its own, as a terminal runs it (Ctrl-C goes to the whole group)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "mnist_cli", *map(str, args)],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    """`mnist ARGS` in a session of its own, as a terminal runs it (Ctrl-C goes to the whole group); stdout dropped."""
+    return start(args, cwd, stdout=subprocess.DEVNULL, start_new_session=True)
 
 
 def wait_until(proc: subprocess.Popen, ready, limit_s: float = 300) -> None:
@@ -413,13 +410,8 @@ def write_digit_folder(root: Path, names: list[str], per_class: int, start: int 
 @pytest.fixture(scope="session")
 def xor_checkpoint(tmp_path_factory) -> Path:
     """A truth-table model: what the XOR tutorial leaves under checkpoints/, and neither predict nor serve can use."""
-    from mnist_cli.config import load_config
-    from mnist_cli.training.loop import train
-
-    out = tmp_path_factory.mktemp("xor")
-    cfg = write_config(out / "xor.yaml", data={"dataset": "xor", "val_size": 0}, model={"depth": 1, "width": 3})
-    train(load_config(cfg), out / "run")
-    return out / "run" / "best.pt"
+    run = tmp_path_factory.mktemp("xor") / "run"
+    return train_run(run, run.parent, data={"dataset": "xor", "val_size": 0}, model={"depth": 1, "width": 3}) / "best.pt"
 
 
 def place_checkpoint(source: Path, folder: Path, mtime: float) -> Path:

@@ -7,9 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from conftest import require_real_data
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "docs"))
 
@@ -116,15 +113,3 @@ def test_the_configs_reference_shows_every_key_with_its_default_and_meaning():
         assert not rows[f"`{key}`"].endswith("|  |"), f"{key} has no description in config.py"
     assert "| `train.schedule` | `onecycle` | `none`, `cosine`, `onecycle` |" in text
     assert "| `configs/default.yaml` |" in text
-
-
-@pytest.mark.slow
-def test_the_readme_and_docs_fast_blocks_print_what_they_say(monkeypatch):
-    require_real_data()
-    from conftest import REAL_DATA
-
-    monkeypatch.setenv("MNIST_DATA_DIR", str(REAL_DATA))
-    r = subprocess.run(
-        [sys.executable, str(REPO / "docs" / "check_readme.py"), "--fast"], capture_output=True, text=True, timeout=900
-    )
-    assert r.returncode == 0, r.stdout + r.stderr

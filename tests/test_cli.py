@@ -1,4 +1,4 @@
-"""The `mnist` command driven through typer's CliRunner on synthetic data."""
+"""The `mnist` command driven through typer's CliRunner on synthetic data, and end to end on the real MNIST."""
 
 from __future__ import annotations
 
@@ -72,29 +72,31 @@ def digit_image(path: Path, index: int) -> tuple[Path, int]:
 
 
 @pytest.mark.slow  # trains on the real MNIST (real_checkpoint)
-def test_predict_uses_the_newest_checkpoint_and_says_which(real_checkpoint, tmp_path):
+def test_predict_uses_the_newest_checkpoint_says_which_and_reports_bad_files_but_predicts_the_rest(real_checkpoint, tmp_path):
     root = Path(os.environ["MNIST_CHECKPOINT_DIR"]) / "run"
     root.mkdir(parents=True)
     (root / "best.pt").write_bytes(real_checkpoint.read_bytes())
-    image, label = digit_image(tmp_path / "seven.png", 0)
-    r = invoke("predict", image, "--json")
-    assert r.exit_code == 0, r.output
-    assert "using checkpoint" in r.stderr and "run/best.pt" in r.stderr
-    [row] = json.loads(r.stdout)
-    assert row["prediction"] == label and len(row["top_k"]) == 3
-
-
-@pytest.mark.slow
-def test_predict_reports_bad_files_and_still_predicts_the_rest(real_checkpoint, tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     good, label = digit_image(tmp_path / "two.png", 1)
-    r = invoke("predict", good, tmp_path / "notes.txt", tmp_path / "missing.png", "-m", real_checkpoint, "--json")
+    r = invoke("predict", good, tmp_path / "notes.txt", tmp_path / "missing.png", "--json")
     assert r.exit_code == 2, r.output
+    assert "using checkpoint" in r.stderr and "run/best.pt" in r.stderr
     rows = json.loads(r.stdout)
-    assert [row.get("prediction") for row in rows] == [label, None, None]
+    assert [row.get("prediction") for row in rows] == [label, None, None] and len(rows[0]["top_k"]) == 3
     assert [row["path"] for row in rows] == [str(good), str(tmp_path / "notes.txt"), str(tmp_path / "missing.png")]
     assert rows[1]["error"].startswith("not a readable image") and rows[2]["error"] == "no such file"
     assert "notes.txt: not a readable image" in r.stderr and "missing.png: no such file" in r.stderr
+
+
+@pytest.mark.slow  # end to end on the real MNIST: `mnist train` (real_checkpoint, gated at 97%) then `mnist eval`
+def test_short_training_reaches_97_percent_and_eval_agrees(real_checkpoint, monkeypatch):
+    monkeypatch.setenv("MNIST_DATA_DIR", str(REAL_DATA))
+    r = invoke("eval", real_checkpoint, "--json")
+    assert r.exit_code == 0, r.output
+    evaluation = json.loads(r.stdout)
+    assert evaluation["n"] == 10_000
+    assert evaluation["accuracy"] == pytest.approx(read_result(real_checkpoint.parent).test_accuracy)
+    assert evaluation["accuracy"] >= 0.97 and min(evaluation["per_class"]) > 0.9
 
 
 def test_config_mistakes_are_one_message_and_exit_2(tmp_path):

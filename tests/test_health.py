@@ -1,14 +1,14 @@
 """Layer health while training: the numbers the probe measures, the health and step records, and that probing
-changes nothing about training (same weights on or off; a resumed run's records: conftest.assert_identical)."""
+changes nothing about training (same weights on or off; a resumed run's records: conftest.assert_identical). Most tests
+read conftest's hard_run: dropout and batch norm, which a probe in training mode would draw masks from and move."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import HARD, records, write_config
+from conftest import records, write_config
 
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import ModelConfig, load_config
@@ -21,18 +21,8 @@ from mnist_cli.training.probe import PROBE_IMAGES, HealthProbe, probe_steps
 STEPS = 16  # 500 training images at batch 32: 15 full batches and the trailing 20
 
 
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory, synthetic_root) -> Path:
-    """Dropout and batch norm (a probe in training mode would draw dropout masks and move the running statistics),
-    a cosine schedule, two epochs."""
-    out = tmp_path_factory.mktemp("health")
-    hard = {**HARD, "train": {**HARD["train"], "epochs": 2}}
-    train(load_config(write_config(out / "hard.yaml", data={"val_size": 100, "root": str(synthetic_root)}, **hard)), out / "run")
-    return out / "run"
-
-
-def test_a_run_records_health_at_the_planned_steps(baseline):
-    health = records(baseline, HealthRecord)
+def test_a_run_records_health_at_the_planned_steps(hard_run):
+    health = records(hard_run, HealthRecord)
     planned = sorted(probe_steps(STEPS, 4))
     assert planned == [4, 8, 12, 16]
     assert [(r.epoch, r.step) for r in health] == [(1, 1)] + [(e, s) for e in (1, 2) for s in planned]
@@ -54,39 +44,39 @@ def test_a_run_records_health_at_the_planned_steps(baseline):
     assert health[-1].loss < health[0].loss  # it learned
 
 
-def test_steps_epochs_and_the_test_are_recorded_in_order(baseline):
-    steps = records(baseline, StepRecord)
+def test_steps_epochs_and_the_test_are_recorded_in_order(hard_run):
+    steps = records(hard_run, StepRecord)
     # The progress cadence: every max(1, 16 // 50) = 1 step.
     assert [(s.epoch, s.step) for s in steps] == [(e, s) for e in (1, 2) for s in range(1, STEPS + 1)]
     assert all(s.global_step == (s.epoch - 1) * STEPS + s.step for s in steps)
     # Cosine from lr 0.003 to 0 over 32 steps; the first step uses the full rate.
     assert steps[0].lr == pytest.approx(0.003) and steps[-1].lr < 0.0001
     assert all(isinstance(s.loss, float) for s in steps)
-    epochs = records(baseline, EpochMetrics)
+    epochs = records(hard_run, EpochMetrics)
     assert [(m.epoch, m.step, m.global_step, m.samples) for m in epochs] == [(1, 16, 16, 500), (2, 16, 32, 500)]
     assert all(0.1 < m.train_accuracy <= 1 for m in epochs) and epochs[1].train_accuracy > epochs[0].train_accuracy
-    kinds = [r.kind for r in records(baseline)]
+    kinds = [r.kind for r in records(hard_run)]
     assert kinds[-1] == "test" and kinds.count("test") == 1
-    assert [r.global_step for r in records(baseline)] == sorted(r.global_step for r in records(baseline))
+    assert [r.global_step for r in records(hard_run)] == sorted(r.global_step for r in records(hard_run))
 
 
-def test_health_off_records_no_health_and_trains_the_same_weights(baseline, tmp_path):
-    cfg = load_config(baseline / "config.yaml", ["train.health=false"])
+def test_health_off_records_no_health_and_trains_the_same_weights(hard_run, tmp_path):
+    cfg = load_config(hard_run / "config.yaml", ["train.health=false"])
     train(cfg, tmp_path / "off")
     assert not records(tmp_path / "off", HealthRecord) and records(tmp_path / "off", StepRecord)
-    a, b = load_checkpoint(baseline / "last.pt"), load_checkpoint(tmp_path / "off" / "last.pt")
+    a, b = load_checkpoint(hard_run / "last.pt"), load_checkpoint(tmp_path / "off" / "last.pt")
     for key, value in a["model_state"].items():
         assert torch.equal(value, b["model_state"][key]), key  # running means included: probes leave batch norm alone
-    assert [m.train_accuracy for m in records(baseline, EpochMetrics)] == [
+    assert [m.train_accuracy for m in records(hard_run, EpochMetrics)] == [
         m.train_accuracy for m in records(tmp_path / "off", EpochMetrics)
     ]
     # Overwriting a run starts its record afresh.
-    train(load_config(baseline / "config.yaml", ["train.health=false", "train.epochs=1"]), tmp_path / "off", overwrite=True)
+    train(load_config(hard_run / "config.yaml", ["train.health=false", "train.epochs=1"]), tmp_path / "off", overwrite=True)
     assert max(s.epoch for s in records(tmp_path / "off", StepRecord)) == 1
 
 
-def test_records_past_the_last_save_and_a_torn_row_are_dropped_on_resume(baseline, tmp_path):
-    cfg = load_config(baseline / "config.yaml", ["train.save_every_steps=5"])
+def test_records_past_the_last_save_and_a_torn_row_are_dropped_on_resume(hard_run, tmp_path):
+    cfg = load_config(hard_run / "config.yaml", ["train.save_every_steps=5"])
 
     def crash(event):
         if isinstance(event, HealthRecord) and event.step == 12:  # dies after the save at step 10, like a kill
@@ -98,15 +88,15 @@ def test_records_past_the_last_save_and_a_torn_row_are_dropped_on_resume(baselin
     with open(tmp_path / "run" / "events.jsonl", "a") as f:
         f.write('{"kind": "step", "epoch": 1, "st')  # and a row torn by the kill
     train(cfg, tmp_path / "run", resume_from=load_checkpoint(tmp_path / "run" / "last.pt"))
-    assert records(tmp_path / "run", HealthRecord) == records(baseline, HealthRecord)
-    assert records(tmp_path / "run", StepRecord) == records(baseline, StepRecord)
+    assert records(tmp_path / "run", HealthRecord) == records(hard_run, HealthRecord)
+    assert records(tmp_path / "run", StepRecord) == records(hard_run, StepRecord)
 
 
-def test_a_torn_last_row_is_ignored_a_bad_row_is_named_and_newer_keys_are_ignored(baseline, tmp_path):
+def test_a_torn_last_row_is_ignored_a_bad_row_is_named_and_newer_keys_are_ignored(hard_run, tmp_path):
     events = tmp_path / "events.jsonl"
-    text = (baseline / "events.jsonl").read_text()
+    text = (hard_run / "events.jsonl").read_text()
     events.write_text(text.replace('"activation": "relu"', '"activation": "relu", "added_later": 1') + '{"kind": "he')
-    assert read_events(events) == records(baseline)
+    assert read_events(events) == records(hard_run)
     events.write_text("not json\n" + text)
     with pytest.raises(MnistError, match=r"events.jsonl, line 1: not JSON .*not written by mnist train"):
         read_events(events)

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
-from conftest import write_config, write_mnist
+from conftest import Stderr, start, wait_for, write_config, write_mnist
 
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import load_config, to_yaml
 from mnist_cli.training.loop import train
 from mnist_cli.training.rundir import RUN_FILES, RunDir
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def mnist(*args) -> list[str]:
-    return [sys.executable, "-m", "mnist_cli", *map(str, args)]
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
 
 def test_remove_previous_run_removes_every_run_file_and_nothing_else(tmp_path):
@@ -49,23 +34,11 @@ def test_an_overwriting_run_stopped_by_ctrl_c_leaves_only_its_own_files(tmp_path
     assert {p.name for p in out.iterdir()} >= set(RUN_FILES)
 
     started = time.time_ns()
-    proc = subprocess.Popen(
-        mnist("train", "-c", new_cfg, "--out", out, "--overwrite"),
-        cwd=tmp_path,
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 60
-    while not any("training on" in line for line in lines) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
+    proc = start(["train", "-c", new_cfg, "--out", out, "--overwrite"], tmp_path)
+    err = Stderr(proc)
+    assert wait_for(lambda: proc.poll() is not None or any("training on" in line for line in err.lines))
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130, "".join(lines)
-    reader.join(timeout=30)
+    assert proc.wait(timeout=60) == 130, err.text()
 
     new = load_config(new_cfg)
     assert (out / "config.yaml").read_text() == to_yaml(new)

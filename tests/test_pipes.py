@@ -10,17 +10,16 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import typer
+from conftest import MNIST
 from PIL import Image
 
 from mnist_cli.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
 PIPE_BYTES = 4096  # the smallest pipe Linux allows: outputs longer than this cannot hide in it
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
@@ -29,8 +28,7 @@ def run_into_closed_pipe(args: list[str], cwd: Path, lines: int) -> tuple[int, b
     """Run `python -m mnist_cli ARGS > pipe`, read `lines` lines from the pipe, close it; (exit code, read, stderr)."""
     read_fd, write_fd = os.pipe()
     fcntl.fcntl(write_fd, F_SETPIPE_SZ, PIPE_BYTES)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "mnist_cli", *args], cwd=cwd, env=env, stdout=write_fd, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*MNIST, *args], cwd=cwd, stdout=write_fd, stderr=subprocess.PIPE)
     os.close(write_fd)
     got = b""
     with os.fdopen(read_fd, "rb", buffering=0) as reader:

@@ -1,5 +1,6 @@
 """`mnist report` on synthetic runs: every figure written at its size and not blank, a self-contained report.html,
---json listing the files, the terminal output, and one clear error for anything that is not a finished run."""
+--json listing the files, the terminal output, one clear error for anything that is not a finished run, and the
+tutorials' pictures (decision boundary and hidden units for 2 inputs, 8x8 tiles for digits)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_clean_error, invoke, train_run
+import torch
+from conftest import XOR, assert_clean_error, invoke, train_run, write_config
+from matplotlib.figure import Figure
 from PIL import Image
 
-from mnist_cli.record import EpochMetrics
+from mnist_cli.config import load_config
+from mnist_cli.data.small import truth_table
+from mnist_cli.inference.trained import load_trained
+from mnist_cli.record import EpochMetrics, read_result
 from mnist_cli.report import figures
+from mnist_cli.report.boundary import dataset_figures, input_grid
+from mnist_cli.training.loop import train
 
 # Pixel sizes the figures are drawn at: figures.*_SIZE inches at figures.DPI.
 SIZES = {
@@ -49,7 +57,7 @@ def test_report_of_a_checkpoint_in_a_run_writes_every_figure_and_a_self_containe
     for name in names[:5]:
         assert_picture((tmp_path / name).read_bytes(), SIZES[name])
     assert result["html"] == str(tmp_path / "report.html")
-    assert result["test_images"] == 200 and 0.9 <= result["test_accuracy"] <= 1.0
+    assert (result["test_images"], result["test_accuracy"]) == (200, read_result(finished_run).test_accuracy)
     assert result["verdicts"] == []  # the synthetic bars are learnt cleanly: nothing to warn about
     page = (tmp_path / "report.html").read_text()
     for reference in ("http://", "https://", 'src="//', "url("):
@@ -113,17 +121,29 @@ def test_figures_drawn_from_data_are_not_blank_and_say_what_they_show():
     assert [t.get_text() for t in dead_ax.get_legend().get_texts()] == [c.name for c in hidden]
 
 
+NOT_A_RUN = {  # a path under the test's folder -> what the one error line says ({} is the path)
+    "missing": "no such run folder or checkpoint: {}",
+    "empty": "{} is empty: no run has written here yet",
+    "other": "{} is not a run folder (no config.yaml, events.jsonl or last.pt in ",
+    "other/notes.txt": "{} is neither a run folder nor a checkpoint (.pt)",
+    "loose/model.pt": "{} is a checkpoint outside a run folder",
+    "events-only": "{} holds events.jsonl but no config.yaml",
+    "stopped": "{}: the run stopped before finishing its first epoch (events.jsonl holds no epochs); "
+    "continue it with `mnist train --resume auto --out` that folder",
+}
+
+
 @pytest.mark.parametrize("command", ["report", "compare"])
-@pytest.mark.parametrize(
-    ("folder", "message"),
-    [("nope", "nope"), ("notes", "not a run folder"), ("empty", "is empty"), ("stopped", "before finishing its first epoch")],
-)
-def test_what_is_not_a_finished_run_is_one_error_line(tmp_path, finished_run, stopped_before_an_epoch, command, folder, message):
-    (tmp_path / "notes").mkdir()
-    (tmp_path / "notes" / "notes.txt").write_text("hello")
-    (tmp_path / "empty").mkdir()
-    path = stopped_before_an_epoch if folder == "stopped" else tmp_path / folder
-    assert_clean_error(invoke(command, *([finished_run] if command == "compare" else []), path), message)
+@pytest.mark.parametrize("name", NOT_A_RUN)
+def test_what_is_not_a_finished_run_is_one_error_line(tmp_path, finished_run, stopped_before_an_epoch, command, name):
+    for folder in ("empty", "other", "loose", "events-only"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("hello")
+    shutil.copy(finished_run / "best.pt", tmp_path / "loose" / "model.pt")
+    shutil.copy(finished_run / "events.jsonl", tmp_path / "events-only")
+    path = stopped_before_an_epoch if name == "stopped" else tmp_path / name
+    r = invoke(command, *([finished_run] if command == "compare" else []), path)
+    assert_clean_error(r, NOT_A_RUN[name].format(path))
 
 
 def test_verdicts_are_printed_with_their_evidence_and_suggestion_and_land_in_html_and_json(tmp_path, synthetic_root):
@@ -182,3 +202,39 @@ def test_a_full_disk_names_the_files_already_written(finished_run, tmp_path, mon
     pngs = ", ".join(p.name for p in sorted(tmp_path.glob("*.png"), key=lambda p: p.stat().st_mtime_ns))
     assert_clean_error(r, "(No space left on device); report.html was not written; written before it: " + pngs)
     assert "curves.png" in pngs
+
+
+# --- the tutorials' networks ---
+
+
+def report_files(run) -> set[str]:
+    r = invoke("report", run, "--json")
+    assert r.exit_code == 0, r.output
+    return {p.rsplit("/", 1)[-1] for p in json.loads(r.stdout)["files"]}
+
+
+def test_the_grid_is_the_models_answer_over_the_input_square_and_report_draws_it_for_xor_and_tiles_for_digits(tmp_path):
+    train(load_config(write_config(tmp_path / "x.yaml", **XOR), ["train.epochs=30"]), tmp_path / "xor")
+    trained = load_trained(tmp_path / "xor" / "best.pt")
+    grid = input_grid(trained.model, trained.normalization, resolution=5)
+    assert grid.probability.shape == (5, 5) and [h.shape for h in grid.hidden] == [(3, 5, 5)]
+    grid = input_grid(trained.model, trained.normalization, resolution=7)  # -0.25, 0, 0.25, ..., 1.25
+    points = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    corners = [grid.probability[b, a] for a, b in ((1, 1), (1, 5), (5, 1), (5, 5))]  # (a,b) = (0,0), (0,1), (1,0), (1,1)
+    assert np.allclose(corners, trained.model(points).softmax(1)[:, 1].detach().numpy(), atol=1e-6)
+    figures = dataset_figures(trained, truth_table("xor"))
+    assert set(figures) == {"boundary", "hidden-units"} and all(isinstance(f, Figure) for f in figures.values())
+
+    files = report_files(tmp_path / "xor")
+    assert {"boundary.png", "hidden-units.png", "curves.png", "health.png"} <= files
+    assert not {"mistakes.png", "weights.png"} & files
+    # What the captions say is true of a truth table: no validation split, no digits, health probed on the training set.
+    page = (tmp_path / "xor" / "report" / "report.md").read_text()
+    assert "validation images" not in page and "digit" not in page, page
+    assert "taken from the training step" in page and "4 training examples (there is no validation split)" in page
+
+    digits = train_run(
+        tmp_path / "digits", tmp_path, data={"dataset": "digits", "val_size": 144}, train={"epochs": 2, "batch_size": 256}
+    )
+    files = report_files(digits)
+    assert {"weights.png", "mistakes.png"} <= files and "boundary.png" not in files

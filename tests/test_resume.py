@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HARD, MNIST, assert_clean_error, assert_identical, invoke, mtime, position, start, wait_for, write_config
+from conftest import MNIST, assert_clean_error, assert_identical, invoke, mtime, position, start, wait_for, write_config
 
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import load_config
@@ -20,18 +20,9 @@ from mnist_cli.training.events import StepDone
 from mnist_cli.training.loop import train
 
 
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory, synthetic_root) -> tuple[Path, Path]:
-    """(config, run folder): HARD on the synthetic data, trained once, read by every test here."""
-    folder = tmp_path_factory.mktemp("hard")
-    config = write_config(folder / "hard.yaml", data={"val_size": 100, "root": str(synthetic_root)}, **HARD)
-    train(load_config(config), folder / "baseline")
-    return config, folder / "baseline"
-
-
-def test_stopping_anywhere_and_resuming_is_bit_identical(baseline, tmp_path):
+def test_stopping_anywhere_and_resuming_is_bit_identical(hard_run, tmp_path):
     # 16 steps per epoch. Stops mid-epoch, on the last step of an epoch (a boundary), and just after a boundary.
-    cfg = load_config(baseline[0], ["train.save_every_steps=5"])
+    cfg = load_config(hard_run / "config.yaml", ["train.save_every_steps=5"])
     run, stops = tmp_path / "stopped", []
     for stop_after in (7, 9, 5):
         polls = iter(range(1, 1000))
@@ -43,33 +34,33 @@ def test_stopping_anywhere_and_resuming_is_bit_identical(baseline, tmp_path):
             stops.append((e.epoch, e.step))
     assert stops == [(1, 7), (2, 0), (2, 5)]
     train(cfg, run, resume_from=load_checkpoint(run / "last.pt"))
-    assert_identical(baseline[1], run)
+    assert_identical(hard_run, run)
 
 
-def test_save_every_steps_bounds_what_a_crash_loses(baseline, tmp_path):
+def test_save_every_steps_bounds_what_a_crash_loses(hard_run, tmp_path):
     def crash(event):
         if isinstance(event, StepDone) and event.record.step == 11:  # dies between saves, like a kill
             raise RuntimeError("power cut")
 
     with pytest.raises(RuntimeError):
-        train(load_config(baseline[0], ["train.save_every_steps=4"]), tmp_path / "run", crash)
+        train(load_config(hard_run / "config.yaml", ["train.save_every_steps=4"]), tmp_path / "run", crash)
     assert position(tmp_path / "run" / "last.pt") == (1, 8)
 
 
-def test_resume_auto_continues_or_starts_fresh(baseline, tmp_path):
+def test_resume_auto_continues_or_starts_fresh(hard_run, tmp_path):
     out = tmp_path / "auto"
-    r = invoke("train", "-c", baseline[0], "--out", out, "--resume", "auto", "-q")
+    r = invoke("train", "-c", hard_run / "config.yaml", "--out", out, "--resume", "auto", "-q")
     assert r.exit_code == 0 and "no last.pt in" in r.stderr, r.output
-    assert_identical(baseline[1], out)
-    r = invoke("train", "-c", baseline[0], "--out", out, "--resume", "auto", "-q")
+    assert_identical(hard_run, out)
+    r = invoke("train", "-c", hard_run / "config.yaml", "--out", out, "--resume", "auto", "-q")
     assert r.exit_code == 0 and "resuming from" in r.stderr, r.output
 
 
-def test_resume_refuses_a_different_config_best_pt_and_an_earlier_releases_run(baseline, tmp_path):
-    r = invoke("train", "--resume", baseline[1] / "last.pt", "--set", "train.lr=0.5")
+def test_resume_refuses_a_different_config_best_pt_and_an_earlier_releases_run(hard_run, tmp_path):
+    r = invoke("train", "--resume", hard_run / "last.pt", "--set", "train.lr=0.5")
     assert r.exit_code == 2 and "train.lr: 0.003 in the checkpoint, 0.5 now" in r.stderr, r.output
-    assert_clean_error(invoke("train", "--resume", baseline[1] / "best.pt"), "holds no resume state")
-    assert_clean_error(invoke("train", "--resume", baseline[1] / "nothing.pt"), "no such checkpoint")
+    assert_clean_error(invoke("train", "--resume", hard_run / "best.pt"), "holds no resume state")
+    assert_clean_error(invoke("train", "--resume", hard_run / "nothing.pt"), "no such checkpoint")
     # Its last.pt captured RNG states, which this release derives: continuing it would not be exact.
     (tmp_path / "old").mkdir()
     shutil.copy(Path(__file__).parent / "fixtures" / "format2-unfinished-last.pt", tmp_path / "old" / "last.pt")

@@ -15,7 +15,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 from conftest import MNIST, Stderr, assert_identical, position, start, wait_for, write_config
@@ -25,25 +24,27 @@ from mnist_cli.config import load_config
 from mnist_cli.record import read_result
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_a_signal_saves_prints_the_resume_command_and_resumes_bit_identical(kill_setup, tmp_path, signum, code):
+def test_a_signal_saves_prints_the_resume_command_and_resumes_bit_identical(kill_setup, tmp_path):
+    """Ctrl-C, SIGTERM and SIGHUP in turn stop one run at random moments; each printed command resumes it."""
     cfg, baseline = kill_setup
-    out = tmp_path / "stopped"
-    proc = start(["train", "-c", cfg, "--out", out], tmp_path)
-    err = Stderr(proc)
-    assert wait_for(lambda: any("training on" in line for line in err.lines))
-    delay = random.Random(signum).uniform(0.05, 0.4)  # a random moment of a ~1.5 s run
-    time.sleep(delay)
-    proc.send_signal(signum)
-    assert proc.wait(timeout=60) == code, (delay, err.text())
-    text = err.text()
-    assert "Traceback" not in text and "stopping after this step" in text, text
-    [command] = [line.split("resume with: ", 1)[1] for line in text.splitlines() if "resume with: " in line]
-    argv = shlex.split(command)
-    assert argv[:3] == ["mnist", "train", "--resume"] and Path(argv[3]) == out / "last.pt"
-    epoch, step = position(out / "last.pt")
-    assert f"interrupted at epoch {epoch}, step {step}" in text
-    r = subprocess.run([*MNIST, *argv[1:], "-q"], cwd=tmp_path, capture_output=True, text=True)
+    out, rng = tmp_path / "stopped", random.Random(0)
+    args = ["train", "-c", cfg, "--out", out]
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)):
+        proc = start(args, tmp_path)
+        err = Stderr(proc)
+        assert wait_for(lambda e=err: any("training on" in line for line in e.lines))
+        delay = rng.uniform(0.05, 0.3)  # the three stops fall within the ~1.5 s the run trains
+        time.sleep(delay)
+        proc.send_signal(signum)
+        assert proc.wait(timeout=60) == code, (signum, delay, err.text())
+        text = err.text()
+        assert "Traceback" not in text and "stopping after this step" in text, text
+        [command] = [line.split("resume with: ", 1)[1] for line in text.splitlines() if "resume with: " in line]
+        args = shlex.split(command)[1:]
+        assert args[:2] == ["train", "--resume"] and Path(args[2]) == out / "last.pt"
+        epoch, step = position(out / "last.pt")
+        assert f"interrupted at epoch {epoch}, step {step}" in text
+    r = subprocess.run([*MNIST, *args, "-q"], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert_identical(baseline, out)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import (
+    MNIST,
     SWEEP_ARGS,
     assert_clean_error,
     epoch_records,
@@ -35,7 +36,6 @@ from mnist_cli.sweep.runner import worker_budget
 
 GRID = ["--grid", "model.depth=1,2", "--grid", "model.width=16,32", "--seeds", "2"]
 CELLS = ["depth=1,width=16", "depth=1,width=32", "depth=2,width=16", "depth=2,width=32"]
-MNIST = [sys.executable, "-m", "mnist_cli"]
 
 
 @pytest.fixture
@@ -191,21 +191,8 @@ def group_alive(pgid: int, within_s: float) -> bool:
     return True
 
 
-def test_a_sweep_killed_with_sigkill_and_run_again_ends_with_the_accuracies_of_an_unbroken_one(base, tmp_path, reference_sweep):
-    args = ["sweep", "-c", base, *SWEEP_ARGS, "--jobs", "2", "-q", "--out", tmp_path / "killed"]
-    proc = start_mnist(args, tmp_path)
-    wait_until(proc, lambda: bool(training(tmp_path / "killed")) and any((tmp_path / "killed").glob("*/seed=*/result.json")))
-    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers, at once, as a crash would
-    proc.wait()
-    proc.stderr.close()
-    assert len(list((tmp_path / "killed").glob("*/seed=*/result.json"))) < 6
-    again = subprocess.run([*MNIST, *map(str, args)], cwd=tmp_path, capture_output=True, text=True)
-    assert again.returncode == 0, again.stderr
-    assert sweep_results(tmp_path / "killed") == reference_sweep
-    assert len(reference_sweep) == 6
-
-
 def test_ctrl_c_stops_the_workers_keeps_finished_runs_and_prints_the_command_that_continues(base, tmp_path, reference_sweep):
+    """Ctrl-C, then the printed command killed with SIGKILL mid-way, then that command again: the unbroken accuracies."""
     out = tmp_path / "sweep"
     proc = start_mnist(["sweep", "-c", base, *SWEEP_ARGS, "--jobs", "2", "--out", out], tmp_path)
     wait_until(proc, lambda: any(out.glob("*/seed=*/result.json")))
@@ -220,10 +207,19 @@ def test_ctrl_c_stops_the_workers_keeps_finished_runs_and_prints_the_command_tha
     done = sum(r["status"] == "done" for r in stopped)
     assert done >= 1, stopped  # what finished is kept
     assert all(not (out / r["out_dir"]).exists() for r in stopped if r["status"] == "pending")  # never started: no folder
-    r = subprocess.run([*MNIST, *command[1:]], cwd=tmp_path, capture_output=True, text=True)
+
+    # The printed command continues the sweep; killed with SIGKILL (the sweep and its workers at once, as a crash
+    # would) once it has finished a run of its own and trains another, and run again, it still ends complete.
+    proc = start_mnist(command[1:], tmp_path)
+    wait_until(proc, lambda: bool(training(out)) and len(list(out.glob("*/seed=*/result.json"))) > done)
+    os.killpg(proc.pid, signal.SIGKILL)
+    _, err = proc.communicate()
+    assert f"sweep of 6 runs, {done} already finished" in err, err
+    assert len(list(out.glob("*/seed=*/result.json"))) < 6
+    r = subprocess.run([*MNIST, *command[1:], "-q"], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert f"sweep of 6 runs, {done} already finished" in r.stderr, r.stderr
     assert sweep_results(out) == reference_sweep
+    assert len(reference_sweep) == 6
 
 
 def test_no_run_starts_once_the_sweep_is_stopping_and_a_run_waits_for_the_lock_of_a_killed_sweeps_task(base, tmp_path):

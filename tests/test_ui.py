@@ -6,7 +6,6 @@ import re
 from io import StringIO
 
 import numpy as np
-import pytest
 import torch
 from conftest import invoke
 from PIL import Image
@@ -51,20 +50,21 @@ def test_eval_tables_print_class_names_as_written_and_use_them_as_matrix_headers
     assert [line.split("│")[1].strip() for line in confusion.splitlines()[-len(HOSTILE) - 1 : -1]] == HOSTILE, out
 
 
-@pytest.fixture
-def hostile_checkpoint(trained_checkpoint, tmp_path) -> tuple[str, list[str]]:
-    """The trained checkpoint with class names that are rich markup."""
+def test_eval_and_predict_of_a_checkpoint_with_hostile_class_names_print_them_as_written(trained_checkpoint, tmp_path):
     ckpt = torch.load(trained_checkpoint, weights_only=True)
-    ckpt["classes"] = [*HOSTILE, *(f"[red]{i}" for i in range(len(HOSTILE), 10))]
+    ckpt["classes"] = classes = [*HOSTILE, *(f"[red]{i}" for i in range(len(HOSTILE), 10))]
     save_checkpoint(ckpt, tmp_path / "hostile.pt")
-    return str(tmp_path / "hostile.pt"), ckpt["classes"]
-
-
-def test_eval_of_a_checkpoint_with_hostile_class_names_prints_them(hostile_checkpoint):
-    path, classes = hostile_checkpoint
-    r = invoke("eval", path)
+    r = invoke("eval", tmp_path / "hostile.pt")
     assert r.exit_code == 0, r.output
     assert all(name in r.stdout for name in classes), r.stdout
+    # predict, piped: tab-separated lines.
+    Image.fromarray(np.pad(np.full((16, 4), 255, np.uint8), 6)).save(tmp_path / "[b]:x:.png")
+    r = invoke("predict", tmp_path / "[b]:x:.png", "-m", tmp_path / "hostile.pt", "--top-k", "10")
+    assert r.exit_code == 0, r.output
+    [line] = r.stdout.splitlines()
+    image, label, probability, top_k = line.split("\t")
+    assert image == str(tmp_path / "[b]:x:.png") and label in classes and float(probability) > 0
+    assert sorted(t.rpartition(":")[0] for t in top_k.split(" ")) == sorted(classes), line
 
 
 def prediction(path: str, label: int, uncertain: bool = False) -> Prediction:
@@ -125,14 +125,3 @@ def test_train_reporter_draws_a_bar_per_epoch_and_prints_lines_above_it():
     assert "epoch 1/2  train_loss 0.5000  val_loss 0.4000  val_acc 87.50%  1.5s  2,000 samples/s  *best" in out
     assert "1 step per epoch -> xor" in out
     assert "epoch 2/2  train_loss 0.2500  no validation split  0.1s  40 samples/s\n" in out
-
-
-def test_predict_with_hostile_class_names_prints_tab_separated_lines_as_written(hostile_checkpoint, tmp_path):
-    path, classes = hostile_checkpoint
-    Image.fromarray(np.pad(np.full((16, 4), 255, np.uint8), 6)).save(tmp_path / "[b]:x:.png")
-    r = invoke("predict", tmp_path / "[b]:x:.png", "-m", path, "--top-k", "10")
-    assert r.exit_code == 0, r.output
-    [line] = r.stdout.splitlines()
-    image, label, probability, top_k = line.split("\t")
-    assert image == str(tmp_path / "[b]:x:.png") and label in classes and float(probability) > 0
-    assert sorted(t.rpartition(":")[0] for t in top_k.split(" ")) == sorted(classes), line
