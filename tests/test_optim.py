@@ -1,7 +1,10 @@
 """The optimizer step the training loop calls: a fused Adam/AdamW kernel called directly, bit-identical to torch's."""
 
+import warnings
+
 import pytest
 import torch
+from conftest import train_run
 
 from mnist_cli.config import ModelConfig, TrainConfig
 from mnist_cli.model import build_model
@@ -45,3 +48,13 @@ def test_other_optimizers_keep_torchs_step():
     model = build_model(ModelConfig(depth=1, width=4), 784, 10)
     optimizer = make_optimizer(model, TrainConfig(optimizer="sgd"))
     assert step_function(optimizer) == optimizer.step
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_run_steps_the_optimizer_the_schedule_saw(optimizer, tmp_path, synthetic_root):
+    # torch's schedule wraps optimizer.step to check the order of the two; a step taken before that wrapping warns
+    # "Detected call of `lr_scheduler.step()` before `optimizer.step()`" on every run's output.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run = train_run(tmp_path / "run", synthetic_root, train={"optimizer": optimizer, "epochs": 1})
+    assert (run / "result.json").exists()

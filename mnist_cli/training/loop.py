@@ -62,10 +62,11 @@ class Run:
         self.forward = torch.compile(self.model) if cfg.train.compile else self.model  # compiled: the same weights
         self.loss = make_loss(cfg.train)
         self.optimizer = make_optimizer(self.model, cfg.train)
-        self.update = step_function(self.optimizer)  # optimizer.step, or its fused kernel called directly
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.steps = len(batch_sizes(len(self.train_split), cfg.train.batch_size))  # per epoch
         self.scheduler = make_scheduler(self.optimizer, cfg.train, self.steps)
+        # optimizer.step as the schedule wrapped it (it checks the order of the two), or the fused kernel called directly
+        self.update = step_function(self.optimizer)
         self.state, records, self.best_state = RunState(), [], None  # best_state: best.pt's weights, for the final test
         if resume_from is not None:
             self.state = restore(
