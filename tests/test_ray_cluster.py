@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import SWEEP_ARGS, csv_rows, start_mnist, sweep_base, sweep_results, training, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one Ray cluster at a time under -n 2
 ray = pytest.importorskip("ray")
 
 REPO = Path(__file__).resolve().parents[1]

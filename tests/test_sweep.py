@@ -264,6 +264,7 @@ def test_the_ray_backend_without_ray_or_at_a_wrong_address_is_one_line_at_once(b
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")
 def test_a_sweep_on_a_local_ray_with_2_cpus_gives_the_local_backend_accuracies(base, tmp_path, monkeypatch, reference_sweep):
     ray = pytest.importorskip("ray")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a Ray of this test's own on 127.0.0.1; no token made in ~/.ray
