@@ -98,4 +98,6 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--threads", type=int)
     args = parser.parse_args()
+    if args.steps < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--steps and --threads take a count of at least 1")
     print(json.dumps(profile(args.steps, args.threads), indent=1))
