@@ -8,11 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import TINY, assert_identical, digit_png, invoke
+from conftest import TINY, assert_identical, digit_png, invoke, train_run
 from fastapi.testclient import TestClient
 
+from mnist_cli.config import load_config
 from mnist_cli.inference.trained import load_trained
 from mnist_cli.serving.app import create_app
+from mnist_cli.serving.runs import LiveRun, follow
 
 
 @pytest.fixture
@@ -158,3 +160,16 @@ def test_the_draw_page_can_read_with_any_run_of_the_checkpoint_folder(
     for run, (status, message) in refused.items():
         r = client.post("/api/predict", params={"run": run}, files={"image": ("bar.png", digit_png(side=28), "image/png")})
         assert r.status_code == status and r.json()["detail"].startswith(message), (run, r.text)
+
+
+def test_a_verdict_goes_into_the_stream_before_the_epoch_that_followed_the_probe_that_found_it(tmp_path, synthetic_root):
+    """A busy server may read two epochs of events.jsonl at once; the page still learns of the vanishing gradients of
+    8 sigmoid layers from the first epoch's probes, before that epoch ends (CI saw it only after two)."""
+    deep = train_run(tmp_path / "deep", synthetic_root, model={"depth": 8, "width": 64, "activation": "sigmoid"})
+    run = LiveRun("deep", deep, "", load_config(deep / "config.yaml"), stop=None)
+    read, said = follow(run, 0, [])  # the whole run in one read
+    assert read == (deep / "events.jsonl").stat().st_size and said
+    names = [name for name, _ in run.events]
+    first = next(i for i, (name, found) in enumerate(run.events) if name == "verdicts" and "vanishing_gradients" in str(found))
+    assert names[:first].count("health") >= 1 and "epoch" not in names[:first], names
+    assert names.count("epoch") == 2 and names.count("verdicts") >= 2, names  # the epochs add the verdicts on accuracy

@@ -253,7 +253,9 @@ def watch(run: LiveRun, messages) -> None:
 
 
 def follow(run: LiveRun, read: int, said: list[dict]) -> tuple[int, list[dict]]:
-    """The records appended to events.jsonl since byte `read` (whole lines only) into `run.events`: (bytes read, verdicts)."""
+    """The records appended to events.jsonl since byte `read` (whole lines only) into `run.events`: (bytes read, verdicts).
+
+    Verdicts go into the stream after the record that changed them, even when a busy server reads two epochs at once."""
     path = run.run_dir / record.EVENTS
     try:
         with open(path, "rb") as f:
@@ -262,12 +264,12 @@ def follow(run: LiveRun, read: int, said: list[dict]) -> tuple[int, list[dict]]:
     except FileNotFoundError:
         return read, said
     end = data.rfind(b"\n") + 1
-    rows = [json.loads(line) for line in data[:end].splitlines()]
-    run.events += [(row["kind"], row) for row in rows]
-    run.records += map(record.from_row, rows)
-    if any(row["kind"] in ("health", "epoch") for row in rows) and (found := live_verdicts(run)) != said:
-        said = found
-        run.events.append(("verdicts", found))
+    for row in map(json.loads, data[:end].splitlines()):
+        run.events.append((row["kind"], row))
+        run.records.append(record.from_row(row))
+        if row["kind"] in ("health", "epoch") and (found := live_verdicts(run)) != said:
+            said = found
+            run.events.append(("verdicts", found))
     return read + end, said
 
 

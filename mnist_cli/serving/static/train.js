@@ -13,7 +13,7 @@ const $ = (id) => document.getElementById(id);
 const esc = (text) => String(text).replace(/[&<>"]/g, (ch) => `&#${ch.charCodeAt(0)};`);
 const fields = [...document.querySelectorAll("[data-key]")];
 let configs = {}, base = { ...DEFAULTS }, run = null, source = null;
-let live = { steps: [], epochs: [], health: null, weights: null, stepsPerEpoch: 1, dataset: "mnist" };
+let live = { steps: [], epochs: [], health: null, weights: null, stepsPerEpoch: 1, dataset: "mnist", seen: {} };
 
 function pick(raw, key) { return key.split(".").reduce((node, part) => (node == null ? undefined : node[part]), raw); }
 
@@ -95,7 +95,7 @@ async function startRun(event) {
 
 function follow(id) {
   if (source) source.close();
-  live = { steps: [], epochs: [], health: null, weights: null, stepsPerEpoch: 1, dataset: $("dataset").value };
+  live = { steps: [], epochs: [], health: null, weights: null, stepsPerEpoch: 1, dataset: $("dataset").value, seen: {} };
   $("verdicts").replaceChildren();
   $("result").hidden = true;
   setStatus(`starting ${id}`, "running");
@@ -134,7 +134,7 @@ function showVerdicts(list) {
     const li = document.createElement("li");
     li.className = v.severity;
     li.dataset.code = v.code;
-    li.dataset.epochs = live.epochs.length; // epochs the page had seen when this verdict arrived
+    li.dataset.epochs = live.seen[v.code] ??= live.epochs.length; // epochs seen when this verdict first came (its text may change later)
     li.textContent = `${v.message}: ${v.suggestion}`;
     return li;
   }));
