@@ -33,9 +33,17 @@ class HiddenLayer(nn.Sequential):
         }
         super().__init__(OrderedDict((name, m) for name, m in parts.items() if m is not None))
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for part in self:
+            x = part.forward(x)  # not part(x): see MLP
+        return x
+
 
 class MLP(nn.Module):
-    """Flatten -> hidden[0..depth-1] -> output, giving logits (B, classes)."""
+    """Flatten -> hidden[0..depth-1] -> output, giving logits (B, classes).
+
+    The forward pass calls each layer's and part's `forward`, not the module: a module call costs ~3 us, ~30 us of a
+    ~550 us step at batch 15. Hooks on them therefore do not run; hooks on the MLP do."""
 
     def __init__(self, cfg: ModelConfig, in_features: int, num_classes: int):
         super().__init__()
@@ -46,8 +54,8 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
         for layer in self.hidden:
-            x = layer(x)
-        return self.output(x)
+            x = layer.forward(x)
+        return self.output.forward(x)
 
     def linears(self) -> list[nn.Linear]:
         """Every Linear, input to output: hidden[0].linear, ..., output."""

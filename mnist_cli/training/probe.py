@@ -1,5 +1,5 @@
 """The layer-health probe: at `train.health_probes_per_epoch` steps an epoch (always its last, and the run's first),
-gradient and update norms of every Linear, then one forward pass of a fixed probe batch with hooks on the activations.
+gradient and update norms of every Linear, then the activations of a fixed probe batch, layer by layer.
 It draws no random numbers and changes no model state, so a run trains the same with it on or off."""
 
 from __future__ import annotations
@@ -87,15 +87,14 @@ class HealthProbe:
     def _activation_stats(self) -> torch.Tensor:
         """(hidden layers, 4): mean, std, dead share, saturated share of each hidden activation on the probe batch, in
         eval mode (dropout draws nothing, batch norm uses and keeps its running statistics)."""
-        outputs: list[torch.Tensor] = []
-        hooks = [layer.act.register_forward_hook(lambda _m, _i, out: outputs.append(out.float())) for layer in self.model.hidden]
+        outputs, x = [], self.images.flatten(1)
         was_training = self.model.training
         self.model.eval()
         try:
-            self.model(self.images)
+            for layer in self.model.hidden:  # in eval mode a hidden layer's output is its activation's: dropout is off
+                x = layer(x)
+                outputs.append(x.float())
         finally:
-            for hook in hooks:
-                hook.remove()
             self.model.train(was_training)
         return torch.stack([self._layer_stats(y) for y in outputs]) if outputs else torch.empty(0, 4)
 
