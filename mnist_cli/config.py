@@ -272,6 +272,12 @@ def data_root(cfg: DataConfig) -> Path:
     return root
 
 
+def recorded_data_root(cfg: DataConfig) -> Path:
+    """A checkpoint's data folder where it exists on this machine, else this machine's default: a checkpoint made
+    elsewhere names a folder of that machine."""
+    return data_root(cfg) if cfg.root and Path(cfg.root).expanduser().is_dir() else default_data_root()
+
+
 def load_config(path: Path | None, overrides: list[str] = ()) -> Config:
     """Build the config from defaults, an optional YAML file and `--set` overrides."""
     raw = read_yaml(path) if path is not None else {}

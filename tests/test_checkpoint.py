@@ -54,24 +54,37 @@ def test_the_reloaded_model_reproduces_the_accuracy_measured_in_training(trained
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def same(got, expected) -> bool:
+    """Equal, but floats to 1e-6 relative: JSON of the same answers computed on another CPU."""
+    if isinstance(expected, float):
+        return got == pytest.approx(expected, rel=1e-6)
+    if isinstance(expected, dict):
+        return isinstance(got, dict) and got.keys() == expected.keys() and all(same(got[k], v) for k, v in expected.items())
+    if isinstance(expected, list):
+        return isinstance(got, list) and len(got) == len(expected) and all(map(same, got, expected))
+    return got == expected
+
+
 @pytest.mark.parametrize("name", ["format1-plain", "format1-batchnorm-dropout", "format2-best", "format2-last"])
 def test_checkpoints_of_the_releases_before_give_exactly_the_same_answers(name, tmp_path):
     """Format 1 (keys like 1.weight, before the layers were named) and format 2's best.pt and last.pt (before the run
-    record): made by those releases on the tests' synthetic data, with their `eval --json` and `predict --json`."""
+    record): made by those releases on the tests' synthetic data, with their `eval --json` and `predict --json`.
+    Their recorded data.root is a folder of the machine that made them: eval reads this machine's data instead. Another
+    CPU's matmul kernels round differently: the same answers and counts, floats such as the loss to 1e-6."""
     version = int(name[6])
     expected = json.loads((FIXTURES / f"format{version}-expected.json").read_text())[name]
     raw = torch.load(FIXTURES / f"{name}.pt", weights_only=True)
     assert raw["format_version"] == version and ("1.weight" in raw["model_state"]) == (version == 1)
     r = invoke("eval", FIXTURES / f"{name}.pt", "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout) == expected.get("eval", expected)
+    assert same(json.loads(r.stdout), expected.get("eval", expected))
     assert load_checkpoint(FIXTURES / f"{name}.pt")["format_version"] == FORMAT_VERSION == 2
     if version == 2:
         for i, image in enumerate(synthetic_digits(3, seed=7)[0]):
             Image.fromarray(image).save(tmp_path / f"digit{i}.png")
         r = invoke("predict", "-m", FIXTURES / f"{name}.pt", "--json", "digit0.png", "digit1.png", "digit2.png")
         assert r.exit_code == 0, r.output
-        assert json.loads(r.stdout) == expected["predict"] and r.stderr == expected["predict_stderr"]
+        assert same(json.loads(r.stdout), expected["predict"]) and r.stderr == expected["predict_stderr"]
 
 
 # --- damaged and hostile checkpoints: one line, exit 2, nothing runs ----------------------------------------

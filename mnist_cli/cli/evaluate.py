@@ -32,7 +32,8 @@ def evaluate_checkpoint(
     data_root_option: Annotated[
         Path | None,
         typer.Option(
-            "--data-root", help="Folder holding MNIST/raw/ (default: the checkpoint's, else $MNIST_DATA_DIR, else ./data)."
+            "--data-root",
+            help="Folder holding MNIST/raw/ (default: the checkpoint's if on this machine, else $MNIST_DATA_DIR, else ./data).",
         ),
     ] = None,
     data_folder: Annotated[
@@ -58,7 +59,7 @@ def evaluate_checkpoint(
     For a truth-table checkpoint (xor, and, or), also each of the four points with the network's output.
     """
     with user_errors():
-        from mnist_cli.config import data_root
+        from mnist_cli.config import recorded_data_root
         from mnist_cli.data.datasets import load_split
         from mnist_cli.data.folder import evaluation_folder, other_test_split
         from mnist_cli.devices import resolve_device
@@ -74,7 +75,7 @@ def evaluate_checkpoint(
             data = other_test_split(other_dataset, trained.classes, trained.dataset.input_shape, data_root_option)
             where = f"{other_dataset} test split"
         else:
-            root = data_root_option or data_root(d)
+            root = data_root_option or recorded_data_root(d)
             data = load_split(d.dataset, root, split, d.val_size, cfg.seed, d.test_root, d.skip_bad_files)
         data = data.to(trained.device)
         per_example = predict_split(trained.model, data, trained.normalization)

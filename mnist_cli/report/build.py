@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from mnist_cli.config import data_root
+from mnist_cli.config import recorded_data_root
 from mnist_cli.data.datasets import Split, load_split
 from mnist_cli.data.small import truth_table
 from mnist_cli.disk import atomic_write, unreadable_file
@@ -91,8 +91,8 @@ def build_report(path: Path | str, out: Path | None = None, root: Path | None = 
 
 def test_answers(trained: TrainedModel, root: Path | None = None) -> tuple[Split, ImagePredictions, Evaluation, torch.Tensor]:
     """The test set, every image's answer, their summary, and the indices of the mistakes, most confident first."""
-    d = trained.config.data
-    test = load_split(d.dataset, root or data_root(d), "test", d.val_size, trained.config.seed, d.test_root, d.skip_bad_files)
+    d, root = trained.config.data, root or recorded_data_root(trained.config.data)
+    test = load_split(d.dataset, root, "test", d.val_size, trained.config.seed, d.test_root, d.skip_bad_files)
     # The test set's accuracy is in the event log, but the confusion matrix and the mistakes need every image's answer.
     predictions = predict_split(trained.model, test, trained.normalization)
     wrong = (predictions.predictions != predictions.labels).nonzero().flatten()
