@@ -35,6 +35,7 @@ import argparse
 import difflib
 import fcntl
 import gzip
+import itertools
 import os
 import re
 import shutil
@@ -69,7 +70,9 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 @dataclass
 class Step:
     command: str
+    start: int = 0  # the page's line index (0-based) of the first line it prints
     expected: list[str] = field(default_factory=list)
+    actual: list[str] | None = None  # what it printed, ANSI codes removed: for --record
 
 
 @dataclass
@@ -100,7 +103,7 @@ def parse(readme: str, page: str = "README.md") -> list[Block]:
                     while command.endswith("\\") and i + 1 < len(lines):
                         i += 1
                         command = command[:-1] + " " + lines[i].strip()
-                    steps.append(Step(command))
+                    steps.append(Step(command, i + 1))
                 elif steps:
                     steps[-1].expected.append(lines[i])
                 i += 1
@@ -340,10 +343,46 @@ def check(blocks: list[Block], work: Path) -> list[str]:
                 code, output = (run_in_tty if "tty" in block.modes else run_piped)(command, work)
                 last_code = code
             expected, actual = normalize(step.expected), normalize(output.splitlines())
+            if not matches(expected, actual, 0.0):  # more than timings or a loss's last digits changed
+                step.actual = [ANSI.sub("", line).rstrip() for line in output.splitlines()]
             if not matches(expected, actual, block.tolerance):
                 diff = "\n".join(difflib.unified_diff(expected, actual, block.page, "now", lineterm=""))
                 failures.append(f"{block.page} line {block.line}: $ {command}\n{diff}")
     return failures
+
+
+def record(path: Path, blocks: list[Block]) -> None:
+    """Write what the commands printed into the page where it differs beyond timings. Where the page cuts lines with
+    `...`, each run of lines it shows is replaced by the printed lines of the same shape (the same but for numbers),
+    or left as it is when none are found: the checker then shows what to write by hand."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    for step in sorted((s for b in blocks for s in b.steps if s.actual is not None), key=lambda s: -s.start):
+        new = step.actual
+        while new and not new[-1]:
+            new = new[:-1]
+        if "..." in step.expected:
+            new = realign(step.expected, new)
+        lines[step.start : step.start + len(step.expected)] = new
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def shape(line: str) -> str:
+    """A line with its numbers masked: what stays when another machine prints other results."""
+    return NUMBER.sub("#", normalize([line])[0]) if line.strip() else ""
+
+
+def realign(expected: list[str], actual: list[str]) -> list[str]:
+    """The page's lines, each run of them between `...` lines replaced by the first printed run of the same shape."""
+    out, at = [], 0
+    for cut, group in itertools.groupby(expected, lambda line: line == "..."):
+        run = list(group)
+        shapes = [shape(line) for line in run]
+        starts = [j for j in range(at, len(actual) - len(run) + 1) if [shape(a) for a in actual[j : j + len(run)]] == shapes]
+        if cut or not starts:
+            out += run
+        else:
+            out, at = out + actual[starts[0] : starts[0] + len(run)], starts[0] + len(run)
+    return out
 
 
 def pages(args: list[Path]) -> list[Path]:
@@ -351,7 +390,7 @@ def pages(args: list[Path]) -> list[Path]:
     return args or [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 
 
-def check_page(path: Path, fast: bool, keep: bool) -> tuple[list[Block], list[str]]:
+def check_page(path: Path, fast: bool, keep: bool, rewrite: bool = False) -> tuple[list[Block], list[str]]:
     page = str(path.resolve().relative_to(REPO)) if path.resolve().is_relative_to(REPO) else str(path)
     blocks = checked(parse(path.read_text(encoding="utf-8"), page), fast)
     if not blocks:
@@ -360,7 +399,10 @@ def check_page(path: Path, fast: bool, keep: bool) -> tuple[list[Block], list[st
     try:
         for name in ("configs", "docs"):
             (work / name).symlink_to(REPO / name)
-        return blocks, check(blocks, work)
+        failures = check(blocks, work)
+        if rewrite:
+            record(path, blocks)
+        return blocks, failures
     finally:
         if keep:
             print(f"scratch folder of {page} kept: {work}", file=sys.stderr)
@@ -375,6 +417,7 @@ def main() -> int:
     parser.add_argument("--list", action="store_true", help="list the blocks and their commands; run nothing")
     parser.add_argument("--fast", action="store_true", help="leave out the blocks marked slow (those that train)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folders and print where they are")
+    parser.add_argument("--record", action="store_true", help="write this machine's outputs into the pages (then read the diff)")
     args = parser.parse_args()
     paths = pages([*args.pages, *args.readme])
     if args.list:
@@ -385,7 +428,7 @@ def main() -> int:
         return 0
     blocks, failures = [], []
     for path in paths:
-        page_blocks, page_failures = check_page(path, args.fast, args.keep)
+        page_blocks, page_failures = check_page(path, args.fast, args.keep, args.record)
         blocks += page_blocks
         failures += page_failures
     steps = sum(len(b.steps) for b in blocks)

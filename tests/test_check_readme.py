@@ -113,3 +113,16 @@ def test_the_configs_reference_shows_every_key_with_its_default_and_meaning():
         assert not rows[f"`{key}`"].endswith("|  |"), f"{key} has no description in config.py"
     assert "| `train.schedule` | `onecycle` | `none`, `cosine`, `onecycle` |" in text
     assert "| `configs/default.yaml` |" in text
+
+
+def test_record_writes_this_machines_outputs_into_the_page_keeping_its_cuts_and_timings(tmp_path):
+    page = tmp_path / "page.md"
+    text = "Lines a to e:\n\n```console\n$ printf 'a\\nb 91.0%%\\nc\\nd\\ne\\n'\na\nb 92.0%\n...\ne\n```\n\n"
+    text += "```console\n$ printf 'x 1\\nthe 92.0%%\\nw\\n'\n...\nthe 90.0%\n...\n```\n\n"  # the run between two cuts
+    page.write_text(text + "```console\n$ echo in 1.4s\nin 9.9s\n```\n")
+    assert run_checker(page).returncode == 1  # 92.0% against 91.0%: more than the tolerance
+    r = run_checker(page, "--record")
+    assert r.returncode == 1 and "+b 91.0%" in r.stdout, r.stdout + r.stderr
+    recorded = text.replace("b 92.0%", "b 91.0%").replace("the 90.0%", "the 92.0%")
+    assert page.read_text() == recorded + "```console\n$ echo in 1.4s\nin 9.9s\n```\n"  # timings alone: left
+    assert run_checker(page).returncode == 0
