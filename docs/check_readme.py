@@ -367,8 +367,9 @@ def record(path: Path, blocks: list[Block]) -> None:
 
 
 def shape(line: str) -> str:
-    """A line with its numbers masked: what stays when another machine prints other results."""
-    return NUMBER.sub("#", normalize([line])[0]) if line.strip() else ""
+    """A line with its numbers, spaces and rules masked: what stays when another machine prints other results (a
+    table's columns may be wider)."""
+    return re.sub(r"[\s━─═]+", "", NUMBER.sub("#", normalize([line])[0])) if line.strip() else ""
 
 
 def realign(expected: list[str], actual: list[str]) -> list[str]:
