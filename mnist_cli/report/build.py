@@ -91,7 +91,8 @@ def build_report(path: Path | str, out: Path | None = None, root: Path | None = 
 
 def test_answers(trained: TrainedModel, root: Path | None = None) -> tuple[Split, ImagePredictions, Evaluation, torch.Tensor]:
     """The test set, every image's answer, their summary, and the indices of the mistakes, most confident first."""
-    d, root = trained.config.data, root or recorded_data_root(trained.config.data)
+    d = trained.config.data
+    root = root or recorded_data_root(d)
     test = load_split(d.dataset, root, "test", d.val_size, trained.config.seed, d.test_root, d.skip_bad_files)
     # The test set's accuracy is in the event log, but the confusion matrix and the mistakes need every image's answer.
     predictions = predict_split(trained.model, test, trained.normalization)
