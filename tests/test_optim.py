@@ -1,14 +1,16 @@
-"""The optimizer step the training loop calls: a fused Adam/AdamW kernel called directly, bit-identical to torch's."""
+"""The training step's gradients and optimizer step: backpropagation by hand and a fused Adam/AdamW kernel called
+directly, each bit-identical to torch's own."""
 
 import warnings
 
 import pytest
 import torch
-from conftest import train_run
+from conftest import assert_identical, train_run
 
-from mnist_cli.config import ModelConfig, TrainConfig
+from mnist_cli.config import Config, ModelConfig, TrainConfig
 from mnist_cli.model import build_model
 from mnist_cli.optim import make_optimizer, make_scheduler, step_function
+from mnist_cli.training import backprop, loop
 
 
 def trained(cfg: TrainConfig, direct: bool, resume_at: int = 0) -> dict[str, torch.Tensor]:
@@ -58,3 +60,24 @@ def test_a_run_steps_the_optimizer_the_schedule_saw(optimizer, tmp_path, synthet
         warnings.simplefilter("error")
         run = train_run(tmp_path / "run", synthetic_root, train={"optimizer": optimizer, "epochs": 1})
     assert (run / "result.json").exists()
+
+
+@pytest.mark.parametrize(("activation", "loss"), [("relu", "cross_entropy"), ("sigmoid", "nll"), ("tanh", "cross_entropy")])
+def test_backprop_by_hand_trains_bit_for_bit_as_autograd(activation, loss, tmp_path, synthetic_root, monkeypatch):
+    sections = {"model": {"depth": 2, "width": 16, "activation": activation}}
+    sections["train"] = {"epochs": 2, "loss": loss, "label_smoothing": 0.0, "health_probes_per_epoch": 3}
+    by_hand = train_run(tmp_path / "by-hand", synthetic_root, **sections)
+    monkeypatch.setattr(loop, "backprop_applies", lambda cfg: False)
+    by_autograd = train_run(tmp_path / "autograd", synthetic_root, **sections)
+    assert_identical(by_hand, by_autograd)  # weights, Adam's moments, every loss, gradient norm and accuracy
+
+
+def test_backprop_by_hand_is_only_for_what_it_computes():
+    def applies(**fields) -> bool:
+        model = {k: v for k, v in fields.items() if k in ModelConfig.model_fields}
+        return backprop.applies(Config(model=model, train={k: v for k, v in fields.items() if k not in model}))
+
+    assert applies(activation="relu", label_smoothing=0.0) and applies(activation="tanh", loss="nll", label_smoothing=0.0)
+    refused = [{"label_smoothing": 0.1}, {"loss": "mse"}, {"activation": "gelu"}, {"dropout": 0.1}, {"norm": "batch"}]
+    refused += [{"compile": True}]
+    assert not any(applies(**{"label_smoothing": 0.0, **case}) for case in refused)

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import queue
 import shlex
 import shutil
+import signal
+import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import TINY, assert_identical, digit_png, invoke, train_run
+import torch
+import yaml
+from conftest import TINY, assert_identical, digit_png, invoke, train_run, write_config
 from fastapi.testclient import TestClient
 
 from mnist_cli.config import load_config
 from mnist_cli.inference.trained import load_trained
+from mnist_cli.model import build_model
+from mnist_cli.serving import runs
 from mnist_cli.serving.app import create_app
 from mnist_cli.serving.runs import LiveRun, follow
 
@@ -173,3 +181,17 @@ def test_a_verdict_goes_into_the_stream_before_the_epoch_that_followed_the_probe
     first = next(i for i, (name, found) in enumerate(run.events) if name == "verdicts" and "vanishing_gradients" in str(found))
     assert names[:first].count("health") >= 1 and "epoch" not in names[:first], names
     assert names.count("epoch") == 2 and names.count("verdicts") >= 2, names  # the epochs add the verdicts on accuracy
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])  # the step by hand (training/backprop.py), and by autograd
+def test_the_training_child_sends_pictures_of_the_model_it_trains(smoothing, tmp_path, monkeypatch):
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # the child's Ctrl-C rule, not this test process's
+    messages, config = queue.Queue(), {**TINY, "train": {**TINY["train"], "label_smoothing": smoothing, "health": False}}
+    runs.train_child(yaml.safe_dump(config), str(tmp_path / "run"), False, messages, threading.Event())
+    sent = [messages.get_nowait() for _ in range(messages.qsize())]
+    assert sent[-1] == ("end", "finished", ""), sent[-1]
+    step, first = next(payload for kind, *payload in sent if kind == "weights")
+    torch.manual_seed(0)  # the run's initial weights
+    start = build_model(load_config(write_config(tmp_path / "c.yaml")).model, 784, 10).hidden[0].linear.weight
+    assert step["epoch"] == 1 and first["tiles"].shape == (32, 784)  # from the first epoch on; the first layer's 32 units
+    assert np.isfinite(first["tiles"]).all() and not np.array_equal(first["tiles"], start.detach().numpy())  # trained

@@ -28,11 +28,11 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoin
 
 
 def test_on_nan_skip_drops_the_bad_batches_and_finishes(tmp_path, monkeypatch):
-    import mnist_cli.losses as losses_module  # the training loss lives there (train.loss)
+    import mnist_cli.training.loop as loop  # a training step's images come from its to_inputs
 
-    real, calls = losses_module.F.cross_entropy, iter(range(10_000))
+    real, calls = loop.to_inputs, iter(range(10_000))
     poisoned = lambda *a, **kw: real(*a, **kw) * (float("nan") if next(calls) in (3, 20) else 1)  # noqa: E731
-    monkeypatch.setattr(losses_module.F, "cross_entropy", poisoned)
+    monkeypatch.setattr(loop, "to_inputs", poisoned)
     cfg = write_config(tmp_path / "c.yaml", train={"epochs": 2, "on_nan": "skip"})
     r = invoke("train", "-c", cfg, "--out", tmp_path / "run", "-q", "--json")
     assert r.exit_code == 0, r.output

@@ -111,7 +111,7 @@ def test_train_reporter_draws_a_bar_per_epoch_and_prints_lines_above_it():
     with TrainReporter(console) as report:
         report(RunStarted("cpu", 1234, 600, 100, 200, 10, 2, "runs/[/]:smile:"))
         for step in (1, 5):
-            report(StepDone(StepRecord(1, step, step, 0.75, 0.001), 10, 1000.0))
+            report(StepDone(StepRecord(1, step, step, 0.75, 0.001), 10, 1000.0, None))
         report.progress.refresh()
         assert re.search(r"epoch 1/2 .* 5/10 loss 0\.7500 +1,000 samples/s", text_of(buf)), text_of(buf)
         report(metrics)

@@ -148,34 +148,24 @@ def train_child(cfg_yaml: str, run_dir: str, overwrite: bool, messages, stop) ->
     """The child process: train as `mnist train` does; send "started", weight copies, and how it ended."""
     import signal
 
-    import torch
     import yaml
 
     from mnist_cli.errors import TrainingInterrupted
-    from mnist_cli.model import MLP
     from mnist_cli.training.events import RunStarted, StepDone
     from mnist_cli.training.loop import train
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the whole group: the server says stop
     cfg = validate(yaml.safe_load(cfg_yaml))
     whole = dataset_info(cfg.data.dataset).kind == "table"
-    model, last = [], 0.0
-
-    def found(module, args) -> None:  # a global hook slows every call: it removes itself at the first forward pass
-        if isinstance(module, MLP):
-            model.append(module)
-            handle.remove()
-
-    if not cfg.train.compile:  # a global hook inside a compiled graph would break it: no pictures then
-        handle = torch.nn.modules.module.register_module_forward_pre_hook(found)
+    last = 0.0
 
     def on_event(event) -> None:
         nonlocal last
         if isinstance(event, RunStarted):
             messages.put(("started", asdict(event)))
-        elif isinstance(event, StepDone) and model and time.monotonic() - last > SNAPSHOT_S:
+        elif isinstance(event, StepDone) and time.monotonic() - last > SNAPSHOT_S:
             last = time.monotonic()
-            messages.put(("weights", asdict(event.record), copies(model[0], whole)))
+            messages.put(("weights", asdict(event.record), copies(event.model, whole)))
 
     try:
         train(cfg, Path(run_dir), on_event, should_stop=stop.is_set, overwrite=overwrite)

@@ -3,10 +3,13 @@ progress display) and what it returns."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from mnist_cli.record import EpochMetrics, HealthRecord, RunResult, StepRecord, TestRecord
+
+if TYPE_CHECKING:
+    from mnist_cli.model import MLP
 
 
 @dataclass(frozen=True)
@@ -24,11 +27,13 @@ class RunStarted:
 
 @dataclass(frozen=True)
 class StepDone:
-    """A progress report: the step's record (appended in logged epochs) and the training speed so far."""
+    """A progress report: the step's record (appended in logged epochs), the training speed so far, and the model
+    itself, to be read (copied) at once, never kept: training goes on changing it."""
 
     record: StepRecord
     steps: int  # per epoch
     samples_per_second: float
+    model: MLP = field(repr=False, compare=False)
 
 
 Event = RunStarted | StepDone | HealthRecord | EpochMetrics | TestRecord

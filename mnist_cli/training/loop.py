@@ -30,6 +30,8 @@ from mnist_cli.model import MLP, build_model, parameter_count
 from mnist_cli.optim import make_optimizer, make_scheduler, step_function
 from mnist_cli.record import EpochMetrics, StepRecord, TestRecord
 from mnist_cli.tracking import MlflowTarget, Tracker
+from mnist_cli.training.backprop import Backprop
+from mnist_cli.training.backprop import applies as backprop_applies
 from mnist_cli.training.events import DryRun, Event, RunStarted, StepDone, TrainResult
 from mnist_cli.training.guard import LossGuard
 from mnist_cli.training.init_from import initial_weights, matching_weights
@@ -61,6 +63,7 @@ class Run:
         self.model: MLP = model.to(device)
         self.forward = torch.compile(self.model) if cfg.train.compile else self.model  # compiled: the same weights
         self.loss = make_loss(cfg.train)
+        self.backprop = Backprop(self.model, cfg.model.activation) if backprop_applies(cfg) else None  # autograd's work, faster
         self.optimizer = make_optimizer(self.model, cfg.train)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.steps = len(batch_sizes(len(self.train_split), cfg.train.batch_size))  # per epoch
@@ -227,15 +230,19 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
         probing = logged and run.health is not None and run.health.due(epoch, step)
         reporting = step % report_every == 0 or step == steps
         lr = run.optimizer.param_groups[0]["lr"] if reporting else None  # the rate this step uses, read before the step
-        with autocast:
-            logits = run.forward(augment(to_inputs(images, run.norm), cfg.data.augment, background))
-        loss = run.loss(logits.float(), labels)
+        inputs = augment(to_inputs(images, run.norm), cfg.data.augment, background)
+        if run.backprop:
+            logits, loss = run.backprop.loss(inputs, labels)
+        else:
+            with autocast:
+                logits = run.forward(inputs)
+            loss = run.loss(logits.float(), labels)
         for p in run.params:  # zero_grad(set_to_none=True) without its profiler scope: ~15 us a step
             p.grad = None
         if guard.skip(loss):
             state.skipped += 1
         else:
-            loss.backward()
+            run.backprop.backward() if run.backprop else loss.backward()
             if probing:
                 run.health.before_update()
             run.update()
@@ -251,7 +258,7 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
             step_record = StepRecord(epoch, step, global_step, finite(loss.item()), lr)
             if logged:
                 record.append(run.run_dir.events, [step_record])
-            on_event(StepDone(step_record, steps, (state.seen - seen_before) / (time.perf_counter() - t0)))
+            on_event(StepDone(step_record, steps, (state.seen - seen_before) / (time.perf_counter() - t0), run.model))
         stop = should_stop()
         if step < steps and (stop or (save_every and global_step % save_every == 0)):
             state.step, state.seconds = step, seconds_before + time.perf_counter() - t0
