@@ -3,7 +3,8 @@
     python benchmarks/profile_step.py [--steps 300] [--threads N]
 
 Each phase of `mnist train`'s step is timed on its own (the CPU runs them synchronously) with the package's own model,
-optimizer, schedule and loss on synthetic uint8 images; "loop" is a whole epoch of the real loop per step, so
+optimizer, schedule and loss on synthetic uint8 images, the gradients by hand where the loop computes them so
+(training/backprop.py); "loop" is a whole epoch of the real loop per step, so
 "other" (loop minus the phases) is the loop's own Python.
 """
 
@@ -37,6 +38,7 @@ def phases(config: str, steps: int, threads: int | None) -> dict[str, dict]:
     from mnist_cli.losses import make_loss
     from mnist_cli.model import build_model, parameter_count
     from mnist_cli.optim import make_optimizer, make_scheduler, step_function
+    from mnist_cli.training import backprop
 
     cfg = load_config(REPO / config)
     torch.set_num_threads(threads or default_threads(cfg.train.batch_size, parameter_count(cfg.model, 784, 10)))
@@ -45,6 +47,7 @@ def phases(config: str, steps: int, threads: int | None) -> dict[str, dict]:
     model = build_model(cfg.model, 784, 10)
     optimizer, loss_fn = make_optimizer(model, cfg.train), make_loss(cfg.train)
     scheduler, update = make_scheduler(optimizer, cfg.train, steps), step_function(optimizer)
+    by_hand = backprop.Backprop(model, cfg.model.activation) if backprop.applies(cfg) else None  # as the loop computes it
     b = cfg.train.batch_size
     images, labels = torch.randint(0, 256, (b * 64, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (b * 64,))
     norm = Normalization(0.1307, 0.3081)
@@ -54,10 +57,13 @@ def phases(config: str, steps: int, threads: int | None) -> dict[str, dict]:
         index = torch.randint(0, len(images), (b,))
         x, y = to_inputs(images[index], norm), labels[index]
         t1 = time.perf_counter()
-        loss = loss_fn(model(x), y)
+        loss = by_hand.loss(x, y)[1] if by_hand else loss_fn(model(x), y)
         t2 = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if by_hand:
+            by_hand.backward()
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         t3 = time.perf_counter()
         update()
         t4 = time.perf_counter()
