@@ -18,11 +18,7 @@ from mnist_cli.errors import ConfigError, MnistError
 
 
 def _shown_plainly(params: list[Any]) -> list[Any]:
-    """Flags shown as flags and arguments by name in `--help`, through click's own `metavar` (display only).
-
-    typer 0.29 labels every option with a type, so a flag would read `--dry-run <bool>` as if it took a value, and
-    names arguments by their Python parameter (`{checkpoint}`).
-    """
+    # typer 0.29 would show `--dry-run <bool>`, as if a flag took a value, and name arguments `{checkpoint}`.
     for param in params:
         if isinstance(param, TyperOption) and param.is_flag:
             param.metavar = ""
@@ -91,10 +87,8 @@ def user_errors() -> Iterator[None]:
         yield
     except ConfigError as e:
         source, problems = printable(e.source), [printable(p) for p in e.problems]
-        if len(problems) == 1:
-            typer.echo(f"error: {source}: {problems[0]}", err=True)
-        else:
-            typer.echo("\n".join([f"error: {source}: {len(problems)} problems", *(f"  - {p}" for p in problems)]), err=True)
+        lines = problems if len(problems) == 1 else [f"{len(problems)} problems", *(f"  - {p}" for p in problems)]
+        typer.echo(f"error: {source}: " + "\n".join(lines), err=True)
         raise typer.Exit(USER_ERROR) from None
     except MnistError as e:
         typer.echo(f"error: {printable(str(e))}", err=True)

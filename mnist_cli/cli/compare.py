@@ -36,12 +36,12 @@ def compare(
     if as_json:
         print_json(result.as_dict())
         return
-    from mnist_cli.cli.ui import consoles
+    from mnist_cli.cli.ui import consoles, say
 
     stdout, stderr = consoles()
     render_comparison(stdout, result)
     # On stderr, so piped stdout is the table alone.
-    stderr.print(f"wrote {result.files[0]} and {result.files[1]}", markup=False, soft_wrap=True)
+    say(stderr, f"wrote {result.files[0]} and {result.files[1]}")
 
 
 def render_comparison(console: Console, result: Comparison) -> None:

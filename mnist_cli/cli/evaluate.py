@@ -84,10 +84,10 @@ def evaluate_checkpoint(
     if as_json:
         print_json({**result.as_dict(), **({"truth_table": [row.as_dict() for row in table]} if table else {})})
         return
-    from mnist_cli.cli.ui import consoles
+    from mnist_cli.cli.ui import consoles, say
 
     stdout, _ = consoles()
-    stdout.print(printable(f"{checkpoint} on {'the ' if data_folder is None else ''}{where}"), markup=False, soft_wrap=True)
+    say(stdout, printable(f"{checkpoint} on {'the ' if data_folder is None else ''}{where}"))
     if table is not None:
         stdout.print(truth_table_view(table, cfg.data.dataset))
     for view in evaluation_views(result, trained.classes, where):
@@ -95,10 +95,7 @@ def evaluate_checkpoint(
 
 
 def evaluation_views(result: Evaluation, classes: list[str], title: str) -> list[Table]:
-    """Accuracy and loss, per-class accuracy, and the confusion matrix as tables.
-
-    Class names come from the checkpoint, so they are Text: `[/]` in a name is printed, never parsed as markup.
-    """
+    """Accuracy and loss, per-class accuracy, and the confusion matrix as tables; class names as Text, never markup."""
     names = [Text(printable(name)) for name in classes]
     summary = Table(*(Column(name, justify="right") for name in ("images", "accuracy", "loss")), title=Text(title))
     summary.add_row(f"{result.n:,}", f"{result.accuracy:.2%}", f"{result.loss:.4f}")

@@ -38,7 +38,7 @@ def export(
     if as_json:
         print_json(exported.as_dict())
         return
-    from mnist_cli.cli.ui import consoles
+    from mnist_cli.cli.ui import consoles, say
 
     stdout, _ = consoles()
     spec = exported.input
@@ -46,4 +46,4 @@ def export(
         f"wrote {exported.path} ({exported.format}, {exported.model}): float32 (batch, {', '.join(map(str, spec.shape))}) "
         f"of {spec.low:g}-{spec.high:g} in, probabilities of {', '.join(exported.classes)} out"
     )
-    stdout.print(printable(line), markup=False, soft_wrap=True)
+    say(stdout, printable(line))

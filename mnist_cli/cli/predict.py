@@ -67,7 +67,7 @@ def predict(
     For a checkpoint trained on scikit-learn's digits, the ink is fitted into a 32x32 bitmap and the inked
     pixels of each 4x4 block counted: 8x8 inputs with 17 grey levels, as that dataset was made.
     """
-    from mnist_cli.cli.ui import consoles, render_predictions
+    from mnist_cli.cli.ui import consoles, render_predictions, say
 
     stdout, stderr = consoles()
     with user_errors():
@@ -81,7 +81,7 @@ def predict(
             raise MnistError("- (stdin) can be given only once")
         trained, chosen = image_model(checkpoint, "predict", resolve_device(device))
         if chosen:
-            stderr.print(printable(chosen), markup=False, soft_wrap=True)
+            say(stderr, printable(chosen))
         stdin = sys.stdin.buffer if STDIN in sources else None
         results = predict_sources(sources, trained, top_k=top_k, min_confidence=min_confidence, invert=invert, stdin=stdin)
     errors = [f"error: {r.path}: {r.error}" for r in results if isinstance(r, Failure)]
@@ -91,7 +91,7 @@ def predict(
         except SaveError as e:  # the predictions are made: print them, then say what was not saved
             errors.append(f"error: {e}")
     for error in errors:
-        stderr.print(printable(error), markup=False, soft_wrap=True)  # a file name must not drive the terminal
+        say(stderr, printable(error))  # a file name must not drive the terminal
     if as_json:
         print_json([r.as_dict() for r in results])
     else:

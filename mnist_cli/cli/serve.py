@@ -31,7 +31,7 @@ def serve(
     (POST /api/predict, GET /api/model, GET /healthz, /api/runs; described at /openapi.json). Images are prepared
     exactly as `mnist predict` prepares files. Ctrl-C stops it.
     """
-    from mnist_cli.cli.ui import consoles
+    from mnist_cli.cli.ui import consoles, say
     from mnist_cli.training.interrupt import graceful_stop
 
     stdout, stderr = consoles()
@@ -49,11 +49,11 @@ def serve(
     if stop():
         sock.close()
         raise typer.Exit(stop.exit_code)
-    stderr.print(printable(chosen or f"using checkpoint {trained.path} ({trained.describe()})"), markup=False, soft_wrap=True)
+    say(stderr, printable(chosen or f"using checkpoint {trained.path} ({trained.describe()})"))
     url = page_url(host, sock.getsockname()[1])
     if not is_loopback(host):
         stderr.print(f"warning: listening on {host}: anyone who can reach this machine can use the page", markup=False)
-    stdout.print(f"serving on {url}  (Ctrl-C to stop)", markup=False, soft_wrap=True)
+    say(stdout, f"serving on {url}  (Ctrl-C to stop)")
     stdout.file.flush()
     if open_browser:
         import webbrowser

@@ -66,7 +66,7 @@ def sweep(
     interrupted ones exactly. Exit 0 when every run finished, 2 when any failed (listed at the end), 130 on Ctrl-C.
     """
     from mnist_cli.cli.sweep_ui import SweepReporter, render_cells, render_failures
-    from mnist_cli.cli.ui import consoles
+    from mnist_cli.cli.ui import consoles, say
     from mnist_cli.training.interrupt import graceful_stop
 
     stdout, stderr = consoles()
@@ -88,16 +88,12 @@ def sweep(
                     plan, backend=backend, jobs=jobs, address=address, on_event=reporter, should_stop=stop, mlflow=tracking
                 )
         except KeyboardInterrupt:
-            stderr.print(f"quit at once; finished runs are kept. Continue with:\n  {again}", markup=False, soft_wrap=True)
+            say(stderr, f"quit at once; finished runs are kept. Continue with:\n  {again}")
             raise typer.Exit(INTERRUPTED) from None
     if result.interrupted or stop():
         left = sum(r.status != "done" for r in result.runs)
-        stderr.print(
-            f"stopped: {len(result.runs) - left} of {len(result.runs)} runs finished (kept in {result.out_dir}). "
-            f"Continue with:\n  {again}",
-            markup=False,
-            soft_wrap=True,
-        )
+        kept = f"{len(result.runs) - left} of {len(result.runs)} runs finished (kept in {result.out_dir})"
+        say(stderr, f"stopped: {kept}. Continue with:\n  {again}")
         raise typer.Exit(stop.exit_code if stop() else INTERRUPTED)  # 143 for SIGTERM, 129 for SIGHUP
     if as_json:
         print_json(result.as_dict())

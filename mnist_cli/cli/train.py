@@ -94,7 +94,7 @@ def train(
     Ctrl-C (or SIGTERM, SIGHUP) finishes the current step, saves last.pt and prints the command that resumes; a second
     quits at once.
     """
-    from mnist_cli.cli.ui import TrainReporter, consoles, render_train_result
+    from mnist_cli.cli.ui import TrainReporter, consoles, render_train_result, say
     from mnist_cli.errors import TrainingInterrupted
     from mnist_cli.tracking import mlflow_target
     from mnist_cli.training.events import DryRun
@@ -125,7 +125,7 @@ def train(
         tracking = mlflow_target(mlflow)
         if plan.resume_asked:
             said = f"resuming from {plan.resume_path}" if plan.resuming else f"no last.pt in {plan.run_dir}: starting a new run"
-            stderr.print(printable(said), markup=False, soft_wrap=True)
+            say(stderr, printable(said))
         try:
             with TrainReporter(stderr, quiet=quiet) as reporter:
                 done = run_training(
@@ -139,12 +139,7 @@ def train(
                     mlflow=tracking,
                 )
         except TrainingInterrupted as e:
-            stderr.print(
-                printable(str(e)) + f"\nresume with: mnist train --resume {printable(shlex.quote(e.path))}",
-                markup=False,
-                soft_wrap=True,
-                highlight=False,
-            )
+            say(stderr, printable(str(e)) + f"\nresume with: mnist train --resume {printable(shlex.quote(e.path))}")
             raise typer.Exit(stop.exit_code) from None
         except KeyboardInterrupt:
             stderr.print("interrupted at once; the files in the output folder are the last complete saves", markup=False)
@@ -152,10 +147,6 @@ def train(
     if as_json:
         print_json(done.as_dict())
     elif isinstance(done, DryRun):
-        stdout.print(
-            f"preflight passed; would train {done.parameters:,} parameters on {done.device} into {done.out_dir}",
-            markup=False,
-            soft_wrap=True,
-        )
+        say(stdout, f"preflight passed; would train {done.parameters:,} parameters on {done.device} into {done.out_dir}")
     else:
         render_train_result(stdout, done)

@@ -29,13 +29,15 @@ class ReaderSafeConsole(Console):
 
 
 def consoles() -> tuple[Console, Console]:
-    """(stdout for results, stderr for progress and messages), made per call so tests capture them. stdout's reader
-    going away (`| head -1`) is rich's SystemExit(1) from a BrokenPipeError, which `main` turns into exit 141.
-
-    No emoji codes: a path or class name like `:x:` is printed as written. A stream closed before the program
-    started (`>&-`, so Python has no sys.stdout) is rich's null file: it writes nowhere.
-    """
+    """(stdout for results, stderr for progress and messages), made per call so tests capture them."""
+    # No emoji codes: a path or class name like `:x:` is printed as written. A stream closed before the start (`>&-`)
+    # is rich's null file; stdout's reader going away is rich's SystemExit(1), which `main` turns into exit 141.
     return Console(highlight=False, emoji=False), ReaderSafeConsole(stderr=True, highlight=False, emoji=False)
+
+
+def say(console: Console, text: str) -> None:
+    """Print `text` as written: no markup, and no line breaks added (a path stays whole for the reader's scripts)."""
+    console.print(text, markup=False, soft_wrap=True)
 
 
 def epoch_line(metrics: EpochMetrics, epochs: int) -> str:
@@ -111,16 +113,12 @@ class TrainReporter(BarReporter):
                 self._print(f"note: {note}")
         elif isinstance(event, StepDone) and self.progress is not None:
             step = event.record
-            loss = step.loss if step.loss is not None else float("nan")
+            # The epoch is a field, not the task: several epochs share a bar when only some are logged.
+            fields = {"epoch": f"{step.epoch}/{self.epochs}", "rate": event.samples_per_second}
+            fields["loss"] = step.loss if step.loss is not None else float("nan")
             if self.task is None:
-                self.task = self.progress.add_task("", total=event.steps, epoch="", loss=loss, rate=0.0)
-            self.progress.update(
-                self.task,
-                completed=step.step,
-                epoch=f"{step.epoch}/{self.epochs}",  # several epochs share a bar when only some are logged
-                loss=loss,
-                rate=event.samples_per_second,
-            )
+                self.task = self.progress.add_task("", total=event.steps, **fields)
+            self.progress.update(self.task, completed=step.step, **fields)
         elif isinstance(event, EpochMetrics):
             if self.progress is not None and self.task is not None:
                 self.progress.remove_task(self.task)
@@ -151,13 +149,10 @@ def block_art(image: Any, color: bool) -> list[Text]:
         rows = ["│" + "".join(SHADES[min(v * len(SHADES) // 256, len(SHADES) - 1)] * 2 for v in row) + "│" for row in pixels]
         rule = "─" * (2 * len(pixels[0]))
         return [Text(line) for line in [f"┌{rule}┐", *rows, f"└{rule}┘"]]
-    lines = []
-    for top, bottom in zip(pixels[0::2], pixels[1::2], strict=True):
-        line = Text()
-        for a, b in zip(top, bottom, strict=True):
-            line.append("▀", style=f"rgb({a},{a},{a}) on rgb({b},{b},{b})")
-        lines.append(line)
-    return lines
+    return [
+        Text.assemble(*(("▀", f"rgb({a},{a},{a}) on rgb({b},{b},{b})") for a, b in zip(top, bottom, strict=True)))
+        for top, bottom in zip(pixels[0::2], pixels[1::2], strict=True)
+    ]
 
 
 def top_k_text(p: Prediction, plain: bool = False) -> str:
@@ -168,10 +163,8 @@ def top_k_text(p: Prediction, plain: bool = False) -> str:
 
 
 def render_predictions(console: Console, results: list[Prediction], show: bool = False) -> None:
-    """One row per image: the class, its probability and the runners-up; with `show`, the 28x28 input beside it.
-
-    Paths and class names are Text, never markup; plain lines go to the file as they are (tabs kept for `cut`).
-    """
+    """One row per image: the class, its probability and the runners-up; with `show`, the 28x28 input beside it."""
+    # Paths and class names are Text, never markup; plain lines go to the file as they are (tabs kept for `cut`).
     flagged = any(p.uncertain for p in results)
     if show:
         color = console.is_terminal

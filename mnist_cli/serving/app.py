@@ -59,7 +59,7 @@ def create_app(
     """The app serving `trained`: GET / (the page), POST /api/predict, GET /api/model, GET /healthz; the Train page
     at /train with /api/runs (`limits`: the most parameters and epochs a page may start).
 
-    `hosts`: the Host names requests may carry (None: any); see limits.Guard.
+    `hosts`: the Host names requests may carry (None: any); see Guard.
     """
     serving = Serving(trained, top_k, min_confidence, collect)
 
@@ -101,10 +101,6 @@ async def form_error(request: Request, exc: RequestValidationError) -> JSONRespo
     return JSONResponse({"detail": NO_IMAGE}, status_code=422)
 
 
-def too_large_message(limit: int = MAX_BODY_BYTES) -> str:
-    return f"request body too large (at most {limit / 2**20:.0f} MiB)"
-
-
 class Guard:
     """ASGI middleware at the door.
 
@@ -114,6 +110,7 @@ class Guard:
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES, hosts: frozenset[str] | None = None):
         self.app, self.limit, self.hosts = app, limit, hosts
+        self.too_large = f"request body too large (at most {limit / 2**20:.0f} MiB)"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -129,7 +126,7 @@ class Guard:
             return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.limit:
-            await refuse(send, 413, too_large_message(self.limit))  # the body is never read
+            await refuse(send, 413, self.too_large)  # the body is never read
             return
         received = 0
 
@@ -140,7 +137,7 @@ class Guard:
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     # An HTTPException passes through FastAPI's body parsing unchanged (other errors become 400).
-                    raise HTTPException(413, too_large_message(self.limit))
+                    raise HTTPException(413, self.too_large)
             return message
 
         await self.app(scope, counted, send)
