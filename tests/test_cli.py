@@ -116,6 +116,7 @@ def test_config_mistakes_are_one_message_and_exit_2(tmp_path):
         (["eval", "{ckpt}", "--device", "foo"], "device 'foo': must be auto, cpu, cuda, cuda:N or mps"),
         (["eval", "{ckpt}", "--device", "meta"], "device 'meta': must be"),
         (["predict", "x.png"], "no best.pt under"),
+        (["predict", "-m", "{ckpt}", "nothing-*.png"], "nothing-*.png: no files match"),
     ],
 )
 def test_user_mistakes_exit_2_without_traceback(args, message, trained_checkpoint):

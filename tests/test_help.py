@@ -90,13 +90,17 @@ def test_flags_after_a_positional_config_stay_flags(tiny_config):
 
 
 @pytest.mark.parametrize(
-    ("args", "option"),
-    [(["eval", "x.pt", "--split", "train"], "--split"), (["predict", "x.png", "--invert", "maybe"], "--invert")],
+    ("args", "needles"),
+    [
+        (["eval", "x.pt", "--split", "train"], ["Invalid value for '--split'", "is not one of"]),
+        (["predict", "x.png", "-m", "x.pt", "--invert", "maybe"], ["Invalid value for '--invert'", "is not one of"]),
+        (["predict", "-m", "x.pt"], ["Missing argument"]),
+    ],
 )
-def test_a_value_outside_the_choices_is_a_usage_error_naming_them(args, option):
+def test_a_value_outside_the_choices_or_a_missing_argument_is_a_usage_error_saying_so(args, needles):
     r = runner.invoke(app, args, env=WIDE)
     assert r.exit_code == 2, r.output
-    assert f"Invalid value for '{option}'" in r.stderr and "is not one of" in r.stderr, r.stderr
+    assert all(needle in r.stderr for needle in needles), r.stderr
 
 
 def test_version_names_the_package_and_its_version():

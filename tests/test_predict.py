@@ -115,20 +115,6 @@ def test_min_confidence_marks_uncertain_predictions(trained_checkpoint, tmp_path
     assert r.stdout.rstrip().endswith("uncertain"), r.output
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["x.png", "--invert", "maybe"], "Invalid value for '--invert'"),
-        (["nothing-*.png"], "nothing-*.png: no files match"),
-        ([], "Missing argument"),
-    ],
-)
-def test_predict_argument_mistakes_exit_2(args, message, trained_checkpoint):
-    r = invoke("predict", "-m", trained_checkpoint, *args)
-    assert r.exit_code == 2, r.output
-    assert message in r.stderr
-
-
 @pytest.fixture
 def image_tree(tmp_path) -> Path:
     """image.png beside imgs/ (a.png, b.png, notes.txt, empty/, sub/c.png) and an empty folder."""

@@ -41,22 +41,17 @@ def test_newer_truth_table_and_sweep_runs_do_not_shadow_the_image_model(trained_
     ]
 
 
-def test_only_truth_tables_is_an_error_that_says_what_to_do(xor_checkpoint, digit):
+@pytest.mark.parametrize("command", ["predict", "serve"])
+def test_truth_table_models_found_or_given_with_m_are_refused_in_one_line_that_says_what_to_do(command, xor_checkpoint, digit):
     place_checkpoint(xor_checkpoint, Path("tutorial-xor"), 1e9)
-    root = Path(os.environ["MNIST_CHECKPOINT_DIR"])
-    message = f"no model trained on images under {root}/ (1 best.pt: truth tables or unreadable); "
-    message += "train one with `mnist train` or pass --checkpoint"
-    assert_clean_error(invoke("predict", digit), message)
-    r = invoke("serve", "--port", "0")
-    assert (r.exit_code, r.stdout, r.stderr) == (2, "", f"error: {message}\n")
-
-
-def test_a_truth_table_model_given_with_m_is_refused_in_one_line(xor_checkpoint, digit):
-    message = f"{xor_checkpoint} was trained on the xor truth table: %s takes no images; "
-    message += f"`mnist eval {xor_checkpoint}` prints its outputs for the four points"
-    assert_clean_error(invoke("predict", digit, "-m", xor_checkpoint), message % "predict")
-    r = invoke("serve", "-m", xor_checkpoint, "--port", "0")
-    assert (r.exit_code, r.stdout, r.stderr) == (2, "", f"error: {message % 'serve'}\n")
+    found = f"no model trained on images under {os.environ['MNIST_CHECKPOINT_DIR']}/ (1 best.pt: truth tables or "
+    found += "unreadable); train one with `mnist train` or pass --checkpoint"
+    given = f"{xor_checkpoint} was trained on the xor truth table: {command} takes no images; "
+    given += f"`mnist eval {xor_checkpoint}` prints its outputs for the four points"
+    for extra, message in (([], found), (["-m", xor_checkpoint], given)):
+        r = invoke(command, *([digit] if command == "predict" else ["--port", "0"]), *extra)
+        assert_clean_error(r, message)
+        assert (r.stdout, r.stderr) == ("", f"error: {message}\n")
 
 
 def test_a_checkpoint_given_with_m_is_not_announced(trained_checkpoint, digit):
