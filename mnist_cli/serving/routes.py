@@ -18,6 +18,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from mnist_cli.errors import ImageError, MnistError
+from mnist_cli.inference.discover import image_model
 from mnist_cli.inference.image_files import decode
 from mnist_cli.inference.predict import create_new, predict_bytes
 from mnist_cli.inference.trained import TrainedModel
@@ -162,8 +163,6 @@ def chosen(request: Request, run: str | None) -> TrainedModel:
 @lru_cache(maxsize=4)
 def load_image_model(path: Path, mtime_ns: int) -> TrainedModel:
     """A run's best.pt, loaded once while it stays the same file (a new run in its folder writes another)."""
-    from mnist_cli.inference.discover import image_model
-
     return image_model(path, "serve")[0]
 
 
