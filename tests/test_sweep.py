@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from conftest import (
     sweep_base,
     sweep_results,
     training,
+    wait_for,
     wait_until,
 )
 from conftest import csv_rows as rows
@@ -179,16 +179,13 @@ def test_workers_are_capped_by_cores_and_memory_and_say_so(monkeypatch):
     assert worker_budget(1000, 50) == (8, 1, "--jobs 1000 capped to 8 (8 cores)")
 
 
-def group_alive(pgid: int, within_s: float) -> bool:
-    """Whether any process of the group is still there after `within_s` (multiprocessing's resource tracker takes a moment)."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        time.sleep(0.05)
-    return True
+def group_gone(pgid: int) -> bool:
+    """Whether no process of the group is left (multiprocessing's resource tracker takes a moment to go)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def test_ctrl_c_stops_the_workers_keeps_finished_runs_and_prints_the_command_that_continues(base, tmp_path, reference_sweep):
@@ -199,7 +196,7 @@ def test_ctrl_c_stops_the_workers_keeps_finished_runs_and_prints_the_command_tha
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C: to every process of the group
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert not group_alive(proc.pid, within_s=10)  # no worker left behind
+    assert wait_for(lambda: group_gone(proc.pid), timeout=10, every=0.05)  # no worker left behind
     assert "Continue with:" in err, err
     command = shlex.split(err.split("Continue with:")[1].strip().splitlines()[0])
     assert command[:2] == ["mnist", "sweep"] and command[command.index("--out") + 1] == str(out)

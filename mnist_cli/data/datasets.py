@@ -1,8 +1,4 @@
-"""Datasets as whole uint8 tensors and the seeded train/val split.
-
-MNIST-style files are read by `data/files.py`, one's own images by `data/folder.py`, scikit-learn's digits and the
-truth tables come from `data/small.py`.
-"""
+"""Datasets as whole uint8 tensors and the seeded train/val split."""
 
 from __future__ import annotations
 

@@ -52,8 +52,7 @@ def input_grid(model: nn.Module, norm: Normalization, resolution: int = RESOLUTI
 
 
 def decision_boundary(grid: InputGrid, points: Split, predictions: list[int], title: str) -> Figure:
-    """P(class 1) over the input square, the 0.5 contour where the answer flips, and the points (o: class 0,
-    x: class 1; red edge: answered wrong)."""
+    """P(class 1) over the input square, the 0.5 contour where the answer flips, and the points."""
     fig = Figure(figsize=(5.2, 4.4), layout="constrained")
     ax = fig.add_subplot()
     extent = (grid.axis[0], grid.axis[-1], grid.axis[0], grid.axis[-1])
@@ -100,8 +99,7 @@ def _draw_points(ax, points: Split, predictions: list[int] | None, size: int = 9
 
 
 def dataset_figures(trained: TrainedModel, points: Split) -> dict[str, Figure]:
-    """A truth-table model's decision boundary and (with hidden layers) its hidden units' responses over the input
-    square, with `points` (the truth table) drawn on them."""
+    """A truth-table model's decision boundary and (with hidden layers) its hidden units over the input square."""
     grid = input_grid(trained.model, trained.normalization)
     predictions = predict_split(trained.model, points.to(trained.device), trained.normalization).predictions.tolist()
     name = f"{trained.dataset.name}, {trained.architecture}"

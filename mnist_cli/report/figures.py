@@ -90,13 +90,10 @@ def training_curves(
     loss_ax.plot(mid, [m.train_loss for m in epochs], "o-", color="tab:blue", label="training, epoch mean")
     _plot_present(loss_ax, x, [m.val_loss for m in epochs], "s-", color="tab:orange", label="validation")
     loss_ax.set(title="Loss", xlabel="epoch", ylabel=loss_label)
-    loss_ax.legend(fontsize="small")
 
     _plot_present(acc_ax, mid, _percent([m.train_accuracy for m in epochs]), "o-", color="tab:blue", label="training")
     _plot_present(acc_ax, x, _percent([m.val_accuracy for m in epochs]), "s-", color="tab:orange", label="validation")
     acc_ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
-    if acc_ax.has_data():
-        acc_ax.legend(fontsize="small")
 
     if lr is not None and len(lr.x):
         lr_ax.plot(lr.x, lr.y, color="tab:green")
@@ -104,9 +101,8 @@ def training_curves(
         lr_ax.plot(x, [m.lr for m in epochs], "o-", color="tab:green")
     lr_ax.set(title="Learning-rate schedule", xlabel="epoch", ylabel="learning rate")
     lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-    for ax in (loss_ax, acc_ax, lr_ax):
-        ax.set_xlim(left=0)
-        ax.grid(alpha=0.3)
+    _finish(loss_ax, acc_ax)
+    _finish(lr_ax, legend=None)
     return fig
 
 
@@ -220,9 +216,6 @@ def layer_health(hidden: Sequence[LayerCurve], output: LayerCurve | None = None)
         _plot_present(grad_ax, output.x, output.grad_norm, "--", color="k", label=output.name)
     if grad_ax.has_data():
         grad_ax.set_yscale("log")
-    for ax in (grad_ax, dead_ax, sat_ax):
-        if ax.has_data():
-            ax.legend(fontsize="x-small", ncol=2 if len(hidden) > 4 else 1)
     grad_ax.set(title="Weight-gradient norm per layer", xlabel="epoch", ylabel="L2 norm of dLoss/dW (log scale)")
     dead_ax.set(title="Dead units (never active)", xlabel="epoch", ylabel="units (%)")
     sat_ax.set(title="Saturated units (flat ends)", xlabel="epoch", ylabel="units (%)")
@@ -230,9 +223,7 @@ def layer_health(hidden: Sequence[LayerCurve], output: LayerCurve | None = None)
         ax.set_ylim(-2, 102)
         if not ax.has_data():
             ax.text(0.5, 0.5, "not measured for\nthis activation", ha="center", va="center", transform=ax.transAxes)
-    for ax in (grad_ax, dead_ax, sat_ax):
-        ax.set_xlim(left=0)
-        ax.grid(alpha=0.3)
+    _finish(grad_ax, dead_ax, sat_ax, legend="x-small", ncol=2 if len(hidden) > 4 else 1)
     return fig
 
 
@@ -249,12 +240,17 @@ def comparison(runs: Sequence[tuple[str, Sequence[EpochMetrics]]], step_losses: 
         loss_ax.plot([e - 0.5 for e in x], [m.train_loss for m in epochs], "o-", color=color, label=name)
     acc_ax.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy (%)")
     loss_ax.set(title="Training loss (faint: per step)", xlabel="epoch", ylabel=CROSS_ENTROPY)
-    for ax in (acc_ax, loss_ax):
+    _finish(acc_ax, loss_ax)
+    return fig
+
+
+def _finish(*axes, legend: str | None = "small", ncol: int = 1) -> None:
+    """Epochs from 0, a light grid, and a legend on each axes that has something drawn (unless `legend` is None)."""
+    for ax in axes:
         ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
-        if ax.has_data():
-            ax.legend(fontsize="small")
-    return fig
+        if legend and ax.has_data():
+            ax.legend(fontsize=legend, ncol=ncol)
 
 
 def _plot_present(ax, x: Sequence[float], y: Sequence[float | None], *style: str, **kw) -> None:

@@ -56,11 +56,9 @@ def summarize_cells(rows: list[RunRow]) -> list[Cell]:
 
 def _cell(group: list[RunRow]) -> Cell:
     done = [r for r in group if r.status == "done"]
-    failed = sum(r.status == "failed" for r in group)
-    test, val = ([getattr(r, f) for r in done if getattr(r, f) is not None] for f in ("test_accuracy", "val_accuracy"))
-    return Cell(
-        group[0].params, len(done), failed, *_spread(test), *_spread(val), _mean(done, "parameters"), _mean(done, "train_seconds")
-    )
+    fields = ("test_accuracy", "val_accuracy", "parameters", "train_seconds")
+    test, val, size, seconds = (_spread([getattr(r, f) for r in done if getattr(r, f) is not None]) for f in fields)
+    return Cell(group[0].params, len(done), sum(r.status == "failed" for r in group), *test, *val, size[0], seconds[0])
 
 
 def best_cell(cells: list[Cell]) -> Cell | None:
@@ -103,11 +101,6 @@ def _spread(values: list[float]) -> tuple[float | None, float | None]:
     return (statistics.fmean(values) if values else None), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def _mean(rows: list[RunRow], field: str) -> float | None:
-    values = [getattr(r, field) for r in rows if getattr(r, field) is not None]
-    return statistics.fmean(values) if values else None
-
-
 def draw(out: Path, keys: list[str], runs: list[RunRow], cells: list[Cell]) -> list[str]:
     """heatmap.png and accuracy-vs-parameters.png in `out`, when there is a swept key and a finished run to show."""
     if not keys or not any(r.status == "done" for r in runs):
@@ -139,9 +132,8 @@ def heatmap(runs: list[RunRow], keys: list[str]) -> Figure:
         label, dark = (f"{means[r, c]:.2f}\n{std}", means[r, c] < middle) if a else (std, False)
         ax.text(j, i, label, ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_yticks(range(len(rows)), rows)
-    ax.set_ylabel(keys[0])
     ax.set_xticks(range(len(cols)), cols) if len(keys) > 1 else ax.set_xticks([])
-    ax.set_xlabel(keys[1] if len(keys) > 1 else "")
+    ax.set(ylabel=keys[0], xlabel=keys[1] if len(keys) > 1 else "")
     pooled = f"; pooled over {', '.join(keys[2:])}" if len(keys) > 2 else ""
     ax.set_title(f"test accuracy (%), mean ± std over seeds{pooled}", fontsize=9)
     fig.colorbar(image, ax=ax, label="mean test accuracy (%)")
@@ -151,6 +143,7 @@ def heatmap(runs: list[RunRow], keys: list[str]) -> Figure:
 def accuracy_vs_parameters(cells: list[Cell], keys: list[str]) -> Figure:
     """Mean test accuracy per cell against its parameters (log scale), error bars one std; a series per first-key value."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter, NullLocator
 
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
@@ -168,9 +161,7 @@ def accuracy_vs_parameters(cells: list[Cell], keys: list[str]) -> Figure:
             capsize=3,
             label=f"{keys[0]}={name}" if keys else name,
         )
-    ax.set_xscale("log")
-    from matplotlib.ticker import NullFormatter, NullLocator
-
+    ax.set(xscale="log", xlabel="parameters (log scale)", ylabel="test accuracy (%), mean ± std")
     # Each model size its own labelled tick: log-scale decades alone leave sizes such as 12,730 and 50,890 unlabelled.
     sizes = sorted({c.parameters for group in series.values() for c in group})
     if 0 < len(sizes) <= 8:
@@ -178,8 +169,6 @@ def accuracy_vs_parameters(cells: list[Cell], keys: list[str]) -> Figure:
         ax.set_xticks(sizes, [f"{p / 1000:,.1f}k" if p < 10**6 else f"{p / 10**6:,.2f}M" for p in sizes], rotation=30)
     else:
         ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap when the sizes span under a decade
-    ax.set_xlabel("parameters (log scale)")
-    ax.set_ylabel("test accuracy (%), mean ± std")
     ax.set_title("test accuracy against model size", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     if series:
