@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import assert_identical, train_run
+from conftest import assert_identical, epoch_records, train_run
 
 from mnist_cli.config import Config, ModelConfig, TrainConfig
 from mnist_cli.model import build_model
@@ -66,9 +66,13 @@ def test_a_run_steps_the_optimizer_the_schedule_saw(optimizer, tmp_path, synthet
 def test_backprop_by_hand_trains_bit_for_bit_as_autograd(activation, loss, tmp_path, synthetic_root, monkeypatch):
     sections = {"model": {"depth": 2, "width": 16, "activation": activation}}
     sections["train"] = {"epochs": 2, "loss": loss, "label_smoothing": 0.0, "health_probes_per_epoch": 3}
+    backward, calls = backprop.Backprop.backward, []
+    monkeypatch.setattr(backprop.Backprop, "backward", lambda self: calls.append(1) or backward(self))
     by_hand = train_run(tmp_path / "by-hand", synthetic_root, **sections)
+    steps = len(calls)
     monkeypatch.setattr(loop, "backprop_applies", lambda cfg: False)
     by_autograd = train_run(tmp_path / "autograd", synthetic_root, **sections)
+    assert steps == 2 * epoch_records(by_hand)[0].step and len(calls) == steps  # every step by hand, then none
     assert_identical(by_hand, by_autograd)  # weights, Adam's moments, every loss, gradient norm and accuracy
 
 
@@ -79,5 +83,5 @@ def test_backprop_by_hand_is_only_for_what_it_computes():
 
     assert applies(activation="relu", label_smoothing=0.0) and applies(activation="tanh", loss="nll", label_smoothing=0.0)
     refused = [{"label_smoothing": 0.1}, {"loss": "mse"}, {"activation": "gelu"}, {"dropout": 0.1}, {"norm": "batch"}]
-    refused += [{"compile": True}]
+    refused += [{"norm": "layer"}, {"compile": True}, {"amp": True}]
     assert not any(applies(**{"label_smoothing": 0.0, **case}) for case in refused)

@@ -16,13 +16,20 @@ from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.config import load_config
 from mnist_cli.errors import TrainingInterrupted
 from mnist_cli.record import read_run_records
+from mnist_cli.training import backprop
 from mnist_cli.training.events import StepDone
 from mnist_cli.training.loop import train
 
 
-def test_stopping_anywhere_and_resuming_is_bit_identical(hard_run, tmp_path):
+@pytest.mark.parametrize("plain", [False, True])  # autograd (dropout, batch norm); by hand (training/backprop.py)
+def test_stopping_anywhere_and_resuming_is_bit_identical(plain, hard_run, tmp_path):
     # 16 steps per epoch. Stops mid-epoch, on the last step of an epoch (a boundary), and just after a boundary.
-    cfg = load_config(hard_run / "config.yaml", ["train.save_every_steps=5"])
+    by_hand = ["model.dropout=0", "model.norm=none"] if plain else []
+    cfg = load_config(hard_run / "config.yaml", ["train.save_every_steps=5", *by_hand])
+    assert backprop.applies(cfg) == plain
+    unbroken = tmp_path / "unbroken" if plain else hard_run
+    if plain:
+        train(cfg, unbroken)
     run, stops = tmp_path / "stopped", []
     for stop_after in (7, 9, 5):
         polls = iter(range(1, 1000))
@@ -34,7 +41,7 @@ def test_stopping_anywhere_and_resuming_is_bit_identical(hard_run, tmp_path):
             stops.append((e.epoch, e.step))
     assert stops == [(1, 7), (2, 0), (2, 5)]
     train(cfg, run, resume_from=load_checkpoint(run / "last.pt"))
-    assert_identical(hard_run, run)
+    assert_identical(unbroken, run)
 
 
 def test_save_every_steps_bounds_what_a_crash_loses(hard_run, tmp_path):

@@ -7,6 +7,7 @@ import random
 import shutil
 import subprocess
 
+import pytest
 import torch
 from conftest import MNIST, assert_clean_error, assert_identical, epoch_records, invoke, without_clocks, write_config
 
@@ -27,13 +28,14 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoin
     assert last["resume"]["epoch"] == 2 and last["resume"]["step"] == 0 and finite_weights(tmp_path / "run" / "last.pt")
 
 
-def test_on_nan_skip_drops_the_bad_batches_and_finishes(tmp_path, monkeypatch):
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])  # the step by hand (training/backprop.py), and by autograd
+def test_on_nan_skip_drops_the_bad_batches_and_finishes(smoothing, tmp_path, monkeypatch):
     import mnist_cli.training.loop as loop  # a training step's images come from its to_inputs
 
     real, calls = loop.to_inputs, iter(range(10_000))
     poisoned = lambda *a, **kw: real(*a, **kw) * (float("nan") if next(calls) in (3, 20) else 1)  # noqa: E731
     monkeypatch.setattr(loop, "to_inputs", poisoned)
-    cfg = write_config(tmp_path / "c.yaml", train={"epochs": 2, "on_nan": "skip"})
+    cfg = write_config(tmp_path / "c.yaml", train={"epochs": 2, "on_nan": "skip", "label_smoothing": smoothing})
     r = invoke("train", "-c", cfg, "--out", tmp_path / "run", "-q", "--json")
     assert r.exit_code == 0, r.output
     assert [m.skipped_steps for m in epoch_records(tmp_path / "run")] == [1, 1] and finite_weights(tmp_path / "run" / "best.pt")

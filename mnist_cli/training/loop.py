@@ -230,12 +230,10 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
         probing = logged and run.health is not None and run.health.due(epoch, step)
         reporting = step % report_every == 0 or step == steps
         lr = run.optimizer.param_groups[0]["lr"] if reporting else None  # the rate this step uses, read before the step
-        inputs = augment(to_inputs(images, run.norm), cfg.data.augment, background)
-        if run.backprop:
-            logits, loss = run.backprop.loss(inputs, labels)
-        else:
-            with autocast:
-                logits = run.forward(inputs)
+        with autocast:  # off whenever run.backprop is on (backprop.applies)
+            inputs = augment(to_inputs(images, run.norm), cfg.data.augment, background)
+            logits, loss = run.backprop.loss(inputs, labels) if run.backprop else (run.forward(inputs), None)
+        if loss is None:
             loss = run.loss(logits.float(), labels)
         for p in run.params:  # zero_grad(set_to_none=True) without its profiler scope: ~15 us a step
             p.grad = None
