@@ -86,6 +86,14 @@ def raylet(group: int) -> str:
     return str(pid)
 
 
+def signal_node(group: int, workers: list[int], sig: signal.Signals) -> None:
+    """Send `sig` to a node's processes: its `ray start` session and its workers, each in a session of its own."""
+    os.killpg(group, sig)
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):  # it may have died with its raylet already
+            os.kill(pid, sig)
+
+
 def test_a_sweep_on_two_nodes_survives_a_lost_node_and_a_killed_driver_with_the_local_accuracies(
     cluster, tmp_path, reference_sweep
 ):
@@ -99,15 +107,25 @@ def test_a_sweep_on_two_nodes_survives_a_lost_node_and_a_killed_driver_with_the_
     assert len(set(nodes(tmp_path / "whole").values())) == 2, nodes(tmp_path / "whole")
 
     # The second node lost (its raylet and workers killed, as a machine dies) while it and the head both train a run
-    # that has saved last.pt: its task is retried on the head, resumes from last.pt and ends as an unbroken run.
+    # that has saved last.pt: its task is retried on the head, resumes from last.pt and ends as an unbroken run. The
+    # node is frozen first, then the runs still training are read: a run can no longer finish between the look and the
+    # kill (a run takes a third of a second here), and two runs unfinished on two one-CPU nodes means one is on it.
     lost = sweep(address, tmp_path / "lost", tmp_path)
-    wait_until(lost, lambda: len(training(tmp_path / "lost")) == 2 and pgrep("-P", raylet(second_node), "-f", "ray::ray_task"))
-    at_loss = [str(p.relative_to(tmp_path / "lost")) for p in training(tmp_path / "lost")]
-    workers = pgrep("-P", raylet(second_node))  # each Ray worker runs in a session of its own, a child of the raylet
-    os.killpg(second_node, signal.SIGKILL)
-    for pid in workers:
-        with contextlib.suppress(ProcessLookupError):  # it may have died with its raylet already
-            os.kill(pid, signal.SIGKILL)
+
+    def on_both() -> bool:
+        return len(training(tmp_path / "lost")) == 2 and bool(pgrep("-P", raylet(second_node), "-f", "ray::ray_task"))
+
+    for _ in range(10):
+        wait_until(lost, on_both)
+        workers = pgrep("-P", raylet(second_node))  # each Ray worker runs in a session of its own, a child of the raylet
+        signal_node(second_node, workers, signal.SIGSTOP)
+        at_loss = [str(p.relative_to(tmp_path / "lost")) for p in training(tmp_path / "lost")]
+        if len(at_loss) == 2:
+            break
+        signal_node(second_node, workers, signal.SIGCONT)  # a run finished in between: look again
+    else:
+        pytest.fail("never two runs training at once on two nodes")
+    signal_node(second_node, workers, signal.SIGKILL)
     _, err = lost.communicate(timeout=600)
     assert lost.returncode == 0, err
     assert sweep_results(tmp_path / "lost") == reference_sweep
