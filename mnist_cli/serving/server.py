@@ -52,9 +52,12 @@ def allowed_hosts(host: str) -> frozenset[str] | None:
 
 
 class _H11(H11Protocol):
-    """uvicorn's h11 protocol with a deadline on each request's headers: a client that never finishes them is cut off."""
+    """uvicorn's h11 protocol with a deadline on each request's headers: a client that never finishes them is cut off;
+    and TCP_NODELAY, which asyncio sets only on sockets made with proto IPPROTO_TCP (create_server's are proto 0):
+    without it, a keep-alive answer's body waits for the client to acknowledge its headers, 40 ms on Linux."""
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
         self._deadline()
 
