@@ -85,6 +85,11 @@ def table(results: dict) -> str:
             f"server CPU {v['server_cpu_ms_per_request']:.1f} ms a request, "
             f"{v['errors']} errors; target {v['target']}: {'met' if v['met'] else 'NOT met'} |"
         )
+        if "one_client_p50_ms" in v:  # results recorded before it was measured lack it
+            lines.append(
+                f"| ... one client, one request at a time, p50 ms | {v['one_client_p50_ms']:.1f} | "
+                f"p99 {v['one_client_p99_ms']:.1f} ms |"
+            )
     h = results.get("health")
     if h:
         lines.append(

@@ -120,6 +120,8 @@ def serve_load(checkpoint: Path, images: np.ndarray, env: dict[str, str], reques
     proc, port = start_server(checkpoint, env)
     try:
         load(port, pngs, requests=clients * 2, clients=clients, deadline_s=30)  # warm-up: threads, first calls
+        # One client, one request at a time: a request's own latency, with no queue (a keep-alive stall shows here).
+        alone = load(port, pngs, requests=100, clients=1, deadline_s=30)
         cpu = cpu_seconds(proc.pid)
         result = load(port, pngs, requests, clients, deadline_s)
         result["server_cpu_ms_per_request"] = 1000 * (cpu_seconds(proc.pid) - cpu) / result["requests"]
@@ -129,6 +131,7 @@ def serve_load(checkpoint: Path, images: np.ndarray, env: dict[str, str], reques
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+    result["one_client_p50_ms"], result["one_client_p99_ms"] = alone["p50_ms"], alone["p99_ms"]
     result["server_threads"] = "1 torch thread per request, as many at once as the machine has cores (at most 4)"
     result["cores"] = os.cpu_count()
     return result

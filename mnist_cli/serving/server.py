@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import os
 import socket
@@ -70,10 +71,23 @@ class _H11(H11Protocol):
         self.loop.call_later(HEADER_TIMEOUT_S, lambda: self.cycle is cycle and self.transport.close())
 
 
+def keep_freed_memory() -> None:
+    """glibc's malloc gives a thread's freed memory back to the system once 2x its largest recent block lies free: every
+    request then faulted its arrays back in (830 page faults for a 280 px picture, a third of its CPU time). Keep up to
+    16 MiB of it, and take arrays under 4 MiB from the heap; elsewhere (macOS, musl, Windows) nothing changes."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):
+        return
+    mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD
+    mallopt(-1, 16 << 20)  # M_TRIM_THRESHOLD
+
+
 def run(app: FastAPI, sock: socket.socket) -> None:
     """Serve on `sock` until Ctrl-C or SIGTERM; uvicorn finishes the requests in progress first."""
     import uvicorn
 
+    keep_freed_memory()
     config = uvicorn.Config(
         app, http=_H11, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, limit_concurrency=MAX_CONNECTIONS
     )
