@@ -11,6 +11,7 @@ optimizer, schedule and loss on synthetic uint8 images, the gradients by hand wh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -45,9 +46,12 @@ def phases(config: str, steps: int, threads: int | None) -> dict[str, dict]:
     torch.set_flush_denormal(True)  # as a run does (training/state.py)
     torch.manual_seed(0)
     model = build_model(cfg.model, 784, 10)
-    optimizer, loss_fn = make_optimizer(model, cfg.train), make_loss(cfg.train)
+    optimizer = make_optimizer(model, cfg.train)
     scheduler, update = make_scheduler(optimizer, cfg.train, steps), step_function(optimizer)
-    by_hand = backprop.Backprop(model, cfg.model.activation) if backprop.applies(cfg) else None  # as the loop computes it
+    if backprop.applies(cfg):  # the gradients as the loop computes them
+        gradients = backprop.Backprop(model, cfg.model.activation)
+    else:
+        gradients = backprop.Autograd(model, make_loss(cfg.train), contextlib.nullcontext())
     b = cfg.train.batch_size
     images, labels = torch.randint(0, 256, (b * 64, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (b * 64,))
     norm = Normalization(0.1307, 0.3081)
@@ -57,10 +61,10 @@ def phases(config: str, steps: int, threads: int | None) -> dict[str, dict]:
         index = torch.randint(0, len(images), (b,))
         x, y = to_inputs(images[index], norm), labels[index]
         t1 = time.perf_counter()
-        loss = by_hand.loss(x, y)[1] if by_hand else loss_fn(model(x), y)
+        gradients.loss(x, y)
         t2 = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)  # as the loop does on both paths
-        by_hand.backward() if by_hand else loss.backward()
+        optimizer.zero_grad(set_to_none=True)  # as the loop does
+        gradients.backward()
         t3 = time.perf_counter()
         update()
         t4 = time.perf_counter()

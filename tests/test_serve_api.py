@@ -345,9 +345,18 @@ def call(port: int, method: str, path: str, body: bytes | None = None, headers: 
         conn.close()
 
 
+def proc_stat(pid: int) -> list[str]:
+    """A process's /proc/PID/stat fields after its name: [0] is its state, [7] its minor page faults, [11:13] its CPU."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def minor_faults(pid: int) -> int:
+    return int(proc_stat(pid)[7])
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process, all its threads (from /proc): unlike wall time, the machine's load moves it little."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -447,10 +456,6 @@ def test_answers_on_a_kept_alive_connection_do_not_wait_for_a_delayed_ack(server
     conn.close()
     # The fastest, not a typical one: a loaded machine slows requests, but none can beat the 40 ms timer if it applies.
     assert min(seconds[3:]) < 0.030, [f"{1000 * s:.0f} ms" for s in seconds]
-
-
-def minor_faults(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
 
 
 def test_a_request_reuses_the_memory_of_the_one_before(server):

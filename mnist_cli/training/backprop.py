@@ -1,9 +1,14 @@
-"""Backpropagation by hand for the tutorials' MLPs (Linear, then relu, sigmoid or tanh; no norm, no dropout) under
-plain cross-entropy: the kernels the modules and autograd would call, on the same tensors in the same order, so the
-gradients are bit-identical, without autograd's engine and nn.Module's attribute lookups, which at batch 15 took
-about a quarter of a step (docs/performance.md)."""
+"""A training step's loss and gradients, two ways with the same two calls, `loss(x, labels)` then `backward()`.
+
+`Backprop`, by hand, for the tutorials' MLPs (Linear, then relu, sigmoid or tanh; no norm, no dropout) under plain
+cross-entropy: the kernels the modules and autograd would call, on the same tensors in the same order, so the gradients
+are bit-identical, without autograd's engine and nn.Module's attribute lookups, which at batch 15 took about a quarter
+of a step (docs/performance.md). `Autograd` for every other run."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -61,3 +66,21 @@ class Backprop:
             if i:  # back through layer i's activation, whose output is layer i + 1's input
                 g = self.activation_backward(torch.mm(g, weight), inputs[i])
         self.saved = ()
+
+
+class Autograd:
+    """The model's forward pass under `autocast` (bf16 with train.amp), the loss in float32, autograd's backward."""
+
+    def __init__(self, forward: Callable, loss_fn: Callable, autocast: contextlib.AbstractContextManager):
+        self.forward, self.loss_fn, self.autocast = forward, loss_fn, autocast
+        self.saved: torch.Tensor | None = None
+
+    def loss(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.autocast:
+            logits = self.forward(x)
+        self.saved = self.loss_fn(logits.float(), labels)
+        return logits, self.saved
+
+    def backward(self) -> None:
+        self.saved.backward()
+        self.saved = None

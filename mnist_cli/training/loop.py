@@ -30,7 +30,7 @@ from mnist_cli.model import MLP, build_model, parameter_count
 from mnist_cli.optim import make_optimizer, make_scheduler, step_function
 from mnist_cli.record import EpochMetrics, StepRecord, TestRecord
 from mnist_cli.tracking import MlflowTarget, Tracker
-from mnist_cli.training.backprop import Backprop
+from mnist_cli.training.backprop import Autograd, Backprop
 from mnist_cli.training.backprop import applies as backprop_applies
 from mnist_cli.training.events import DryRun, Event, RunStarted, StepDone, TrainResult
 from mnist_cli.training.guard import LossGuard
@@ -61,9 +61,14 @@ class Run:
         if cfg.train.init_from:
             self.notes, start_norm = initial_weights(model, cfg.train.init_from, self.classes, resume_from)
         self.model: MLP = model.to(device)
-        self.forward = torch.compile(self.model) if cfg.train.compile else self.model  # compiled: the same weights
-        self.loss = make_loss(cfg.train)
-        self.backprop = Backprop(self.model, cfg.model.activation) if backprop_applies(cfg) else None  # autograd's work, faster
+        self.amp = cfg.train.amp and device.type == "cuda"  # bf16 autocast
+        # A disabled autocast still costs a few us a step; at batch 15 a whole step is a few hundred
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+        if backprop_applies(cfg):  # autograd's work without its engine: faster
+            self.gradients: Backprop | Autograd = Backprop(self.model, cfg.model.activation)
+        else:
+            forward = torch.compile(self.model) if cfg.train.compile else self.model  # compiled: the same weights
+            self.gradients = Autograd(forward, make_loss(cfg.train), self.autocast)
         self.optimizer = make_optimizer(self.model, cfg.train)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.steps = len(batch_sizes(len(self.train_split), cfg.train.batch_size))  # per epoch
@@ -86,7 +91,6 @@ class Run:
             probes = probe_batch(self.val_split, self.train_split, self.norm, cfg.seed)
             self.health = HealthProbe(self.model, probes, cfg.model.activation, self.steps, cfg.train.health_probes_per_epoch)
         self.guard = LossGuard(cfg.train.on_nan, device, self.steps, kept=run_dir.kept)
-        self.amp = cfg.train.amp and device.type == "cuda"  # bf16 autocast
         # A step that draws random numbers (dropout, augmentation) seeds them from its global step.
         self.draws = cfg.model.dropout > 0 or cfg.data.augment.enabled
 
@@ -216,8 +220,6 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
     report_every = max(1, steps // PROGRESS_UPDATES_PER_EPOCH)
     save_every = cfg.train.save_every_steps
     generator = step_generator(run.device)
-    # A disabled autocast still costs a few us a step; at batch 15 a whole step is a few hundred
-    autocast = torch.autocast(run.device.type, dtype=torch.bfloat16) if run.amp else contextlib.nullcontext()
     t0, seconds_before = time.perf_counter(), state.seconds
     logged = is_logged(cfg.train, epoch)  # health and step records only in the epochs end_epoch logs
     for step in range(state.step + 1, steps + 1):
@@ -230,17 +232,15 @@ def train_epoch(run: Run, epoch: int, on_event: Callable[[Event], None], should_
         probing = logged and run.health is not None and run.health.due(epoch, step)
         reporting = step % report_every == 0 or step == steps
         lr = run.optimizer.param_groups[0]["lr"] if reporting else None  # the rate this step uses, read before the step
-        with autocast:  # off whenever run.backprop is on (backprop.applies)
+        with run.autocast:
             inputs = augment(to_inputs(images, run.norm), cfg.data.augment, background)
-            logits, loss = run.backprop.loss(inputs, labels) if run.backprop else (run.forward(inputs), None)
-        if loss is None:
-            loss = run.loss(logits.float(), labels)
+        logits, loss = run.gradients.loss(inputs, labels)
         for p in run.params:  # zero_grad(set_to_none=True) without its profiler scope: ~15 us a step
             p.grad = None
         if guard.skip(loss):
             state.skipped += 1
         else:
-            run.backprop.backward() if run.backprop else loss.backward()
+            run.gradients.backward()
             if probing:
                 run.health.before_update()
             run.update()
